@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package magi-serve needs to build, test and run.
+# Idempotent: a second run installs nothing new. Needs root (or sudo).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake pkg-config ccache git
+  # model runtime: LibTorch (CPU, with c10d/Gloo) and a fast system BLAS
+  libtorch-dev libgloo-dev libopenblas0-pthread
+  # server: gRPC, Protobuf, Abseil, SQLite, metrics, JSON
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libsqlite3-dev prometheus-cpp-dev nlohmann-json3-dev
+  # media: FFmpeg libraries (libx264 inside libavcodec) and the ffprobe CLI for tests
+  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
+  # text encoder tokenizer
+  libsentencepiece-dev sentencepiece
+  # tests: GoogleTest, Python gRPC client, Prometheus server, linters
+  libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

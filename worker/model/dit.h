@@ -1,0 +1,97 @@
+// The MAGI-1 diffusion transformer ("videodit_ardf"), spec dit.md.
+//
+// DitModel holds one rank's share of the weights (ShardLayout) and computes the velocity
+// for a latent window of R chunks, each with its own timestep, caption row and self-attention
+// key range. Dtypes: params_dtype float32 (goldens, tests) or bfloat16 (released
+// checkpoints, with the reference's dtype flow, spec §7); fp8 checkpoints are decoded to
+// bf16-exact weights at load with their scales kept (spec parallel.md §4, dit.md §6.3).
+// Devices: any device ATen supports; the weights live on Options::device.
+//
+// Thread safety: Forward() is const and may run concurrently on different KvCache objects.
+// The model caches nothing between calls; KV state lives in the caller's KvCache.
+#ifndef MAGI_WORKER_MODEL_DIT_H_
+#define MAGI_WORKER_MODEL_DIT_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "absl/status/statusor.h"
+#include "parallel/layout.h"
+#include "worker/model/config.h"
+
+namespace magi {
+
+class Checkpoint;
+class KvCache;
+
+// The arguments of one VideoDiTModel.forward call, with the reference's names (spec §2).
+struct DitForwardArgs {
+  at::Tensor x;                     // [N, C, T, H, W] float32 latent window
+  at::Tensor t;                     // [N, R] float32, 0 = noise, 1 = clean
+  at::Tensor y;                     // [N*R, 1, Ly, Cy] float32 caption embeddings
+  at::Tensor xattn_mask;            // [N*R, 1, Ly] 0/1 (any integer or float dtype)
+  at::Tensor caption_dropout_mask;  // [N] or [1] bool: adaLN row Ly-1 if true, Ly-2 if false
+  at::Tensor kv_range;              // [N*R, 2] int: half-open key-token range per chunk
+  int denoising_range_num = 1;      // R
+  int slice_point = 0;              // absolute index of x's first chunk
+  bool fwd_extra_1st_chunk = false;
+  bool extract_prefix_video_feature = false;
+  bool distill_nearly_clean_chunk = false;
+  int num_steps = 0;                // for the distill dt embedding
+  int distill_interval = 1;         // for the 12-step distill dt embedding
+  KvCache* kv_cache = nullptr;      // nullptr: no cache (reference inference_params=None)
+  bool update_kv_cache = false;
+};
+
+// Optional capture of intermediate tensors, named as in the golden files
+// (pre.x_embed, pre.condition, pre.y_xattn_flat, pre.rope, layer{i}.out,
+// blocks.out_final_layernorm).
+struct DitRecorder {
+  std::map<std::string, at::Tensor> tensors;
+};
+
+class DitModel {
+ public:
+  struct Options {
+    c10::Device device = c10::Device(c10::kCPU);
+    ShardLayout layout;
+    // Add the distilled models' dt embedding (engine_config.distill).
+    bool distill = false;
+    // Reject checkpoint keys the model does not use.
+    bool strict = true;
+  };
+
+  // Reads every weight from `checkpoint` (exact reference key names, shapes checked; fp8
+  // layers when their keys are F8_E4M3). Errors name the file and the key.
+  static absl::StatusOr<std::unique_ptr<DitModel>> Load(const ModelConfig& config, Checkpoint& checkpoint,
+                                                        const Options& options);
+  ~DitModel();
+  DitModel(const DitModel&) = delete;
+  DitModel& operator=(const DitModel&) = delete;
+
+  // Velocity [N, C, T, H, W] float32 for `args`. Validates shapes first: a mismatch is an
+  // InvalidArgument naming the argument. `recorder` (optional) receives intermediates.
+  absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& args, DitRecorder* recorder = nullptr) const;
+
+  const ModelConfig& config() const;
+  const Options& options() const;
+  // Bytes of the weights held by this rank.
+  int64_t weight_bytes() const;
+  // Analytic multiply-add FLOPs (x2) of one forward over `tokens` query tokens whose chunks
+  // see `keys_per_query` keys on average, with `caption_tokens` valid caption tokens per row.
+  static double ForwardFlops(const ModelConfig& config, int64_t tokens, int64_t keys_per_query,
+                             int64_t caption_tokens, int64_t caption_rows);
+
+ private:
+  struct Impl;
+  explicit DitModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MODEL_DIT_H_

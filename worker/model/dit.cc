@@ -1,0 +1,490 @@
+#include "worker/model/dit.h"
+
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "kernels/attention.h"
+#include "kernels/norms.h"
+#include "worker/model/checkpoint.h"
+#include "worker/model/kv_cache.h"
+#include "worker/model/safetensors.h"
+
+namespace magi {
+namespace {
+
+constexpr int kTimestepFrequencies = 256;
+constexpr double kTimestepMaxPeriod = 10000.0;
+constexpr double kTimestepRescale = 1000.0;
+// The reference's training used 8-way tensor parallelism and left an 8-way interleave of
+// [self | cross] attention outputs in front of linear_proj (spec dit.md §3.7g).
+constexpr int kProjInterleave = 8;
+constexpr double kFp8Max = 448.0;
+
+const std::vector<StDtype> kFloatTypes = {StDtype::kF32, StDtype::kBF16, StDtype::kF16};
+
+// A bias-free or biased linear layer whose weight may be an fp8 checkpoint tensor.
+struct Linear {
+  at::Tensor weight;  // [out, in] in params dtype (or fp32 where the reference upcasts)
+  at::Tensor bias;    // undefined when the layer has none
+  // FP8 (spec dit.md §6.3): weight holds the decoded e4m3 values (exact in bf16).
+  bool fp8 = false;
+  bool smoothed = false;     // per-channel class: divides by smooth_scale, A-scale input_scale[0]
+  at::Tensor divisor;        // [in] float32: input_scale (per-tensor) or smooth_scale (smoothed)
+  double output_scale = 1;   // input_scale[0] * weight_scale[0]
+};
+
+struct Norm {
+  at::Tensor weight;
+  at::Tensor bias;
+};
+
+struct Layer {
+  Linear ada;
+  Norm qkv_pre_norm;  // linear_qkv.layer_norm (plain)
+  Linear q, qx, k, v, kv_xattn, proj;
+  Norm q_norm, k_norm, q_norm_xattn, k_norm_xattn;  // LN1p
+  Norm attn_post_norm, mlp_pre_norm, mlp_post_norm;
+  Linear fc1, fc2;
+};
+
+at::Tensor ApplyLinear(const Linear& l, const at::Tensor& x) {
+  if (!l.fp8) return at::linear(x, l.weight, l.bias.defined() ? l.bias : at::Tensor());
+  // Two roundings of the activation: bf16, then e4m3 (round to nearest even).
+  at::Tensor scaled = (x.to(at::kFloat) / l.divisor).clamp(-kFp8Max, kFp8Max).to(at::kBFloat16).to(at::kFloat);
+  at::Tensor xq = DecodeE4M3(EncodeE4M3(scaled));
+  at::Tensor y = at::linear(xq, l.weight.to(at::kFloat)) * l.output_scale;
+  return y.to(at::kBFloat16);
+}
+
+// Row i of the packing is (row r, token p) for every valid caption token, in order.
+struct CaptionPacking {
+  std::vector<int64_t> valid_per_row;
+  std::vector<TokenRange> key_ranges;  // cuK ranges per row
+  int64_t total = 0;
+};
+
+}  // namespace
+
+struct DitModel::Impl {
+  ModelConfig config;
+  Options options;
+  at::ScalarType pd = at::kFloat;  // params dtype
+  // Global parameters (fp32 where the reference upcasts them).
+  at::Tensor x_embed_w;                    // [D, Cin, pt, p, p]
+  Linear t_mlp0, t_mlp2;                   // timestep MLP
+  Linear y_proj_xattn, y_proj_adaln;       // caption embedder
+  at::Tensor null_caption;                 // [Ly, Cy]
+  at::Tensor rope_bands;                   // [hd / 8]
+  Norm final_norm;
+  at::Tensor final_w;                      // [p*p*pt*Cout, D]
+  std::vector<Layer> layers;
+  int64_t weight_bytes = 0;
+
+  absl::Status LoadAll(Checkpoint& ckpt);
+  at::Tensor TimestepEmbedding(const at::Tensor& t) const;
+  at::Tensor RopeTable(int64_t t_total, int64_t tp, int64_t hp, int64_t wp) const;
+  absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& a, DitRecorder* rec) const;
+};
+
+namespace {
+
+class Loader {
+ public:
+  Loader(Checkpoint& ckpt, at::Device device, int64_t* bytes) : ckpt_(ckpt), device_(device), bytes_(bytes) {}
+
+  // A float tensor of `shape`, converted to `dtype` (nullopt keeps the stored dtype).
+  absl::StatusOr<at::Tensor> Float(const std::string& key, const std::vector<int64_t>& shape,
+                                   std::optional<at::ScalarType> dtype) {
+    MAGI_ASSIGN_OR_RETURN(at::Tensor t, ckpt_.Take(key, shape, kFloatTypes));
+    at::Tensor out = dtype ? t.to(device_, *dtype) : t.to(device_);
+    *bytes_ += out.nbytes();
+    return out;
+  }
+
+  absl::StatusOr<Norm> LoadNorm(const std::string& prefix, int64_t dim, std::optional<at::ScalarType> dtype) {
+    Norm n;
+    MAGI_ASSIGN_OR_RETURN(n.weight, Float(prefix + ".weight", {dim}, dtype));
+    MAGI_ASSIGN_OR_RETURN(n.bias, Float(prefix + ".bias", {dim}, dtype));
+    return n;
+  }
+
+  // A linear layer; fp8 when the checkpoint stores its weight as F8_E4M3.
+  absl::StatusOr<Linear> LoadLinear(const std::string& prefix, int64_t out, int64_t in, bool has_bias,
+                                    std::optional<at::ScalarType> dtype, bool fp8_allowed) {
+    Linear l;
+    const std::string wkey = prefix + ".weight";
+    const StTensorInfo* info = ckpt_.Find(wkey);
+    if (info != nullptr && info->dtype == StDtype::kF8E4M3) {
+      if (!fp8_allowed) {
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint file '", ckpt_.FileOf(wkey), "': key '", wkey,
+                                                       "' is F8_E4M3 but this layer is never quantized"));
+      }
+      MAGI_ASSIGN_OR_RETURN(at::Tensor codes, ckpt_.Take(wkey, {1, out, in}, {StDtype::kF8E4M3}));
+      l.fp8 = true;
+      l.weight = DecodeE4M3(codes).view({out, in}).to(device_, at::kBFloat16);
+      MAGI_ASSIGN_OR_RETURN(at::Tensor wscale, ckpt_.Take(prefix + ".weight_scale", {1}, {StDtype::kF32}));
+      l.smoothed = ckpt_.Contains(prefix + ".smooth_scale");
+      at::Tensor iscale;
+      if (l.smoothed) {
+        MAGI_ASSIGN_OR_RETURN(iscale, ckpt_.Take(prefix + ".input_scale", {1}, {StDtype::kF32}));
+        MAGI_ASSIGN_OR_RETURN(at::Tensor smooth, ckpt_.Take(prefix + ".smooth_scale", {1, in}, {StDtype::kF32}));
+        l.divisor = smooth.view({in}).to(device_, at::kFloat);
+      } else {
+        MAGI_ASSIGN_OR_RETURN(iscale, ckpt_.Take(prefix + ".input_scale", {in}, {StDtype::kF32}));
+        l.divisor = iscale.to(device_, at::kFloat);
+      }
+      l.output_scale = static_cast<double>(iscale[0].item<float>()) * static_cast<double>(wscale[0].item<float>());
+      // The reference multiplies the two fp32 scales in fp32.
+      l.output_scale = static_cast<double>(static_cast<float>(iscale[0].item<float>() * wscale[0].item<float>()));
+      *bytes_ += codes.nbytes() + l.divisor.nbytes();
+      return l;
+    }
+    MAGI_ASSIGN_OR_RETURN(l.weight, Float(wkey, {out, in}, dtype));
+    if (has_bias) {
+      MAGI_ASSIGN_OR_RETURN(l.bias, Float(prefix + ".bias", {out}, dtype));
+    }
+    return l;
+  }
+
+ private:
+  Checkpoint& ckpt_;
+  at::Device device_;
+  int64_t* bytes_;
+};
+
+}  // namespace
+
+absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
+  const ModelConfig& m = config;
+  const ShardLayout& lay = options.layout;
+  if (!lay.single()) {
+    return absl::UnimplementedError("DitModel: tensor/context-parallel layouts are loaded by the parallel worker");
+  }
+  Loader L(ckpt, options.device, &weight_bytes);
+  const at::ScalarType f32 = at::kFloat;
+  const int64_t D = m.hidden_size, Dc = m.cond_dim(), Dx = m.xattn_dim(), Cy = m.caption_channels;
+  const int64_t Qd = m.query_dim(), Kd = m.kv_dim(), hd = m.kv_channels;
+  MAGI_ASSIGN_OR_RETURN(x_embed_w, L.Float("x_embedder.weight",
+                                           {D, m.in_channels, m.t_patch_size, m.patch_size, m.patch_size}, f32));
+  MAGI_ASSIGN_OR_RETURN(t_mlp0, L.LoadLinear("t_embedder.mlp.0", Dc, kTimestepFrequencies, true, f32, false));
+  MAGI_ASSIGN_OR_RETURN(t_mlp2, L.LoadLinear("t_embedder.mlp.2", Dc, Dc, true, f32, false));
+  MAGI_ASSIGN_OR_RETURN(y_proj_xattn, L.LoadLinear("y_embedder.y_proj_xattn.0", Dx, Cy, true, f32, false));
+  MAGI_ASSIGN_OR_RETURN(y_proj_adaln, L.LoadLinear("y_embedder.y_proj_adaln.0", Dc, Cy, true, f32, false));
+  MAGI_ASSIGN_OR_RETURN(null_caption, L.Float("y_embedder.null_caption_embedding", {m.caption_max_length, Cy}, f32));
+  if (ckpt.Contains("rope.bands")) {
+    MAGI_ASSIGN_OR_RETURN(rope_bands, L.Float("rope.bands", {hd / 8}, f32));
+  } else {
+    // The reference silently keeps its default bands when the key is absent (spec §6.5).
+    rope_bands = at::pow(10000.0, -at::arange(hd / 8, at::kFloat) / static_cast<double>(hd / 8)).to(options.device);
+  }
+  MAGI_ASSIGN_OR_RETURN(final_norm, L.LoadNorm("videodit_blocks.final_layernorm", D, f32));
+  const int64_t final_out = static_cast<int64_t>(m.patch_size) * m.patch_size * m.t_patch_size * m.out_channels;
+  MAGI_ASSIGN_OR_RETURN(final_w, L.Float("final_linear.linear.weight", {final_out, D}, f32));
+
+  for (int i = 0; i < m.num_layers; ++i) {
+    const std::string p = absl::StrCat("videodit_blocks.layers.", i, ".");
+    const std::string sa = p + "self_attention.";
+    const bool fp8_ok = i >= 1 && i <= m.num_layers - 2;  // first and last layer stay bf16
+    Layer l;
+    MAGI_ASSIGN_OR_RETURN(l.ada, L.LoadLinear(p + "ada_modulate_layer.proj.0", 2 * D, Dc, true, pd, false));
+    MAGI_ASSIGN_OR_RETURN(l.qkv_pre_norm, L.LoadNorm(sa + "linear_qkv.layer_norm", D, std::nullopt));
+    MAGI_ASSIGN_OR_RETURN(l.q, L.LoadLinear(sa + "linear_qkv.q", Qd, D, false, pd, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.qx, L.LoadLinear(sa + "linear_qkv.qx", Qd, D, false, pd, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.k, L.LoadLinear(sa + "linear_qkv.k", Kd, D, false, pd, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.v, L.LoadLinear(sa + "linear_qkv.v", Kd, D, false, pd, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.kv_xattn, L.LoadLinear(sa + "linear_kv_xattn", 2 * Kd, Dx, false, pd, false));
+    // linear_proj runs in fp32 (autocast) outside fp8 layers: keep the stored dtype, upcast at use.
+    MAGI_ASSIGN_OR_RETURN(l.proj, L.LoadLinear(sa + "linear_proj", D, 2 * Qd, false, std::nullopt, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.q_norm, L.LoadNorm(sa + "q_layernorm", hd, f32));
+    MAGI_ASSIGN_OR_RETURN(l.k_norm, L.LoadNorm(sa + "k_layernorm", hd, f32));
+    // The xattn QK-norms are not upcast: w + 1 is evaluated in the stored dtype (§3.7c).
+    MAGI_ASSIGN_OR_RETURN(l.q_norm_xattn, L.LoadNorm(sa + "q_layernorm_xattn", hd, std::nullopt));
+    MAGI_ASSIGN_OR_RETURN(l.k_norm_xattn, L.LoadNorm(sa + "k_layernorm_xattn", hd, std::nullopt));
+    MAGI_ASSIGN_OR_RETURN(l.attn_post_norm, L.LoadNorm(p + "self_attn_post_norm", D, f32));
+    MAGI_ASSIGN_OR_RETURN(l.mlp_pre_norm, L.LoadNorm(p + "mlp.layer_norm", D, std::nullopt));
+    MAGI_ASSIGN_OR_RETURN(l.mlp_post_norm, L.LoadNorm(p + "mlp_post_norm", D, f32));
+    MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(p + "mlp.linear_fc1", m.fc1_out(), D, false, pd, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.fc2, L.LoadLinear(p + "mlp.linear_fc2", D, m.ffn_hidden_size, false, pd, fp8_ok));
+    layers.push_back(std::move(l));
+  }
+  if (options.strict) MAGI_RETURN_IF_ERROR(ckpt.CheckAllUsed());
+  return absl::OkStatus();
+}
+
+at::Tensor DitModel::Impl::TimestepEmbedding(const at::Tensor& t) const {
+  // fp32 in the reference's order: the argument reaches 1000 * phi where one ulp matters (§3.4).
+  const int64_t half = kTimestepFrequencies / 2;
+  auto f32 = at::TensorOptions().dtype(at::kFloat).device(t.device());
+  at::Tensor freqs = at::exp(at::arange(half, f32) * static_cast<float>(-std::log(kTimestepMaxPeriod)) /
+                             static_cast<float>(half));
+  at::Tensor args = t.to(at::kFloat).unsqueeze(1) * freqs.unsqueeze(0) * static_cast<float>(kTimestepRescale);
+  at::Tensor e = at::cat({at::cos(args), at::sin(args)}, -1).to(pd).to(at::kFloat);
+  at::Tensor h = at::silu(ApplyLinear(t_mlp0, e));
+  return ApplyLinear(t_mlp2, h);
+}
+
+at::Tensor DitModel::Impl::RopeTable(int64_t t_total, int64_t tp, int64_t hp, int64_t wp) const {
+  auto f32 = at::TensorOptions().dtype(at::kFloat).device(rope_bands.device());
+  const double rescale = std::sqrt(static_cast<double>(hp * wp) / 256.0);
+  const int64_t feat[3] = {t_total, hp, wp};
+  const double ref[3] = {static_cast<double>(t_total), hp / rescale, wp / rescale};
+  std::vector<at::Tensor> axes;
+  for (int a = 0; a < 3; ++a) {
+    at::Tensor x = at::arange(feat[a], f32);
+    if (a > 0) x = x - static_cast<float>((feat[a] - 1) / 2.0);
+    if (feat[a] != 1) {
+      x = x / static_cast<float>(feat[a] - 1) * static_cast<float>(ref[a] - 1);
+    }
+    axes.push_back(x);
+  }
+  std::vector<at::Tensor> grid = at::meshgrid(axes, "ij");
+  at::Tensor g = at::stack(grid, -1).unsqueeze(-1);          // [T, H, W, 3, 1]
+  at::Tensor pos = (g * rope_bands).reshape({t_total * hp * wp, -1});  // [S_total, 3 * nb]
+  at::Tensor table = at::cat({at::sin(pos), at::cos(pos)}, -1);
+  return table.narrow(0, table.size(0) - tp * hp * wp, tp * hp * wp);
+}
+
+absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitRecorder* rec) const {
+  const ModelConfig& m = config;
+  auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(absl::StrCat("DiT forward: ", msg)); };
+  // ---- argument validation (spec §2) ----
+  if (!a.x.defined() || a.x.dim() != 5) return bad("x must be [N, C, T, H, W]");
+  const int64_t N = a.x.size(0), C = a.x.size(1), T = a.x.size(2), Hl = a.x.size(3), Wl = a.x.size(4);
+  const int64_t R = a.denoising_range_num;
+  const int p = m.patch_size, pt = m.t_patch_size;
+  if (C != m.latent_channels()) return bad(absl::StrCat("x has ", C, " channels, the model takes ", m.latent_channels()));
+  if (T % pt != 0 || Hl % p != 0 || Wl % p != 0) {
+    return bad(absl::StrCat("x frames/height/width (", T, ", ", Hl, ", ", Wl, ") must be multiples of the patch (", pt,
+                            ", ", p, ", ", p, ")"));
+  }
+  const int64_t Tp = T / pt, Hp = Hl / p, Wp = Wl / p;
+  if (Hp < 2 || Wp < 2) return bad(absl::StrCat("token grid ", Hp, "x", Wp, " must be at least 2x2"));
+  if (R < 1 || Tp % R != 0) return bad(absl::StrCat("denoising_range_num (", R, ") must divide the ", Tp, " token frames"));
+  const int64_t M = (Tp / R) * Hp * Wp;  // tokens per chunk
+  const int64_t S = Tp * Hp * Wp;
+  const int64_t rows = N * R;
+  const int64_t Ly = m.caption_max_length, Cy = m.caption_channels;
+  if (!a.t.defined() || a.t.dim() != 2 || a.t.size(0) != N || a.t.size(1) != R) {
+    return bad(absl::StrCat("t must be [N, R] = [", N, ", ", R, "]"));
+  }
+  if (!a.y.defined() || a.y.dim() != 4 || a.y.size(0) != rows || a.y.size(1) != 1 || a.y.size(2) != Ly ||
+      a.y.size(3) != Cy) {
+    return bad(absl::StrCat("y must be [N*R, 1, Ly, Cy] = [", rows, ", 1, ", Ly, ", ", Cy, "]"));
+  }
+  if (!a.xattn_mask.defined() || a.xattn_mask.numel() != rows * Ly) {
+    return bad(absl::StrCat("xattn_mask must be [N*R, 1, Ly] = [", rows, ", 1, ", Ly, "]"));
+  }
+  if (!a.caption_dropout_mask.defined() || a.caption_dropout_mask.dim() != 1 ||
+      (a.caption_dropout_mask.size(0) != N && a.caption_dropout_mask.size(0) != 1)) {
+    return bad(absl::StrCat("caption_dropout_mask must be [N] or [1] (N = ", N, ")"));
+  }
+  if (!a.kv_range.defined() || a.kv_range.dim() != 2 || a.kv_range.size(0) != rows || a.kv_range.size(1) != 2) {
+    return bad(absl::StrCat("kv_range must be [N*R, 2] = [", rows, ", 2]"));
+  }
+  const bool cache_active = a.extract_prefix_video_feature || a.fwd_extra_1st_chunk || a.slice_point > 0;
+  if (cache_active && a.kv_cache == nullptr) {
+    return bad("slice_point > 0, fwd_extra_1st_chunk or extract_prefix_video_feature needs a kv_cache");
+  }
+  const bool use_cache = cache_active && a.kv_cache != nullptr;
+  if (use_cache && N != 1) return bad(absl::StrCat("the KV cache supports batch 1, got N = ", N));
+  if (a.slice_point < 0) return bad("slice_point must be >= 0");
+  if (m.num_layers > 0 && options.distill && a.num_steps <= 0) return bad("num_steps must be > 0 for a distilled model");
+  if (options.distill && a.num_steps == 12 && a.distill_interval <= 0) {
+    return bad("distill_interval must be > 0 at 12 steps");
+  }
+  const int64_t prefix_tokens = use_cache ? static_cast<int64_t>(a.slice_point) * M : 0;
+  const int64_t key_tokens = prefix_tokens + N * S;
+  std::vector<TokenRange> q_ranges, k_ranges;
+  at::Tensor kv_cpu = a.kv_range.to(at::kCPU).to(at::kLong).contiguous();
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t k0 = kv_cpu[r][0].item<int64_t>(), k1 = kv_cpu[r][1].item<int64_t>();
+    if (k0 < 0 || k1 < k0 || k1 > key_tokens) {
+      return bad(absl::StrCat("kv_range[", r, "] = [", k0, ", ", k1, ") must lie within [0, ", key_tokens, "]"));
+    }
+    q_ranges.emplace_back(r * M, (r + 1) * M);
+    k_ranges.emplace_back(k0, k1);
+  }
+
+  const at::Device dev = options.device;
+  const at::ScalarType f32 = at::kFloat;
+  const double eps = m.layernorm_epsilon;
+
+  // ---- pre-processing (§3.1-3.6), fp32 ----
+  at::Tensor x = a.x.to(dev, f32) * static_cast<float>(m.x_rescale_factor);
+  if (m.half_channel_vae) x = at::cat({x, x}, 1);
+  at::Tensor emb = at::conv3d(x, x_embed_w, {}, {pt, p, p});        // [N, D, Tp, Hp, Wp]
+  at::Tensor h = emb.flatten(2).permute({2, 0, 1}).contiguous().to(pd);  // [S, N, D]
+  if (rec) rec->tensors["pre.x_embed"] = h.to(f32);
+
+  const int64_t t_total = Tp + (Tp / R) * a.slice_point;
+  at::Tensor rope = RopeTable(t_total, Tp, Hp, Wp);                 // [S, 2 * half]
+  if (rec) rec->tensors["pre.rope"] = rope;
+  const int64_t rot_half = rope.size(1) / 2;
+  at::Tensor rope_sin = rope.narrow(1, 0, rot_half).view({S, 1, 1, rot_half});
+  at::Tensor rope_cos = rope.narrow(1, rot_half, rot_half).view({S, 1, 1, rot_half});
+
+  at::Tensor t_flat = a.t.to(dev, f32).reshape({rows});
+  at::Tensor temb = TimestepEmbedding(t_flat);                      // [N*R, Dc]
+  if (options.distill) {
+    const double factor = a.num_steps == 12 ? 4.0 / a.distill_interval * 2.0 : a.num_steps / 4.0 * 2.0;
+    temb = temb + TimestepEmbedding(at::ones_like(t_flat) * static_cast<float>(factor));
+  }
+  // Caption: cross-attention tokens and the adaLN "text on/off" row.
+  at::Tensor y = a.y.to(dev, f32).reshape({rows, Ly, Cy});
+  at::Tensor y_xattn = at::silu(ApplyLinear(y_proj_xattn, y));      // [rows, Ly, Dx]
+  at::Tensor mask = a.xattn_mask.to(dev).reshape({rows, Ly}).to(at::kBool);
+  at::Tensor y_flat = y_xattn.masked_select(mask.unsqueeze(-1)).view({-1, y_xattn.size(-1)}).to(pd);
+  if (rec) rec->tensors["pre.y_xattn_flat"] = y_flat.to(f32);
+  std::vector<TokenRange> xk_ranges;
+  {
+    at::Tensor counts = mask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
+    int64_t acc = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t c = counts[r].item<int64_t>();
+      xk_ranges.emplace_back(acc, acc + c);
+      acc += c;
+    }
+  }
+  at::Tensor drop = a.caption_dropout_mask.to(dev).to(at::kBool);
+  at::Tensor rows_idx = at::where(drop, at::full_like(drop, Ly - 1, at::kLong), at::full_like(drop, Ly - 2, at::kLong));
+  at::Tensor ya = ApplyLinear(y_proj_adaln, null_caption.index_select(0, rows_idx));  // [N', Dc]
+  at::Tensor cond = (temb.view({N, R, -1}) + ya.unsqueeze(1)).to(pd);                 // [N, R, Dc]
+  if (rec) rec->tensors["pre.condition"] = cond.to(f32);
+  at::Tensor cond_silu = at::silu(cond.to(f32)).to(pd);
+
+  // Per-chunk gates broadcast over tokens: h viewed as [R, M, N, D] times g as [R, 1, N, D].
+  auto gate_view = [&](const at::Tensor& g) { return g.to(f32).permute({1, 0, 2}).unsqueeze(1); };
+  auto per_chunk = [&](const at::Tensor& v) { return v.view({R, M, N, v.size(-1)}); };
+
+  const int64_t Hq = m.num_attention_heads, G = m.num_query_groups, hd = m.kv_channels, D = m.hidden_size;
+  const int64_t Qd = Hq * hd, E = Qd / kProjInterleave;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const Layer& L = layers[li];
+    at::Tensor gates = at::tanh(ApplyLinear(L.ada, cond_silu).to(f32)).to(pd);  // softcap, cap 1
+    at::Tensor g_attn = gates.narrow(-1, 0, D), g_mlp = gates.narrow(-1, D, D);
+
+    at::Tensor hn = LayerNormF32(h, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
+    // Self-attention q, k, v.
+    at::Tensor q = ApplyLinear(L.q, hn).view({S, N, Hq, hd}).to(f32);
+    q = ApplyRotary(LayerNormF32(q, L.q_norm.weight, L.q_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
+    at::Tensor k = ApplyLinear(L.k, hn).view({S, N, G, hd}).to(f32);
+    k = ApplyRotary(LayerNormF32(k, L.k_norm.weight, L.k_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
+    at::Tensor v = ApplyLinear(L.v, hn).view({S, N, G, hd});
+    // Cross-attention q and caption k, v (per-head [k | v] rows in linear_kv_xattn).
+    at::Tensor qx = ApplyLinear(L.qx, hn).view({S, N, Hq, hd});
+    qx = LayerNormF32(qx, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true).to(pd);
+    at::Tensor kvx = ApplyLinear(L.kv_xattn, y_flat).view({-1, G, 2 * hd});
+    at::Tensor kx = LayerNormF32(kvx.narrow(-1, 0, hd), L.k_norm_xattn.weight, L.k_norm_xattn.bias, eps, true).to(pd);
+    at::Tensor vx = kvx.narrow(-1, hd, hd);
+
+    // Batch-major flattening (b, s) of queries and keys.
+    at::Tensor q_flat = q.transpose(0, 1).reshape({N * S, Hq, hd});
+    at::Tensor kv_cur = at::cat({k, v}, -1).transpose(0, 1).reshape({N * S, G, 2 * hd});
+    at::Tensor kv_all = kv_cur;
+    if (use_cache) {
+      MAGI_ASSIGN_OR_RETURN(at::Tensor prefix, a.kv_cache->Read(static_cast<int>(li), prefix_tokens));
+      if (a.update_kv_cache) {
+        const int64_t n = a.distill_nearly_clean_chunk ? (R - 1) * M : R * M;
+        MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), prefix_tokens, kv_cur.narrow(0, 0, n)));
+      }
+      kv_all = at::cat({prefix.to(dev, kv_cur.scalar_type()), kv_cur}, 0);
+    }
+    at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
+                                   scale);                               // [N*S, Hq, hd]
+    at::Tensor qx_flat = qx.transpose(0, 1).reshape({N * S, Hq, hd});
+    at::Tensor ox = RangeAttention(qx_flat, kx, vx, q_ranges, xk_ranges, scale);
+    os = os.view({N, S, Qd}).transpose(0, 1);
+    ox = ox.view({N, S, Qd}).transpose(0, 1);
+    // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g).
+    at::Tensor merged = at::cat({os, ox}, -1).view({S, N, 2, kProjInterleave, E}).transpose(2, 3).reshape({S, N, 2 * Qd});
+    at::Tensor attn_out;
+    if (L.proj.fp8) {
+      attn_out = ApplyLinear(L.proj, merged).to(f32);
+    } else {
+      attn_out = at::linear(merged.to(f32), L.proj.weight.to(f32));
+    }
+    at::Tensor gated = per_chunk(attn_out) * gate_view(g_attn);
+    at::Tensor h1 = (LayerNormF32(gated, L.attn_post_norm.weight, L.attn_post_norm.bias, eps, true).view({S, N, D}) +
+                     h.to(f32)).to(pd);
+
+    // MLP.
+    at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
+    z = ApplyLinear(L.fc1, z);
+    if (m.gated_linear_unit) {
+      const int64_t F = m.ffn_hidden_size;
+      z = (at::silu(z.narrow(-1, 0, F).to(f32)) * z.narrow(-1, F, F).to(f32)).to(pd);
+    } else {
+      z = at::gelu(z.to(f32)).to(pd);
+    }
+    at::Tensor mo = ApplyLinear(L.fc2, z).to(f32);
+    at::Tensor gated2 = per_chunk(mo) * gate_view(g_mlp);
+    h = (LayerNormF32(gated2, L.mlp_post_norm.weight, L.mlp_post_norm.bias, eps, true).view({S, N, D}) + h1.to(f32))
+            .to(pd);
+    if (rec) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
+  }
+
+  // ---- output head (§3.8), fp32 ----
+  at::Tensor xf = LayerNormF32(h, final_norm.weight, final_norm.bias, eps, true);
+  if (rec) rec->tensors["blocks.out_final_layernorm"] = xf;
+  at::Tensor pout = at::linear(xf, final_w);  // [S, N, pt*p*p*Cout]
+  const int64_t Cout = m.out_channels;
+  at::Tensor out = pout.view({Tp, Hp, Wp, N, pt, p, p, Cout})
+                       .permute({3, 7, 0, 4, 1, 5, 2, 6})
+                       .reshape({N, Cout, T, Hl, Wl});
+  if (m.half_channel_vae) out = out.narrow(1, 0, 16);
+  out = out / static_cast<float>(m.x_rescale_factor);
+  return out.contiguous();
+}
+
+DitModel::DitModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DitModel::~DitModel() = default;
+
+absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Load(const ModelConfig& config, Checkpoint& checkpoint,
+                                                         const Options& options) {
+  MAGI_RETURN_IF_ERROR(ValidateModelConfig(config));
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->options = options;
+  impl->pd = config.params_dtype == ParamsDtype::kFloat32 ? at::kFloat : at::kBFloat16;
+  MAGI_RETURN_IF_ERROR(impl->LoadAll(checkpoint));
+  return std::unique_ptr<DitModel>(new DitModel(std::move(impl)));
+}
+
+absl::StatusOr<at::Tensor> DitModel::Forward(const DitForwardArgs& args, DitRecorder* recorder) const {
+  try {
+    return impl_->Forward(args, recorder);
+  } catch (const std::exception& e) {
+    // ATen reports shape and device errors by exception; keep them inside this module.
+    return absl::InternalError(absl::StrCat("DiT forward failed: ", e.what()));
+  }
+}
+
+const ModelConfig& DitModel::config() const { return impl_->config; }
+const DitModel::Options& DitModel::options() const { return impl_->options; }
+int64_t DitModel::weight_bytes() const { return impl_->weight_bytes; }
+
+double DitModel::ForwardFlops(const ModelConfig& m, int64_t tokens, int64_t keys_per_query, int64_t caption_tokens,
+                              int64_t caption_rows) {
+  const double D = m.hidden_size, Qd = m.query_dim(), Kd = m.kv_dim(), Dx = m.xattn_dim();
+  const double per_token = 2 * D * Qd * 2          // q, qx
+                           + 2 * D * Kd * 2        // k, v
+                           + 2 * (2 * Qd) * D      // linear_proj
+                           + 2 * D * m.fc1_out()   // fc1
+                           + 2 * m.ffn_hidden_size * D  // fc2
+                           + 4 * Qd * keys_per_query    // self-attention QK^T and PV
+                           + 4 * Qd * caption_tokens;   // cross-attention
+  const double per_caption_token = 2 * Dx * 2 * Kd;     // linear_kv_xattn
+  const double layer = per_token * tokens + per_caption_token * caption_tokens * caption_rows;
+  const double head = 2.0 * D * m.patch_size * m.patch_size * m.t_patch_size * m.out_channels * tokens +
+                      2.0 * m.in_channels * m.patch_size * m.patch_size * m.t_patch_size * D * tokens;
+  return layer * m.num_layers + head;
+}
+
+}  // namespace magi

@@ -1,0 +1,88 @@
+#include "worker/model/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace magi {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ShippedConfig(const std::string& name) {
+  return ReadFile(std::string(MAGI_SOURCE_DIR) + "/configs/" + name);
+}
+
+TEST(ConfigTest, ParsesEveryShippedReleaseConfig) {
+  for (const char* name : {"magi_4.5B_base.json", "magi_4.5B_distill.json", "magi_4.5B_distill_quant.json",
+                           "magi_24B_base.json", "magi_24B_distill.json", "magi_24B_distill_quant.json"}) {
+    auto c = ParseMagiConfig(ShippedConfig(name), name);
+    ASSERT_TRUE(c.ok()) << name << ": " << c.status();
+    EXPECT_EQ(c->model.params_dtype, ParamsDtype::kBFloat16);
+  }
+  auto c45 = ParseMagiConfig(ShippedConfig("magi_4.5B_base.json"), "4.5B");
+  EXPECT_FALSE(c45->model.gated_linear_unit);  // 4.5B is the GELU model
+  EXPECT_EQ(c45->model.cond_dim(), 768);
+  auto c24 = ParseMagiConfig(ShippedConfig("magi_24B_distill_quant.json"), "24B");
+  EXPECT_TRUE(c24->model.gated_linear_unit);
+  EXPECT_TRUE(c24->engine.fp8_quant);
+  EXPECT_TRUE(c24->engine.distill);
+  EXPECT_EQ(c24->runtime.num_steps, 16);
+}
+
+TEST(ConfigTest, RoundTripsThroughJson) {
+  auto c = ParseMagiConfig(ShippedConfig("magi_24B_base.json"), "24B");
+  ASSERT_TRUE(c.ok());
+  auto again = ParseMagiConfig(MagiConfigToJson(*c), "roundtrip");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(MagiConfigToJson(*again), MagiConfigToJson(*c));
+}
+
+// Applies `edit` to the 4.5B base config and expects an error mentioning `field`.
+void ExpectError(const std::function<void(nlohmann::json&)>& edit, const std::string& field) {
+  nlohmann::json j = nlohmann::json::parse(ShippedConfig("magi_4.5B_base.json"));
+  edit(j);
+  auto c = ParseMagiConfig(j.dump(), "edited.json");
+  ASSERT_FALSE(c.ok()) << "expected an error about " << field;
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(c.status().message()).find(field), std::string::npos) << c.status();
+  EXPECT_NE(std::string(c.status().message()).find("edited.json"), std::string::npos) << c.status();
+}
+
+TEST(ConfigTest, NamesTheFieldOfEveryError) {
+  ExpectError([](auto& j) { j["model_config"].erase("hidden_size"); }, "missing field model_config.hidden_size");
+  ExpectError([](auto& j) { j["runtime_config"]["colour"] = 1; }, "unknown field runtime_config.colour");
+  ExpectError([](auto& j) { j["model_config"]["num_layers"] = "34"; }, "model_config.num_layers");
+  ExpectError([](auto& j) { j["model_config"]["num_layers"] = 0; }, "must be in [1, 1024]");
+  ExpectError([](auto& j) { j["model_config"]["params_dtype"] = "torch.float16"; }, "params_dtype");
+  ExpectError([](auto& j) { j["model_config"]["num_query_groups"] = 7; }, "divisible by num_query_groups");
+  ExpectError([](auto& j) { j["model_config"]["kv_channels"] = 64; }, "kv_channels");
+  ExpectError([](auto& j) { j["runtime_config"]["cfg_number"] = 2; }, "cfg_number");
+  ExpectError([](auto& j) { j["runtime_config"]["num_steps"] = 30; }, "window_size");
+  ExpectError([](auto& j) { j["runtime_config"]["text_scales"] = {7.5}; }, "equal lengths");
+  ExpectError([](auto& j) { j["runtime_config"]["video_size_h"] = 100; }, "video_size_h");
+  ExpectError([](auto& j) { j["engine_config"]["shortcut_mode"] = "4,4"; }, "engine_config.shortcut_mode");
+  ExpectError([](auto& j) { j.erase("engine_config"); }, "engine_config");
+  ExpectError([](auto& j) { j["extra"] = {}; }, "unknown top-level field extra");
+  EXPECT_FALSE(ParseMagiConfig("{", "broken.json").ok());
+  EXPECT_EQ(LoadMagiConfig("/nonexistent/config.json").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ConfigTest, AcceptsTheGoldenConfig) {
+  auto j = nlohmann::json::parse(ReadFile(std::string(MAGI_GOLDEN_DIR) + "/golden.json"), nullptr, false);
+  if (j.is_discarded()) GTEST_SKIP() << "no golden folder at " << MAGI_GOLDEN_DIR;
+  auto c = ParseMagiConfig(j["config"].dump(), "golden.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model.params_dtype, ParamsDtype::kFloat32);
+  EXPECT_TRUE(c->model.half_channel_vae);
+}
+
+}  // namespace
+}  // namespace magi

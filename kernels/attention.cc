@@ -1,37 +1,64 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include <ATen/ATen.h>
 
 namespace magi {
+namespace {
+
+// Query rows per block: keeps one block's score matrix near cache size, so the softmax
+// pass (memory-bound) does not stream the whole [Mq, Mk] matrix through DRAM.
+int64_t BlockRows() {
+  static const int64_t rows = [] {
+    const char* env = std::getenv("MAGI_ATTENTION_BLOCK_ROWS");
+    return env != nullptr ? std::max<int64_t>(1, std::atoll(env)) : int64_t{256};
+  }();
+  return rows;
+}
+
+}  // namespace
 
 at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
                           double scale) {
   TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "RangeAttention: q, k, v must be [S, heads, d]");
   TORCH_CHECK(q_ranges.size() == k_ranges.size(), "RangeAttention: q_ranges and k_ranges differ in length");
-  const int64_t heads = q.size(1), groups = k.size(1);
+  const int64_t heads = q.size(1), groups = k.size(1), d = q.size(2), dv = v.size(2);
   TORCH_CHECK(heads % groups == 0, "RangeAttention: heads must be a multiple of K/V groups");
   const int64_t rep = heads / groups;
-  at::Tensor out = at::zeros(q.sizes(), q.options());
-  // [heads, S, d] float32 views once, sliced per pair.
-  at::Tensor qf = q.to(at::kFloat).transpose(0, 1);
-  at::Tensor kf = k.to(at::kFloat).transpose(0, 1);
-  at::Tensor vf = v.to(at::kFloat).transpose(0, 1);
-  if (rep > 1) {
-    kf = kf.repeat_interleave(rep, 0);
-    vf = vf.repeat_interleave(rep, 0);
-  }
+  at::Tensor out = at::zeros({q.size(0), heads, dv}, q.options());
+  // GQA without copying K/V per head: the rep query heads of a group share one GEMM against
+  // that group's keys ([G, rep * Mq, d] x [G, d, Mk]).
+  at::Tensor kf = k.to(at::kFloat).permute({1, 2, 0});  // [G, d, Sk]
+  at::Tensor vf = v.to(at::kFloat).permute({1, 0, 2});  // [G, Sk, dv]
+  const int64_t block = BlockRows();
   for (size_t i = 0; i < q_ranges.size(); ++i) {
     const auto [q0, q1] = q_ranges[i];
     const auto [k0, k1] = k_ranges[i];
     if (q1 <= q0 || k1 <= k0) continue;
-    at::Tensor qs = qf.slice(1, q0, q1);
-    at::Tensor ks = kf.slice(1, k0, k1);
-    at::Tensor vs = vf.slice(1, k0, k1);
-    at::Tensor scores = at::matmul(qs, ks.transpose(1, 2)).mul_(scale);
-    at::Tensor probs = at::softmax(scores, -1);
-    at::Tensor o = at::matmul(probs, vs);  // [heads, Mq, d]
-    out.slice(0, q0, q1).copy_(o.transpose(0, 1));
+    const int64_t mq = q1 - q0;
+    at::Tensor ks = kf.narrow(2, k0, k1 - k0).contiguous();
+    at::Tensor vs = vf.narrow(1, k0, k1 - k0).contiguous();
+    // [Mq, G, rep, d] -> [G, Mq * rep, d], pre-scaled; a block of query rows is then a
+    // strided batch of contiguous matrices (no copy).
+    at::Tensor qs = (q.narrow(0, q0, mq).to(at::kFloat) * scale)
+                        .view({mq, groups, rep * d})
+                        .permute({1, 0, 2})
+                        .contiguous()
+                        .view({groups, mq * rep, d});
+    at::Tensor og = at::empty({groups, mq * rep, dv}, q.options().dtype(at::kFloat));
+    const int64_t rows = mq * rep;
+    for (int64_t b0 = 0; b0 < rows; b0 += block) {
+      const int64_t nb = std::min(block, rows - b0);
+      at::Tensor scores = at::bmm(qs.narrow(1, b0, nb), ks);  // [G, nb, Mk]
+      at::Tensor probs = at::_softmax(scores, -1, false);
+      at::Tensor dst = og.narrow(1, b0, nb);
+      at::bmm_out(dst, probs, vs);
+    }
+    // [G, Mq, rep, dv] -> [Mq, G, rep, dv] = [Mq, heads, dv]
+    out.narrow(0, q0, mq).copy_(og.view({groups, mq, rep, dv}).permute({1, 0, 2, 3}).reshape({mq, heads, dv}));
   }
   return out;
 }

@@ -32,7 +32,7 @@ void RunOne(const std::string& path, const nlohmann::json& golden, const MagiCon
     return t.ok() ? *t : at::Tensor();
   };
   const bool distill = sec.value("engine_distill", false);
-  auto model = LoadGoldenDit(ctx.dir, config.model, distill);
+  auto model = LoadGoldenDit(ctx, config.model, distill);
   if (!model.ok()) {
     report.Fail(name, std::string(model.status().message()));
     return;

@@ -28,11 +28,14 @@ absl::StatusOr<MagiConfig> GoldenConfig(const nlohmann::json& section, const std
   return ParseMagiConfig(section["config"].dump(), source);
 }
 
-absl::StatusOr<std::unique_ptr<DitModel>> LoadGoldenDit(const std::string& dir, const ModelConfig& config,
+absl::StatusOr<std::unique_ptr<DitModel>> LoadGoldenDit(const GoldenContext& ctx, const ModelConfig& config,
                                                          bool distill) {
-  MAGI_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open((std::filesystem::path(dir) / "weights.safetensors").string()));
+  MAGI_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open((std::filesystem::path(ctx.dir) / "weights.safetensors").string()));
   DitModel::Options opts;
   opts.distill = distill;
+  opts.layout = ctx.layout;
+  opts.tp_comm = ctx.tp_comm;
+  opts.cp_comm = ctx.cp_comm;
   return DitModel::Load(config, *ckpt, opts);
 }
 

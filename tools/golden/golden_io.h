@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "tools/golden/golden_report.h"
 #include "worker/model/config.h"
 #include "worker/model/dit.h"
 
@@ -19,8 +20,9 @@ absl::StatusOr<nlohmann::json> ReadGoldenJson(const std::string& dir, const std:
 // The MagiConfig stored under "config" of a golden json object.
 absl::StatusOr<MagiConfig> GoldenConfig(const nlohmann::json& section, const std::string& source);
 
-// Loads the folder's weights.safetensors into a DiT for `config` (fp32 on CPU).
-absl::StatusOr<std::unique_ptr<DitModel>> LoadGoldenDit(const std::string& dir, const ModelConfig& config,
+// Loads the folder's weights.safetensors into a DiT for `config` (fp32 on CPU), sharded
+// by the context's layout.
+absl::StatusOr<std::unique_ptr<DitModel>> LoadGoldenDit(const GoldenContext& ctx, const ModelConfig& config,
                                                          bool distill);
 
 }  // namespace magi

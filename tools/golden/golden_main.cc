@@ -8,10 +8,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
+#include "parallel/local_launcher.h"
+#include "parallel/rank_group.h"
 #include "tools/golden/golden_report.h"
 
 namespace {
@@ -80,16 +84,47 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-golden: '%s' is not a folder\n", ctx.dir.c_str());
     return 2;
   }
-  if (ctx.tp != 1 || ctx.cp != 1) {
-    std::fprintf(stderr, "magi-golden: --tp/--cp > 1 need the parallel worker group, which is not built yet\n");
-    return 2;
+  const int world = ctx.tp * ctx.cp;
+  std::unique_ptr<magi::RankGroup> group;
+  FILE* out = stdout;
+  if (world > 1) {
+    if (std::getenv("WORLD_SIZE") == nullptr) {
+      // Launcher: the same command as every rank of a local group; rank 0 prints.
+      std::vector<std::string> args;
+      args.push_back(std::filesystem::canonical("/proc/self/exe").string());
+      for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+      magi::LaunchOptions lo;
+      lo.world_size = world;
+      auto st = magi::RunLocalGroup(args, lo);
+      if (!st.ok()) {
+        std::fprintf(stderr, "magi-golden: %s\n", std::string(st.message()).c_str());
+        return 1;
+      }
+      return 0;
+    }
+    auto rdv = magi::RendezvousFromEnv();
+    if (!rdv.ok()) {
+      std::fprintf(stderr, "magi-golden: %s\n", std::string(rdv.status().message()).c_str());
+      return 2;
+    }
+    auto joined = magi::RankGroup::Join(*rdv, ctx.tp, ctx.cp);
+    if (!joined.ok()) {
+      std::fprintf(stderr, "magi-golden: %s\n", std::string(joined.status().message()).c_str());
+      return 2;
+    }
+    group = std::move(*joined);
+    group->StartPeerMonitor();
+    ctx.layout = group->layout();
+    ctx.tp_comm = &group->tp();
+    ctx.cp_comm = &group->cp();
+    if (group->rank() != 0) out = std::fopen("/dev/null", "w");
   }
   at::set_num_threads(1);
-  magi::GoldenReport report;
+  magi::GoldenReport report(out);
   if (only.empty() || only == "forward") magi::RunForwardCases(ctx, report);
   if (only.empty() || only == "ar") magi::RunArCases(ctx, report);
   if (only.empty() || only == "vae") magi::RunVaeCases(ctx, report);
   if (only.empty() || only == "t5") magi::RunT5Cases(ctx, report);
-  std::printf("%s\n", report.Summary().c_str());
+  std::fprintf(out, "%s\n", report.Summary().c_str());
   return report.failed() > 0 ? 1 : 0;
 }

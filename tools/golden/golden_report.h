@@ -10,14 +10,22 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/status.h"
+#include "parallel/layout.h"
 
 namespace magi {
+
+class Communicator;
 
 struct GoldenContext {
   std::string dir;   // the golden folder (golden.json, weights.safetensors, ...)
   int tp = 1;        // tensor-parallel degree to run with
   int cp = 1;        // context-parallel degree to run with
   bool verbose = false;
+  // This process's place in a launched group (single rank by default); models loaded for
+  // the cases are sharded accordingly.
+  ShardLayout layout;
+  Communicator* tp_comm = nullptr;
+  Communicator* cp_comm = nullptr;
 };
 
 struct GoldenComparison {

@@ -11,6 +11,7 @@
 #include "base/status_macros.h"
 #include "kernels/attention.h"
 #include "kernels/norms.h"
+#include "parallel/communicator.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/safetensors.h"
@@ -107,6 +108,14 @@ class Loader {
     return out;
   }
 
+  // Rows [begin, begin + n) of dim `dim` of a loaded linear, made contiguous (one rank's
+  // shard; only the pages of that slice are ever read from the mapped file).
+  static void Shard(Linear& l, int dim, int64_t begin, int64_t n) {
+    l.weight = l.weight.narrow(dim, begin, n).contiguous();
+    if (l.bias.defined() && dim == 0) l.bias = l.bias.narrow(0, begin, n).contiguous();
+    if (l.fp8 && dim == 1) l.divisor = l.divisor.narrow(0, begin, n).contiguous();
+  }
+
   absl::StatusOr<Norm> LoadNorm(const std::string& prefix, int64_t dim, std::optional<at::ScalarType> dtype) {
     Norm n;
     MAGI_ASSIGN_OR_RETURN(n.weight, Float(prefix + ".weight", {dim}, dtype));
@@ -163,8 +172,31 @@ class Loader {
 absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
   const ModelConfig& m = config;
   const ShardLayout& lay = options.layout;
-  if (!lay.single()) {
-    return absl::UnimplementedError("DitModel: tensor/context-parallel layouts are loaded by the parallel worker");
+  MAGI_RETURN_IF_ERROR(lay.CheckDivisible(m.num_attention_heads, "num_attention_heads"));
+  MAGI_RETURN_IF_ERROR(lay.CheckDivisible(m.num_query_groups, "num_query_groups"));
+  MAGI_RETURN_IF_ERROR(lay.CheckDivisible(m.ffn_hidden_size, "ffn_hidden_size"));
+  if (8 % lay.tp_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", lay.tp_size,
+                                                   " must divide 8: linear_proj's input carries the reference's "
+                                                   "8-way [self | cross] interleave (spec dit.md §3.7g)"));
+  }
+  if (lay.cp_size < 1 || lay.cp_rank < 0 || lay.cp_rank >= lay.cp_size) {
+    return absl::InvalidArgumentError(absl::StrCat("context-parallel rank ", lay.cp_rank, " of ", lay.cp_size,
+                                                   " is invalid"));
+  }
+  const int groups_tp = m.num_query_groups / lay.tp_size;
+  if ((m.num_attention_heads / lay.tp_size) % lay.cp_size != 0 ||
+      (groups_tp % lay.cp_size != 0 && lay.cp_size % groups_tp != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Ulysses context parallelism needs the per-TP-rank heads (", m.num_attention_heads / lay.tp_size,
+        ") divisible by the context-parallel size (", lay.cp_size, ") and the per-TP-rank K/V groups (", groups_tp,
+        ") divisible by it or dividing it (K/V groups are then replicated)"));
+  }
+  if (lay.tp_size > 1 && options.tp_comm == nullptr) {
+    return absl::InvalidArgumentError("tensor-parallel layout without a tp communicator");
+  }
+  if (lay.cp_size > 1 && options.cp_comm == nullptr) {
+    return absl::InvalidArgumentError("context-parallel layout without a cp communicator");
   }
   Loader L(ckpt, options.device, &weight_bytes);
   const at::ScalarType f32 = at::kFloat;
@@ -211,9 +243,40 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
     MAGI_ASSIGN_OR_RETURN(l.mlp_post_norm, L.LoadNorm(p + "mlp_post_norm", D, f32));
     MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(p + "mlp.linear_fc1", m.fc1_out(), D, false, pd, fp8_ok));
     MAGI_ASSIGN_OR_RETURN(l.fc2, L.LoadLinear(p + "mlp.linear_fc2", D, m.ffn_hidden_size, false, pd, fp8_ok));
+    if (lay.tp_size > 1) {
+      // Megatron split: q/qx/k/v/kv_xattn/fc1 by output rows (own heads, groups, MLP
+      // columns), linear_proj/fc2 by input columns. Heads are contiguous per group, and with
+      // tp | 8 the own self/cross heads of linear_proj are one contiguous column block.
+      const int t = lay.tp_size, r = lay.tp_rank;
+      Loader::Shard(l.q, 0, r * Qd / t, Qd / t);
+      Loader::Shard(l.qx, 0, r * Qd / t, Qd / t);
+      Loader::Shard(l.k, 0, r * Kd / t, Kd / t);
+      Loader::Shard(l.v, 0, r * Kd / t, Kd / t);
+      Loader::Shard(l.kv_xattn, 0, r * 2 * Kd / t, 2 * Kd / t);
+      Loader::Shard(l.proj, 1, r * 2 * Qd / t, 2 * Qd / t);
+      const int64_t F = m.ffn_hidden_size, Fl = F / t;
+      if (m.gated_linear_unit) {
+        // Gate and up halves sharded together so SiLU(gate) * up stays local.
+        l.fc1.weight = at::cat({l.fc1.weight.narrow(0, r * Fl, Fl), l.fc1.weight.narrow(0, F + r * Fl, Fl)}, 0);
+      } else {
+        Loader::Shard(l.fc1, 0, r * Fl, Fl);
+      }
+      Loader::Shard(l.fc2, 1, r * Fl, Fl);
+    }
     layers.push_back(std::move(l));
   }
   if (options.strict) MAGI_RETURN_IF_ERROR(ckpt.CheckAllUsed());
+  if (lay.tp_size > 1) {
+    // Count what this rank keeps, not what it read.
+    weight_bytes = x_embed_w.nbytes() + t_mlp0.weight.nbytes() + t_mlp2.weight.nbytes() +
+                   y_proj_xattn.weight.nbytes() + y_proj_adaln.weight.nbytes() + null_caption.nbytes() +
+                   final_w.nbytes();
+    for (const Layer& l : layers) {
+      for (const Linear* lin : {&l.ada, &l.q, &l.qx, &l.k, &l.v, &l.kv_xattn, &l.proj, &l.fc1, &l.fc2}) {
+        weight_bytes += lin->weight.nbytes() + (lin->bias.defined() ? lin->bias.nbytes() : 0);
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -314,8 +377,10 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   const at::Device dev = options.device;
   const at::ScalarType f32 = at::kFloat;
   const double eps = m.layernorm_epsilon;
+  const ShardLayout& lay = options.layout;
+  const int tp = lay.tp_size, cp = lay.cp_size;
 
-  // ---- pre-processing (§3.1-3.6), fp32 ----
+  // ---- pre-processing (§3.1-3.6), fp32, on every rank for the whole window ----
   at::Tensor x = a.x.to(dev, f32) * static_cast<float>(m.x_rescale_factor);
   if (m.half_channel_vae) x = at::cat({x, x}, 1);
   at::Tensor emb = at::conv3d(x, x_embed_w, {}, {pt, p, p});        // [N, D, Tp, Hp, Wp]
@@ -325,9 +390,6 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   const int64_t t_total = Tp + (Tp / R) * a.slice_point;
   at::Tensor rope = RopeTable(t_total, Tp, Hp, Wp);                 // [S, 2 * half]
   if (rec) rec->tensors["pre.rope"] = rope;
-  const int64_t rot_half = rope.size(1) / 2;
-  at::Tensor rope_sin = rope.narrow(1, 0, rot_half).view({S, 1, 1, rot_half});
-  at::Tensor rope_cos = rope.narrow(1, rot_half, rot_half).view({S, 1, 1, rot_half});
 
   at::Tensor t_flat = a.t.to(dev, f32).reshape({rows});
   at::Tensor temb = TimestepEmbedding(t_flat);                      // [N*R, Dc]
@@ -358,35 +420,89 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   if (rec) rec->tensors["pre.condition"] = cond.to(f32);
   at::Tensor cond_silu = at::silu(cond.to(f32)).to(pd);
 
-  // Per-chunk gates broadcast over tokens: h viewed as [R, M, N, D] times g as [R, 1, N, D].
-  auto gate_view = [&](const at::Tensor& g) { return g.to(f32).permute({1, 0, 2}).unsqueeze(1); };
-  auto per_chunk = [&](const at::Tensor& v) { return v.view({R, M, N, v.size(-1)}); };
+  // ---- context parallelism: this rank's token slice [s_off, s_off + s_loc) ----
+  std::vector<int64_t> cp_rows(cp);
+  for (int q = 0; q < cp; ++q) cp_rows[q] = S / cp + (q < S % cp ? 1 : 0);
+  int64_t s_off = 0;
+  for (int q = 0; q < lay.cp_rank; ++q) s_off += cp_rows[q];
+  const int64_t s_loc = cp_rows[lay.cp_rank];
+  if (cp > 1) {
+    h = h.narrow(0, s_off, s_loc).contiguous();
+    rope = rope.narrow(0, s_off, s_loc);
+  }
+  const int64_t rot_half = rope.size(1) / 2;
+  at::Tensor rope_sin = rope.narrow(1, 0, rot_half).reshape({s_loc, 1, 1, rot_half});
+  at::Tensor rope_cos = rope.narrow(1, rot_half, rot_half).reshape({s_loc, 1, 1, rot_half});
+  // Chunk of each local token: its gate row (spec §3.6 condition_map).
+  at::Tensor token_chunk = at::div(at::arange(s_off, s_off + s_loc, at::TensorOptions().dtype(at::kLong).device(dev)),
+                                   M, "floor");
+  auto token_gates = [&](const at::Tensor& g) {  // g [N, R, D] -> [s_loc, N, D] fp32
+    return g.to(f32).transpose(0, 1).index_select(0, token_chunk);
+  };
+  // Cross-attention query ranges of the local slice: per (b, chunk) row, its local tokens.
+  std::vector<TokenRange> xq_ranges;
+  for (int64_t b = 0; b < N; ++b) {
+    for (int64_t j = 0; j < R; ++j) {
+      const int64_t lo = std::max(j * M, s_off), hi = std::min((j + 1) * M, s_off + s_loc);
+      xq_ranges.emplace_back(hi > lo ? b * s_loc + lo - s_off : 0, hi > lo ? b * s_loc + hi - s_off : 0);
+    }
+  }
 
-  const int64_t Hq = m.num_attention_heads, G = m.num_query_groups, hd = m.kv_channels, D = m.hidden_size;
-  const int64_t Qd = Hq * hd, E = Qd / kProjInterleave;
+  const int64_t Hq = m.num_attention_heads / tp, G = m.num_query_groups / tp, hd = m.kv_channels, D = m.hidden_size;
+  // Heads / K/V groups this rank attends over after the exchange. With fewer groups than CP
+  // ranks the groups are replicated first (as the reference does), one per rank.
+  const int64_t kv_repeat = G < cp ? cp / G : 1;
+  const int64_t Hc = Hq / cp, Gc = G * kv_repeat / cp;
+  const int64_t Qd = Hq * hd, blocks = kProjInterleave / tp, E = m.query_dim() / kProjInterleave;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  // Ulysses exchange: [s_loc, N, cp * X, W] (heads split in cp contiguous groups) ->
+  // [S, N, X, W] (all tokens, my head group), and back.
+  auto scatter_heads = [&](const at::Tensor& t, const std::string& label) -> absl::StatusOr<at::Tensor> {
+    if (cp == 1) return t;
+    const int64_t X = t.size(2) / cp, W = t.size(3);
+    at::Tensor send = t.reshape({s_loc, N, cp, X, W}).permute({2, 0, 1, 3, 4}).reshape({cp * s_loc, N, X, W});
+    at::Tensor recv;
+    MAGI_RETURN_IF_ERROR(options.cp_comm->AllToAll(send, std::vector<int64_t>(cp, s_loc), cp_rows, &recv, label));
+    return recv;
+  };
+  auto gather_heads = [&](const at::Tensor& t, const std::string& label) -> absl::StatusOr<at::Tensor> {
+    if (cp == 1) return t;
+    const int64_t X = t.size(2), W = t.size(3);
+    at::Tensor recv;
+    MAGI_RETURN_IF_ERROR(options.cp_comm->AllToAll(t.contiguous(), cp_rows, std::vector<int64_t>(cp, s_loc), &recv, label));
+    return recv.view({cp, s_loc, N, X, W}).permute({1, 2, 0, 3, 4}).reshape({s_loc, N, cp * X, W});
+  };
+  auto tp_sum = [&](at::Tensor& t, const std::string& label) -> absl::Status {
+    return tp == 1 ? absl::OkStatus() : options.tp_comm->AllReduceSum(t, label);
+  };
+
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
     at::Tensor gates = at::tanh(ApplyLinear(L.ada, cond_silu).to(f32)).to(pd);  // softcap, cap 1
-    at::Tensor g_attn = gates.narrow(-1, 0, D), g_mlp = gates.narrow(-1, D, D);
+    at::Tensor g_attn = token_gates(gates.narrow(-1, 0, D)), g_mlp = token_gates(gates.narrow(-1, D, D));
 
     at::Tensor hn = LayerNormF32(h, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
-    // Self-attention q, k, v.
-    at::Tensor q = ApplyLinear(L.q, hn).view({S, N, Hq, hd}).to(f32);
+    // Self-attention q, k, v for the local tokens and this TP rank's heads.
+    at::Tensor q = ApplyLinear(L.q, hn).view({s_loc, N, Hq, hd}).to(f32);
     q = ApplyRotary(LayerNormF32(q, L.q_norm.weight, L.q_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
-    at::Tensor k = ApplyLinear(L.k, hn).view({S, N, G, hd}).to(f32);
+    at::Tensor k = ApplyLinear(L.k, hn).view({s_loc, N, G, hd}).to(f32);
     k = ApplyRotary(LayerNormF32(k, L.k_norm.weight, L.k_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
-    at::Tensor v = ApplyLinear(L.v, hn).view({S, N, G, hd});
+    at::Tensor v = ApplyLinear(L.v, hn).view({s_loc, N, G, hd});
     // Cross-attention q and caption k, v (per-head [k | v] rows in linear_kv_xattn).
-    at::Tensor qx = ApplyLinear(L.qx, hn).view({S, N, Hq, hd});
+    at::Tensor qx = ApplyLinear(L.qx, hn).view({s_loc, N, Hq, hd});
     qx = LayerNormF32(qx, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true).to(pd);
     at::Tensor kvx = ApplyLinear(L.kv_xattn, y_flat).view({-1, G, 2 * hd});
     at::Tensor kx = LayerNormF32(kvx.narrow(-1, 0, hd), L.k_norm_xattn.weight, L.k_norm_xattn.bias, eps, true).to(pd);
     at::Tensor vx = kvx.narrow(-1, hd, hd);
 
+    // Heads to the whole sequence (Ulysses; identity without CP): kv first, then q.
+    at::Tensor kv_local = at::cat({k, v}, -1);
+    if (kv_repeat > 1) kv_local = kv_local.repeat_interleave(kv_repeat, 2);
+    MAGI_ASSIGN_OR_RETURN(at::Tensor kv_seq, scatter_heads(kv_local, "cp.alltoall.kv"));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor q_seq, scatter_heads(q, "cp.alltoall.q"));
     // Batch-major flattening (b, s) of queries and keys.
-    at::Tensor q_flat = q.transpose(0, 1).reshape({N * S, Hq, hd});
-    at::Tensor kv_cur = at::cat({k, v}, -1).transpose(0, 1).reshape({N * S, G, 2 * hd});
+    at::Tensor q_flat = q_seq.transpose(0, 1).reshape({N * S, Hc, hd});
+    at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
     at::Tensor kv_all = kv_cur;
     if (use_cache) {
       MAGI_ASSIGN_OR_RETURN(at::Tensor prefix, a.kv_cache->Read(static_cast<int>(li), prefix_tokens));
@@ -397,43 +513,55 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
       kv_all = at::cat({prefix.to(dev, kv_cur.scalar_type()), kv_cur}, 0);
     }
     at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
-                                   scale);                               // [N*S, Hq, hd]
-    at::Tensor qx_flat = qx.transpose(0, 1).reshape({N * S, Hq, hd});
-    at::Tensor ox = RangeAttention(qx_flat, kx, vx, q_ranges, xk_ranges, scale);
-    os = os.view({N, S, Qd}).transpose(0, 1);
-    ox = ox.view({N, S, Qd}).transpose(0, 1);
-    // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g).
-    at::Tensor merged = at::cat({os, ox}, -1).view({S, N, 2, kProjInterleave, E}).transpose(2, 3).reshape({S, N, 2 * Qd});
+                                   scale);                                     // [N*S, Hc, hd]
+    MAGI_ASSIGN_OR_RETURN(os, gather_heads(os.view({N, S, Hc, hd}).transpose(0, 1), "cp.alltoall.out"));
+    at::Tensor qx_flat = qx.transpose(0, 1).reshape({N * s_loc, Hq, hd});
+    at::Tensor ox = RangeAttention(qx_flat, kx, vx, xq_ranges, xk_ranges, scale);  // [N*s_loc, Hq, hd]
+    at::Tensor os_l = os.reshape({s_loc, N, Qd});
+    at::Tensor ox_l = ox.view({N, s_loc, Qd}).transpose(0, 1);
+    // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g); a TP
+    // rank holds 8/tp of the blocks.
+    at::Tensor merged = at::cat({os_l, ox_l}, -1).view({s_loc, N, 2, blocks, E}).transpose(2, 3).reshape({s_loc, N, 2 * Qd});
     at::Tensor attn_out;
     if (L.proj.fp8) {
       attn_out = ApplyLinear(L.proj, merged).to(f32);
     } else {
       attn_out = at::linear(merged.to(f32), L.proj.weight.to(f32));
     }
-    at::Tensor gated = per_chunk(attn_out) * gate_view(g_attn);
-    at::Tensor h1 = (LayerNormF32(gated, L.attn_post_norm.weight, L.attn_post_norm.bias, eps, true).view({S, N, D}) +
-                     h.to(f32)).to(pd);
+    MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
+    at::Tensor h1 =
+        (LayerNormF32(attn_out * g_attn, L.attn_post_norm.weight, L.attn_post_norm.bias, eps, true) + h.to(f32)).to(pd);
 
     // MLP.
     at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
     z = ApplyLinear(L.fc1, z);
     if (m.gated_linear_unit) {
-      const int64_t F = m.ffn_hidden_size;
+      const int64_t F = z.size(-1) / 2;
       z = (at::silu(z.narrow(-1, 0, F).to(f32)) * z.narrow(-1, F, F).to(f32)).to(pd);
     } else {
       z = at::gelu(z.to(f32)).to(pd);
     }
-    at::Tensor mo = ApplyLinear(L.fc2, z).to(f32);
-    at::Tensor gated2 = per_chunk(mo) * gate_view(g_mlp);
-    h = (LayerNormF32(gated2, L.mlp_post_norm.weight, L.mlp_post_norm.bias, eps, true).view({S, N, D}) + h1.to(f32))
+    at::Tensor mo = ApplyLinear(L.fc2, z);
+    if (tp > 1) {
+      // Partials are summed in fp32, then rounded once to params dtype.
+      mo = mo.to(f32);
+      MAGI_RETURN_IF_ERROR(tp_sum(mo, "tp.allreduce.fc2"));
+      mo = mo.to(pd);
+    }
+    h = (LayerNormF32(mo.to(f32) * g_mlp, L.mlp_post_norm.weight, L.mlp_post_norm.bias, eps, true) + h1.to(f32))
             .to(pd);
-    if (rec) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
+    if (rec && cp == 1) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
   }
 
   // ---- output head (§3.8), fp32 ----
   at::Tensor xf = LayerNormF32(h, final_norm.weight, final_norm.bias, eps, true);
-  if (rec) rec->tensors["blocks.out_final_layernorm"] = xf;
-  at::Tensor pout = at::linear(xf, final_w);  // [S, N, pt*p*p*Cout]
+  if (rec && cp == 1) rec->tensors["blocks.out_final_layernorm"] = xf;
+  at::Tensor pout = at::linear(xf, final_w);  // [s_loc, N, pt*p*p*Cout]
+  if (cp > 1) {
+    at::Tensor full;
+    MAGI_RETURN_IF_ERROR(options.cp_comm->AllGather(pout.contiguous(), cp_rows, &full, "cp.allgather.out"));
+    pout = full;
+  }
   const int64_t Cout = m.out_channels;
   at::Tensor out = pout.view({Tp, Hp, Wp, N, pt, p, p, Cout})
                        .permute({3, 7, 0, 4, 1, 5, 2, 6})
@@ -469,6 +597,10 @@ absl::StatusOr<at::Tensor> DitModel::Forward(const DitForwardArgs& args, DitReco
 const ModelConfig& DitModel::config() const { return impl_->config; }
 const DitModel::Options& DitModel::options() const { return impl_->options; }
 int64_t DitModel::weight_bytes() const { return impl_->weight_bytes; }
+int DitModel::kv_cache_groups() const {
+  const ShardLayout& l = impl_->options.layout;
+  return std::max(1, impl_->config.num_query_groups / (l.tp_size * l.cp_size));
+}
 
 double DitModel::ForwardFlops(const ModelConfig& m, int64_t tokens, int64_t keys_per_query, int64_t caption_tokens,
                               int64_t caption_rows) {

@@ -26,6 +26,7 @@
 namespace magi {
 
 class Checkpoint;
+class Communicator;
 class KvCache;
 
 // The arguments of one VideoDiTModel.forward call, with the reference's names (spec §2).
@@ -58,7 +59,14 @@ class DitModel {
  public:
   struct Options {
     c10::Device device = c10::Device(c10::kCPU);
+    // This rank's place in the tensor- and context-parallel groups. With tp_size > 1 the
+    // model loads only its heads / MLP columns and all-reduces after linear_proj and fc2;
+    // with cp_size > 1 it keeps only its token slice between layers and exchanges heads
+    // around attention (Ulysses). Forward() still takes and returns the full window on
+    // every rank, so a caller runs the same loop on every rank (SPMD).
     ShardLayout layout;
+    Communicator* tp_comm = nullptr;  // required when layout.tp_size > 1; not owned
+    Communicator* cp_comm = nullptr;  // required when layout.cp_size > 1; not owned
     // Add the distilled models' dt embedding (engine_config.distill).
     bool distill = false;
     // Reject checkpoint keys the model does not use.
@@ -81,6 +89,8 @@ class DitModel {
   const Options& options() const;
   // Bytes of the weights held by this rank.
   int64_t weight_bytes() const;
+  // K/V groups whose cache rows this rank keeps (G / (tp * cp)): size a KvCache with it.
+  int kv_cache_groups() const;
   // Analytic multiply-add FLOPs (x2) of one forward over `tokens` query tokens whose chunks
   // see `keys_per_query` keys on average, with `caption_tokens` valid caption tokens per row.
   static double ForwardFlops(const ModelConfig& config, int64_t tokens, int64_t keys_per_query,

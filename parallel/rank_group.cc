@@ -1,0 +1,261 @@
+#include "parallel/rank_group.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace magi {
+namespace {
+
+// Gloo rejects bf16 in every collective: move its bits as fp16 (same width).
+at::Tensor MovableView(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 ? t.view(at::kHalf) : t;
+}
+
+int64_t RowBytes(const at::Tensor& t) { return t.dim() == 0 ? t.element_size() : t.numel() / std::max<int64_t>(1, t.size(0)) * t.element_size(); }
+
+class C10dCommunicator : public Communicator {
+ public:
+  C10dCommunicator(std::string name, c10::intrusive_ptr<c10d::ProcessGroup> pg)
+      : name_(std::move(name)), pg_(std::move(pg)) {}
+  int rank() const override { return pg_->getRank(); }
+  int size() const override { return pg_->getSize(); }
+  const std::string& name() const override { return name_; }
+
+  absl::Status AllReduceSum(at::Tensor& tensor, const std::string& label) override {
+    return Guard("all-reduce", label, [&] {
+      const bool low = tensor.scalar_type() == at::kBFloat16 || tensor.scalar_type() == at::kHalf;
+      std::vector<at::Tensor> bufs = {low ? tensor.to(at::kFloat) : tensor.contiguous()};
+      pg_->allreduce(bufs)->wait();
+      if (!bufs[0].is_same(tensor)) tensor.copy_(bufs[0]);
+      const int n = size();
+      stats_.Add(label, 2 * (n - 1) * tensor.nbytes() / n);
+    });
+  }
+
+  absl::Status AllGather(const at::Tensor& input, const std::vector<int64_t>& rows_per_rank, at::Tensor* output,
+                         const std::string& label) override {
+    return Guard("all-gather", label, [&] {
+      const int n = size();
+      // Gloo's allgather needs equal shapes: pad every rank's rows to the maximum.
+      int64_t max_rows = 0, total = 0;
+      for (int64_t r : rows_per_rank) {
+        max_rows = std::max(max_rows, r);
+        total += r;
+      }
+      std::vector<int64_t> shape = input.sizes().vec();
+      shape[0] = max_rows;
+      at::Tensor padded = at::zeros(shape, input.options());
+      padded.narrow(0, 0, input.size(0)).copy_(input);
+      std::vector<at::Tensor> in = {MovableView(padded)};
+      std::vector<std::vector<at::Tensor>> out(1);
+      for (int i = 0; i < n; ++i) out[0].push_back(at::empty_like(in[0]));
+      pg_->allgather(out, in)->wait();
+      std::vector<at::Tensor> parts;
+      for (int i = 0; i < n; ++i) parts.push_back(out[0][i].narrow(0, 0, rows_per_rank[i]));
+      at::Tensor cat = at::cat(parts, 0);
+      *output = input.scalar_type() == at::kBFloat16 ? cat.view(at::kBFloat16) : cat;
+      stats_.Add(label, (total - rows_per_rank[rank()]) * RowBytes(input));
+    });
+  }
+
+  absl::Status AllToAll(const at::Tensor& input, const std::vector<int64_t>& send_rows,
+                        const std::vector<int64_t>& recv_rows, at::Tensor* output, const std::string& label) override {
+    return Guard("all-to-all", label, [&] {
+      int64_t total = 0, sent_out = 0;
+      for (size_t i = 0; i < recv_rows.size(); ++i) total += recv_rows[i];
+      for (size_t i = 0; i < send_rows.size(); ++i) {
+        if (static_cast<int>(i) != rank()) sent_out += send_rows[i];
+      }
+      std::vector<int64_t> shape = input.sizes().vec();
+      shape[0] = total;
+      at::Tensor in = MovableView(input.contiguous());
+      at::Tensor out = at::empty(shape, in.options());
+      std::vector<int64_t> send = send_rows, recv = recv_rows;
+      pg_->alltoall_base(out, in, recv, send)->wait();
+      *output = input.scalar_type() == at::kBFloat16 ? out.view(at::kBFloat16) : out;
+      stats_.Add(label, sent_out * RowBytes(input));
+    });
+  }
+
+  absl::Status Broadcast(at::Tensor& tensor, int root, const std::string& label) override {
+    return Guard("broadcast", label, [&] {
+      std::vector<at::Tensor> bufs = {MovableView(tensor.contiguous())};
+      c10d::BroadcastOptions opts;
+      opts.rootRank = root;
+      pg_->broadcast(bufs, opts)->wait();
+      if (rank() != root) tensor.copy_(tensor.scalar_type() == at::kBFloat16 ? bufs[0].view(at::kBFloat16) : bufs[0]);
+      stats_.Add(label, rank() == root ? tensor.nbytes() : 0);
+    });
+  }
+
+  absl::Status Barrier() override {
+    return Guard("barrier", "barrier", [&] { pg_->barrier()->wait(); });
+  }
+
+ private:
+  template <typename F>
+  absl::Status Guard(const char* op, const std::string& label, F&& f) {
+    try {
+      f();
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(op, " '", label, "' in group '", name_, "' (rank ", rank(), " of ",
+                                                 size(), ") failed: ", e.what()));
+    }
+  }
+
+  std::string name_;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+};
+
+absl::StatusOr<int> EnvInt(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  int x;
+  if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
+    return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "='", v,
+                                                   "' must be an integer in [", lo, ", ", hi, "]"));
+  }
+  return x;
+}
+
+}  // namespace
+
+struct RankGroup::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  std::thread monitor;
+  std::atomic<bool> stop{false};
+};
+
+absl::StatusOr<RendezvousOptions> RendezvousFromEnv() {
+  RendezvousOptions o;
+  if (const char* a = std::getenv("MASTER_ADDR"); a != nullptr && *a != '\0') o.master_addr = a;
+  auto port = EnvInt("MASTER_PORT", 29500, 1, 65535);
+  auto world = EnvInt("WORLD_SIZE", 1, 1, 4096);
+  if (!port.ok()) return port.status();
+  if (!world.ok()) return world.status();
+  auto rank = EnvInt("RANK", 0, 0, *world - 1);
+  auto local = EnvInt("LOCAL_RANK", 0, 0, *world - 1);
+  auto timeout = EnvInt("MAGI_DIST_TIMEOUT_S", 60, 1, 86400);
+  if (!rank.ok()) return rank.status();
+  if (!local.ok()) return local.status();
+  if (!timeout.ok()) return timeout.status();
+  o.master_port = *port;
+  o.world_size = *world;
+  o.rank = *rank;
+  o.local_rank = *local;
+  o.timeout = std::chrono::seconds(*timeout);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptions& o, int tp, int cp) {
+  if (tp < 1 || cp < 1 || tp * cp != o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("layout tp ", tp, " x cp ", cp, " needs WORLD_SIZE = ", tp * cp,
+                                                   ", got ", o.world_size));
+  }
+  std::unique_ptr<RankGroup> g(new RankGroup());
+  g->options_ = o;
+  g->impl_ = std::make_unique<Impl>();
+  g->layout_.tp_size = tp;
+  g->layout_.cp_size = cp;
+  g->layout_.tp_rank = o.rank % tp;
+  g->layout_.cp_rank = o.rank / tp;
+  if (o.world_size == 1) {
+    g->world_ = MakeSingleRankCommunicator("world");
+    g->tp_ = MakeSingleRankCommunicator("tp");
+    g->cp_ = MakeSingleRankCommunicator("cp");
+    return g;
+  }
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(o.master_port);
+    so.isServer = o.rank == 0;
+    so.numWorkers = o.world_size;
+    so.timeout = o.timeout;
+    g->impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    auto make = [&](const std::string& prefix, int rank, int size) {
+      auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
+      const bool loopback = o.master_addr == "127.0.0.1" || o.master_addr == "localhost";
+      opts->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                       : c10d::ProcessGroupGloo::createDefaultDevice());
+      auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, g->impl_->store);
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
+    };
+    g->world_ = std::make_unique<C10dCommunicator>("world", make("world", o.rank, o.world_size));
+    g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
+                     : std::make_unique<C10dCommunicator>(
+                           "tp", make(absl::StrCat("tp", g->layout_.cp_rank), g->layout_.tp_rank, tp));
+    g->cp_ = cp == 1 ? MakeSingleRankCommunicator("cp")
+                     : std::make_unique<C10dCommunicator>(
+                           "cp", make(absl::StrCat("cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("rendezvous at ", o.master_addr, ":", o.master_port, " as rank ", o.rank,
+                                               " of ", o.world_size, " failed: ", e.what()));
+  }
+  return g;
+}
+
+void RankGroup::StartPeerMonitor() {
+  if (options_.world_size == 1 || impl_->monitor.joinable()) return;
+  impl_->monitor = std::thread([this] {
+    const int me = options_.rank, n = options_.world_size;
+    const auto period = std::chrono::milliseconds(500);
+    std::vector<std::string> last(n);
+    std::vector<std::chrono::steady_clock::time_point> seen(n, std::chrono::steady_clock::now());
+    int64_t beat = 0;
+    while (!impl_->stop.load()) {
+      try {
+        const std::string v = std::to_string(++beat);
+        impl_->store->set(absl::StrCat("magi/heartbeat/", me), std::vector<uint8_t>(v.begin(), v.end()));
+        const auto now = std::chrono::steady_clock::now();
+        for (int r = 0; r < n; ++r) {
+          if (r == me) continue;
+          const std::string key = absl::StrCat("magi/heartbeat/", r);
+          if (impl_->store->check({key})) {
+            auto bytes = impl_->store->get(key);
+            std::string s(bytes.begin(), bytes.end());
+            if (s != last[r]) {
+              last[r] = s;
+              seen[r] = now;
+            }
+          }
+          if (now - seen[r] > options_.timeout) {
+            std::fprintf(stderr, "magi rank %d: rank %d stopped responding (no heartbeat for %lld s); exiting\n", me, r,
+                         static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count()));
+            std::fflush(stderr);
+            std::_Exit(3);
+          }
+        }
+      } catch (const std::exception& e) {
+        if (impl_->stop.load()) return;
+        std::fprintf(stderr, "magi rank %d: lost the rendezvous store at %s:%d (rank 0 is gone): %s; exiting\n", me,
+                     options_.master_addr.c_str(), options_.master_port, e.what());
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      std::this_thread::sleep_for(period);
+    }
+  });
+}
+
+RankGroup::~RankGroup() {
+  if (impl_ && impl_->monitor.joinable()) {
+    impl_->stop.store(true);
+    impl_->monitor.join();
+  }
+}
+
+}  // namespace magi

@@ -1,0 +1,69 @@
+// Joining a group of rank processes: rendezvous through c10d's TCPStore with torchrun's
+// environment (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK), then one
+// communicator per parallel dimension. Ranks are ordered tp-inner as in the reference
+// (global = tp_rank + cp_rank * tp), so a TP group is consecutive ranks and a CP group
+// strides by tp.
+//
+// Backend by device: Gloo for CPU tensors (Debian's LibTorch), NCCL for CUDA tensors where
+// the build has it. A peer monitor (heartbeats through the store) turns a rank that died or
+// hangs into a clear error on every other rank within `timeout`.
+#ifndef MAGI_PARALLEL_RANK_GROUP_H_
+#define MAGI_PARALLEL_RANK_GROUP_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "parallel/layout.h"
+
+namespace magi {
+
+struct RendezvousOptions {
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  // Collective and heartbeat timeout: a peer silent for this long is declared gone.
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+};
+
+// Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (and MAGI_DIST_TIMEOUT_S).
+// Missing variables default to a single rank; malformed ones are errors naming the variable.
+absl::StatusOr<RendezvousOptions> RendezvousFromEnv();
+
+class RankGroup {
+ public:
+  // Rendezvous and build the world, TP and CP groups for a tp x cp layout
+  // (world_size must equal tp * cp). Blocks until every rank has joined or the timeout.
+  static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp);
+  ~RankGroup();
+  RankGroup(const RankGroup&) = delete;
+  RankGroup& operator=(const RankGroup&) = delete;
+
+  const ShardLayout& layout() const { return layout_; }
+  int rank() const { return options_.rank; }
+  int world_size() const { return options_.world_size; }
+  Communicator& world() { return *world_; }
+  Communicator& tp() { return *tp_; }
+  Communicator& cp() { return *cp_; }
+
+  // Starts the heartbeat monitor: when a peer stops beating for `timeout`, the process
+  // prints "rank K stopped responding" (or that the store on rank 0 is gone) and exits
+  // with code 3 instead of hanging in a collective.
+  void StartPeerMonitor();
+
+ private:
+  struct Impl;
+  RankGroup() = default;
+  RendezvousOptions options_;
+  ShardLayout layout_;
+  std::unique_ptr<Communicator> world_, tp_, cp_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_PARALLEL_RANK_GROUP_H_

@@ -14,7 +14,7 @@ PACKAGES=(
   # media: FFmpeg libraries (libx264 inside libavcodec) and the ffprobe CLI for tests
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
   # text encoder tokenizer
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libicu-dev
   # tests: GoogleTest, Python gRPC client, Prometheus server, linters
   libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
 )

@@ -1,0 +1,77 @@
+// Multi-process tests: real rank processes over c10d/Gloo on loopback.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "parallel/local_launcher.h"
+
+namespace magi {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST(ParallelGroupTest, CollectivesMoveBf16AndCountBytes) {
+  for (int world : {2, 3}) {
+    LaunchOptions o;
+    o.world_size = world;
+    auto st = RunLocalGroup({MAGI_RANK_PROBE, "collectives"}, o);
+    EXPECT_TRUE(st.ok()) << "world " << world << ": " << st;
+  }
+}
+
+TEST(ParallelGroupTest, ADeadRankFailsTheGroupInsteadOfHanging) {
+  LaunchOptions o;
+  o.world_size = 3;
+  o.env = {"MAGI_DIST_TIMEOUT_S=5"};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto st = RunLocalGroup({MAGI_RANK_PROBE, "die"}, o);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("rank 1 exited with code 7"), std::string::npos) << st;
+  EXPECT_LT(Seconds(t0), 30.0);
+}
+
+TEST(ParallelGroupTest, AHungRankIsDetectedWithinTheTimeout) {
+  LaunchOptions o;
+  o.world_size = 2;
+  o.env = {"MAGI_DIST_TIMEOUT_S=3"};
+  o.grace = std::chrono::seconds(1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto st = RunLocalGroup({MAGI_RANK_PROBE, "hang"}, o);
+  ASSERT_FALSE(st.ok());
+  // Rank 0 gives up (heartbeat monitor exit 3, or the collective's own timeout, exit 4).
+  EXPECT_NE(std::string(st.message()).find("rank 0"), std::string::npos) << st;
+  EXPECT_LT(Seconds(t0), 30.0);
+}
+
+// The DiT's golden forward cases through launched groups (spec parallel.md §5).
+void ExpectGoldenPasses(const std::vector<std::string>& extra) {
+  const std::string golden = MAGI_GOLDEN_DIR;
+  if (FILE* f = std::fopen((golden + "/golden.json").c_str(), "r")) {
+    std::fclose(f);
+  } else {
+    GTEST_SKIP() << "no golden folder at " << golden;
+  }
+  std::string cmd = std::string(MAGI_GOLDEN_BIN) + " " + golden + " --only forward";
+  for (const auto& e : extra) cmd += " " + e;
+  cmd += " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = pclose(p);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(" 0 failed"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+}
+
+TEST(ParallelDitTest, GoldenForwardsAtTp2) { ExpectGoldenPasses({"--tp", "2"}); }
+TEST(ParallelDitTest, GoldenForwardsAtCp2) { ExpectGoldenPasses({"--cp", "2"}); }
+TEST(ParallelDitTest, GoldenForwardsAtTp2Cp2) { ExpectGoldenPasses({"--tp", "2", "--cp", "2"}); }
+
+}  // namespace
+}  // namespace magi

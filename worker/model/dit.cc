@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "kernels/attention.h"
+#include "kernels/fused_ops.h"
 #include "kernels/norms.h"
 #include "parallel/communicator.h"
 #include "worker/model/checkpoint.h"
@@ -529,8 +530,8 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
       attn_out = at::linear(merged.to(f32), L.proj.weight.to(f32));
     }
     MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
-    at::Tensor h1 =
-        (LayerNormF32(attn_out * g_attn, L.attn_post_norm.weight, L.attn_post_norm.bias, eps, true) + h.to(f32)).to(pd);
+    // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
+    at::Tensor h1 = GatePostNormResidual(attn_out, g_attn, L.attn_post_norm.weight, L.attn_post_norm.bias, h, eps, pd);
 
     // MLP.
     at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
@@ -548,13 +549,12 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
       MAGI_RETURN_IF_ERROR(tp_sum(mo, "tp.allreduce.fc2"));
       mo = mo.to(pd);
     }
-    h = (LayerNormF32(mo.to(f32) * g_mlp, L.mlp_post_norm.weight, L.mlp_post_norm.bias, eps, true) + h1.to(f32))
-            .to(pd);
+    h = GatePostNormResidual(mo.to(f32), g_mlp, L.mlp_post_norm.weight, L.mlp_post_norm.bias, h1, eps, pd);
     if (rec && cp == 1) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
   }
 
   // ---- output head (§3.8), fp32 ----
-  at::Tensor xf = LayerNormF32(h, final_norm.weight, final_norm.bias, eps, true);
+  at::Tensor xf = LayerNorm1p(h, final_norm.weight, final_norm.bias, eps);
   if (rec && cp == 1) rec->tensors["blocks.out_final_layernorm"] = xf;
   at::Tensor pout = at::linear(xf, final_w);  // [s_loc, N, pt*p*p*Cout]
   if (cp > 1) {

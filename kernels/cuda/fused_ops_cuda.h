@@ -1,0 +1,56 @@
+// ATen-facing wrappers of the CUDA kernels, used by kernels/fused_ops.cc on CUDA tensors
+// when the build has a CUDA LibTorch (MAGI_HAVE_CUDA_KERNELS). Header-only so that a CPU
+// LibTorch build never compiles it.
+#ifndef MAGI_KERNELS_CUDA_FUSED_OPS_CUDA_H_
+#define MAGI_KERNELS_CUDA_FUSED_OPS_CUDA_H_
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+
+#include "kernels/cuda/fused_ops_kernels.h"
+
+namespace magi {
+namespace cuda {
+
+inline at::Tensor GatePostNormResidual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& weight,
+                                       const at::Tensor& bias, const at::Tensor& residual, double eps,
+                                       at::ScalarType out_dtype) {
+  const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  at::Tensor xf = x.to(at::kFloat).contiguous(), w = weight.to(at::kFloat).contiguous(),
+             b = bias.to(at::kFloat).contiguous();
+  const bool bf16 = out_dtype == at::kBFloat16;
+  at::Tensor g = gate.to(bf16 ? at::kBFloat16 : at::kFloat).contiguous();
+  at::Tensor r = residual.to(bf16 ? at::kBFloat16 : at::kFloat).contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaError_t err;
+  if (bf16) {
+    err = LaunchGatePostNormResidual<__nv_bfloat16>(
+        xf.data_ptr<float>(), reinterpret_cast<const __nv_bfloat16*>(g.data_ptr()), w.data_ptr<float>(),
+        b.data_ptr<float>(), reinterpret_cast<const __nv_bfloat16*>(r.data_ptr()),
+        reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), rows, dim, static_cast<float>(eps), stream);
+  } else {
+    err = LaunchGatePostNormResidual<float>(xf.data_ptr<float>(), g.data_ptr<float>(), w.data_ptr<float>(),
+                                            b.data_ptr<float>(), r.data_ptr<float>(), out.data_ptr<float>(), rows,
+                                            dim, static_cast<float>(eps), stream);
+  }
+  TORCH_CHECK(err == cudaSuccess, "GatePostNormResidual kernel: ", cudaGetErrorString(err));
+  return out.to(out_dtype);
+}
+
+inline at::Tensor LayerNorm1p(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  at::Tensor xf = x.to(at::kFloat).contiguous(), w = weight.to(at::kFloat).contiguous(),
+             b = bias.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty(xf.sizes(), xf.options());
+  cudaError_t err = LaunchLayerNorm1p(xf.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(),
+                                      out.data_ptr<float>(), rows, dim, static_cast<float>(eps),
+                                      at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "LayerNorm1p kernel: ", cudaGetErrorString(err));
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace magi
+
+#endif  // MAGI_KERNELS_CUDA_FUSED_OPS_CUDA_H_

@@ -5,14 +5,14 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config ccache git
+  build-essential cmake pkg-config ccache git clang libclang-rt-dev
   # model runtime: LibTorch (CPU, with c10d/Gloo) and a fast system BLAS
   libtorch-dev libgloo-dev libopenblas0-pthread
   # server: gRPC, Protobuf, Abseil, SQLite, metrics, JSON
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev prometheus-cpp-dev nlohmann-json3-dev
   # media: FFmpeg libraries (libx264 inside libavcodec) and the ffprobe CLI for tests
-  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
+  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libavfilter-dev ffmpeg
   # text encoder tokenizer
   libsentencepiece-dev sentencepiece libicu-dev
   # tests: GoogleTest, Python gRPC client, Prometheus server, linters

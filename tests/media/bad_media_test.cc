@@ -1,0 +1,276 @@
+// Hostile and broken inputs: every one must give a clear error naming the input (and, for
+// limits, the limit), never a crash or an unbounded allocation. The bad files are generated
+// here from small valid ones.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+
+#include "tests/media/media_test_util.h"
+#include "worker/media/image_decoder.h"
+#include "worker/media/media_file.h"
+#include "worker/media/prefix_video_decoder.h"
+
+namespace magi {
+namespace {
+
+using testing_media::MakeTempDir;
+using testing_media::ReadFile;
+using testing_media::RunCommand;
+
+std::string Generate(const std::string& dir, const std::string& file, const std::string& args) {
+  const std::string path = dir + "/" + file;
+  int rc = -1;
+  RunCommand("ffmpeg -v error -nostdin -y " + args + " '" + path + "' 2>&1", &rc);
+  EXPECT_EQ(rc, 0) << "could not generate " << path;
+  return ReadFile(path);
+}
+
+// Error of the right code whose message contains every needle.
+template <typename T>
+void ExpectError(const absl::StatusOr<T>& r, absl::StatusCode code,
+                 std::initializer_list<std::string> needles) {
+  ASSERT_FALSE(r.ok()) << "accepted bad input";
+  EXPECT_EQ(r.status().code(), code) << r.status();
+  for (const std::string& n : needles) {
+    EXPECT_NE(r.status().message().find(n), std::string::npos)
+        << "'" << n << "' missing from: " << r.status();
+  }
+}
+
+uint32_t Crc32(const std::string& data) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : data) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+std::string Be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+std::string PngChunk(const std::string& type, const std::string& payload) {
+  return Be32(static_cast<uint32_t>(payload.size())) + type + payload +
+         Be32(Crc32(type + payload));
+}
+
+// A well-formed PNG header declaring w x h RGB pixels, followed by a tiny valid zlib stream
+// (far too little data for that size).
+std::string PngDeclaring(uint32_t w, uint32_t h) {
+  std::string ihdr = Be32(w) + Be32(h) + std::string("\x08\x02\x00\x00\x00", 5);
+  const std::string zlib_empty("\x78\x9c\x03\x00\x00\x00\x00\x01", 8);
+  return std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", ihdr) +
+         PngChunk("IDAT", zlib_empty) + PngChunk("IEND", "");
+}
+
+class BadMediaTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(MakeTempDir());
+    const std::string src = "-f lavfi -i testsrc2=size=97x61";
+    jpg_ = new std::string(Generate(*dir_, "ok.jpg", src + " -frames:v 1"));
+    png_ = new std::string(Generate(*dir_, "ok.png", src + " -frames:v 1"));
+    webp_ = new std::string(Generate(*dir_, "ok.webp", src + " -frames:v 1 -c:v libwebp"));
+    mp4_ = new std::string(Generate(
+        *dir_, "ok.mp4", "-f lavfi -i testsrc2=size=64x48:rate=24 -t 1 -c:v libx264"));
+    mp4_faststart_ = new std::string(
+        Generate(*dir_, "fs.mp4",
+                 "-f lavfi -i testsrc2=size=64x48:rate=24 -t 1 -c:v libx264 -movflags +faststart"));
+  }
+  static std::string* dir_;
+  static std::string* jpg_;
+  static std::string* png_;
+  static std::string* webp_;
+  static std::string* mp4_;
+  static std::string* mp4_faststart_;
+};
+std::string* BadMediaTest::dir_;
+std::string* BadMediaTest::jpg_;
+std::string* BadMediaTest::png_;
+std::string* BadMediaTest::webp_;
+std::string* BadMediaTest::mp4_;
+std::string* BadMediaTest::mp4_faststart_;
+
+constexpr auto kBad = absl::StatusCode::kInvalidArgument;
+
+TEST_F(BadMediaTest, ValidSeedsDecode) {
+  EXPECT_TRUE(DecodeImage("jpg", *jpg_, 32, 32).ok());
+  EXPECT_TRUE(DecodeImage("png", *png_, 32, 32).ok());
+  EXPECT_TRUE(DecodeImage("webp", *webp_, 32, 32).ok());
+  EXPECT_TRUE(DecodePrefixVideo("mp4", *mp4_, 32, 32, 24).ok());
+  EXPECT_TRUE(DecodePrefixVideo("mp4", *mp4_faststart_, 32, 32, 24).ok());
+}
+
+TEST_F(BadMediaTest, ZeroBytes) {
+  ExpectError(DecodeImage("image 'empty.jpg'", "", 32, 32), kBad,
+              {"image 'empty.jpg'", "0 bytes", "JPEG, PNG or WebP"});
+  ExpectError(DecodePrefixVideo("video 'empty.mp4'", "", 32, 32, 24), kBad,
+              {"video 'empty.mp4'", "0 bytes", "MP4"});
+}
+
+TEST_F(BadMediaTest, WrongType) {
+  ExpectError(DecodeImage("image 'notes.txt'", "hello, this is plain text\n", 32, 32), kBad,
+              {"image 'notes.txt'", "JPEG, PNG or WebP"});
+  ExpectError(DecodeImage("image 'clip.mp4'", *mp4_, 32, 32), kBad,
+              {"image 'clip.mp4'", "mp4", "expected a JPEG, PNG or WebP image"});
+  ExpectError(DecodePrefixVideo("video 'pic.png'", *png_, 32, 32, 24), kBad,
+              {"video 'pic.png'", "png_pipe", "expected an MP4, MOV or WebM video"});
+  const std::string gif =
+      Generate(*dir_, "a.gif", "-f lavfi -i testsrc2=size=32x32 -frames:v 1");
+  ExpectError(DecodeImage("image 'a.gif'", gif, 32, 32), kBad, {"image 'a.gif'", "gif"});
+  const std::string audio =
+      Generate(*dir_, "audio.mp4", "-f lavfi -i sine=duration=0.3 -c:a aac");
+  ExpectError(DecodePrefixVideo("video 'audio.mp4'", audio, 32, 32, 24), kBad,
+              {"video 'audio.mp4'", "no video stream"});
+  const std::string mpeg2 = Generate(
+      *dir_, "m2.mp4", "-f lavfi -i testsrc2=size=32x32:rate=24 -t 0.2 -c:v mpeg2video");
+  ExpectError(DecodePrefixVideo("video 'm2.mp4'", mpeg2, 32, 32, 24), kBad,
+              {"video 'm2.mp4'", "mpeg2video", "not supported"});
+  // Only a valid signature, then garbage.
+  ExpectError(DecodeImage("image 'sig.png'", std::string("\x89PNG\r\n\x1a\n", 8) + "garbage!",
+                          32, 32),
+              kBad, {"image 'sig.png'"});
+}
+
+TEST_F(BadMediaTest, TruncatedImages) {
+  for (const auto& [name, bytes] : {std::pair<std::string, std::string*>{"cut.jpg", jpg_},
+                                    {"cut.png", png_},
+                                    {"cut.webp", webp_}}) {
+    for (double frac : {0.1, 0.5, 0.9}) {
+      const std::string cut = bytes->substr(0, static_cast<size_t>(bytes->size() * frac));
+      ExpectError(DecodeImage(name, cut, 32, 32), kBad, {name});
+    }
+  }
+  ExpectError(DecodeImage("cut.jpg", jpg_->substr(0, jpg_->size() / 2), 32, 32), kBad,
+              {"corrupt or truncated"});
+}
+
+TEST_F(BadMediaTest, TruncatedVideos) {
+  for (double frac : {0.05, 0.3, 0.6, 0.95}) {
+    // moov at the end: the index is gone.
+    ExpectError(DecodePrefixVideo("video 'cut.mp4'",
+                                  mp4_->substr(0, static_cast<size_t>(mp4_->size() * frac)),
+                                  32, 32, 24),
+                kBad, {"video 'cut.mp4'"});
+    // moov first: the index promises packets that are missing (at 5 % the index itself is
+    // cut).
+    if (frac < 0.1) continue;
+    ExpectError(DecodePrefixVideo("video 'cutfs.mp4'",
+                                  mp4_faststart_->substr(
+                                      0, static_cast<size_t>(mp4_faststart_->size() * frac)),
+                                  32, 32, 24),
+                kBad, {"video 'cutfs.mp4'", "truncated"});
+  }
+}
+
+TEST_F(BadMediaTest, AbsurdDeclaredDimensions) {
+  ExpectError(DecodeImage("image 'huge.png'", PngDeclaring(100000, 100000), 32, 32), kBad,
+              {"image 'huge.png'", "100000x100000", "8192"});
+  ExpectError(DecodeImage("image 'wide.png'", PngDeclaring(1u << 31, 1), 32, 32), kBad,
+              {"image 'wide.png'", "2147483648x1"});
+  // A real JPEG whose frame header is patched to 60000x60000.
+  std::string jpg = *jpg_;
+  const size_t sof = jpg.find("\xFF\xC0", 2);
+  ASSERT_NE(sof, std::string::npos);
+  jpg[sof + 5] = '\xEA';  // height 0xEA60 = 60000
+  jpg[sof + 6] = '\x60';
+  jpg[sof + 7] = '\xEA';
+  jpg[sof + 8] = '\x60';
+  ExpectError(DecodeImage("image 'big.jpg'", jpg, 32, 32), kBad, {"image 'big.jpg'", "60000x60000"});
+  // Zero size.
+  ExpectError(DecodeImage("image 'zero.png'", PngDeclaring(0, 10), 32, 32), kBad,
+              {"image 'zero.png'"});
+}
+
+TEST_F(BadMediaTest, DecompressionBombsHitThePixelLimit) {
+  // 2000x2000 black compresses to a few KB but expands to 12 MB: a bomb for a 1 Mpx limit.
+  const std::string bomb =
+      Generate(*dir_, "bomb.png", "-f lavfi -i color=black:s=2000x2000 -frames:v 1");
+  ASSERT_LT(bomb.size(), 100000u);
+  MediaLimits tight;
+  tight.max_pixels = 1000 * 1000;
+  ExpectError(DecodeImage("image 'bomb.png'", bomb, 32, 32, tight), kBad,
+              {"image 'bomb.png'", "2000x2000", "1000000 pixels"});
+  // Video: the container declares the size; the limit is checked before decoding.
+  tight = MediaLimits();
+  tight.max_width = 48;
+  ExpectError(DecodePrefixVideo("video 'ok.mp4'", *mp4_, 32, 32, 24, 32, tight), kBad,
+              {"video 'ok.mp4'", "64x48", "48 wide"});
+}
+
+TEST_F(BadMediaTest, FrameAndPacketFloods) {
+  // 240 fps input resampled to 1 fps: 32 output frames would need 7680 decoded frames.
+  const std::string flood = Generate(
+      *dir_, "flood.mp4",
+      "-f lavfi -i testsrc2=size=16x16:rate=240 -t 2 -c:v libx264 -preset ultrafast");
+  MediaLimits l;
+  l.max_decoded_frames = 100;
+  ExpectError(DecodePrefixVideo("video 'flood.mp4'", flood, 16, 16, 1, 32, l), kBad,
+              {"video 'flood.mp4'", "100 frames decoded"});
+  l = MediaLimits();
+  l.max_packets = 50;
+  ExpectError(DecodePrefixVideo("video 'flood.mp4'", flood, 16, 16, 1, 32, l), kBad,
+              {"video 'flood.mp4'", "50 packets"});
+}
+
+TEST_F(BadMediaTest, InputSizeAndRequestLimits) {
+  MediaLimits l;
+  l.max_input_bytes = 100;
+  ExpectError(DecodeImage("image 'ok.jpg'", *jpg_, 32, 32, l), kBad,
+              {"image 'ok.jpg'", "limit of 100 bytes"});
+  ExpectError(DecodeImage("img", *jpg_, 0, 32), kBad, {"img", "0x32"});
+  ExpectError(DecodeImage("img", *jpg_, 32, 5000), kBad, {"img", "32x5000", "4096"});
+  ExpectError(DecodePrefixVideo("vid", *mp4_, 32, 32, 0), kBad, {"vid", "fps = 0"});
+  ExpectError(DecodePrefixVideo("vid", *mp4_, 32, 32, 24, 0), kBad, {"vid", "frame count 0"});
+  ExpectError(DecodePrefixVideo("vid", *mp4_, 32, 32, 24, 100000), kBad,
+              {"vid", "frame count 100000"});
+  l = MediaLimits();
+  l.max_decode_seconds = -1;  // already expired
+  ExpectError(DecodePrefixVideo("video 'slow.mp4'", *mp4_, 32, 32, 24, 32, l),
+              absl::StatusCode::kDeadlineExceeded, {"video 'slow.mp4'", "-1 s"});
+}
+
+TEST_F(BadMediaTest, ReadMediaFileErrorsNameThePath) {
+  ExpectError(ReadMediaFile("/nonexistent/magi.png"), absl::StatusCode::kNotFound,
+              {"/nonexistent/magi.png"});
+  ExpectError(ReadMediaFile(*dir_), kBad, {*dir_, "not a regular file"});
+  MediaLimits l;
+  l.max_input_bytes = 10;
+  ExpectError(ReadMediaFile(*dir_ + "/ok.jpg", l), kBad, {"ok.jpg", "limit of 10 bytes"});
+  absl::StatusOr<std::string> ok = ReadMediaFile(*dir_ + "/ok.jpg");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(*ok, *jpg_);
+}
+
+// Deterministic bit flips and cuts of every seed: errors are fine, crashes are not (the
+// fuzz target in fuzz/ does this at scale; this keeps a small dose in every test run).
+TEST_F(BadMediaTest, MutatedInputsNeverCrash) {
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&state]() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int decoded = 0;
+  for (const std::string* seed : {jpg_, png_, webp_, mp4_faststart_}) {
+    for (int i = 0; i < 60; ++i) {
+      std::string m = *seed;
+      const int flips = 1 + static_cast<int>(next() % 8);
+      for (int k = 0; k < flips; ++k) m[next() % m.size()] ^= static_cast<char>(1u << (next() % 8));
+      if (next() % 4 == 0) m.resize(next() % m.size());
+      if (seed == mp4_faststart_) {
+        decoded += DecodePrefixVideo("mutant", m, 16, 16, 24, 4).ok();
+      } else {
+        decoded += DecodeImage("mutant", m, 16, 16).ok();
+      }
+    }
+  }
+  RecordProperty("decoded", decoded);
+}
+
+}  // namespace
+}  // namespace magi

@@ -15,5 +15,7 @@ if [ -d "$GOLDEN_ROOT" ]; then
 else
   echo "== no golden folder at $GOLDEN_ROOT: golden checks not run"
 fi
+echo "== media decoder fuzzing (bounded)"
+bash scripts/fuzz.sh "${MAGI_FUZZ_SECONDS:-45}" || status=1
 (cd build && ctest --output-on-failure -j"$(nproc)") || status=1
 exit $status

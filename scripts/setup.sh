@@ -10,7 +10,7 @@ PACKAGES=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   # server: gRPC, Protobuf, Abseil, SQLite, metrics, JSON
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libsqlite3-dev prometheus-cpp-dev nlohmann-json3-dev
+  libsqlite3-dev prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
   # media: FFmpeg libraries (libx264 inside libavcodec) and the ffprobe CLI for tests
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libavfilter-dev ffmpeg
   # text encoder tokenizer

@@ -1,0 +1,295 @@
+// Validates rendered Kubernetes manifests offline, two ways:
+//  1. Schema: every object against the Kubernetes 1.27 OpenAPI schema (kubernetes-models) or
+//     its CRD schema (prometheus-operator). LeaderWorkerSet has no schema package: its pod
+//     templates are validated as core/v1 PodTemplateSpec and its own spec fields are checked
+//     here by hand (field names and enums from sigs.k8s.io/lws api/leaderworkerset/v1).
+//  2. Consistency across objects, which no schema sees: selectors that select something, named
+//     ports that exist, volumes and accounts that exist, grace period >= drain timeout, GPU
+//     counts that match the rank layout, images that went through the kustomize transformer.
+// Limitation: like kubeconform without -strict, unknown fields are not reported by the
+// Kubernetes schemas (they allow additional properties); yamllint runs alongside.
+//
+// Usage: node validate.mjs RENDERED.yaml...   Exit status 1 if any check failed.
+import { readFileSync } from "node:fs";
+import yaml from "js-yaml";
+
+const packageRoots = { "monitoring.coreos.com": "@kubernetes-models/prometheus-operator" };
+let failures = 0;
+let checks = 0;
+
+function ok(what) {
+  checks++;
+  console.log(`ok   ${what}`);
+}
+function fail(what, why) {
+  checks++;
+  failures++;
+  console.log(`FAIL ${what}: ${why}`);
+}
+function name(doc) {
+  return `${doc.kind}/${doc.metadata?.name ?? "?"}`;
+}
+
+async function modelFor(apiVersion, kind) {
+  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
+  const pkg = packageRoots[group] ?? "kubernetes-models";
+  const path = group ? `${pkg}/${group}/${version}/${kind}` : `${pkg}/${version}/${kind}`;
+  return (await import(path))[kind];
+}
+
+async function validateSchema(file, doc) {
+  const what = `${file}: ${name(doc)} schema`;
+  try {
+    const Model = await modelFor(doc.apiVersion, doc.kind);
+    new Model(doc).validate();
+    ok(what);
+  } catch (e) {
+    fail(what, e.message.split("\n")[0]);
+  }
+}
+
+// --- LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) --------------------------------------
+const lwsFields = {
+  spec: ["replicas", "leaderWorkerTemplate", "rolloutStrategy", "startupPolicy", "networkConfig"],
+  template: ["leaderTemplate", "workerTemplate", "size", "restartPolicy", "subGroupPolicy",
+    "volumeClaimTemplates", "persistentVolumeClaimRetentionPolicy"],
+  rollout: ["type", "rollingUpdateConfiguration"],
+  rolling: ["partition", "maxUnavailable", "maxSurge"],
+};
+const lwsEnums = {
+  startupPolicy: ["LeaderReady", "LeaderCreated"],
+  restartPolicy: ["RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None", "Default"],
+  rolloutType: ["RollingUpdate"],
+};
+
+function unknownKeys(obj, allowed) {
+  return Object.keys(obj ?? {}).filter((k) => !allowed.includes(k));
+}
+function isInt(v, min) {
+  return Number.isInteger(v) && v >= min;
+}
+
+async function validateLeaderWorkerSet(file, doc) {
+  const what = `${file}: ${name(doc)}`;
+  const problems = [];
+  const spec = doc.spec ?? {};
+  const tmpl = spec.leaderWorkerTemplate;
+  for (const k of unknownKeys(spec, lwsFields.spec)) problems.push(`spec has unknown field ${k}`);
+  if (spec.replicas !== undefined && !isInt(spec.replicas, 0)) problems.push("spec/replicas must be an integer >= 0");
+  if (spec.startupPolicy !== undefined && !lwsEnums.startupPolicy.includes(spec.startupPolicy))
+    problems.push(`spec/startupPolicy must be one of ${lwsEnums.startupPolicy.join(", ")}`);
+  const ro = spec.rolloutStrategy;
+  if (ro) {
+    for (const k of unknownKeys(ro, lwsFields.rollout)) problems.push(`spec/rolloutStrategy has unknown field ${k}`);
+    if (!lwsEnums.rolloutType.includes(ro.type)) problems.push("spec/rolloutStrategy/type must be RollingUpdate");
+    for (const k of unknownKeys(ro.rollingUpdateConfiguration, lwsFields.rolling))
+      problems.push(`spec/rolloutStrategy/rollingUpdateConfiguration has unknown field ${k}`);
+  }
+  if (!tmpl) problems.push("spec/leaderWorkerTemplate is required");
+  else {
+    for (const k of unknownKeys(tmpl, lwsFields.template)) problems.push(`spec/leaderWorkerTemplate has unknown field ${k}`);
+    if (tmpl.size !== undefined && !isInt(tmpl.size, 1)) problems.push("spec/leaderWorkerTemplate/size must be an integer >= 1");
+    if (tmpl.restartPolicy !== undefined && !lwsEnums.restartPolicy.includes(tmpl.restartPolicy))
+      problems.push(`spec/leaderWorkerTemplate/restartPolicy must be one of ${lwsEnums.restartPolicy.join(", ")}`);
+    if (!tmpl.workerTemplate) problems.push("spec/leaderWorkerTemplate/workerTemplate is required");
+  }
+  if (problems.length) fail(`${what} fields`, problems.join("; "));
+  else ok(`${what} fields (hand-checked: no LWS schema package)`);
+
+  const PodTemplateSpec = await modelFor("v1", "PodTemplateSpec");
+  for (const key of ["leaderTemplate", "workerTemplate"]) {
+    if (!tmpl?.[key]) continue;
+    const w = `${what} ${key} as core/v1 PodTemplateSpec`;
+    try {
+      new PodTemplateSpec(tmpl[key]).validate();
+      ok(w);
+    } catch (e) {
+      fail(w, e.message.split("\n")[0]);
+    }
+  }
+}
+
+// --- Cross-object consistency ------------------------------------------------------------
+// Pod templates of every workload kind we render, with the size of a group for LWS.
+function podTemplates(doc) {
+  const s = doc.spec ?? {};
+  switch (doc.kind) {
+    case "Deployment":
+    case "StatefulSet":
+    case "DaemonSet":
+    case "Job":
+      return [{ tmpl: s.template, nodes: 1 }];
+    case "LeaderWorkerSet": {
+      const t = s.leaderWorkerTemplate ?? {};
+      return [t.leaderTemplate, t.workerTemplate].filter(Boolean).map((tmpl) => ({ tmpl, nodes: t.size ?? 1 }));
+    }
+    default:
+      return [];
+  }
+}
+
+function selects(selector, labels) {
+  if (!selector) return false;
+  const match = selector.matchLabels ?? (selector.matchExpressions ? undefined : selector);
+  if (selector.matchExpressions) return false; // not used by our manifests: flag it for review
+  return Object.entries(match ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+function parseDurationSeconds(text) {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
+  if (!m) return undefined;
+  const scale = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] ?? "s"];
+  return Number(m[1]) * scale;
+}
+
+// Value of --flag_name=VALUE in a container's command/args. Our binaries use Abseil flags,
+// which only accept underscores, so a dashed spelling is reported as an error.
+function flag(container, flagName) {
+  const want = flagName.replaceAll("-", "_");
+  for (const a of [...(container.command ?? []), ...(container.args ?? [])]) {
+    const m = /^--([\w-]+)=(.*)$/.exec(a);
+    if (m && m[1].replaceAll("-", "_") === want) {
+      return m[2];
+    }
+  }
+  return undefined;
+}
+
+
+function checkConsistency(file, docs) {
+  const pods = docs.flatMap((d) => podTemplates(d).map((p) => ({ owner: d, ...p })));
+  const byKind = (k) => docs.filter((d) => d.kind === k);
+  const pvcs = new Set(byKind("PersistentVolumeClaim").map((d) => d.metadata.name));
+  const accounts = new Set(byKind("ServiceAccount").map((d) => d.metadata.name));
+  const services = byKind("Service");
+
+  for (const d of docs) {
+    if (["Deployment", "StatefulSet"].includes(d.kind)) {
+      const w = `${file}: ${name(d)} selector matches its pod template labels`;
+      selects(d.spec.selector, d.spec.template?.metadata?.labels) ? ok(w) : fail(w, "it does not");
+    }
+    if (d.kind === "StatefulSet") {
+      const w = `${file}: ${name(d)} serviceName is a headless Service`;
+      const svc = services.find((s) => s.metadata.name === d.spec.serviceName);
+      svc && svc.spec.clusterIP === "None" ? ok(w) : fail(w, `no headless Service named ${d.spec.serviceName}`);
+    }
+  }
+
+  for (const { owner, tmpl, nodes } of pods) {
+    const spec = tmpl.spec ?? {};
+    const where = `${file}: ${name(owner)}`;
+    const volumes = new Set((spec.volumes ?? []).map((v) => v.name));
+    for (const v of spec.volumes ?? []) {
+      if (v.persistentVolumeClaim) {
+        const w = `${where} volume ${v.name} claims an existing PVC`;
+        pvcs.has(v.persistentVolumeClaim.claimName) ? ok(w) : fail(w, `no PersistentVolumeClaim ${v.persistentVolumeClaim.claimName}`);
+      }
+    }
+    if (spec.serviceAccountName) {
+      const w = `${where} serviceAccountName exists`;
+      accounts.has(spec.serviceAccountName) ? ok(w) : fail(w, `no ServiceAccount ${spec.serviceAccountName}`);
+    }
+    for (const c of spec.containers ?? []) {
+      const cw = `${where} container ${c.name}`;
+      const portNames = new Set((c.ports ?? []).map((p) => p.name));
+      const portNumbers = new Set((c.ports ?? []).map((p) => p.containerPort));
+      {
+        const w = `${cw} image was set by kustomize (registry/name:tag)`;
+        /[/].*:[^/]+$/.test(c.image ?? "") ? ok(w) : fail(w, `image "${c.image}" still the placeholder: add the kind to the overlay's images configuration`);
+      }
+      for (const m of c.volumeMounts ?? []) {
+        const w = `${cw} mount ${m.mountPath} has a volume`;
+        volumes.has(m.name) ? ok(w) : fail(w, `no volume ${m.name}`);
+      }
+      for (const probeName of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+        const p = c[probeName];
+        if (!p) continue;
+        const port = p.httpGet?.port ?? p.tcpSocket?.port ?? p.grpc?.port;
+        if (port === undefined) continue;
+        const w = `${cw} ${probeName} port ${port} is a container port`;
+        (typeof port === "string" ? portNames.has(port) : portNumbers.has(port)) ? ok(w) : fail(w, "no such container port");
+      }
+      // magi-server: --drain-timeout-seconds=N (a plain number of seconds).
+      const drain = flag(c, "drain_timeout_seconds");
+      if (drain !== undefined) {
+        const w = `${cw} terminationGracePeriodSeconds >= --drain_timeout_seconds`;
+        const seconds = parseDurationSeconds(drain);
+        const grace = spec.terminationGracePeriodSeconds ?? 30;
+        if (seconds === undefined) fail(w, `cannot parse --drain_timeout_seconds=${drain}`);
+        else grace >= seconds ? ok(`${w} (${grace} >= ${seconds})`) : fail(w, `${grace} < ${seconds}: the kubelet would kill the drain`);
+      }
+      const device = flag(c, "device");
+      const nproc = Number(flag(c, "nproc_per_node") ?? "1");
+      if (device === "cuda") {
+        const req = c.resources?.requests?.["nvidia.com/gpu"];
+        const lim = c.resources?.limits?.["nvidia.com/gpu"];
+        const w = `${cw} GPU request == limit == --nproc_per_node`;
+        String(req) === String(lim) && Number(lim) === nproc ? ok(`${w} (${nproc})`) : fail(w, `requests ${req}, limits ${lim}, --nproc_per_node ${nproc}`);
+        const shm = (c.volumeMounts ?? []).find((m) => m.mountPath === "/dev/shm");
+        const shmVol = (spec.volumes ?? []).find((v) => v.name === shm?.name);
+        const w2 = `${cw} has a memory-backed /dev/shm for NCCL`;
+        shmVol?.emptyDir?.medium === "Memory" ? ok(w2) : fail(w2, "missing");
+      } else if (device === "cpu") {
+        const w = `${cw} (cpu) requests no GPU and uses gloo`;
+        const gpu = c.resources?.limits?.["nvidia.com/gpu"] ?? c.resources?.requests?.["nvidia.com/gpu"];
+        !gpu && flag(c, "backend") === "gloo" ? ok(w) : fail(w, `nvidia.com/gpu=${gpu}, --backend=${flag(c, "backend")}`);
+      }
+      if (device !== undefined) {
+        const tp = Number(flag(c, "tp") ?? "1");
+        const cp = Number(flag(c, "cp") ?? "1");
+        const w = `${cw} --tp x --cp == ranks in the group`;
+        const ranks = nproc * nodes;
+        tp * cp === ranks ? ok(`${w} (${tp} x ${cp} = ${nproc} x ${nodes})`) : fail(w, `${tp} x ${cp} != ${nproc} ranks per pod x ${nodes} pods`);
+        const server = flag(c, "server");
+        const host = server?.split(":")[0];
+        const w2 = `${cw} --server names a Service`;
+        services.some((s) => s.metadata.name === host) ? ok(`${w2} (${host})`) : fail(w2, `no Service ${host}`);
+      }
+    }
+  }
+
+  for (const s of services) {
+    const w = `${file}: ${name(s)} selects a pod template and its target ports exist`;
+    const matched = pods.filter((p) => selects(s.spec.selector, p.tmpl.metadata?.labels));
+    if (!matched.length) {
+      fail(w, "selector matches no pod template");
+      continue;
+    }
+    const missing = (s.spec.ports ?? []).filter((p) => typeof p.targetPort === "string" &&
+      !matched.some((m) => (m.tmpl.spec.containers ?? []).some((c) => (c.ports ?? []).some((cp) => cp.name === p.targetPort))));
+    missing.length ? fail(w, `target ports ${missing.map((p) => p.targetPort).join(", ")} not on any selected container`) : ok(w);
+  }
+  for (const { owner, tmpl } of pods) {
+    for (const c of tmpl.spec?.containers ?? []) {
+      const dashed = (c.args ?? []).filter((a) => /^--[a-z0-9]+-[\w-]*=/.test(a));
+      const w = `${file}: ${name(owner)} container ${c.name} flags use underscores (Abseil rejects --dashed-names)`;
+      dashed.length ? fail(w, dashed.join(" ")) : ok(w);
+    }
+  }
+  for (const pdb of byKind("PodDisruptionBudget")) {
+    const w = `${file}: ${name(pdb)} selects a pod template`;
+    pods.some((p) => selects(pdb.spec.selector, p.tmpl.metadata?.labels)) ? ok(w) : fail(w, "selector matches no pod template");
+  }
+  for (const sm of byKind("ServiceMonitor")) {
+    const w = `${file}: ${name(sm)} selects a Service with its endpoint ports`;
+    const svc = services.filter((s) => selects(sm.spec.selector, s.metadata.labels));
+    const ports = new Set(svc.flatMap((s) => (s.spec.ports ?? []).map((p) => p.name)));
+    const missing = (sm.spec.endpoints ?? []).filter((e) => !ports.has(e.port));
+    !svc.length ? fail(w, "selector matches no Service") : missing.length ? fail(w, `no port ${missing.map((e) => e.port).join(", ")}`) : ok(w);
+  }
+}
+
+for (const file of process.argv.slice(2)) {
+  const docs = yaml.loadAll(readFileSync(file, "utf8")).filter(Boolean);
+  for (const doc of docs) {
+    if (!doc.apiVersion || !doc.kind) {
+      fail(`${file}: object`, "missing apiVersion or kind");
+      continue;
+    }
+    if (doc.apiVersion === "leaderworkerset.x-k8s.io/v1" && doc.kind === "LeaderWorkerSet") await validateLeaderWorkerSet(file, doc);
+    else await validateSchema(file, doc);
+  }
+  checkConsistency(file, docs);
+}
+console.log(`validate: ${checks - failures} passed, ${failures} failed`);
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Renders every Kustomize overlay under deploy/k8s/overlays and checks it offline:
+#   yamllint (sources + rendered), schema + consistency (validate.mjs), PromQL of the
+#   PrometheusRule (promtool check rules) and the alert unit tests (promtool test rules),
+#   then proves the checks can fail on deliberately broken copies.
+# Usage: validate.sh [WORK_DIR]   (WORK_DIR holds node_modules and rendered output; default: a temp dir)
+# Exit: 0 all good, 1 a check failed, 77 skipped (node or kubectl not installed).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+deploy="$(dirname "$here")"
+for tool in node kubectl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "SKIP: '$tool' is not installed; the Kubernetes manifests cannot be rendered/validated here."
+    exit 77
+  fi
+done
+for tool in npm yamllint promtool; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: '$tool' not found (scripts/setup.sh installs it)"; exit 1; }
+done
+
+work="${1:-$(mktemp -d)}"
+mkdir -p "$work/validate" "$work/rendered" "$work/rules"
+cp "$here/package.json" "$here/package-lock.json" "$here"/*.mjs "$work/validate/"
+
+# npm ci only when the lock file changed since the last install in this work dir.
+lock_hash="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$work/validate/.installed" 2>/dev/null || true)" != "$lock_hash" ]; then
+  (cd "$work/validate" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" > "$work/validate/.installed"
+fi
+
+failed=0
+step() { echo "== $*"; }
+
+overlays=()
+for dir in "$deploy"/k8s/overlays/*/; do
+  overlays+=("$(basename "$dir")")
+done
+[ ${#overlays[@]} -gt 0 ] || { echo "FAIL: no overlays under $deploy/k8s/overlays"; exit 1; }
+
+step "kustomize: ${overlays[*]}"
+for o in "${overlays[@]}"; do
+  if kubectl kustomize "$deploy/k8s/overlays/$o" > "$work/rendered/$o.yaml"; then
+    echo "ok   rendered $o ($(grep -c '^kind:' "$work/rendered/$o.yaml") objects)"
+  else
+    echo "FAIL kubectl kustomize $o"; failed=1
+  fi
+done
+
+step "yamllint"
+yamllint -c "$deploy/.yamllint" "$deploy/k8s" "$work"/rendered/*.yaml && echo "ok   yamllint" || failed=1
+
+step "schema and consistency"
+node "$work/validate/validate.mjs" "$work"/rendered/*.yaml || failed=1
+
+step "PrometheusRule: promtool check rules / test rules"
+for o in "${overlays[@]}"; do
+  mkdir -p "$work/rules/$o"
+  if node "$work/validate/extract-rules.mjs" "$work/rendered/$o.yaml" "$work/rules/$o/magi-server.rules.yaml"; then
+    cp "$deploy/k8s/tests/alerts_test.yaml" "$work/rules/$o/"
+    promtool check rules "$work/rules/$o/magi-server.rules.yaml" || failed=1
+    (cd "$work/rules/$o" && promtool test rules alerts_test.yaml) || failed=1
+  else
+    failed=1
+  fi
+done
+
+# The checks above must be able to fail: break copies on purpose and expect each breakage
+# to be reported with its own message.
+step "self-test: broken manifests must be rejected"
+base_yaml="$work/rendered/single-node.yaml"
+expect_failure() {  # name, sed expression, message the validator must print
+  local name="$1" expr="$2" message="$3" out="$work/broken-$1.yaml"
+  sed -e "$expr" "$base_yaml" > "$out"
+  if cmp -s "$out" "$base_yaml"; then
+    echo "FAIL self-test $name: the sed expression changed nothing"; failed=1; return
+  fi
+  if node "$work/validate/validate.mjs" "$out" > "$out.log" 2>&1; then
+    echo "FAIL self-test $name: validate.mjs accepted it"; failed=1
+  elif grep -q -- "$message" "$out.log"; then
+    echo "ok   self-test $name rejected ($message)"
+  else
+    echo "FAIL self-test $name: rejected without '$message':"; grep FAIL "$out.log" | head -5; failed=1
+  fi
+}
+expect_failure grace 's/terminationGracePeriodSeconds: 630/terminationGracePeriodSeconds: 30/' "the kubelet would kill the drain"
+expect_failure schema 's/containerPort: 9464/containerPort: eighty/' "must be integer"
+expect_failure gpus '0,/nvidia.com\/gpu: "8"/s//nvidia.com\/gpu: "4"/' "GPU request == limit"
+expect_failure layout 's/--cp=8/--cp=4/' "ranks per pod"
+expect_failure probe-port 's/port: http-metrics/port: http/' "no such container port"
+expect_failure selector 's/claimName: magi-models/claimName: magi-model/' "no PersistentVolumeClaim magi-model"
+expect_failure dashed-flag 's/--state_dir=/--state-dir=/' "flags use underscores"
+printf 'a: 1\na: 2\n' > "$work/broken-duplicate.yaml"
+if yamllint -c "$deploy/.yamllint" "$work/broken-duplicate.yaml" >/dev/null 2>&1; then
+  echo "FAIL self-test yamllint accepted a duplicate key"; failed=1
+else
+  echo "ok   self-test yamllint rejects duplicate keys"
+fi
+
+if [ "$failed" -ne 0 ]; then
+  echo "deploy validate: FAILED (see FAIL lines above)"
+  exit 1
+fi
+echo "deploy validate: all overlays valid (${overlays[*]})"

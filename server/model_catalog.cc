@@ -1,0 +1,74 @@
+#include "server/model_catalog.h"
+
+#include <algorithm>
+#include <iterator>
+#include <set>
+
+namespace magi {
+
+ModelInfo DefaultTinyModel() {
+  ModelInfo m;
+  m.set_name("tiny");
+  m.set_frames_per_chunk(24);  // MAGI-1: 6 latent frames x VAE temporal stride 4
+  m.set_max_frames(960);
+  m.set_max_width(1280);
+  m.set_max_height(1280);
+  m.set_default_width(256);
+  m.set_default_height(256);
+  m.set_default_frames(48);
+  m.set_default_fps(24);
+  m.set_default_steps(8);
+  m.set_max_steps(64);
+  return m;
+}
+
+ModelCatalog::ModelCatalog(std::string default_model) : default_model_(std::move(default_model)) {
+  ModelInfo tiny = DefaultTinyModel();
+  builtin_[tiny.name()] = tiny;
+}
+
+void ModelCatalog::Register(const std::string& source, const ModelInfo& info) {
+  std::lock_guard<std::mutex> lock(mu_);
+  registered_[info.name()][source] = info;
+}
+
+void ModelCatalog::Unregister(const std::string& source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = registered_.begin(); it != registered_.end();) {
+    it->second.erase(source);
+    it = it->second.empty() ? registered_.erase(it) : std::next(it);
+  }
+}
+
+std::optional<ModelInfo> ModelCatalog::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string& key = name.empty() ? default_model_ : name;
+  auto reg = registered_.find(key);
+  if (reg != registered_.end()) {
+    std::optional<ModelInfo> merged;
+    for (const auto& [source, info] : reg->second) {
+      if (!merged) {
+        merged = info;
+        continue;
+      }
+      merged->set_max_frames(std::max(merged->max_frames(), info.max_frames()));
+      merged->set_max_width(std::max(merged->max_width(), info.max_width()));
+      merged->set_max_height(std::max(merged->max_height(), info.max_height()));
+      merged->set_max_steps(std::max(merged->max_steps(), info.max_steps()));
+    }
+    return merged;
+  }
+  auto it = builtin_.find(key);
+  if (it == builtin_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> ModelCatalog::Names() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> names;
+  for (const auto& [name, info] : builtin_) names.insert(name);
+  for (const auto& [name, sources] : registered_) names.insert(name);
+  return std::vector<std::string>(names.begin(), names.end());
+}
+
+}  // namespace magi

@@ -1,0 +1,82 @@
+#include "server/server_app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/http_endpoints.h"
+#include "server/server_metrics.h"
+#include "server/video_generation_service.h"
+#include "server/worker_pool_service.h"
+
+namespace magi {
+
+ServerApp::ServerApp() = default;
+
+ServerApp::~ServerApp() { Shutdown(absl::ZeroDuration()); }
+
+absl::Status ServerApp::Start(const ServerOptions& options) {
+  metrics_ = std::make_unique<ServerMetrics>();
+  auto manager = JobManager::Create(options.jobs, metrics_.get());
+  if (!manager.ok()) return manager.status();
+  manager_ = std::move(*manager);
+  public_service_ = std::make_unique<VideoGenerationService>(manager_.get());
+  worker_service_ = std::make_unique<WorkerPoolService>(manager_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // Workers and clients keep long streams open; keepalive notices dead peers.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.RegisterService(public_service_.get());
+  builder.RegisterService(worker_service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || grpc_port_ == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--listen ", options.listen,
+                                                   ": cannot listen (address in use or invalid)"));
+  }
+  if (auto* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+  }
+  if (!options.http_listen.empty()) {
+    http_ = std::make_unique<HttpEndpoints>(metrics_.get(), [m = manager_.get()] { return !m->draining(); });
+    auto port = http_->Start(options.http_listen);
+    if (!port.ok()) return port.status();
+    http_port_ = *port;
+  }
+  return absl::OkStatus();
+}
+
+bool ServerApp::Drain(absl::Duration timeout) {
+  if (!manager_) return true;
+  manager_->StartDraining();
+  if (server_ && server_->GetHealthCheckService()) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  return manager_->WaitForNoRunningJobs(timeout);
+}
+
+void ServerApp::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (manager_) {
+    manager_->StartDraining();
+    manager_->CloseAllStreams(absl::UnavailableError("server shutting down; Watch again later"));
+  }
+  if (server_) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
+  if (http_) http_->Stop();
+  server_.reset();
+  manager_.reset();
+}
+
+}  // namespace magi

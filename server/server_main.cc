@@ -1,0 +1,141 @@
+// magi-server: the gRPC front-end. See server/server_app.h and docs/architecture.md.
+//
+//   magi-server --state-dir=DIR [--listen=127.0.0.1:50051] [--http-listen=127.0.0.1:9464]
+//               [--local-workers=N] [--max-queue=256] ...
+//
+// Prints one line "magi-server: listening grpc=ADDR:PORT http=ADDR:PORT" on stdout once it
+// serves. SIGTERM / SIGINT: stop admission, drain running jobs up to --drain-timeout-seconds,
+// then exit 0; unfinished jobs stay persisted for the next start.
+#include <signal.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "server/local_workers.h"
+#include "server/server_app.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0 = pick one)");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
+          "HTTP address for /healthz /readyz /metrics (port 0 = pick one; empty = off)");
+ABSL_FLAG(std::string, state_dir, "magi-state", "folder for the job database, chunks and videos");
+ABSL_FLAG(int, max_queue, 256, "queued jobs at most; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, retention_jobs, 1000, "finished jobs kept (oldest deleted first)");
+ABSL_FLAG(double, retention_hours, 0, "also delete finished jobs older than this (0 = never)");
+ABSL_FLAG(double, worker_timeout_seconds, 15, "a worker group silent this long is considered gone");
+ABSL_FLAG(double, drain_timeout_seconds, 30, "on SIGTERM, wait this long for running jobs");
+ABSL_FLAG(std::string, default_model, "tiny", "model used when a request names none");
+ABSL_FLAG(int, local_workers, 0, "start this many local magi-worker groups (embedded default)");
+ABSL_FLAG(std::string, worker_binary, "", "magi-worker path (default: next to magi-server)");
+ABSL_FLAG(std::string, worker_args, "",
+          "space-separated extra flags for local workers, e.g. '--runner=synthetic'");
+
+namespace {
+
+// absl flags are spelled with underscores; accept the documented dashed spelling too
+// (--state-dir=DIR is --state_dir=DIR).
+void DashesToUnderscores(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (a[0] != '-' || a[1] != '-') continue;
+    if (a[2] == '\0') break;  // "--" ends the flags
+    for (char* c = a + 2; *c && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
+
+std::string SelfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "magi-server: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("magi-server --state-dir=DIR [--local-workers=N] [flags]");
+  DashesToUnderscores(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (absl::GetFlag(FLAGS_max_queue) < 1) {
+    return Fail(absl::StrCat("--max-queue: ", absl::GetFlag(FLAGS_max_queue), " must be >= 1"));
+  }
+  if (absl::GetFlag(FLAGS_local_workers) < 0 || absl::GetFlag(FLAGS_local_workers) > 64) {
+    return Fail(absl::StrCat("--local-workers: ", absl::GetFlag(FLAGS_local_workers),
+                             " is out of range; allowed [0, 64]"));
+  }
+  if (absl::GetFlag(FLAGS_worker_timeout_seconds) <= 0) {
+    return Fail("--worker-timeout-seconds: must be > 0");
+  }
+
+  magi::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));
+  options.jobs.retention_jobs = absl::GetFlag(FLAGS_retention_jobs);
+  options.jobs.retention_hours = absl::GetFlag(FLAGS_retention_hours);
+  options.jobs.worker_timeout_seconds = absl::GetFlag(FLAGS_worker_timeout_seconds);
+  options.jobs.default_model = absl::GetFlag(FLAGS_default_model);
+  // Seam for the real default model: once worker/model can generate the "tiny" checkpoint,
+  // the local workers are started with --runner=model --model-dir=<state-dir>/models/tiny
+  // and create it there on first start; until then they use the synthetic runner.
+
+  magi::ServerApp app;
+  if (auto s = app.Start(options); !s.ok()) return Fail(std::string(s.message()));
+
+  magi::LocalWorkers workers;
+  if (absl::GetFlag(FLAGS_local_workers) > 0) {
+    magi::LocalWorkerOptions lw;
+    lw.count = absl::GetFlag(FLAGS_local_workers);
+    lw.worker_binary = absl::GetFlag(FLAGS_worker_binary).empty()
+                           ? magi::DefaultWorkerBinary(SelfExe())
+                           : absl::GetFlag(FLAGS_worker_binary);
+    lw.server_address = absl::StrCat("127.0.0.1:", app.grpc_port());
+    for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_worker_args), ' ', absl::SkipEmpty())) {
+      lw.extra_args.emplace_back(a);
+    }
+    if (auto s = workers.Start(lw); !s.ok()) {
+      app.Shutdown();
+      return Fail(std::string(s.message()));
+    }
+  }
+
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  std::string http_host = options.http_listen.substr(0, options.http_listen.rfind(':'));
+  std::printf("magi-server: listening grpc=%s:%d http=%s:%d\n", host.c_str(), app.grpc_port(),
+              http_host.c_str(), app.http_port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "magi-server: signal %d: draining (up to %.0f s)\n", sig,
+               absl::GetFlag(FLAGS_drain_timeout_seconds));
+  bool drained = app.Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_seconds)));
+  std::fprintf(stderr, "magi-server: %s; shutting down\n",
+               drained ? "all running jobs finished" : "drain timeout; unfinished jobs stay queued");
+  workers.Stop();
+  app.Shutdown();
+  return 0;
+}

@@ -1,0 +1,67 @@
+#include "server/server_metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace magi {
+namespace {
+
+prometheus::Histogram::BucketBoundaries SecondsBuckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+}
+
+}  // namespace
+
+ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  using namespace prometheus;
+  queue_depth = &BuildGauge().Name("magi_queue_depth").Help("Jobs waiting for a worker group.")
+                     .Register(*registry_).Add({});
+  jobs_running = &BuildGauge().Name("magi_jobs_running").Help("Jobs assigned to a worker group.")
+                      .Register(*registry_).Add({});
+  worker_groups_up = &BuildGauge().Name("magi_worker_groups_up")
+                          .Help("Worker groups connected and registered.").Register(*registry_).Add({});
+  jobs_submitted = &BuildCounter().Name("magi_jobs_submitted_total")
+                        .Help("Jobs accepted (persisted).").Register(*registry_).Add({});
+  jobs_requeued = &BuildCounter().Name("magi_jobs_requeued_total")
+                       .Help("Jobs put back in the queue because their worker group was lost.")
+                       .Register(*registry_).Add({});
+  chunks_emitted = &BuildCounter().Name("magi_chunks_emitted_total")
+                        .Help("Video chunks finished and stored.").Register(*registry_).Add({});
+  chunk_bytes = &BuildCounter().Name("magi_chunk_bytes_total")
+                     .Help("Bytes of fMP4 fragments stored.").Register(*registry_).Add({});
+  jobs_total_ = &BuildCounter().Name("magi_jobs_total")
+                     .Help("Finished jobs by outcome.").Register(*registry_);
+  rejected_total_ = &BuildCounter().Name("magi_jobs_rejected_total")
+                         .Help("Requests refused at admission by reason.").Register(*registry_);
+  queue_wait_seconds = &BuildHistogram().Name("magi_queue_wait_seconds")
+                            .Help("Time from acceptance (or re-queue) to assignment.")
+                            .Register(*registry_).Add({}, SecondsBuckets());
+  time_to_first_chunk_seconds = &BuildHistogram().Name("magi_time_to_first_chunk_seconds")
+                                     .Help("Time from acceptance to the first stored chunk.")
+                                     .Register(*registry_).Add({}, SecondsBuckets());
+  job_latency_seconds = &BuildHistogram().Name("magi_job_latency_seconds")
+                             .Help("Time from acceptance to success.")
+                             .Register(*registry_).Add({}, SecondsBuckets());
+  step_seconds = &BuildHistogram().Name("magi_step_seconds")
+                      .Help("Duration of one denoising step reported by workers.")
+                      .Register(*registry_).Add({}, SecondsBuckets());
+  chunk_delivery_lag_seconds = &BuildHistogram().Name("magi_chunk_delivery_lag_seconds")
+                                    .Help("Time from a worker finishing a chunk to the server storing it.")
+                                    .Register(*registry_).Add({}, SecondsBuckets());
+  for (const char* o : {"succeeded", "failed", "cancelled", "deadline_exceeded"}) JobsFinished(o);
+  for (const char* r : {"invalid_argument", "queue_full", "draining", "deadline_exceeded"}) JobsRejected(r);
+}
+
+prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome) {
+  return jobs_total_->Add({{"outcome", outcome}});
+}
+
+prometheus::Counter& ServerMetrics::JobsRejected(const std::string& reason) {
+  return rejected_total_->Add({{"reason", reason}});
+}
+
+std::string ServerMetrics::Serialize() const {
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(registry_->Collect());
+}
+
+}  // namespace magi

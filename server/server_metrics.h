@@ -1,0 +1,57 @@
+// ServerMetrics: the Prometheus metrics of magi-server, in one registry that the HTTP
+// /metrics endpoint serialises. Names follow Prometheus practice: base units in the name
+// (_seconds, _bytes), _total for counters, bounded label sets (outcome, reason).
+//
+// Thread safety: prometheus-cpp metrics are thread-safe; the pointers are stable for the
+// object's lifetime. Owns its registry; not copyable.
+#ifndef MAGI_SERVER_SERVER_METRICS_H_
+#define MAGI_SERVER_SERVER_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace magi {
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // Text exposition format of every metric (what /metrics returns).
+  std::string Serialize() const;
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // outcome: succeeded | failed | cancelled | deadline_exceeded.
+  prometheus::Counter& JobsFinished(const std::string& outcome);
+  // reason: invalid_argument | queue_full | draining | deadline_exceeded.
+  prometheus::Counter& JobsRejected(const std::string& reason);
+
+  prometheus::Gauge* queue_depth;
+  prometheus::Gauge* jobs_running;
+  prometheus::Gauge* worker_groups_up;
+  prometheus::Counter* jobs_submitted;
+  prometheus::Counter* jobs_requeued;
+  prometheus::Counter* chunks_emitted;
+  prometheus::Counter* chunk_bytes;
+  prometheus::Histogram* queue_wait_seconds;
+  prometheus::Histogram* time_to_first_chunk_seconds;
+  prometheus::Histogram* job_latency_seconds;
+  prometheus::Histogram* step_seconds;
+  prometheus::Histogram* chunk_delivery_lag_seconds;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* jobs_total_;
+  prometheus::Family<prometheus::Counter>* rejected_total_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_SERVER_SERVER_METRICS_H_

@@ -1,0 +1,495 @@
+#!/usr/bin/python3
+"""End-to-end tests of magi-server: the real server, real magi-worker processes (synthetic
+frame runner: deterministic test patterns, NOT the model), the magi CLI and a Python grpcio
+client.
+
+Environment (set by CTest, see CMakeLists.txt):
+  MAGI_SERVER_BIN, MAGI_WORKER_BIN   the executables under test
+  MAGI_CLI_BIN                       the magi CLI (optional: CLI tests skip without it)
+  MAGI_PY_STUBS                      folder with the generated magi/v1 Python stubs
+Run one test:  e2e_test.py E2e.test_cancel_mid_job
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.environ.get("MAGI_PY_STUBS", ""))
+import grpc  # noqa: E402
+from magi.v1 import video_generation_pb2 as pb  # noqa: E402
+from magi.v1 import video_generation_pb2_grpc as pbg  # noqa: E402
+
+SERVER_BIN = os.environ.get("MAGI_SERVER_BIN", "magi-server")
+WORKER_BIN = os.environ.get("MAGI_WORKER_BIN", "magi-worker")
+CLI_BIN = os.environ.get("MAGI_CLI_BIN", "")
+FRAMES_PER_CHUNK = 24  # the "tiny" model
+
+
+def request(chunks=3, steps=4, **kw):
+    r = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text="a red fox in the snow")],
+                           num_frames=chunks * FRAMES_PER_CHUNK, width=64, height=64, fps=8,
+                           num_steps=steps, seed=7)
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+class Server:
+    """One magi-server process with its local workers, on free ports and a temp state dir."""
+
+    def __init__(self, state_dir, workers=1, step_ms=10, extra=()):
+        self.state_dir = state_dir
+        args = [SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
+                "--state-dir=" + state_dir, "--local-workers=%d" % workers,
+                "--worker-binary=" + WORKER_BIN,
+                "--worker-args=--synthetic-step-ms=%d" % step_ms, "--drain-timeout-seconds=20"]
+        args += list(extra)
+        self.log = open(os.path.join(state_dir, "server.log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline().decode()
+        m = re.search(r"grpc=(\S+) http=(\S+)", line)
+        if not m:
+            raise RuntimeError("server did not start: %r (log %s)" % (line, self.log.name))
+        self.addr, self.http = m.group(1), m.group(2)
+        self.channel = grpc.insecure_channel(self.addr, options=[
+            ("grpc.max_receive_message_length", 256 << 20),
+            ("grpc.max_send_message_length", 256 << 20)])
+        self.stub = pbg.VideoGenerationStub(self.channel)
+        self.wait_for_workers(workers)
+
+    def metric(self, name):
+        text = self.get("/metrics")[1]
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        return float(m.group(1)) if m else None
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen("http://%s%s" % (self.http, path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def wait_for_workers(self, n, timeout=15):
+        end = time.time() + timeout
+        while time.time() < end:
+            if (self.metric("magi_worker_groups_up") or 0) >= n:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("%d worker group(s) did not register" % n)
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def wait_job(self, job_id, states, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            job = self.stub.GetJob(pb.GetJobRequest(job_id=job_id))
+            if job.state in states:
+                return job
+            time.sleep(0.05)
+        raise AssertionError("job %s not in %s after %ss" % (job_id, states, timeout))
+
+    def video(self, job_id):
+        return b"".join(d.data for d in self.stub.GetVideo(pb.GetVideoRequest(job_id=job_id)))
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.channel.close()
+        self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.channel.close()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def ffprobe_frames(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_frames,codec_name", "-of", "json", path],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return -1
+    return int(json.loads(out.stdout)["streams"][0]["nb_read_frames"])
+
+
+def collect(stream, on_event=None):
+    """Reads a Generate/Watch stream: (events, chunk list, final status code)."""
+    events, chunks = [], []
+    code = grpc.StatusCode.OK
+    try:
+        for ev in stream:
+            events.append((time.time(), ev))
+            if ev.WhichOneof("event") == "chunk":
+                chunks.append(ev.chunk)
+            if on_event and on_event(ev) is False:
+                break
+    except grpc.RpcError as e:
+        code = e.code()
+    return events, chunks, code
+
+
+class E2e(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="magi-e2e-")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def server(self, sub="state", **kw):
+        d = os.path.join(self.dir, sub)
+        os.makedirs(d, exist_ok=True)
+        s = Server(d, **kw)
+        self.servers.append(s)
+        return s
+
+    def reference_video(self, srv, req):
+        """The same request run again, uninterrupted, on the same server."""
+        job = srv.stub.Submit(req).job
+        srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=60)
+        return srv.video(job.job_id)
+
+    # -- streaming -------------------------------------------------------------------
+    def test_chunks_arrive_before_job_ends(self):
+        srv = self.server(step_ms=40)
+        events, chunks, code = collect(srv.stub.Generate(request(chunks=4, steps=4)))
+        self.assertEqual(code, grpc.StatusCode.OK)
+        kinds = [e.WhichOneof("event") for _, e in events]
+        self.assertEqual(kinds[0], "accepted")
+        self.assertEqual(kinds[-1], "completed")
+        self.assertIn("progress", kinds)
+        self.assertEqual([c.index for c in chunks], [0, 1, 2, 3])
+        t_first = next(t for t, e in events if e.WhichOneof("event") == "chunk")
+        t_done = events[-1][0]
+        # 4 chunks x 4 steps x 40 ms: chunk 0 must be in hand long before the end.
+        self.assertGreater(t_done - t_first, 0.3)
+        self.assertTrue(chunks[0].init_segment)
+        self.assertFalse(any(c.init_segment for c in chunks[1:]))
+        # init + fragments 0..k is playable for every k
+        path = os.path.join(self.dir, "partial.mp4")
+        data = b""
+        for k, c in enumerate(chunks):
+            data += c.init_segment + c.fragment
+            with open(path, "wb") as f:
+                f.write(data)
+            self.assertEqual(ffprobe_frames(path), (k + 1) * FRAMES_PER_CHUNK)
+        job_id = events[0][1].accepted.job_id
+        self.assertEqual(srv.video(job_id), data)
+        job = srv.stub.GetJob(pb.GetJobRequest(job_id=job_id))
+        self.assertEqual(job.state, pb.JOB_STATE_SUCCEEDED)
+        self.assertEqual(job.chunks_done, 4)
+        self.assertGreaterEqual(srv.metric("magi_chunks_emitted_total"), 4)
+
+    def test_cancel_mid_job(self):
+        srv = self.server(step_ms=30)
+        job = srv.stub.Submit(request(chunks=10, steps=4)).job
+        seen = []
+
+        def until_chunk1(ev):
+            if ev.WhichOneof("event") == "chunk" and ev.chunk.index == 1:
+                seen.append(1)
+                srv.stub.Cancel(pb.CancelRequest(job_id=job.job_id))
+        events, chunks, code = collect(srv.stub.Watch(pb.WatchRequest(job_id=job.job_id)), until_chunk1)
+        self.assertEqual(seen, [1])
+        self.assertEqual(code, grpc.StatusCode.CANCELLED)
+        self.assertEqual(events[-1][1].WhichOneof("event"), "failed")
+        self.assertLess(len(chunks), 10)
+        got = srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id))
+        self.assertEqual(got.state, pb.JOB_STATE_CANCELLED)
+        # The worker is free again: a new job runs to the end.
+        _, _, code2 = collect(srv.stub.Generate(request(chunks=1)))
+        self.assertEqual(code2, grpc.StatusCode.OK)
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.GetVideo(pb.GetVideoRequest(job_id=job.job_id)).next()
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+
+    def test_disconnect_then_watch_from_chunk(self):
+        srv = self.server(step_ms=20)
+        stream = srv.stub.Generate(request(chunks=5))
+        first = []
+        job_id = None
+        for ev in stream:
+            k = ev.WhichOneof("event")
+            if k == "accepted":
+                job_id = ev.accepted.job_id
+            if k == "chunk":
+                first.append(ev.chunk)
+                if ev.chunk.index == 1:
+                    stream.cancel()  # the client goes away; the job must go on
+                    break
+        srv.wait_job(job_id, [pb.JOB_STATE_SUCCEEDED])
+        events, chunks, code = collect(srv.stub.Watch(pb.WatchRequest(job_id=job_id, from_chunk=2)))
+        self.assertEqual(code, grpc.StatusCode.OK)
+        self.assertEqual([c.index for c in chunks], [2, 3, 4])
+        self.assertTrue(chunks[0].init_segment)  # a fresh watcher can play from here
+        self.assertEqual(events[-1][1].WhichOneof("event"), "completed")
+        whole = b"".join(c.init_segment + c.fragment for c in first) + b"".join(c.fragment for c in chunks)
+        self.assertEqual(whole, srv.video(job_id))
+        with self.assertRaises(grpc.RpcError) as cm:
+            list(srv.stub.Watch(pb.WatchRequest(job_id="j-nope")))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    # -- admission, deadlines ----------------------------------------------------------
+    def test_queue_full(self):
+        srv = self.server(workers=0, extra=["--max-queue=2"])
+        a = srv.stub.Submit(request()).job
+        b = srv.stub.Submit(request()).job
+        self.assertEqual((a.queue_position, b.queue_position), (0, 1))
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.Submit(request())
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("queue is full", cm.exception.details())
+        # priority: a high-priority job goes to the front (after cancelling one to make room)
+        srv.stub.Cancel(pb.CancelRequest(job_id=b.job_id))
+        c = srv.stub.Submit(request(priority=9)).job
+        self.assertEqual(c.queue_position, 0)
+        self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=a.job_id)).queue_position, 1)
+        # idempotency: the same key is the same job
+        srv.stub.Cancel(pb.CancelRequest(job_id=a.job_id))
+        k1 = srv.stub.Submit(request(idempotency_key="k-1")).job
+        k2 = srv.stub.Submit(request(idempotency_key="k-1")).job
+        self.assertEqual(k1.job_id, k2.job_id)
+        self.assertEqual(srv.metric("magi_queue_depth"), 2)
+
+    def test_deadline(self):
+        srv = self.server(step_ms=50)
+        deadline = int(time.time() * 1000) + 600
+        events, chunks, code = collect(srv.stub.Generate(request(chunks=10, deadline_unix_ms=deadline)))
+        self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(events[-1][1].failed.code, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
+        self.assertLess(len(chunks), 10)
+        job = srv.stub.GetJob(pb.GetJobRequest(job_id=events[0][1].accepted.job_id))
+        self.assertEqual(job.state, pb.JOB_STATE_FAILED)
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.Submit(request(deadline_unix_ms=int(time.time() * 1000) - 1000))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertIn('magi_jobs_total{outcome="deadline_exceeded"} 1', srv.get("/metrics")[1])
+
+    # -- failures: workers and server --------------------------------------------------
+    def test_kill_worker_mid_job(self):
+        srv = self.server(step_ms=25)
+        req = request(chunks=5, seed=11)
+        stream = srv.stub.Generate(req)
+        killed = []
+
+        def kill_after_chunk1(ev):
+            if ev.WhichOneof("event") == "chunk" and ev.chunk.index == 1 and not killed:
+                for pid in srv.worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        events, chunks, code = collect(stream, kill_after_chunk1)
+        self.assertTrue(killed)
+        self.assertEqual(code, grpc.StatusCode.OK)
+        self.assertEqual(events[-1][1].WhichOneof("event"), "completed")
+        self.assertGreaterEqual(events[-1][1].completed.stats.attempts, 2)
+        self.assertEqual(sorted(c.index for c in chunks), [0, 1, 2, 3, 4])
+        job_id = events[0][1].accepted.job_id
+        streamed = b"".join(c.init_segment + c.fragment for c in chunks)
+        self.assertEqual(streamed, srv.video(job_id))
+        self.assertEqual(srv.video(job_id), self.reference_video(srv, req))
+        self.assertGreaterEqual(srv.metric("magi_jobs_requeued_total"), 1)
+
+    def test_server_restart_recovers_jobs(self):
+        srv = self.server(step_ms=25)
+        reqs = [request(chunks=4, seed=s) for s in (1, 2, 3)]
+        ids = [srv.stub.Submit(r).job.job_id for r in reqs]
+        # wait until the first job has stored a chunk, then crash the server
+        end = time.time() + 20
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=ids[0])).chunks_done < 1:
+            self.assertLess(time.time(), end)
+            time.sleep(0.02)
+        srv.kill9()
+        self.servers.remove(srv)
+        srv.log.close()
+        srv2 = Server(srv.state_dir, step_ms=5)
+        self.servers.append(srv2)
+        for job_id in ids:
+            job = srv2.wait_job(job_id, [pb.JOB_STATE_SUCCEEDED], timeout=60)
+            self.assertEqual(job.chunks_done, 4)
+        for job_id, r in zip(ids, reqs):
+            path = os.path.join(self.dir, job_id + ".mp4")
+            with open(path, "wb") as f:
+                f.write(srv2.video(job_id))
+            self.assertEqual(ffprobe_frames(path), 4 * FRAMES_PER_CHUNK)
+        self.assertEqual(srv2.video(ids[0]), self.reference_video(srv2, reqs[0]))
+
+    # -- validation --------------------------------------------------------------------
+    def test_bad_requests(self):
+        srv = self.server()
+        ok = request()
+        cases = [
+            ("num_frames", dict(num_frames=-1)),
+            ("num_frames", dict(num_frames=100000)),
+            ("width", dict(width=17)),
+            ("width", dict(width=8192)),
+            ("height", dict(height=-16)),
+            ("fps", dict(fps=1000)),
+            ("num_steps", dict(num_steps=1000)),
+            ("priority", dict(priority=10)),
+            ("seed", dict(seed=-5)),
+            ("mode", dict(mode=7)),
+            ("image", dict(mode=pb.MODE_I2V)),
+            ("image", dict(mode=pb.MODE_I2V, image=b"\x89PNG\r\n\x1a\n corrupt bytes")),
+            ("image", dict(image=b"\xff\xd8\xff")),
+            ("prefix_video", dict(mode=pb.MODE_V2V, prefix_video=b"not a video at all")),
+            ("model", dict(model="no-such-model")),
+            ("idempotency_key", dict(idempotency_key="k" * 1000)),
+            ("deadline_unix_ms", dict(deadline_unix_ms=int(time.time() * 1000) + 10 ** 12)),
+        ]
+        for field, kw in cases:
+            with self.subTest(field=field, kw=str(kw)[:60]):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    srv.stub.Submit(request(**kw))
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertTrue(cm.exception.details().startswith(field), cm.exception.details())
+        special = [
+            ("guidance.text_scale", lambda r: setattr(r.guidance, "text_scale", 50.0)),
+            ("guidance.cfg_number", lambda r: setattr(r.guidance, "cfg_number", 2)),
+            ("prompts", lambda r: r.ClearField("prompts")),
+            ("prompts[0].text", lambda r: setattr(r.prompts[0], "text", "x" * (10 << 20))),
+            ("prompts[1].from_chunk", lambda r: r.prompts.add(from_chunk=99, text="later")),
+            ("prompts[0].from_chunk", lambda r: setattr(r.prompts[0], "from_chunk", 1)),
+        ]
+        for field, mutate in special:
+            with self.subTest(field=field):
+                r = request()
+                mutate(r)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    srv.stub.Submit(r)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertTrue(cm.exception.details().startswith(field), cm.exception.details())
+        # Generate reports the same error on the stream, then the server keeps serving.
+        _, _, code = collect(srv.stub.Generate(request(width=17)))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        for bad in (pb.ListJobsRequest(page_size=5000), pb.ListJobsRequest(page_token="garbage")):
+            with self.assertRaises(grpc.RpcError) as cm:
+                srv.stub.ListJobs(bad)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.GetJob(pb.GetJobRequest(job_id="j-unknown"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        _, chunks, code = collect(srv.stub.Generate(ok))
+        self.assertEqual(code, grpc.StatusCode.OK)
+        self.assertEqual(len(chunks), 3)
+        self.assertGreaterEqual(srv.metric('magi_jobs_rejected_total{reason="invalid_argument"}'), len(cases))
+
+    # -- operations ----------------------------------------------------------------------
+    def test_health_metrics_and_drain(self):
+        srv = self.server(step_ms=40)
+        self.assertEqual(srv.get("/healthz")[0], 200)
+        self.assertEqual(srv.get("/readyz")[0], 200)
+        metrics = srv.get("/metrics")[1]
+        for name in ("magi_queue_depth", "magi_jobs_running", "magi_jobs_total", "magi_queue_wait_seconds",
+                     "magi_time_to_first_chunk_seconds", "magi_job_latency_seconds",
+                     "magi_chunks_emitted_total", "magi_step_seconds", "magi_worker_groups_up"):
+            self.assertIn("# TYPE " + name, metrics)
+        health = srv.channel.unary_unary("/grpc.health.v1.Health/Check")
+        self.assertEqual(health(b""), b"\x08\x01")  # SERVING
+        # reflection: list_services (field 7 = "") names our services
+        reflect = srv.channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        reply = b"".join(reflect(iter([b"\x3a\x00"])))
+        self.assertIn(b"magi.v1.VideoGeneration", reply)
+        self.assertIn(b"magi.internal.v1.WorkerPool", reply)
+        job = srv.stub.Submit(request(chunks=4)).job
+        srv.wait_job(job.job_id, [pb.JOB_STATE_RUNNING])
+        srv.proc.send_signal(signal.SIGTERM)
+        end = time.time() + 5
+        while srv.get("/readyz")[0] != 503:
+            self.assertLess(time.time(), end)
+            time.sleep(0.02)
+        self.assertEqual(health(b""), b"\x08\x02")  # NOT_SERVING while draining
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.Submit(request())
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(srv.proc.wait(timeout=30), 0)
+        # the in-flight job was drained to the end
+        srv2 = Server(srv.state_dir, workers=0)
+        self.servers.append(srv2)
+        self.assertEqual(srv2.stub.GetJob(pb.GetJobRequest(job_id=job.job_id)).state, pb.JOB_STATE_SUCCEEDED)
+
+    def test_list_and_get_video(self):
+        srv = self.server(step_ms=1)
+        ids = [srv.stub.Submit(request(chunks=1, seed=i)).job.job_id for i in range(5)]
+        for i in ids:
+            srv.wait_job(i, [pb.JOB_STATE_SUCCEEDED])
+        page1 = srv.stub.ListJobs(pb.ListJobsRequest(page_size=3))
+        page2 = srv.stub.ListJobs(pb.ListJobsRequest(page_size=3, page_token=page1.next_page_token))
+        listed = [j.job_id for j in page1.jobs] + [j.job_id for j in page2.jobs]
+        self.assertEqual(listed, list(reversed(ids)))
+        self.assertEqual(page2.next_page_token, "")
+        self.assertEqual(len(srv.stub.ListJobs(pb.ListJobsRequest(state=pb.JOB_STATE_RUNNING)).jobs), 0)
+        path = os.path.join(self.dir, "v.mp4")
+        with open(path, "wb") as f:
+            f.write(srv.video(ids[0]))
+        self.assertEqual(ffprobe_frames(path), FRAMES_PER_CHUNK)
+
+    # -- the magi CLI --------------------------------------------------------------------
+    def cli(self, srv, *args):
+        return subprocess.run([CLI_BIN, args[0], "--server", srv.addr] + list(args[1:]),
+                              capture_output=True, text=True, timeout=60)
+
+    def test_cli(self):
+        if not CLI_BIN:
+            self.skipTest("MAGI_CLI_BIN not set (magi CLI without remote commands)")
+        srv = self.server(step_ms=5)
+        out = os.path.join(self.dir, "gen.mp4")
+        r = self.cli(srv, "generate", "--prompt", "a boat", "--frames", "60", "--width", "64",
+                     "--height", "64", "--fps", "8", "--steps", "3", "--output", out, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertIn("accepted", lines[0])
+        self.assertIn("completed", lines[-1])
+        self.assertEqual(ffprobe_frames(out), 60)
+        r = self.cli(srv, "submit", "--prompt", "a boat", "--frames", "24", "--width", "64",
+                     "--height", "64", "--steps", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job_id = r.stdout.strip()
+        self.assertTrue(job_id.startswith("j-"))
+        watched = os.path.join(self.dir, "watch.mp4")
+        r = self.cli(srv, "watch", job_id, "--output", watched)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("completed", r.stderr)
+        got = os.path.join(self.dir, "get.mp4")
+        r = self.cli(srv, "get", job_id, "--output", got)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(watched, "rb") as a, open(got, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        r = self.cli(srv, "list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)["jobs"]), 2)
+        r = self.cli(srv, "get", job_id, "--json")
+        self.assertEqual(json.loads(r.stdout)["state"], "JOB_STATE_SUCCEEDED")
+        r = self.cli(srv, "cancel", job_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.cli(srv, "submit", "--prompt", "x", "--width", "17")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT: width", r.stderr)
+        r = self.cli(srv, "submit", "--bogus", "1")
+        self.assertEqual(r.returncode, 2)
+        r = self.cli(srv, "get", "j-missing")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("NOT_FOUND", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

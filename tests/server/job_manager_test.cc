@@ -1,0 +1,315 @@
+// JobManager with fake worker links and subscribers: assignment, chunk storage and
+// streaming, re-queue + resume when a group is lost, stale and bad worker messages,
+// deadlines, cancellation and restart recovery -- without gRPC.
+#include "server/job_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <mutex>
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+using ::magi::internal::v1::ServerMessage;
+using ::magi::internal::v1::WorkerMessage;
+
+class FakeLink final : public WorkerGroupLink {
+ public:
+  void Send(const ServerMessage& m) override {
+    std::lock_guard<std::mutex> lock(mu);
+    sent.push_back(m);
+  }
+  void Close(const absl::Status& s) override {
+    std::lock_guard<std::mutex> lock(mu);
+    closed = s;
+    was_closed = true;
+  }
+  std::vector<ServerMessage> Assignments() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<ServerMessage> out;
+    for (auto& m : sent) if (m.has_assign()) out.push_back(m);
+    return out;
+  }
+  int Cancels() {
+    std::lock_guard<std::mutex> lock(mu);
+    int n = 0;
+    for (auto& m : sent) n += m.has_cancel();
+    return n;
+  }
+  std::mutex mu;
+  std::vector<ServerMessage> sent;
+  absl::Status closed;
+  bool was_closed = false;
+};
+
+class FakeSubscriber final : public JobSubscriber {
+ public:
+  void OnEvent(const ::magi::v1::GenerateEvent& e) override { events.push_back(e); }
+  void OnClose(const absl::Status& s) override {
+    closed = true;
+    status = s;
+  }
+  std::vector<int> Chunks() const {
+    std::vector<int> out;
+    for (auto& e : events) if (e.has_chunk()) out.push_back(e.chunk().index());
+    return out;
+  }
+  std::vector<::magi::v1::GenerateEvent> events;
+  bool closed = false;
+  absl::Status status;
+};
+
+::magi::internal::v1::Register Registration() {
+  ::magi::internal::v1::Register r;
+  r.set_group_id("g");
+  r.set_slots(1);
+  *r.add_models() = DefaultTinyModel();
+  return r;
+}
+
+::magi::v1::GenerateRequest Request(int chunks) {
+  ::magi::v1::GenerateRequest r;
+  r.add_prompts()->set_text("x");
+  r.set_num_frames(chunks * 24);
+  r.set_width(64);
+  r.set_height(64);
+  return r;
+}
+
+WorkerMessage Chunk(const std::string& job, int attempt, int index) {
+  WorkerMessage m;
+  auto* c = m.mutable_chunk();
+  c->set_job_id(job);
+  c->set_attempt(attempt);
+  c->set_index(index);
+  c->set_frame_begin(index * 24);
+  c->set_frame_end(index * 24 + 24);
+  if (index == 0) c->set_init_segment("INIT");
+  c->set_fragment("F" + std::to_string(index));
+  return m;
+}
+
+WorkerMessage Done(const std::string& job, int attempt, absl::StatusCode code = absl::StatusCode::kOk) {
+  WorkerMessage m;
+  m.mutable_done()->set_job_id(job);
+  m.mutable_done()->set_attempt(attempt);
+  m.mutable_done()->set_code(static_cast<int>(code));
+  return m;
+}
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("magi-jm-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    options_.state_dir = dir_.string();
+    options_.max_queue = 8;
+    Open();
+  }
+  void TearDown() override {
+    manager_.reset();
+    fs::remove_all(dir_);
+  }
+  void Open() {
+    manager_.reset();
+    auto m = JobManager::Create(options_, nullptr);
+    ASSERT_TRUE(m.ok()) << m.status();
+    manager_ = std::move(*m);
+  }
+  std::string Connect(std::shared_ptr<FakeLink> link) {
+    auto key = manager_->RegisterGroup(Registration(), link);
+    EXPECT_TRUE(key.ok()) << key.status();
+    return key.ok() ? *key : "";
+  }
+
+  fs::path dir_;
+  JobManagerOptions options_;
+  std::unique_ptr<JobManager> manager_;
+};
+
+TEST_F(JobManagerTest, RunsAJobAndStreamsChunksToWatchers) {
+  auto job = manager_->Submit(Request(2));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->queue_position(), 0);
+  auto sub = std::make_shared<FakeSubscriber>();
+  ASSERT_TRUE(manager_->Watch(job->job_id(), 0, sub, true).ok());
+  EXPECT_TRUE(sub->events[0].has_accepted());
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  ASSERT_EQ(link->Assignments().size(), 1u);
+  const auto a = link->Assignments()[0].assign();
+  EXPECT_EQ(a.job_id(), job->job_id());
+  EXPECT_EQ(a.start_chunk(), 0);
+  EXPECT_EQ(a.chunks_total(), 2);
+  EXPECT_EQ(a.frames_per_chunk(), 24);
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 1));
+  manager_->OnWorkerMessage(g, Done(job->job_id(), 1));
+  EXPECT_EQ(sub->Chunks(), (std::vector<int>{0, 1}));
+  EXPECT_TRUE(sub->events.back().has_completed());
+  EXPECT_TRUE(sub->closed && sub->status.ok());
+  auto got = manager_->GetJob(job->job_id());
+  EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(got->video_bytes(), 8);  // "INIT" + "F0" + "F1"
+  auto path = manager_->FinalVideoPath(job->job_id());
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(*ReadWholeFile(*path), "INITF0F1");
+}
+
+TEST_F(JobManagerTest, LostGroupRequeuesAndTheNextAttemptResumes) {
+  auto job = manager_->Submit(Request(3));
+  auto link1 = std::make_shared<FakeLink>();
+  std::string g1 = Connect(link1);
+  manager_->OnWorkerMessage(g1, Chunk(job->job_id(), 1, 0));
+  manager_->OnGroupLost(g1, absl::UnavailableError("killed"));
+  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+  // A message from the dead attempt is ignored.
+  manager_->OnWorkerMessage(g1, Chunk(job->job_id(), 1, 1));
+  auto link2 = std::make_shared<FakeLink>();
+  std::string g2 = Connect(link2);
+  ASSERT_EQ(link2->Assignments().size(), 1u);
+  const auto a = link2->Assignments()[0].assign();
+  EXPECT_EQ(a.attempt(), 2);
+  EXPECT_EQ(a.start_chunk(), 1);
+  EXPECT_EQ(a.done_video(), "INITF0");
+  // A stale attempt number from the new group is ignored too.
+  manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 1, 1));
+  EXPECT_EQ(manager_->GetJob(job->job_id())->chunks_done(), 1);
+  manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 1));
+  manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 2));
+  manager_->OnWorkerMessage(g2, Done(job->job_id(), 2));
+  auto got = manager_->GetJob(job->job_id());
+  EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(got->attempts(), 2);
+  EXPECT_EQ(got->stats().attempts(), 2);
+}
+
+TEST_F(JobManagerTest, OutOfOrderChunkDropsTheGroup) {
+  auto job = manager_->Submit(Request(3));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 2));  // skips chunks 0 and 1
+  EXPECT_TRUE(link->was_closed);
+  EXPECT_EQ(manager_->groups_up(), 0);
+  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(JobManagerTest, WorkerFinishingEarlyFailsTheJob) {
+  auto job = manager_->Submit(Request(2));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
+  manager_->OnWorkerMessage(g, Done(job->job_id(), 1));
+  auto got = manager_->GetJob(job->job_id());
+  EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(got->error_code(), static_cast<int>(absl::StatusCode::kInternal));
+}
+
+TEST_F(JobManagerTest, CancelRunningJobTellsTheGroupAndFreesTheSlotOnDone) {
+  auto a = manager_->Submit(Request(2));
+  auto b = manager_->Submit(Request(1));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  auto sub = std::make_shared<FakeSubscriber>();
+  ASSERT_TRUE(manager_->Watch(a->job_id(), 0, sub, false).ok());
+  auto cancelled = manager_->Cancel(a->job_id());
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), ::magi::v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(link->Cancels(), 1);
+  EXPECT_TRUE(sub->closed);
+  EXPECT_TRUE(absl::IsCancelled(sub->status));
+  EXPECT_EQ(link->Assignments().size(), 1u);  // slot busy until the worker stops
+  manager_->OnWorkerMessage(g, Done(a->job_id(), 1, absl::StatusCode::kCancelled));
+  ASSERT_EQ(link->Assignments().size(), 2u);
+  EXPECT_EQ(link->Assignments()[1].assign().job_id(), b->job_id());
+  EXPECT_TRUE(absl::IsNotFound(manager_->Cancel("j-none").status()));
+}
+
+TEST_F(JobManagerTest, DeadlineFailsAQueuedJob) {
+  auto r = Request(1);
+  r.set_deadline_unix_ms(absl::ToUnixMillis(absl::Now()) + 100);
+  auto job = manager_->Submit(r);
+  ASSERT_TRUE(job.ok());
+  for (int i = 0; i < 200 && manager_->GetJob(job->job_id())->state() == ::magi::v1::JOB_STATE_QUEUED; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  auto got = manager_->GetJob(job->job_id());
+  EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(got->error_code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(JobManagerTest, RestartRecoversQueuedAndRunningJobs) {
+  auto a = manager_->Submit(Request(2));
+  auto b = manager_->Submit(Request(2));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnWorkerMessage(g, Chunk(a->job_id(), 1, 0));
+  Open();  // the "crash": a new manager on the same state dir
+  EXPECT_EQ(manager_->queued_jobs(), 2);
+  auto link2 = std::make_shared<FakeLink>();
+  Connect(link2);
+  ASSERT_EQ(link2->Assignments().size(), 1u);
+  EXPECT_EQ(link2->Assignments()[0].assign().job_id(), a->job_id());  // keeps its place
+  EXPECT_EQ(link2->Assignments()[0].assign().start_chunk(), 1);
+  auto sub = std::make_shared<FakeSubscriber>();
+  ASSERT_TRUE(manager_->Watch(a->job_id(), 0, sub, false).ok());
+  ASSERT_EQ(sub->Chunks(), (std::vector<int>{0}));  // replayed from disk
+  EXPECT_EQ(sub->events[0].chunk().init_segment(), "INIT");
+  EXPECT_EQ(manager_->GetJob(b->job_id())->queue_position(), 0);
+}
+
+TEST_F(JobManagerTest, SilentGroupIsDroppedAndItsJobRequeued) {
+  options_.worker_timeout_seconds = 0.2;
+  Open();
+  auto job = manager_->Submit(Request(1));
+  auto link = std::make_shared<FakeLink>();
+  Connect(link);
+  ASSERT_EQ(link->Assignments().size(), 1u);
+  for (int i = 0; i < 300 && manager_->groups_up() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(manager_->groups_up(), 0);
+  EXPECT_TRUE(link->was_closed);
+  EXPECT_TRUE(absl::IsUnavailable(link->closed)) << link->closed;
+  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(JobManagerTest, SeveralGroupsShareTheQueueByModelAndSize) {
+  auto a = manager_->Submit(Request(1));  // 64x64: only the big group can run it
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto reg_small = Registration();
+  reg_small.mutable_models(0)->set_max_width(32);
+  auto small = std::make_shared<FakeLink>();
+  ASSERT_TRUE(manager_->RegisterGroup(reg_small, small).ok());
+  EXPECT_TRUE(small->Assignments().empty());
+  auto r32 = Request(1);
+  r32.set_width(32);
+  r32.set_height(32);
+  auto b = manager_->Submit(r32);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(small->Assignments().size(), 1u);
+  EXPECT_EQ(small->Assignments()[0].assign().job_id(), b->job_id());  // skipped the 64x64 one
+  auto big = std::make_shared<FakeLink>();
+  Connect(big);
+  ASSERT_EQ(big->Assignments().size(), 1u);
+  EXPECT_EQ(big->Assignments()[0].assign().job_id(), a->job_id());
+  EXPECT_EQ(manager_->running_jobs(), 2);
+  EXPECT_EQ(manager_->groups_up(), 2);
+}
+
+TEST_F(JobManagerTest, DrainingRefusesNewJobs) {
+  manager_->StartDraining();
+  EXPECT_TRUE(absl::IsUnavailable(manager_->Submit(Request(1)).status()));
+}
+
+TEST_F(JobManagerTest, BadRegistrationIsRefused) {
+  ::magi::internal::v1::Register r;
+  r.set_slots(1);
+  auto key = manager_->RegisterGroup(r, std::make_shared<FakeLink>());
+  EXPECT_TRUE(absl::IsInvalidArgument(key.status()));
+  EXPECT_NE(key.status().message().find("register.models"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace magi

@@ -1,0 +1,63 @@
+// JobExecutor: runs one assignment on a worker group: JobRunner frames -> fMP4 fragments
+// (FragmentedMp4Encoder) -> ChunkReady / Progress messages, then the JobDone result.
+//
+// Resume: for an assignment with start_chunk > 0 the runner replays the earlier chunks'
+// frames (OnPrefixChunk); they are encoded and dropped, so the encoder's timeline and
+// fragment sequence continue exactly where the previous attempt stopped and the stored
+// fragments plus the new ones form one valid MP4.
+//
+// Thread safety: Run() on one thread; Cancel() from any thread. Not copyable.
+#ifndef MAGI_WORKER_MAIN_JOB_EXECUTOR_H_
+#define MAGI_WORKER_MAIN_JOB_EXECUTOR_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "magi/internal/v1/worker_pool.pb.h"
+#include "worker/main/job_runner.h"
+
+namespace magi {
+
+class FragmentedMp4Encoder;
+
+class JobExecutor final : public FrameSink {
+ public:
+  // Receives every message for the server; returns false if it could not be sent (the
+  // stream is gone), which cancels the run.
+  using SendFn = std::function<bool(const ::magi::internal::v1::WorkerMessage&)>;
+
+  JobExecutor(JobRunner& runner, const ::magi::internal::v1::Assignment& assignment, SendFn send);
+  ~JobExecutor() override;
+  JobExecutor(const JobExecutor&) = delete;
+  JobExecutor& operator=(const JobExecutor&) = delete;
+
+  // Runs to the end; returns the status also sent as JobDone (unless the stream is gone).
+  absl::Status Run();
+  void Cancel() { cancelled_ = true; }
+  const std::string& job_id() const { return job_.job_id; }
+  int attempt() const { return attempt_; }
+
+  // FrameSink
+  absl::Status OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) override;
+  absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override;
+  void OnProgress(const StepProgress& progress) override;
+  bool Cancelled() const override { return cancelled_.load(); }
+
+ private:
+  JobRunner& runner_;
+  RunnerJob job_;
+  int attempt_ = 0;
+  SendFn send_;
+  std::atomic<bool> cancelled_{false};
+  std::unique_ptr<FragmentedMp4Encoder> encoder_;
+  std::string init_segment_;
+  absl::Time start_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_JOB_EXECUTOR_H_

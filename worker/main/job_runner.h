@@ -1,0 +1,80 @@
+// JobRunner: what a worker group runs for one assigned job -- the seam between the worker
+// process (protocol, encoding, streaming; worker/main) and whatever makes the frames.
+//
+// Two implementations are meant to exist:
+//  * SyntheticFrameRunner (synthetic_frame_runner.h): deterministic test pattern frames, a
+//    TEST / DEVELOPMENT runner for the server, scheduler, protocol and end-to-end tests.
+//    It is not the model and never claims to be.
+//  * the model runner (runner_factory.cc, "model"): T5 -> AR engine -> VAE decode, wired
+//    once worker/engine, worker/vae and worker/t5 are linked into magi-worker.
+//
+// A runner produces RGB frames per chunk; the caller (JobExecutor) encodes them into
+// fMP4 fragments and streams them, so runners know nothing of gRPC or containers.
+//
+// Thread safety: a runner runs one job at a time; FrameSink calls happen on the thread
+// that called Run().
+#ifndef MAGI_WORKER_MAIN_JOB_RUNNER_H_
+#define MAGI_WORKER_MAIN_JOB_RUNNER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "magi/internal/v1/worker_pool.pb.h"
+#include "magi/v1/video_generation.pb.h"
+#include "worker/media/rgb_frame.h"
+
+namespace magi {
+
+struct RunnerJob {
+  std::string job_id;
+  ::magi::v1::GenerateRequest request;  // validated by the server, defaults filled in
+  int start_chunk = 0;                  // chunks < start_chunk were made by an earlier attempt
+  int chunks_total = 0;
+  int frames_per_chunk = 0;
+  std::string done_video;  // init segment + fragments of chunks < start_chunk (resume prefix)
+
+  int FrameBegin(int chunk) const { return chunk * frames_per_chunk; }
+  int FrameEnd(int chunk) const {
+    int end = (chunk + 1) * frames_per_chunk;
+    return end < request.num_frames() ? end : request.num_frames();
+  }
+};
+
+struct StepProgress {
+  int chunk = 0;        // chunk being denoised (the oldest in flight)
+  int step = 0;         // steps done
+  int total_steps = 0;
+  double step_seconds = 0;
+  double eta_seconds = 0;
+};
+
+// Receives a runner's output.
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // On resume: the frames of each earlier chunk (index < start_chunk), in order, as the
+  // runner reconstructs them, so the encoder's timeline continues where it stopped.
+  virtual absl::Status OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) = 0;
+  // A finished chunk, in order from start_chunk; an error aborts the run with it.
+  virtual absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) = 0;
+  virtual void OnProgress(const StepProgress& progress) = 0;
+  // Polled between steps; true ends Run() with CancelledError.
+  virtual bool Cancelled() const = 0;
+};
+
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  // "synthetic", "model", ...
+  virtual std::string name() const = 0;
+  // The models it serves, with their limits (sent in Register).
+  virtual std::vector<::magi::internal::v1::ModelInfo> Models() const = 0;
+  // Makes chunks [job.start_chunk, job.chunks_total): OK, CancelledError, or the error
+  // (InvalidArgument for requests it cannot serve, naming the field).
+  virtual absl::Status Run(const RunnerJob& job, FrameSink& sink) = 0;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_JOB_RUNNER_H_

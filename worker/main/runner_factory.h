@@ -1,0 +1,31 @@
+// CreateJobRunner: picks the JobRunner a magi-worker serves with (--runner).
+//   "synthetic": SyntheticFrameRunner, the test/dev runner (test patterns, not the model).
+//   "model":     MAGI-1 (T5 -> AR engine -> VAE). The seam for the real model: it reports
+//                Unimplemented until worker/engine, worker/vae and worker/t5 are wired in.
+//
+// Thread safety: reentrant.
+#ifndef MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+#define MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "worker/main/job_runner.h"
+
+namespace magi {
+
+struct RunnerOptions {
+  std::string runner = "synthetic";
+  absl::Duration synthetic_step_delay = absl::Milliseconds(5);
+  std::string model_dir;  // "model": folder with config.json and weights
+};
+
+// InvalidArgument naming --runner for an unknown name; Unimplemented for "model" while the
+// model pieces are not linked.
+absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& options);
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_RUNNER_FACTORY_H_

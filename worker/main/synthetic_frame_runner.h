@@ -1,0 +1,44 @@
+// SyntheticFrameRunner: a TEST / DEVELOPMENT JobRunner that draws deterministic test-pattern
+// frames (moving gradients and a square, varied by seed and by each chunk's prompt) instead
+// of running MAGI-1. It lets the server, scheduler, protocol, CLI and end-to-end tests run
+// real jobs through the real fMP4 encoder without model weights. It is not the model.
+//
+// It simulates `num_steps` denoising steps per chunk, sleeping `step_delay` per step, so
+// tests can observe progress, cancel mid-job and kill a worker mid-job. Frames depend only
+// on (seed, frame index, size, prompt of the chunk), so a resumed job reproduces exactly
+// the frames an uninterrupted one would have made.
+//
+// Thread safety: Run() may be called from one thread at a time. Not copyable.
+#ifndef MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+#define MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "worker/main/job_runner.h"
+
+namespace magi {
+
+class SyntheticFrameRunner final : public JobRunner {
+ public:
+  explicit SyntheticFrameRunner(absl::Duration step_delay = absl::Milliseconds(5))
+      : step_delay_(step_delay) {}
+
+  std::string name() const override { return "synthetic"; }
+  std::vector<::magi::internal::v1::ModelInfo> Models() const override;
+  absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+
+  // Frame `index` of a job (exposed for tests: the reference the output is compared to).
+  static RgbFrame MakeFrame(const ::magi::v1::GenerateRequest& request, int frame_index,
+                            uint64_t prompt_hash);
+  static std::vector<RgbFrame> MakeChunk(const RunnerJob& job, int chunk);
+
+ private:
+  absl::Duration step_delay_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_

@@ -1,0 +1,159 @@
+#include "worker/main/worker_link.h"
+
+#include <condition_variable>
+#include <cstdio>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "magi/internal/v1/worker_pool.grpc.pb.h"
+#include "worker/main/job_executor.h"
+#include "worker/main/job_runner.h"
+
+namespace magi {
+
+using ::magi::internal::v1::ServerMessage;
+using ::magi::internal::v1::WorkerMessage;
+
+WorkerLink::WorkerLink(WorkerLinkOptions options, JobRunner* runner)
+    : options_(std::move(options)), runner_(runner) {}
+
+WorkerLink::~WorkerLink() { Stop(); }
+
+void WorkerLink::Stop() {
+  stop_ = true;
+  std::lock_guard<std::mutex> lock(ctx_mu_);
+  if (ctx_) ctx_->TryCancel();
+}
+
+absl::Status WorkerLink::Run() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  absl::Status last;
+  while (!stop_) {
+    int before = sessions_.load();
+    last = RunSession();
+    if (!options_.reconnect || stop_) break;
+    if (sessions_.load() > before) backoff = absl::Milliseconds(100);  // it had connected
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+  return last;
+}
+
+absl::Status WorkerLink::RunSession() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  auto channel = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  auto stub = ::magi::internal::v1::WorkerPool::NewStub(channel);
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    if (stop_) return absl::CancelledError("stopped");
+    ctx_ = &ctx;
+  }
+  auto stream = stub->Connect(&ctx);
+  std::mutex write_mu;
+  std::atomic<bool> broken{false};
+  auto send = [&](const WorkerMessage& m) -> bool {
+    std::lock_guard<std::mutex> lock(write_mu);
+    if (broken) return false;
+    if (!stream->Write(m)) {
+      broken = true;
+      return false;
+    }
+    return true;
+  };
+
+  WorkerMessage reg;
+  auto* r = reg.mutable_register_();
+  r->set_group_id(options_.group_id);
+  for (const auto& m : runner_->Models()) *r->add_models() = m;
+  r->set_memory_bytes(options_.memory_bytes);
+  r->set_world_size(options_.world_size);
+  r->set_slots(1);
+  r->set_runner(runner_->name());
+  if (!send(reg)) {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    ctx_ = nullptr;
+    grpc::Status s = stream->Finish();
+    return absl::UnavailableError(absl::StrCat("cannot reach ", options_.server, ": ", s.error_message()));
+  }
+
+  // Heartbeats and the job thread share this state.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool session_over = false;
+  int heartbeat_ms = 1000;
+  std::unique_ptr<JobExecutor> executor;
+  std::thread job_thread;
+  std::thread heartbeat([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!session_over) {
+      cv.wait_for(lock, std::chrono::milliseconds(heartbeat_ms));
+      if (session_over) break;
+      WorkerMessage hb;
+      hb.mutable_heartbeat()->set_unix_ms(absl::ToUnixMillis(absl::Now()));
+      if (executor) hb.mutable_heartbeat()->add_running_job_ids(executor->job_id());
+      lock.unlock();
+      send(hb);
+      lock.lock();
+    }
+  });
+
+  ServerMessage in;
+  while (stream->Read(&in)) {
+    switch (in.msg_case()) {
+      case ServerMessage::kRegistered: {
+        std::lock_guard<std::mutex> lock(mu);
+        if (in.registered().heartbeat_interval_ms() > 0) heartbeat_ms = in.registered().heartbeat_interval_ms();
+        sessions_++;
+        std::fprintf(stderr, "magi-worker: registered as %s\n", in.registered().group_id().c_str());
+        break;
+      }
+      case ServerMessage::kAssign: {
+        if (job_thread.joinable()) job_thread.join();  // one slot: the previous job is done
+        std::lock_guard<std::mutex> lock(mu);
+        executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
+        job_thread = std::thread([ex = executor.get()] { ex->Run().IgnoreError(); });
+        break;
+      }
+      case ServerMessage::kCancel: {
+        std::lock_guard<std::mutex> lock(mu);
+        if (executor && executor->job_id() == in.cancel().job_id() &&
+            executor->attempt() == in.cancel().attempt()) {
+          executor->Cancel();
+        }
+        break;
+      }
+      case ServerMessage::MSG_NOT_SET:
+        break;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    session_over = true;
+    broken = true;
+    if (executor) executor->Cancel();
+  }
+  cv.notify_all();
+  heartbeat.join();
+  if (job_thread.joinable()) job_thread.join();
+  {
+    std::lock_guard<std::mutex> lock(write_mu);
+    stream->WritesDone();
+  }
+  grpc::Status s = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    ctx_ = nullptr;
+  }
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace magi

@@ -1,0 +1,64 @@
+// WorkerLink: the leader's side of magi.internal.v1.WorkerPool. It dials the server, opens
+// the one bidi stream, registers the runner's models, runs each assignment on its own
+// thread through a JobExecutor, forwards cancellations, and sends heartbeats. When the
+// stream breaks, the running job is cancelled (the server re-queues it) and the link
+// reconnects with back-off until Stop().
+//
+// Thread safety: Run() blocks on the calling thread; Stop() may be called from any thread.
+// Does not own the runner.
+#ifndef MAGI_WORKER_MAIN_WORKER_LINK_H_
+#define MAGI_WORKER_MAIN_WORKER_LINK_H_
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace grpc {
+class ClientContext;
+}
+
+namespace magi {
+
+class JobRunner;
+
+struct WorkerLinkOptions {
+  std::string server = "127.0.0.1:50051";
+  std::string group_id = "worker";
+  int64_t memory_bytes = 0;
+  int world_size = 1;
+  bool reconnect = true;  // false: Run() returns when the first stream ends
+  absl::Duration max_backoff = absl::Seconds(2);
+};
+
+class WorkerLink {
+ public:
+  WorkerLink(WorkerLinkOptions options, JobRunner* runner);
+  ~WorkerLink();
+  WorkerLink(const WorkerLink&) = delete;
+  WorkerLink& operator=(const WorkerLink&) = delete;
+
+  // Serves until Stop() (or the first stream end without reconnect); returns the last
+  // stream's status.
+  absl::Status Run();
+  void Stop();
+  // Streams opened and registered so far (tests).
+  int sessions() const { return sessions_.load(); }
+
+ private:
+  absl::Status RunSession();
+
+  WorkerLinkOptions options_;
+  JobRunner* runner_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sessions_{0};
+  std::mutex ctx_mu_;
+  grpc::ClientContext* ctx_ = nullptr;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_WORKER_LINK_H_

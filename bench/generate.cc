@@ -1,0 +1,170 @@
+// bench_generate: end-to-end t2v generation through the AR engine on a medium config.
+//
+// Medium config: hidden 1024, 8 layers, 8 heads / 4 groups (head dim 128), GLU MLP,
+// chunks of 6 latent frames x 24x40 latent (6x12x20 = 1440 tokens), random fp32 weights
+// written to a temporary checkpoint, captions 256 x 4096 (20 valid tokens), cfg_number 1
+// (distill), 16 steps, 4 chunks. Runs window 4 and window 1 in the same process and prints
+// for each: time to first chunk, time per chunk (between emissions), total, peak RSS
+// (VmHWM reset before each run), peak KV-cache bytes, and the window-1 / window-4 ratios.
+// Usage: bench_generate [--threads N] [--layers N] [--steps N] [--chunks N]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "bench/bench_util.h"
+#include "worker/engine/ar_engine.h"
+#include "worker/model/checkpoint.h"
+#include "worker/model/dit.h"
+#include "worker/model/random_checkpoint.h"
+
+namespace magi {
+namespace {
+
+MagiConfig MediumConfig(int layers, int steps, int chunks, int window) {
+  MagiConfig c = TinyMagiConfig();
+  ModelConfig& m = c.model;
+  m.num_layers = layers;
+  m.hidden_size = 1024;
+  m.ffn_hidden_size = 4096;
+  m.num_attention_heads = 8;
+  m.num_query_groups = 4;
+  m.kv_channels = 128;
+  m.gated_linear_unit = true;
+  m.params_dtype = ParamsDtype::kFloat32;
+  m.half_channel_vae = false;
+  m.x_rescale_factor = 1.0;
+  m.in_channels = m.out_channels = 16;
+  m.caption_channels = 4096;
+  m.caption_max_length = 256;
+  RuntimeConfig& r = c.runtime;
+  r.cfg_number = 1;
+  r.num_steps = steps;
+  r.window_size = window;
+  r.chunk_width = 6;
+  r.video_size_h = 24 * 8;
+  r.video_size_w = 40 * 8;
+  r.num_frames = chunks * 6 * 4;
+  c.engine.distill = true;
+  return c;
+}
+
+struct RunStats {
+  double first = 0, total = 0;
+  std::vector<double> emit_times;
+  int64_t peak_rss_kb = 0, kv_peak = 0;
+  int forwards = 0, calls = 0;
+};
+
+int Main(int argc, char** argv) {
+  int threads = 2, layers = 8, steps = 16, chunks = 4;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&](const char* flag) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_generate: %s needs a value\n", flag);
+        std::exit(2);
+      }
+      int v = std::atoi(argv[++i]);
+      if (v < 1) {
+        std::fprintf(stderr, "bench_generate: %s must be a positive integer\n", flag);
+        std::exit(2);
+      }
+      return v;
+    };
+    if (!std::strcmp(argv[i], "--threads")) threads = next("--threads");
+    else if (!std::strcmp(argv[i], "--layers")) layers = next("--layers");
+    else if (!std::strcmp(argv[i], "--steps")) steps = next("--steps");
+    else if (!std::strcmp(argv[i], "--chunks")) chunks = next("--chunks");
+    else {
+      std::fprintf(stderr, "usage: bench_generate [--threads N] [--layers N] [--steps N] [--chunks N]\n");
+      return 2;
+    }
+  }
+  if (steps % 4 != 0) {
+    std::fprintf(stderr, "bench_generate: --steps must be a multiple of 4 (window 4 and the 4 kv ranges)\n");
+    return 2;
+  }
+  at::set_num_threads(threads);
+  const MagiConfig base = MediumConfig(layers, steps, chunks, 4);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("magi_bench_generate_" + std::to_string(::getpid()) + ".safetensors"))
+          .string();
+  if (auto s = WriteRandomDitCheckpoint(base.model, path); !s.ok()) {
+    std::fprintf(stderr, "bench_generate: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  auto ckpt = Checkpoint::Open(path);
+  if (!ckpt.ok()) return 1;
+  DitModel::Options opts;
+  opts.distill = true;
+  auto dit = DitModel::Load(base.model, **ckpt, opts);
+  if (!dit.ok()) {
+    std::fprintf(stderr, "bench_generate: %s\n", std::string(dit.status().message()).c_str());
+    return 1;
+  }
+  auto null = LoadNullCaption(**ckpt, base.model);
+  if (!null.ok()) return 1;
+  DitDenoiser model(**dit);
+  std::printf("bench_generate: hidden 1024, %d layers, 8 heads / 4 groups, GLU, chunk 6x12x20 tokens, %d chunks, "
+              "%d steps, cfg 1, fp32, %d threads\n", layers, chunks, steps, threads);
+
+  GenerateRequest req;
+  ChunkPrompt p;
+  at::manual_seed(7);
+  p.caption = at::randn({base.model.caption_max_length, base.model.caption_channels});
+  p.mask = at::zeros({base.model.caption_max_length});
+  p.mask.narrow(0, 0, 20).fill_(1);
+  req.prompts.push_back(p);
+  req.null_caption = *null;
+  req.seed = 1234;
+
+  std::vector<std::pair<int, RunStats>> results;
+  for (int window : {4, 1}) {
+    MagiConfig c = MediumConfig(layers, steps, chunks, window);
+    auto engine = ArEngine::Create(c, model);
+    if (!engine.ok()) {
+      std::fprintf(stderr, "bench_generate: %s\n", std::string(engine.status().message()).c_str());
+      return 1;
+    }
+    RunStats st;
+    GenerateCallbacks cb;
+    cb.on_chunk = [&](const EmittedChunk& e) {
+      st.emit_times.push_back(e.seconds);
+      return absl::OkStatus();
+    };
+    ResetPeakRss();
+    auto r = (*engine)->Generate(req, cb);
+    if (!r.ok()) {
+      std::fprintf(stderr, "bench_generate: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    st.first = r->first_chunk_seconds;
+    st.total = r->seconds;
+    st.peak_rss_kb = ProcStatusKb("VmHWM");
+    st.kv_peak = r->kv_peak_bytes;
+    st.forwards = r->forward_steps;
+    st.calls = r->model_calls;
+    std::printf("window %d: %d forwards, first chunk %.2f s, per chunk", window, st.forwards, st.first);
+    for (size_t i = 1; i < st.emit_times.size(); ++i) std::printf(" %.2f", st.emit_times[i] - st.emit_times[i - 1]);
+    std::printf(" s, total %.2f s (%.2f s/forward), peak RSS %.0f MiB, peak KV cache %.1f MiB\n", st.total,
+                st.total / st.forwards, st.peak_rss_kb / 1024.0, st.kv_peak / 1048576.0);
+    results.emplace_back(window, st);
+  }
+  const RunStats& w4 = results[0].second;
+  const RunStats& w1 = results[1].second;
+  std::printf("ratios window1/window4: first chunk %.2f, total %.2f, forwards %.2f, peak KV %.2f\n", w1.first / w4.first,
+              w1.total / w4.total, static_cast<double>(w1.forwards) / w4.forwards,
+              static_cast<double>(w1.kv_peak) / std::max<int64_t>(1, w4.kv_peak));
+  std::filesystem::remove(path);
+  return 0;
+}
+
+}  // namespace
+}  // namespace magi
+
+int main(int argc, char** argv) { return magi::Main(argc, argv); }

@@ -1,0 +1,216 @@
+#include "worker/engine/guidance.h"
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "worker/model/kv_cache.h"
+
+namespace magi {
+namespace {
+
+at::Tensor StackRows(const std::vector<at::Tensor>& rows, size_t begin, size_t end, const c10::Device& dev) {
+  std::vector<at::Tensor> picked(rows.begin() + begin, rows.begin() + end);
+  return at::stack(picked, 0).unsqueeze(1).to(dev);  // [k, 1, ...]
+}
+
+at::Tensor RangeTensor(const std::vector<std::array<int64_t, 2>>& ranges) {
+  at::Tensor t = at::empty({static_cast<int64_t>(ranges.size()), 2}, at::kInt);
+  auto a = t.accessor<int32_t, 2>();
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    a[i][0] = static_cast<int32_t>(ranges[i][0]);
+    a[i][1] = static_cast<int32_t>(ranges[i][1]);
+  }
+  return t;
+}
+
+at::Tensor TimeTensor(const std::vector<float>& t, size_t begin, size_t end) {
+  at::Tensor out = at::empty({1, static_cast<int64_t>(end - begin)}, at::kFloat);
+  for (size_t i = begin; i < end; ++i) out[0][i - begin] = t[i];
+  return out;
+}
+
+at::Tensor Bool1(bool v) { return at::full({1}, v, at::TensorOptions().dtype(at::kBool)); }
+
+}  // namespace
+
+absl::Status ValidateGuidanceOptions(const GuidanceOptions& o) {
+  if (o.cfg_number == 2) {
+    return absl::InvalidArgumentError(
+        "cfg_number 2 is not supported: the reference implements only 1 (distilled / fp8 models) and 3 (base models)");
+  }
+  if (o.cfg_number != 1 && o.cfg_number != 3) {
+    return absl::InvalidArgumentError(absl::StrCat("cfg_number must be 1 or 3, got ", o.cfg_number));
+  }
+  if (o.cfg_number == 3) {
+    if (o.cfg_t_range.empty()) return absl::InvalidArgumentError("cfg_t_range must not be empty for cfg_number 3");
+    if (o.prev_chunk_scales.size() != o.cfg_t_range.size() || o.text_scales.size() != o.cfg_t_range.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prev_chunk_scales (", o.prev_chunk_scales.size(), " entries) and text_scales (", o.text_scales.size(),
+          " entries) must have as many entries as cfg_t_range (", o.cfg_t_range.size(), ")"));
+    }
+  }
+  if (o.chunk_width < 1) return absl::InvalidArgumentError("chunk_width must be >= 1");
+  if (o.tokens_per_chunk < 1) return absl::InvalidArgumentError("tokens_per_chunk must be >= 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> CfgBucket(float t, const std::vector<double>& cfg_t_range) {
+  const float eps = static_cast<float>(1e-7);
+  int count = 0;
+  for (double e : cfg_t_range) {
+    if (static_cast<float>(static_cast<float>(e) - eps) < t) ++count;
+  }
+  if (count - 1 < 0) {
+    return absl::OutOfRangeError(
+        absl::StrCat("timestep ", t, " lies below the first cfg_t_range breakpoint ", cfg_t_range.empty() ? 0.0 : cfg_t_range[0]));
+  }
+  return count - 1;
+}
+
+at::Tensor CombineCfg3(const at::Tensor& uncond, const at::Tensor& cond_pre, const at::Tensor& cond_pre_text,
+                       float prev_scale, float text_scale) {
+  const float a = 1.0f - prev_scale;
+  const float b = prev_scale - text_scale;
+  at::Tensor out = at::mul(uncond, static_cast<double>(a));
+  out = at::add(out, at::mul(cond_pre, static_cast<double>(b)));
+  return at::add(out, at::mul(cond_pre_text, static_cast<double>(text_scale)));
+}
+
+at::Tensor BlendNearlyClean(const at::Tensor& with_context, const at::Tensor& self_only, double g) {
+  // Python: a * g + b * (1 - g); the scalars are doubles rounded to fp32 by the kernels.
+  return at::add(at::mul(with_context, g), at::mul(self_only, 1.0 - g));
+}
+
+absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceOptions& o,
+                                          const GuidanceStep& s, const ForwardObserver& observer,
+                                          const std::function<bool()>& cancelled) {
+  MAGI_RETURN_IF_ERROR(ValidateGuidanceOptions(o));
+  const size_t n = s.t.size();
+  if (n == 0 || s.text_rows.size() != n || s.text_masks.size() != n || s.null_rows.size() != n ||
+      s.null_masks.size() != n || s.kv_range.size() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("guidance step: t, caption rows, masks and kv ranges must all have ",
+                                                   n, " entries"));
+  }
+  if (!s.x.defined() || s.x.dim() != 5 || s.x.size(0) != 1 || s.x.size(2) != static_cast<int64_t>(n) * o.chunk_width) {
+    return absl::InvalidArgumentError(absl::StrCat("guidance step: x must be [1, C, ", n * o.chunk_width, ", H, W]"));
+  }
+  const c10::Device dev = model.device();
+  const int cw = o.chunk_width;
+  const int extra = s.fwd_extra_1st_chunk ? 1 : 0;
+  int call = 0;
+  auto run = [&](const DitForwardArgs& args) -> absl::StatusOr<at::Tensor> {
+    if (cancelled && cancelled()) return absl::CancelledError("generation cancelled");
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out, model.Forward(args));
+    if (observer) observer(call, args, out);
+    ++call;
+    return out;
+  };
+
+  DitForwardArgs base;
+  base.x = s.x;
+  base.t = TimeTensor(s.t, 0, n).to(dev);
+  base.kv_range = RangeTensor(s.kv_range).to(dev);
+  base.denoising_range_num = static_cast<int>(n);
+  base.slice_point = s.slice_point;
+  base.fwd_extra_1st_chunk = s.fwd_extra_1st_chunk;
+  base.extract_prefix_video_feature = s.extract_prefix_video_feature;
+  base.distill_nearly_clean_chunk = s.distill_nearly_clean_chunk;
+  base.num_steps = s.num_steps;
+  base.distill_interval = s.distill_interval;
+  base.kv_cache = cache;
+
+  if (o.cfg_number == 3) {
+    // B1: text + context, reads the cache only.
+    DitForwardArgs b1 = base;
+    b1.y = StackRows(s.text_rows, 0, n, dev);
+    b1.xattn_mask = StackRows(s.text_masks, 0, n, dev);
+    b1.caption_dropout_mask = Bool1(false).to(dev);
+    b1.update_kv_cache = false;
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out1, run(b1));
+    // B2: context only (null text); the cache-writing pass.
+    DitForwardArgs b2 = base;
+    b2.y = StackRows(s.null_rows, 0, n, dev);
+    b2.xattn_mask = StackRows(s.null_masks, 0, n, dev);
+    b2.caption_dropout_mask = Bool1(true).to(dev);
+    b2.update_kv_cache = true;
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out2, run(b2));
+    // B3: each noisy chunk alone as a batch item, no context, no cache.
+    const int64_t m = static_cast<int64_t>(n) - extra;
+    const int64_t width = m * cw;
+    at::Tensor xn = s.x.narrow(2, extra * cw, width);
+    const int64_t C = xn.size(1), H = xn.size(3), W = xn.size(4);
+    DitForwardArgs b3;
+    b3.x = xn.squeeze(0).reshape({C, m, cw, H, W}).transpose(0, 1).contiguous();
+    b3.t = TimeTensor(s.t, extra, n).transpose(0, 1).contiguous().to(dev);
+    b3.y = StackRows(s.null_rows, extra, n, dev);
+    b3.xattn_mask = StackRows(s.null_masks, extra, n, dev);
+    b3.caption_dropout_mask = Bool1(true).to(dev);
+    std::vector<std::array<int64_t, 2>> own;
+    for (int64_t i = 0; i < m; ++i) own.push_back({i * o.tokens_per_chunk, (i + 1) * o.tokens_per_chunk});
+    b3.kv_range = RangeTensor(own).to(dev);
+    b3.denoising_range_num = 1;
+    b3.slice_point = 0;
+    // Without a cache the reference ignores the cache flags; ours must not ask for one.
+    b3.fwd_extra_1st_chunk = false;
+    b3.extract_prefix_video_feature = false;
+    b3.distill_nearly_clean_chunk = s.distill_nearly_clean_chunk;
+    b3.num_steps = s.num_steps;
+    b3.distill_interval = s.distill_interval;
+    b3.kv_cache = nullptr;
+    b3.update_kv_cache = false;
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out3b, run(b3));
+    at::Tensor out3 = out3b.transpose(0, 1).reshape({1, C, width, H, W});
+
+    std::vector<at::Tensor> parts;
+    if (extra) parts.push_back(s.x.narrow(2, 0, cw).to(dev));
+    for (int64_t j = 0; j < m; ++j) {
+      MAGI_ASSIGN_OR_RETURN(int b, CfgBucket(s.t[extra + j], o.cfg_t_range));
+      if (b >= static_cast<int>(o.prev_chunk_scales.size())) {
+        return absl::OutOfRangeError(absl::StrCat("cfg bucket ", b, " of t ", s.t[extra + j], " has no scale"));
+      }
+      const int64_t l = (extra + j) * cw;
+      parts.push_back(CombineCfg3(out3.narrow(2, j * cw, cw), out2.narrow(2, l, cw), out1.narrow(2, l, cw),
+                                  static_cast<float>(o.prev_chunk_scales[b]), static_cast<float>(o.text_scales[b])));
+    }
+    return at::cat(parts, 2);
+  }
+
+  // cfg_number 1: one pass with text, writes the cache.
+  DitForwardArgs a = base;
+  a.caption_dropout_mask = Bool1(false).to(dev);
+  a.update_kv_cache = true;
+  if (!s.distill_nearly_clean_chunk) {
+    a.y = StackRows(s.text_rows, 0, n, dev);
+    a.xattn_mask = StackRows(s.text_masks, 0, n, dev);
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out, run(a));
+    if (!extra) return out;
+    return at::cat({s.x.narrow(2, 0, cw).to(dev), out.narrow(2, cw, out.size(2) - cw)}, 2);
+  }
+  // Nearly clean: append a copy of the first noisy chunk that attends only to itself.
+  const int s0 = extra;
+  int64_t kmax = 0;
+  for (const auto& r : s.kv_range) kmax = std::max({kmax, r[0], r[1]});
+  std::vector<std::array<int64_t, 2>> ranges = s.kv_range;
+  ranges.push_back({kmax, kmax + o.tokens_per_chunk});
+  std::vector<float> t = s.t;
+  t.push_back(s.t[s0]);
+  std::vector<at::Tensor> rows = s.text_rows, masks = s.text_masks;
+  rows.push_back(s.text_rows[s0]);
+  masks.push_back(s.text_masks[s0]);
+  a.x = at::cat({s.x, s.x.narrow(2, s0 * cw, cw)}, 2);
+  a.t = TimeTensor(t, 0, n + 1).to(dev);
+  a.kv_range = RangeTensor(ranges).to(dev);
+  a.y = StackRows(rows, 0, n + 1, dev);
+  a.xattn_mask = StackRows(masks, 0, n + 1, dev);
+  a.denoising_range_num = static_cast<int>(n) + 1;
+  MAGI_ASSIGN_OR_RETURN(at::Tensor out, run(a));
+  at::Tensor blended = BlendNearlyClean(out.narrow(2, s0 * cw, cw), out.narrow(2, n * cw, cw), o.prev_chunks_scale);
+  at::Tensor v = out.narrow(2, 0, n * cw).clone();
+  v.narrow(2, s0 * cw, cw).copy_(blended);
+  // The reference sizes its copy with the incremented range count, so every slot (the
+  // extra one included) carries the model output here.
+  return v;
+}
+
+}  // namespace magi

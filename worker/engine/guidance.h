@@ -1,0 +1,82 @@
+// Classifier-free guidance around the DiT (the reference's forward_dispatcher, spec
+// pipeline.md §3): cfg_number 3 runs three passes per step (text + context, context only,
+// unconditional per chunk) and mixes them with scales chosen by each chunk's t; cfg_number
+// 1 runs one pass, with the nearly-clean chunk appended and blended 0.7 / 0.3.
+// cfg_number 2 does not exist in the reference and is rejected.
+//
+// All combination arithmetic is float32 in the reference's op order, so that given the
+// same model outputs the velocities are bit-identical. Stateless functions; the KV cache
+// passed in is mutated by the cache-writing pass only.
+#ifndef MAGI_WORKER_ENGINE_GUIDANCE_H_
+#define MAGI_WORKER_ENGINE_GUIDANCE_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/denoiser.h"
+
+namespace magi {
+
+class KvCache;
+
+struct GuidanceOptions {
+  int cfg_number = 1;                     // 1 or 3
+  std::vector<double> cfg_t_range;        // breakpoints, ascending
+  std::vector<double> prev_chunk_scales;  // same length as cfg_t_range
+  std::vector<double> text_scales;        // same length as cfg_t_range
+  double prev_chunks_scale = 0.7;         // nearly-clean blend weight (env prev_chunks_scale)
+  int chunk_width = 6;                    // latent frames per chunk
+  int64_t tokens_per_chunk = 0;           // DiT tokens of one chunk
+};
+
+// Checks cfg_number (1 or 3) and that the three scale lists have equal non-zero length;
+// errors name the field.
+absl::Status ValidateGuidanceOptions(const GuidanceOptions& options);
+
+// One dispatcher call: n chunks (the extra clean chunk first, if any), batch row 0 only.
+struct GuidanceStep {
+  at::Tensor x;                                   // [1, C, n·cw, h, w] float32
+  std::vector<float> t;                           // n timesteps
+  std::vector<at::Tensor> text_rows, text_masks;  // n: row-0 caption [L, Cy] / mask [L]
+  std::vector<at::Tensor> null_rows, null_masks;  // n: row-1 (null) caption / mask
+  std::vector<std::array<int64_t, 2>> kv_range;   // n key-token ranges
+  int slice_point = 0;
+  bool fwd_extra_1st_chunk = false;
+  bool extract_prefix_video_feature = false;
+  bool distill_nearly_clean_chunk = false;
+  int num_steps = 0;
+  int distill_interval = 1;
+};
+
+// Sees every inner model call: its index within the step, the arguments and the output.
+using ForwardObserver = std::function<void(int call, const DitForwardArgs& args, const at::Tensor& out)>;
+
+// The guided velocity [1, C, n·cw, h, w] float32 for `step`: window chunks hold the
+// combined velocity; the extra chunk's slot holds its input latent (or, with the
+// nearly-clean blend, the model output, as in the reference). `cancelled` (optional) is
+// polled before each model call and turns into a CancelledError.
+absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceOptions& options,
+                                          const GuidanceStep& step, const ForwardObserver& observer = nullptr,
+                                          const std::function<bool()>& cancelled = nullptr);
+
+// Index b of the guidance bucket for `t`: (number of breakpoints e with fp32(e) − 1e-7 < t)
+// − 1, computed in float32 like torch.searchsorted. OutOfRange when b < 0.
+absl::StatusOr<int> CfgBucket(float t, const std::vector<double>& cfg_t_range);
+
+// ((1 − s_prev)·uncond + (s_prev − s_text)·cond_pre) + s_text·cond_pre_text, fp32, in this
+// exact order (spec §3.2 erratum 1).
+at::Tensor CombineCfg3(const at::Tensor& uncond, const at::Tensor& cond_pre, const at::Tensor& cond_pre_text,
+                       float prev_scale, float text_scale);
+
+// with_context·fp32(g) + self_only·fp32(1 − g), 1 − g formed in double (spec §3.4).
+at::Tensor BlendNearlyClean(const at::Tensor& with_context, const at::Tensor& self_only, double g);
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_ENGINE_GUIDANCE_H_

@@ -1,0 +1,207 @@
+#include "worker/engine/stage_plan.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace magi {
+namespace {
+
+absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError(absl::StrCat("stage plan: ", what)); }
+
+absl::Status Validate(const PlanOptions& o) {
+  if (o.chunk_width < 1) return Bad(absl::StrCat("chunk_width must be >= 1, got ", o.chunk_width));
+  if (o.chunk_num < 1) return Bad(absl::StrCat("chunk_num must be >= 1, got ", o.chunk_num));
+  if (o.window_size < 1) return Bad(absl::StrCat("window_size must be >= 1, got ", o.window_size));
+  if (o.num_steps < 1) return Bad(absl::StrCat("num_steps must be >= 1, got ", o.num_steps));
+  if (o.num_steps % o.window_size != 0) {
+    return Bad(absl::StrCat("num_steps (", o.num_steps, ") must be a multiple of window_size (", o.window_size,
+                            "); otherwise chunks never reach t = 1"));
+  }
+  if (!o.noise2clean_kvrange.empty()) {
+    const int n = static_cast<int>(o.noise2clean_kvrange.size());
+    if (o.num_steps % n != 0) {
+      return Bad(absl::StrCat("num_steps (", o.num_steps, ") must be a multiple of the length of noise2clean_kvrange (",
+                              n, ")"));
+    }
+    for (int r : o.noise2clean_kvrange) {
+      if (r < 1) return Bad(absl::StrCat("noise2clean_kvrange entries must be >= 1, got ", r));
+    }
+  }
+  if (o.clean_chunk_kvrange != -1 && o.clean_chunk_kvrange < 1) {
+    return Bad(absl::StrCat("clean_chunk_kvrange must be -1 or >= 1, got ", o.clean_chunk_kvrange));
+  }
+  if (static_cast<int>(o.t_schedule.size()) != o.num_steps + 1) {
+    return Bad(absl::StrCat("t_schedule must have num_steps + 1 = ", o.num_steps + 1, " entries, got ",
+                            o.t_schedule.size()));
+  }
+  if (o.prefix_frames < 0) return Bad(absl::StrCat("prefix_frames must be >= 0, got ", o.prefix_frames));
+  if (o.prefix_frames >= o.chunk_num * o.chunk_width) {
+    return Bad(absl::StrCat("prefix_frames (", o.prefix_frames, ") must be less than the latent length chunk_num * ",
+                            "chunk_width = ", o.chunk_num * o.chunk_width, ": nothing would be generated"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int ChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width) {
+  const int latent = num_frames / temporal_downsample_factor + prefix_frames;
+  return (latent + chunk_width - 1) / chunk_width;
+}
+
+absl::StatusOr<StagePlan> PlanStages(const PlanOptions& o) {
+  if (auto s = Validate(o); !s.ok()) return s;
+  StagePlan plan;
+  plan.options = o;
+  const int ws = o.window_size;
+  const int cw = o.chunk_width;
+  const int off = o.prefix_frames / cw;
+  const int d = o.num_steps / ws;
+  plan.chunk_offset = off;
+  plan.steps_per_stage = d;
+  plan.num_stages = o.chunk_num + ws - 1 - off;
+  const int list_len = static_cast<int>(o.noise2clean_kvrange.size());
+  const int q = list_len > 0 ? o.num_steps / list_len : 1;
+  const int clean_span =
+      o.clean_chunk_kvrange != -1 ? o.clean_chunk_kvrange : (list_len > 0 ? o.noise2clean_kvrange.back() : 0);
+
+  // Key range of the chunk `c` at denoise step `ds` (§2.8.2).
+  auto kv_begin_of = [&](int c, int ds) {
+    if (list_len == 0) return 0;
+    const int span = ds == o.num_steps ? clean_span : o.noise2clean_kvrange[ds / q];
+    return std::max(0, c + 1 - span);
+  };
+
+  if (off > 0) {
+    plan.has_prefix_pass = true;
+    plan.prefix_pass.chunks = off;
+    // generate_kvrange_for_prefix_video: clean span, else last list entry, else 8.
+    int span = o.clean_chunk_kvrange != -1 ? o.clean_chunk_kvrange : (list_len > 0 ? o.noise2clean_kvrange.back() : 8);
+    for (int j = 0; j < off; ++j) {
+      plan.prefix_pass.kv_begin.push_back(std::max(0, j + 1 - span));
+      plan.prefix_pass.kv_end.push_back(j + 1);
+    }
+  }
+
+  std::vector<int> count(o.chunk_num, 0);
+  const int total = plan.num_stages * d;
+  plan.steps.reserve(total);
+  for (int s = 0; s < total; ++s) {
+    PlannedStep st;
+    st.step = s;
+    st.stage = s / d;
+    st.idx = s % d;
+    const int i = off + st.stage;
+    st.clip_start = std::max(off, i - ws + 1);
+    st.clip_end = std::min(o.chunk_num, i + 1);
+    const int t_start = std::max(0, i - o.chunk_num + 1);
+    const int t_end = std::min(ws, i - off + 1);
+    if (t_end - t_start != st.clip_end - st.clip_start) {
+      return absl::InternalError(absl::StrCat("stage plan: window [", st.clip_start, ", ", st.clip_end,
+                                              ") and slots [", t_start, ", ", t_end, ") differ in size at step ", s));
+    }
+    st.extra_clean_chunk = st.clip_start > off && st.idx == 0;
+    st.slice_point = st.extra_clean_chunk ? st.clip_start - 1 : st.clip_start;
+    if (st.extra_clean_chunk) {
+      PlannedChunk e;
+      e.chunk = st.clip_start - 1;
+      e.extra = true;
+      e.denoise_step = o.num_steps;
+      e.t_in = o.clean_t;
+      e.kv_begin = kv_begin_of(e.chunk, e.denoise_step);
+      e.kv_end = e.chunk + 1;
+      st.chunks.push_back(e);
+    }
+    for (int c = st.clip_start; c < st.clip_end; ++c) {
+      // Oldest chunk first, slot (t_end − 1) − (c − clip_start).
+      const int slot = t_end - 1 - (c - st.clip_start);
+      PlannedChunk pc;
+      pc.chunk = c;
+      pc.denoise_step = slot * d + st.idx;
+      pc.t_in = o.t_schedule[pc.denoise_step];
+      pc.t_before = o.t_schedule[pc.denoise_step];
+      pc.t_after = o.t_schedule[pc.denoise_step + 1];
+      pc.kv_begin = kv_begin_of(c, pc.denoise_step);
+      pc.kv_end = c + 1;
+      st.chunks.push_back(pc);
+    }
+    // try_pad_prefix_video: chunks wholly inside the prefix would run at t = 1.0 (never
+    // reached since slice_point >= chunk_offset; kept for fidelity).
+    if (o.prefix_frames > st.slice_point * cw) {
+      const int num_clean_t = (o.prefix_frames - st.slice_point * cw) / cw;
+      for (int k = 0; k < num_clean_t && k < st.num_chunks(); ++k) st.chunks[k].t_in = 1.0f;
+    }
+    st.nearly_clean = static_cast<double>(st.chunks[st.first_noisy()].t_in) > o.nearly_clean_threshold;
+
+    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
+    st.cache_read_begin = st.slice_point;
+    if (cache_active) {
+      for (const auto& pc : st.chunks) st.cache_read_begin = std::min(st.cache_read_begin, pc.kv_begin);
+    }
+
+    for (int c = st.clip_start; c < st.clip_end; ++c) ++count[c];
+    if (count[st.clip_start] == o.num_steps) {
+      const int c = st.clip_start;
+      st.finished_chunk = c;
+      st.emit_index = c - off;
+      if (o.prefix_frames > 0) {
+        if ((c + 1) * cw > o.prefix_frames) {
+          st.emit = true;
+          st.emit_frame_begin = (c == 0 && o.prefix_frames == 1) ? 0 : std::max(c * cw, o.prefix_frames);
+          st.emit_frame_end = (c + 1) * cw;
+        }
+      } else {
+        st.emit = true;
+        st.emit_frame_begin = c * cw;
+        st.emit_frame_end = (c + 1) * cw;
+      }
+    }
+    plan.steps.push_back(std::move(st));
+  }
+
+  // keep_cache_from: suffix minimum of what each step still reads.
+  int keep = o.chunk_num;
+  for (int s = total - 1; s >= 0; --s) {
+    PlannedStep& st = plan.steps[s];
+    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
+    if (cache_active) keep = std::min(keep, st.cache_read_begin);
+    st.keep_cache_from = keep;
+  }
+  // Chunks held after each write when rows below keep_cache_from are dropped.
+  int written_end = plan.has_prefix_pass ? off : 0;
+  for (const auto& st : plan.steps) {
+    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
+    if (cache_active) {
+      int n = st.num_chunks() - (st.nearly_clean ? 1 : 0);
+      written_end = std::max(written_end, st.slice_point + n);
+    }
+    plan.max_cached_chunks = std::max(plan.max_cached_chunks, written_end - std::min(written_end, st.keep_cache_from));
+  }
+  return plan;
+}
+
+std::string DescribePlan(const StagePlan& plan) {
+  std::string out;
+  if (plan.has_prefix_pass) {
+    absl::StrAppend(&out, "prefix pass: chunks [0,", plan.prefix_pass.chunks, ") at clean_t\n");
+  }
+  for (const auto& st : plan.steps) {
+    absl::StrAppend(&out, absl::StrFormat("s=%d stage=%d/%d sp=%d", st.step, st.stage, st.idx, st.slice_point));
+    for (const auto& c : st.chunks) {
+      absl::StrAppend(&out, absl::StrFormat(" [c%d%s ds=%d t=%.6f kv=[%d,%d)]", c.chunk, c.extra ? "*" : "",
+                                            c.denoise_step, c.t_in, c.kv_begin, c.kv_end));
+    }
+    if (st.nearly_clean) absl::StrAppend(&out, " nearly-clean");
+    absl::StrAppend(&out, " keep>=", st.keep_cache_from);
+    if (st.finished_chunk >= 0) {
+      absl::StrAppend(&out, st.emit ? " emit c" : " finish c", st.finished_chunk);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  return out;
+}
+
+}  // namespace magi

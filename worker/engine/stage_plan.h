@@ -1,0 +1,111 @@
+// The stage planner: which chunks every DiT forward of an autoregressive generation
+// covers, at which timesteps, with which key ranges, and which chunk it finishes
+// (spec pipeline.md §2.4-2.8, §9; reference SampleTransport).
+//
+// PlanStages() is a pure function of its options (no tensors, no model): the same plan
+// drives one request, a batch of requests, and resumption from a prefix. All indices are
+// in chunk units unless a name says "frame"; token ranges are chunk ranges × tokens per
+// chunk. Plans are plain values: copyable, immutable after creation, thread-compatible.
+#ifndef MAGI_WORKER_ENGINE_STAGE_PLAN_H_
+#define MAGI_WORKER_ENGINE_STAGE_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace magi {
+
+struct PlanOptions {
+  int chunk_num = 0;       // chunks of the latent, prefix chunks included (§1.5)
+  int window_size = 4;     // chunks in flight
+  int num_steps = 0;       // denoising steps per chunk
+  int chunk_width = 6;     // latent frames per chunk
+  int prefix_frames = 0;   // P: prefix latent frames (0 = t2v, 1 = i2v, more = v2v)
+  // Attention span (chunks, itself included) by denoise-step quarter; empty = full causal.
+  std::vector<int> noise2clean_kvrange;
+  int clean_chunk_kvrange = 1;  // span of a clean chunk; -1 = last entry of the list
+  // t schedule, num_steps + 1 float32 values (TimestepSchedule()).
+  std::vector<float> t_schedule;
+  float clean_t = 0.9999f;  // t of the extra clean chunk and of prefix chunks (fp32)
+  double nearly_clean_threshold = 0.3;  // distill_nearly_clean_chunk when first t > this
+};
+
+// One chunk of a forward's input, in input order.
+struct PlannedChunk {
+  int chunk = 0;         // absolute chunk index
+  bool extra = false;    // the just-finished chunk re-run at clean_t (fwd_extra_1st_chunk)
+  int denoise_step = 0;  // a·d + idx for window chunks; num_steps for the extra chunk
+  float t_in = 0;        // timestep fed to the model
+  float t_before = 0;    // integration: x += v · (t_after − t_before); unused for extra
+  float t_after = 0;
+  int kv_begin = 0;      // key range [kv_begin, kv_end) in chunks of the whole video
+  int kv_end = 0;
+};
+
+// One dispatcher call (one Euler step of every window chunk).
+struct PlannedStep {
+  int step = 0;           // global step s
+  int stage = 0;          // s / d
+  int idx = 0;            // s % d, also the distill interval index
+  int clip_start = 0;     // window [clip_start, clip_end) of noisy chunks
+  int clip_end = 0;
+  bool extra_clean_chunk = false;
+  bool nearly_clean = false;  // distill_nearly_clean_chunk
+  int slice_point = 0;        // first chunk of x (clip_start, or clip_start − 1 with extra)
+  std::vector<PlannedChunk> chunks;  // extra (if any) first, then the window oldest first
+  // Chunks [cache_read_begin, slice_point) are read from the KV cache by this step
+  // (== slice_point when nothing is read; the cache is active anyway when sp > 0).
+  int cache_read_begin = 0;
+  // No step from this one on reads a cache row below this chunk: rows under it may be dropped.
+  int keep_cache_from = 0;
+  int finished_chunk = -1;        // chunk that is clean after this step, or -1
+  // When finished_chunk is emitted: latent frames [emit_frame_begin, emit_frame_end) and
+  // the index the reference reports (chunk − chunk_offset). emit == false for prefix-only.
+  bool emit = false;
+  int emit_frame_begin = 0;
+  int emit_frame_end = 0;
+  int emit_index = -1;
+
+  int num_chunks() const { return static_cast<int>(chunks.size()); }
+  int first_noisy() const { return extra_clean_chunk ? 1 : 0; }
+};
+
+// The v2v prefix-feature pass (§2.8.3), run before step 0 when chunk_offset ≥ 1.
+struct PrefixPass {
+  int chunks = 0;                   // chunks [0, chunks), all prefix, at t = clean_t
+  std::vector<int> kv_begin;        // per chunk, in chunks
+  std::vector<int> kv_end;
+};
+
+struct StagePlan {
+  PlanOptions options;
+  int chunk_offset = 0;     // whole prefix chunks (P / chunk_width)
+  int steps_per_stage = 0;  // d = num_steps / window_size
+  int num_stages = 0;       // S = chunk_num + window_size − 1 − chunk_offset
+  bool has_prefix_pass = false;
+  PrefixPass prefix_pass;
+  std::vector<PlannedStep> steps;  // S · d steps
+  // Largest number of distinct chunks the cache must hold at once when rows below
+  // keep_cache_from are dropped (for memory estimates).
+  int max_cached_chunks = 0;
+
+  int num_forward_steps() const { return static_cast<int>(steps.size()); }
+};
+
+// Validates `options` (errors name the field and the allowed range: num_steps must be a
+// multiple of window_size and of the kv-range list length, the schedule must have
+// num_steps + 1 entries, the prefix must leave at least one frame to generate, ...) and
+// builds the plan.
+absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
+
+// Chunk count of a request (§1.5): ceil((num_frames / temporal_downsample + P) / chunk_width).
+int ChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width);
+
+// One line per step ("s=3 stage=1/0 sp=0 [c0 t=.. kv=[0,1)] ... emit c0"), for debugging.
+std::string DescribePlan(const StagePlan& plan);
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_ENGINE_STAGE_PLAN_H_

@@ -48,14 +48,14 @@ TEST(ParallelGroupTest, AHungRankIsDetectedWithinTheTimeout) {
 }
 
 // The DiT's golden forward cases through launched groups (spec parallel.md §5).
-void ExpectGoldenPasses(const std::vector<std::string>& extra) {
+void ExpectGoldenPasses(const std::string& kind, const std::vector<std::string>& extra) {
   const std::string golden = MAGI_GOLDEN_DIR;
   if (FILE* f = std::fopen((golden + "/golden.json").c_str(), "r")) {
     std::fclose(f);
   } else {
     GTEST_SKIP() << "no golden folder at " << golden;
   }
-  std::string cmd = std::string(MAGI_GOLDEN_BIN) + " " + golden + " --only forward";
+  std::string cmd = std::string(MAGI_GOLDEN_BIN) + " " + golden + " --only " + kind;
   for (const auto& e : extra) cmd += " " + e;
   cmd += " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
@@ -69,9 +69,14 @@ void ExpectGoldenPasses(const std::vector<std::string>& extra) {
   EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
 }
 
-TEST(ParallelDitTest, GoldenForwardsAtTp2) { ExpectGoldenPasses({"--tp", "2"}); }
-TEST(ParallelDitTest, GoldenForwardsAtCp2) { ExpectGoldenPasses({"--cp", "2"}); }
-TEST(ParallelDitTest, GoldenForwardsAtTp2Cp2) { ExpectGoldenPasses({"--tp", "2", "--cp", "2"}); }
+TEST(ParallelDitTest, GoldenForwardsAtTp2) { ExpectGoldenPasses("forward", {"--tp", "2"}); }
+TEST(ParallelDitTest, GoldenForwardsAtCp2) { ExpectGoldenPasses("forward", {"--cp", "2"}); }
+TEST(ParallelDitTest, GoldenForwardsAtTp2Cp2) { ExpectGoldenPasses("forward", {"--tp", "2", "--cp", "2"}); }
+// Whole autoregressive runs (every inner forward, emitted chunk, final latents and the
+// rank's share of the final KV cache) on launched groups.
+TEST(ParallelDitTest, GoldenArRunsAtTp2) { ExpectGoldenPasses("ar", {"--tp", "2"}); }
+TEST(ParallelDitTest, GoldenArRunsAtCp2) { ExpectGoldenPasses("ar", {"--cp", "2"}); }
+TEST(ParallelDitTest, GoldenArRunsAtTp2Cp2) { ExpectGoldenPasses("ar", {"--tp", "2", "--cp", "2"}); }
 
 }  // namespace
 }  // namespace magi

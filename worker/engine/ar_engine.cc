@@ -201,9 +201,9 @@ absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request
   if (options_.kv_cache == KvCacheMode::kDense) {
     cache_ = std::make_unique<DenseKvCache>(c.model.num_layers, g.latent_frames / c.model.t_patch_size *
                                                                     (g.h / c.model.patch_size) * (g.w / c.model.patch_size),
-                                            c.model.num_query_groups, c.model.kv_channels, kv_options);
+                                            model_.kv_cache_groups(c.model), c.model.kv_channels, kv_options);
   } else {
-    auto w = std::make_unique<WindowedKvCache>(c.model.num_layers, ctn, c.model.num_query_groups, c.model.kv_channels,
+    auto w = std::make_unique<WindowedKvCache>(c.model.num_layers, ctn, model_.kv_cache_groups(c.model), c.model.kv_channels,
                                                kv_options);
     windowed = w.get();
     cache_ = std::move(w);

@@ -23,6 +23,8 @@ class Denoiser {
   virtual absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& args) = 0;
   // Device the engine keeps its state on.
   virtual c10::Device device() const = 0;
+  // K/V groups of the KV cache this rank keeps (fewer than the model's under TP/CP).
+  virtual int kv_cache_groups(const ModelConfig& config) const { return config.num_query_groups; }
 };
 
 // Adapter over a loaded DitModel (not owned; must outlive the adapter).
@@ -31,6 +33,7 @@ class DitDenoiser : public Denoiser {
   explicit DitDenoiser(const DitModel& model) : model_(model) {}
   absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& args) override { return model_.Forward(args); }
   c10::Device device() const override { return model_.options().device; }
+  int kv_cache_groups(const ModelConfig&) const override { return model_.kv_cache_groups(); }
 
  private:
   const DitModel& model_;

@@ -617,6 +617,19 @@ absl::StatusOr<at::Tensor> DitModel::Forward(const DitForwardArgs& args, DitReco
 const ModelConfig& DitModel::config() const { return impl_->config; }
 const DitModel::Options& DitModel::options() const { return impl_->options; }
 int64_t DitModel::weight_bytes() const { return impl_->weight_bytes; }
+std::vector<int64_t> DitModel::KvCacheGroupIndices(const ModelConfig& config, const ShardLayout& l) {
+  const int64_t per_tp = config.num_query_groups / l.tp_size;
+  const int64_t first_tp = static_cast<int64_t>(l.tp_rank) * per_tp;
+  std::vector<int64_t> out;
+  if (per_tp >= l.cp_size) {
+    const int64_t per_cp = per_tp / l.cp_size;
+    for (int64_t g = 0; g < per_cp; ++g) out.push_back(first_tp + l.cp_rank * per_cp + g);
+  } else {
+    out.push_back(first_tp + l.cp_rank / (l.cp_size / per_tp));
+  }
+  return out;
+}
+
 int DitModel::kv_cache_groups() const {
   const ShardLayout& l = impl_->options.layout;
   return std::max(1, impl_->config.num_query_groups / (l.tp_size * l.cp_size));

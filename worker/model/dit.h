@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -90,8 +91,12 @@ class DitModel {
   const Options& options() const;
   // Bytes of the weights held by this rank.
   int64_t weight_bytes() const;
-  // K/V groups whose cache rows this rank keeps (G / (tp * cp)): size a KvCache with it.
+  // K/V groups whose cache rows this rank keeps (G / (tp * cp), at least 1): size a KvCache
+  // with it.
   int kv_cache_groups() const;
+  // Which of the model's K/V groups those are, in cache order (groups are replicated when
+  // there are fewer per TP rank than CP ranks, as in the reference).
+  static std::vector<int64_t> KvCacheGroupIndices(const ModelConfig& config, const ShardLayout& layout);
   // Analytic multiply-add FLOPs (x2) of one forward over `tokens` query tokens whose chunks
   // see `keys_per_query` keys on average, with `caption_tokens` valid caption tokens per row.
   static double ForwardFlops(const ModelConfig& config, int64_t tokens, int64_t keys_per_query,

@@ -13,7 +13,7 @@ namespace {
 int64_t BlockRows() {
   static const int64_t rows = [] {
     const char* env = std::getenv("MAGI_ATTENTION_BLOCK_ROWS");
-    return env != nullptr ? std::max<int64_t>(1, std::atoll(env)) : int64_t{256};
+    return env != nullptr ? std::max<int64_t>(1, std::atoll(env)) : int64_t{512};
   }();
   return rows;
 }

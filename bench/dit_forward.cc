@@ -107,14 +107,28 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
       return 1;
     }
-    DitForwardArgs args = WindowArgs(m);
-    // First forward touches every weight page: the load is complete after it.
-    auto warm = (*model)->Forward(args);
-    if (!warm.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(warm.status().message()).c_str());
+    // A one-chunk forward over a tiny grid reads every weight page with negligible
+    // activations: the RSS growth up to here is what loading costs.
+    DitForwardArgs touch = WindowArgs(m);
+    touch.x = at::randn({1, 16, kChunkFrames, 4, 4});
+    touch.t = touch.t.narrow(1, 0, 1);
+    touch.y = touch.y.narrow(0, 0, 1);
+    touch.xattn_mask = touch.xattn_mask.narrow(0, 0, 1);
+    touch.kv_range = at::tensor({0, kChunkFrames * 4}, at::kInt).view({1, 2});
+    touch.denoising_range_num = 1;
+    if (auto w = (*model)->Forward(touch); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
       return 1;
     }
     const int64_t peak_load_kb = ProcStatusKb("VmHWM") - rss0;
+    DitForwardArgs args = WindowArgs(m);
+    ResetPeakRss();
+    const int64_t rss1 = ProcStatusKb("VmRSS");
+    if (auto w = (*model)->Forward(args); !w.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
+      return 1;
+    }
+    const int64_t activations_kb = ProcStatusKb("VmHWM") - rss1;
     const int64_t S = int64_t{kChunks} * kChunkFrames * kTokH * kTokW;
     const int64_t M = S / kChunks;
     const double flops = DitModel::ForwardFlops(m, S, (M * (1 + 2 + 3 + 4)) / kChunks, kCaptionValid, kChunks);
@@ -123,13 +137,12 @@ int Run(int argc, char** argv) {
     const double sec = (NowSeconds() - t0) / reps;
     const double achieved = flops / sec / 1e9;
     const double gemm = GemmGflops(m, dt == ParamsDtype::kFloat32 ? at::kFloat : at::kBFloat16, 1);
-    // Activations of one forward (weights excluded): the first forward's extra peak.
     std::printf("%s: forward %.3f s, %.1f GFLOP -> %.1f GFLOP/s; at::mm on the same GEMMs %.1f GFLOP/s; "
                 "ratio %.2f (target >= 0.8 for fp32)\n",
                 name, sec, flops / 1e9, achieved, gemm, achieved / gemm);
-    std::printf("%s: checkpoint %.1f MB, peak RSS growth through load + first forward %.1f MB = %.2f x checkpoint "
-                "(includes one forward's activations)\n",
-                name, ckpt_bytes / 1e6, peak_load_kb / 1e3, peak_load_kb * 1e3 / ckpt_bytes);
+    std::printf("%s: checkpoint %.1f MB; peak RSS growth during load (all weight pages read) %.1f MB = %.2f x "
+                "checkpoint (target <= 1.1); one window forward's activations %.1f MB more\n",
+                name, ckpt_bytes / 1e6, peak_load_kb / 1e3, peak_load_kb * 1e3 / ckpt_bytes, activations_kb / 1e3);
     model->reset();
     ckpt->reset();
     std::filesystem::remove(path);

@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 
 #include "bench/bench_util.h"
+#include "bench/medium_dit.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/dit.h"
 #include "worker/model/random_checkpoint.h"
@@ -25,40 +26,8 @@
 namespace magi {
 namespace {
 
-ModelConfig MediumConfig(ParamsDtype dtype, int layers) {
-  ModelConfig m;
-  m.num_layers = layers;
-  m.hidden_size = 1024;
-  m.ffn_hidden_size = 4096;
-  m.num_attention_heads = 8;
-  m.num_query_groups = 4;
-  m.kv_channels = 128;
-  m.gated_linear_unit = true;
-  m.params_dtype = dtype;
-  m.in_channels = m.out_channels = 16;
-  m.caption_channels = 4096;
-  m.caption_max_length = 256;
-  return m;
-}
-
-constexpr int kChunks = 4, kChunkFrames = 6, kTokH = 12, kTokW = 20, kCaptionValid = 100;
-
-DitForwardArgs WindowArgs(const ModelConfig& m) {
-  at::manual_seed(0);
-  const int64_t M = int64_t{kChunkFrames} * kTokH * kTokW;
-  DitForwardArgs a;
-  a.x = at::randn({1, 16, kChunks * kChunkFrames, kTokH * 2, kTokW * 2});
-  a.t = at::rand({1, kChunks});
-  a.y = at::randn({kChunks, 1, m.caption_max_length, m.caption_channels});
-  a.xattn_mask = at::zeros({kChunks, 1, m.caption_max_length}, at::kLong);
-  a.xattn_mask.narrow(2, 0, kCaptionValid).fill_(1);
-  a.caption_dropout_mask = at::zeros({1}, at::kBool);
-  a.kv_range = at::zeros({kChunks, 2}, at::kInt);
-  for (int j = 0; j < kChunks; ++j) a.kv_range[j][1] = (j + 1) * M;
-  a.denoising_range_num = kChunks;
-  a.num_steps = 16;
-  return a;
-}
+constexpr int kCaptionValid = 100;
+constexpr int kChunks = kMediumChunks, kChunkFrames = kMediumChunkFrames, kTokH = kMediumTokH, kTokW = kMediumTokW;
 
 // at::mm rate on the forward's dense GEMMs (tokens x in -> out), same dtype, same run.
 double GemmGflops(const ModelConfig& m, at::ScalarType dtype, int reps) {
@@ -90,7 +59,7 @@ int Run(int argc, char** argv) {
               "%d threads, %d reps\n", layers, threads, reps);
   for (ParamsDtype dt : {ParamsDtype::kFloat32, ParamsDtype::kBFloat16}) {
     const char* name = dt == ParamsDtype::kFloat32 ? "fp32" : "bf16";
-    const ModelConfig m = MediumConfig(dt, layers);
+    const ModelConfig m = MediumDitConfig(layers, dt);
     const std::string path =
         (std::filesystem::temp_directory_path() / ("magi_bench_dit_" + std::to_string(::getpid()) + ".safetensors"))
             .string();
@@ -109,7 +78,7 @@ int Run(int argc, char** argv) {
     }
     // A one-chunk forward over a tiny grid reads every weight page with negligible
     // activations: the RSS growth up to here is what loading costs.
-    DitForwardArgs touch = WindowArgs(m);
+    DitForwardArgs touch = MediumWindowArgs(m, kCaptionValid);
     touch.x = at::randn({1, 16, kChunkFrames, 4, 4});
     touch.t = touch.t.narrow(1, 0, 1);
     touch.y = touch.y.narrow(0, 0, 1);
@@ -121,7 +90,7 @@ int Run(int argc, char** argv) {
       return 1;
     }
     const int64_t peak_load_kb = ProcStatusKb("VmHWM") - rss0;
-    DitForwardArgs args = WindowArgs(m);
+    DitForwardArgs args = MediumWindowArgs(m, kCaptionValid);
     ResetPeakRss();
     const int64_t rss1 = ProcStatusKb("VmRSS");
     if (auto w = (*model)->Forward(args); !w.ok()) {

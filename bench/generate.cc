@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 
 #include "bench/bench_util.h"
+#include "bench/medium_dit.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/dit.h"
@@ -28,20 +29,7 @@ namespace {
 
 MagiConfig MediumConfig(int layers, int steps, int chunks, int window) {
   MagiConfig c = TinyMagiConfig();
-  ModelConfig& m = c.model;
-  m.num_layers = layers;
-  m.hidden_size = 1024;
-  m.ffn_hidden_size = 4096;
-  m.num_attention_heads = 8;
-  m.num_query_groups = 4;
-  m.kv_channels = 128;
-  m.gated_linear_unit = true;
-  m.params_dtype = ParamsDtype::kFloat32;
-  m.half_channel_vae = false;
-  m.x_rescale_factor = 1.0;
-  m.in_channels = m.out_channels = 16;
-  m.caption_channels = 4096;
-  m.caption_max_length = 256;
+  c.model = MediumDitConfig(layers);
   RuntimeConfig& r = c.runtime;
   r.cfg_number = 1;
   r.num_steps = steps;

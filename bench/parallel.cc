@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "bench/medium_dit.h"
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "worker/model/checkpoint.h"
@@ -31,40 +32,9 @@
 namespace magi {
 namespace {
 
-constexpr int kChunks = 4, kChunkFrames = 6, kTokH = 12, kTokW = 20;
+constexpr int kChunks = kMediumChunks, kChunkFrames = kMediumChunkFrames, kTokH = kMediumTokH, kTokW = kMediumTokW;
 
-ModelConfig Medium(int layers) {
-  ModelConfig m;
-  m.num_layers = layers;
-  m.hidden_size = 1024;
-  m.ffn_hidden_size = 4096;
-  m.num_attention_heads = 8;
-  m.num_query_groups = 4;
-  m.kv_channels = 128;
-  m.gated_linear_unit = true;
-  m.params_dtype = ParamsDtype::kFloat32;
-  m.in_channels = m.out_channels = 16;
-  m.caption_channels = 1024;
-  m.caption_max_length = 128;
-  return m;
-}
-
-DitForwardArgs Window(const ModelConfig& m) {
-  at::manual_seed(0);
-  const int64_t M = int64_t{kChunkFrames} * kTokH * kTokW;
-  DitForwardArgs a;
-  a.x = at::randn({1, 16, kChunks * kChunkFrames, kTokH * 2, kTokW * 2});
-  a.t = at::rand({1, kChunks});
-  a.y = at::randn({kChunks, 1, m.caption_max_length, m.caption_channels});
-  a.xattn_mask = at::zeros({kChunks, 1, m.caption_max_length}, at::kLong);
-  a.xattn_mask.narrow(2, 0, 64).fill_(1);
-  a.caption_dropout_mask = at::zeros({1}, at::kBool);
-  a.kv_range = at::zeros({kChunks, 2}, at::kInt);
-  for (int j = 0; j < kChunks; ++j) a.kv_range[j][1] = (j + 1) * M;
-  a.denoising_range_num = kChunks;
-  a.num_steps = 16;
-  return a;
-}
+ModelConfig Medium(int layers) { return MediumDitConfig(layers, ParamsDtype::kFloat32, 1024, 128); }
 
 // One rank of a launched group: load, forward, write rank 0's timing and stats to a file.
 int RunRank(int tp, int cp, const std::string& ckpt_path, const std::string& out_path, int layers, int reps) {
@@ -81,7 +51,7 @@ int RunRank(int tp, int cp, const std::string& ckpt_path, const std::string& out
   o.cp_comm = &(*group)->cp();
   auto model = DitModel::Load(m, **ckpt, o);
   if (!model.ok()) return std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str()), 1;
-  DitForwardArgs a = Window(m);
+  DitForwardArgs a = MediumWindowArgs(m, 64);
   (void)(*model)->Forward(a);  // warm-up: pages in the weights
   (*group)->tp().stats().Clear();
   (*group)->cp().stats().Clear();

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/medium_dit.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/dit.h"
 #include "worker/model/random_checkpoint.h"
@@ -37,40 +38,8 @@
 namespace magi {
 namespace {
 
-constexpr int kChunks = 4, kChunkFrames = 6, kTokH = 12, kTokW = 20, kCaptionValid = 100;
-
-ModelConfig MediumDit(ParamsDtype dtype, int layers) {
-  ModelConfig m;
-  m.num_layers = layers;
-  m.hidden_size = 1024;
-  m.ffn_hidden_size = 4096;
-  m.num_attention_heads = 8;
-  m.num_query_groups = 4;
-  m.kv_channels = 128;
-  m.gated_linear_unit = true;
-  m.params_dtype = dtype;
-  m.in_channels = m.out_channels = 16;
-  m.caption_channels = 4096;
-  m.caption_max_length = 256;
-  return m;
-}
-
-DitForwardArgs WindowArgs(const ModelConfig& m) {
-  at::manual_seed(0);
-  const int64_t M = int64_t{kChunkFrames} * kTokH * kTokW;
-  DitForwardArgs a;
-  a.x = at::randn({1, 16, kChunks * kChunkFrames, kTokH * 2, kTokW * 2});
-  a.t = at::rand({1, kChunks});
-  a.y = at::randn({kChunks, 1, m.caption_max_length, m.caption_channels});
-  a.xattn_mask = at::zeros({kChunks, 1, m.caption_max_length}, at::kLong);
-  a.xattn_mask.narrow(2, 0, kCaptionValid).fill_(1);
-  a.caption_dropout_mask = at::zeros({1}, at::kBool);
-  a.kv_range = at::zeros({kChunks, 2}, at::kInt);
-  for (int j = 0; j < kChunks; ++j) a.kv_range[j][1] = (j + 1) * M;
-  a.denoising_range_num = kChunks;
-  a.num_steps = 16;
-  return a;
-}
+constexpr int kCaptionValid = 100;
+constexpr int kChunks = kMediumChunks, kChunkFrames = kMediumChunkFrames, kTokH = kMediumTokH, kTokW = kMediumTokW;
 
 // Multiply-add FLOPs (x2) of the ViT decoder on one tile of n tokens (+ cls).
 double VaeTileFlops(const VaeConfig& c, int64_t tokens) {
@@ -162,7 +131,7 @@ int Run(int argc, char** argv) {
     vae->reset();
 
     // ---- DiT forward of a full window ----
-    const ModelConfig m = MediumDit(bf16 ? ParamsDtype::kBFloat16 : ParamsDtype::kFloat32, dit_layers);
+    const ModelConfig m = MediumDitConfig(dit_layers, bf16 ? ParamsDtype::kBFloat16 : ParamsDtype::kFloat32);
     const std::string path = folder + "/dit.safetensors";
     if (auto s = WriteRandomDitCheckpoint(m, path); !s.ok()) {
       std::fprintf(stderr, "bench_vae: %s\n", std::string(s.message()).c_str());
@@ -174,7 +143,7 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "bench_vae: %s\n", std::string(dit.status().message()).c_str());
       return 1;
     }
-    const DitForwardArgs args = WindowArgs(m);
+    const DitForwardArgs args = MediumWindowArgs(m, kCaptionValid);
     if (auto w = (*dit)->Forward(args); !w.ok()) {
       std::fprintf(stderr, "bench_vae: %s\n", std::string(w.status().message()).c_str());
       return 1;

@@ -9,10 +9,12 @@ namespace magi {
 ModelInfo DefaultTinyModel() {
   ModelInfo m;
   m.set_name("tiny");
+  // Must equal what the worker's ModelJobRunner reports for the tiny set
+  // (worker/main/tiny_model.h, ModelRunnerOptions): checked by tests/runner.
   m.set_frames_per_chunk(24);  // MAGI-1: 6 latent frames x VAE temporal stride 4
   m.set_max_frames(960);
-  m.set_max_width(1280);
-  m.set_max_height(1280);
+  m.set_max_width(512);
+  m.set_max_height(512);
   m.set_default_width(256);
   m.set_default_height(256);
   m.set_default_frames(48);

@@ -11,6 +11,8 @@
 
 #include <climits>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,7 +38,8 @@ ABSL_FLAG(std::string, default_model, "tiny", "model used when a request names n
 ABSL_FLAG(int, local_workers, 0, "start this many local magi-worker groups (embedded default)");
 ABSL_FLAG(std::string, worker_binary, "", "magi-worker path (default: next to magi-server)");
 ABSL_FLAG(std::string, worker_args, "",
-          "space-separated extra flags for local workers, e.g. '--runner=synthetic'");
+          "space-separated extra flags for local workers (default: the MAGI-1 model runner on "
+          "<state-dir>/models/tiny, generated on first start), e.g. '--runner=synthetic'");
 
 namespace {
 
@@ -57,6 +60,40 @@ std::string SelfExe() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// The flag named `name` (dashes or underscores) in `args`, as "--name=value" or
+// "--name value"; nullopt when absent.
+std::optional<std::string> FindFlag(const std::vector<std::string>& args, const std::string& name) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    if (a.rfind("--", 0) != 0) continue;
+    size_t eq = a.find('=');
+    std::string key = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    for (char& c : key) {
+      if (c == '-') c = '_';
+    }
+    if (key != name) continue;
+    if (eq != std::string::npos) return a.substr(eq + 1);
+    return i + 1 < args.size() ? args[i + 1] : std::string();
+  }
+  return std::nullopt;
+}
+
+// Worker flags for the embedded default: the model runner on <state_dir>/models/tiny,
+// generated on first start, unless `args` choose another runner or model folder.
+std::vector<std::string> DefaultModelWorkerArgs(const std::vector<std::string>& args, const std::string& state_dir) {
+  std::vector<std::string> out;
+  auto runner = FindFlag(args, "runner");
+  if (!runner) out.push_back("--runner=model");
+  if ((!runner || *runner == "model") && !FindFlag(args, "model_dir")) {
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::absolute(std::filesystem::path(state_dir) / "models" / "tiny", ec);
+    out.push_back("--model_dir=" + dir.lexically_normal().string());
+    out.push_back("--create_tiny_model");
+  }
+  out.insert(out.end(), args.begin(), args.end());
+  return out;
 }
 
 int Fail(const std::string& message) {
@@ -98,9 +135,10 @@ int main(int argc, char** argv) {
   options.jobs.retention_hours = absl::GetFlag(FLAGS_retention_hours);
   options.jobs.worker_timeout_seconds = absl::GetFlag(FLAGS_worker_timeout_seconds);
   options.jobs.default_model = absl::GetFlag(FLAGS_default_model);
-  // Seam for the real default model: once worker/model can generate the "tiny" checkpoint,
-  // the local workers are started with --runner=model --model-dir=<state-dir>/models/tiny
-  // and create it there on first start; until then they use the synthetic runner.
+  // The embedded default model: local workers run MAGI-1 (--runner=model) on the "tiny"
+  // set in <state-dir>/models/tiny, which the worker generates there on first start (the
+  // server itself knows nothing of tensors). --worker-args may pick another runner
+  // (e.g. --runner=synthetic for tests) or another --model-dir.
 
   magi::ServerApp app;
   if (auto s = app.Start(options); !s.ok()) return Fail(std::string(s.message()));
@@ -116,6 +154,7 @@ int main(int argc, char** argv) {
     for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_worker_args), ' ', absl::SkipEmpty())) {
       lw.extra_args.emplace_back(a);
     }
+    lw.extra_args = DefaultModelWorkerArgs(lw.extra_args, options.jobs.state_dir);
     if (auto s = workers.Start(lw); !s.ok()) {
       app.Shutdown();
       return Fail(std::string(s.message()));

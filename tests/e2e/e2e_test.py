@@ -46,12 +46,15 @@ def request(chunks=3, steps=4, **kw):
 class Server:
     """One magi-server process with its local workers, on free ports and a temp state dir."""
 
-    def __init__(self, state_dir, workers=1, step_ms=10, extra=()):
+    def __init__(self, state_dir, workers=1, step_ms=10, extra=(), runner="synthetic", worker_timeout=15):
+        """runner="synthetic": the fast test-pattern runner; "model": the default (MAGI-1 on
+        the embedded tiny model, generated in <state_dir>/models/tiny on first start)."""
         self.state_dir = state_dir
         args = [SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
                 "--state-dir=" + state_dir, "--local-workers=%d" % workers,
-                "--worker-binary=" + WORKER_BIN,
-                "--worker-args=--synthetic-step-ms=%d" % step_ms, "--drain-timeout-seconds=20"]
+                "--worker-binary=" + WORKER_BIN, "--drain-timeout-seconds=20"]
+        if runner == "synthetic":
+            args.append("--worker-args=--runner=synthetic --synthetic-step-ms=%d" % step_ms)
         args += list(extra)
         self.log = open(os.path.join(state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
@@ -64,7 +67,7 @@ class Server:
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20)])
         self.stub = pbg.VideoGenerationStub(self.channel)
-        self.wait_for_workers(workers)
+        self.wait_for_workers(workers, timeout=worker_timeout)
 
     def metric(self, name):
         text = self.get("/metrics")[1]
@@ -199,6 +202,39 @@ class E2e(unittest.TestCase):
         self.assertEqual(job.state, pb.JOB_STATE_SUCCEEDED)
         self.assertEqual(job.chunks_done, 4)
         self.assertGreaterEqual(srv.metric("magi_chunks_emitted_total"), 4)
+
+    def test_model_runner_t2v(self):
+        """The default runner: MAGI-1 (T5 -> AR engine -> VAE) on the embedded tiny model."""
+        srv = self.server(runner="model", worker_timeout=60)
+        self.assertTrue(os.path.exists(os.path.join(srv.state_dir, "models", "tiny", "tiny_model.json")))
+        req = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text="a red fox running through the snow")],
+                                 num_frames=4 * FRAMES_PER_CHUNK, width=64, height=48, num_steps=8, seed=11)
+        events, chunks, code = collect(srv.stub.Generate(req, timeout=110))
+        self.assertEqual(code, grpc.StatusCode.OK, [e for _, e in events][-1:])
+        kinds = [e.WhichOneof("event") for _, e in events]
+        self.assertEqual(kinds[0], "accepted")
+        self.assertEqual(kinds[-1], "completed")
+        self.assertIn("progress", kinds)
+        self.assertEqual([c.index for c in chunks], [0, 1, 2, 3])
+        # Every chunk's fragment arrives as it is made: chunk 0 comes before later progress.
+        first_chunk = kinds.index("chunk")
+        self.assertIn("progress", kinds[first_chunk + 1:])
+        data = b"".join(c.init_segment + c.fragment for c in chunks)
+        path = os.path.join(self.dir, "model.mp4")
+        with open(path, "wb") as f:
+            f.write(data)
+        out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                              "-show_entries", "stream=nb_read_frames,codec_name,width,height", "-of", "json", path],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        stream = json.loads(out.stdout)["streams"][0]
+        self.assertEqual(stream["codec_name"], "h264")
+        self.assertEqual(int(stream["nb_read_frames"]), 4 * FRAMES_PER_CHUNK)
+        self.assertEqual((stream["width"], stream["height"]), (64, 48))
+        job_id = events[0][1].accepted.job_id
+        self.assertEqual(srv.video(job_id), data)
+        # The worker registered as the model runner serving "tiny".
+        self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state, pb.JOB_STATE_SUCCEEDED)
 
     def test_cancel_mid_job(self):
         srv = self.server(step_ms=30)

@@ -5,8 +5,9 @@
 //  * SyntheticFrameRunner (synthetic_frame_runner.h): deterministic test pattern frames, a
 //    TEST / DEVELOPMENT runner for the server, scheduler, protocol and end-to-end tests.
 //    It is not the model and never claims to be.
-//  * the model runner (runner_factory.cc, "model"): T5 -> AR engine -> VAE decode, wired
-//    once worker/engine, worker/vae and worker/t5 are linked into magi-worker.
+//  * ModelJobRunner (model_job_runner.h, "model"): MAGI-1, T5 -> AR engine -> VAE decode
+//    per chunk; the default of `magi-server --local-workers N`, on the embedded "tiny"
+//    model set (tiny_model.h).
 //
 // A runner produces RGB frames per chunk; the caller (JobExecutor) encodes them into
 // fMP4 fragments and streams them, so runners know nothing of gRPC or containers.
@@ -25,6 +26,22 @@
 #include "worker/media/rgb_frame.h"
 
 namespace magi {
+
+// A w x h frame whose buffer has 64 zeroed bytes of slack after its end (capacity, not
+// size). Why: H264Encoder hands rgb24 straight to sws_scale, whose SIMD reads up to 16
+// bytes past the last row; without slack those reads hit whatever the heap holds there,
+// so identical frames could encode differently (a resumed job's fragments would not match
+// the original's). Runners allocate frames with it; moving a frame keeps the slack.
+// (Reported for worker/media: copy into a padded AVFrame before sws_scale.)
+inline RgbFrame NewPaddedFrame(int w, int h) {
+  RgbFrame f;
+  f.width = w;
+  f.height = h;
+  const size_t n = f.ExpectedBytes();
+  f.rgb24.resize(n + 64);
+  f.rgb24.resize(n);
+  return f;
+}
 
 struct RunnerJob {
   std::string job_id;

@@ -1,7 +1,9 @@
 #include "worker/main/runner_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "worker/main/model_job_runner.h"
 #include "worker/main/synthetic_frame_runner.h"
+#include "worker/main/tiny_model.h"
 
 namespace magi {
 
@@ -10,13 +12,15 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     return std::unique_ptr<JobRunner>(new SyntheticFrameRunner(options.synthetic_step_delay));
   }
   if (options.runner == "model") {
-    // The seam for MAGI-1: a ModelJobRunner (model_job_runner.cc) will load the config and
-    // weights from --model-dir (the server generates the default "tiny" model there), run
-    // T5 -> ArEngine -> VAE decode per emitted chunk, and replay earlier chunks from
-    // RunnerJob::done_video on resume.
-    return absl::UnimplementedError(
-        "--runner=model: the MAGI-1 runner is not built into this magi-worker yet (it needs "
-        "worker/engine, worker/vae and worker/t5); use --runner=synthetic for tests");
+    if (options.model_dir.empty()) {
+      return absl::InvalidArgumentError("--model_dir: required with --runner=model (a MAGI-1 model folder)");
+    }
+    if (options.create_tiny_model) {
+      if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
+    }
+    auto runner = ModelJobRunner::Load(options.model_dir);
+    if (!runner.ok()) return runner.status();
+    return std::unique_ptr<JobRunner>(std::move(*runner));
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--runner: '", options.runner, "' is unknown; allowed: synthetic, model"));

@@ -1,7 +1,8 @@
 // CreateJobRunner: picks the JobRunner a magi-worker serves with (--runner).
 //   "synthetic": SyntheticFrameRunner, the test/dev runner (test patterns, not the model).
-//   "model":     MAGI-1 (T5 -> AR engine -> VAE). The seam for the real model: it reports
-//                Unimplemented until worker/engine, worker/vae and worker/t5 are wired in.
+//   "model":     MAGI-1 (T5 -> AR engine -> VAE decode): ModelJobRunner on --model_dir; with
+//                create_tiny_model the embedded "tiny" set is generated there first if
+//                missing (WriteTinyModelSet).
 //
 // Thread safety: reentrant.
 #ifndef MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
@@ -20,10 +21,11 @@ struct RunnerOptions {
   std::string runner = "synthetic";
   absl::Duration synthetic_step_delay = absl::Milliseconds(5);
   std::string model_dir;  // "model": folder with config.json and weights
+  bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
 };
 
-// InvalidArgument naming --runner for an unknown name; Unimplemented for "model" while the
-// model pieces are not linked.
+// InvalidArgument naming --runner for an unknown name; "model": the loader's or the tiny
+// set generator's error (naming the file or field).
 absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& options);
 
 }  // namespace magi

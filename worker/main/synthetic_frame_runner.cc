@@ -46,7 +46,7 @@ std::vector<::magi::internal::v1::ModelInfo> SyntheticFrameRunner::Models() cons
 RgbFrame SyntheticFrameRunner::MakeFrame(const ::magi::v1::GenerateRequest& r, int t,
                                          uint64_t prompt_hash) {
   const int w = r.width(), h = r.height();
-  RgbFrame f(w, h);
+  RgbFrame f = NewPaddedFrame(w, h);
   const uint64_t seed = static_cast<uint64_t>(r.seed());
   const int shift = static_cast<int>((seed * 2654435761u) & 0xff);
   const int tint = static_cast<int>(prompt_hash & 0xff);

@@ -2,6 +2,7 @@
 // jobs it is assigned and streams their chunks back. See worker/main/worker_link.h.
 //
 //   magi-worker --server=127.0.0.1:50051 [--group-id=gpu0] [--runner=synthetic]
+//   magi-worker --server=... --runner=model --model-dir=DIR [--create-tiny-model]
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -17,6 +18,8 @@ ABSL_FLAG(std::string, runner, "synthetic",
           "synthetic (test patterns, for tests and development) or model (MAGI-1)");
 ABSL_FLAG(int, synthetic_step_ms, 5, "synthetic runner: milliseconds per simulated step");
 ABSL_FLAG(std::string, model_dir, "", "model runner: folder with the model's config and weights");
+ABSL_FLAG(bool, create_tiny_model, false,
+          "model runner: generate the embedded 'tiny' model set in --model_dir if it is missing");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 
 namespace {
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
   ro.runner = absl::GetFlag(FLAGS_runner);
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
+  ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   auto runner = magi::CreateJobRunner(ro);
   if (!runner.ok()) {
     std::fprintf(stderr, "magi-worker: %s\n", std::string(runner.status().message()).c_str());

@@ -83,7 +83,19 @@ absl::Status H264Encoder::Encode(const RgbFrame& frame, int64_t pts, const Packe
   yuv->height = c->height;
   int err = av_frame_get_buffer(yuv.get(), 0);
   if (err < 0) return AvError(err, "video encode: allocating a YUV frame");
-  const uint8_t* src[1] = {frame.rgb24.data()};
+  // Deterministic bytes everywhere the encoder may look, alignment padding included: the
+  // same frames must give the same fragments (a resumed job re-encodes earlier chunks).
+  for (int plane = 0; plane < 3; ++plane) {
+    const int rows = plane == 0 ? c->height : (c->height + 1) / 2;
+    std::memset(yuv->data[plane], 0, static_cast<size_t>(yuv->linesize[plane]) * rows);
+  }
+  // swscale's SIMD input stage reads a little past the end of each row: give it a copy with
+  // zeroed slack instead of the caller's exact-size buffer.
+  const size_t bytes = frame.rgb24.size();
+  scratch_.resize(bytes + kInputSlack);
+  std::memcpy(scratch_.data(), frame.rgb24.data(), bytes);
+  std::memset(scratch_.data() + bytes, 0, kInputSlack);
+  const uint8_t* src[1] = {scratch_.data()};
   const int src_stride[1] = {3 * frame.width};
   sws_scale(sws_.get(), src, src_stride, 0, frame.height, yuv->data, yuv->linesize);
   yuv->pts = pts;

@@ -10,6 +10,7 @@
 #define MAGI_WORKER_MEDIA_H264_ENCODER_H_
 
 #include <cstdint>
+#include <vector>
 #include <functional>
 #include <memory>
 #include <string>
@@ -55,6 +56,9 @@ class H264Encoder {
   CodecContextPtr codec_;
   SwsPtr sws_;
   PacketPtr packet_;
+  // The last frame's RGB bytes plus zeroed slack for swscale's over-reads (reused).
+  static constexpr size_t kInputSlack = 64;
+  std::vector<uint8_t> scratch_;
 };
 
 }  // namespace media_internal

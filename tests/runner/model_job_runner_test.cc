@@ -1,0 +1,204 @@
+// ModelJobRunner on the embedded tiny model: chunk and frame counts, streaming, cancel,
+// resume equality, and request validation.
+#include "worker/main/model_job_runner.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "worker/main/tiny_model.h"
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RecordingSink : public FrameSink {
+ public:
+  absl::Status OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) override {
+    prefix.push_back({index, frames});
+    return absl::OkStatus();
+  }
+  absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
+    chunks.push_back({index, frames});
+    progress_at_chunk.push_back(progress_calls);
+    if (cancel_after_chunks > 0 && static_cast<int>(chunks.size()) >= cancel_after_chunks) cancel = true;
+    return absl::OkStatus();
+  }
+  void OnProgress(const StepProgress& p) override {
+    ++progress_calls;
+    last = p;
+  }
+  bool Cancelled() const override { return cancel; }
+
+  std::vector<std::pair<int, std::vector<RgbFrame>>> prefix, chunks;
+  std::vector<int> progress_at_chunk;
+  int progress_calls = 0;
+  StepProgress last;
+  int cancel_after_chunks = 0;
+  bool cancel = false;
+};
+
+class ModelJobRunnerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() / ("magi_runner_test_" + std::to_string(::getpid())));
+    ASSERT_TRUE(WriteTinyModelSet((*dir_ / "tiny").string()).ok());
+    auto r = ModelJobRunner::Load((*dir_ / "tiny").string());
+    ASSERT_TRUE(r.ok()) << r.status();
+    runner_ = r->release();
+  }
+  static void TearDownTestSuite() {
+    delete runner_;
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+
+  static RunnerJob Job(int frames, int start_chunk = 0) {
+    RunnerJob job;
+    job.job_id = "j-test";
+    auto& r = job.request;
+    auto* p = r.add_prompts();
+    p->set_text("a red fox running through the snow");
+    r.set_num_frames(frames);
+    r.set_width(64);
+    r.set_height(48);
+    r.set_fps(24);
+    r.set_seed(7);
+    r.set_num_steps(4);
+    job.frames_per_chunk = 24;
+    job.chunks_total = (frames + 23) / 24;
+    job.start_chunk = start_chunk;
+    return job;
+  }
+
+  static fs::path* dir_;
+  static ModelJobRunner* runner_;
+};
+fs::path* ModelJobRunnerTest::dir_ = nullptr;
+ModelJobRunner* ModelJobRunnerTest::runner_ = nullptr;
+
+TEST_F(ModelJobRunnerTest, MakesEveryChunkAndStreamsThemAsTheyFinish) {
+  RecordingSink sink;
+  ASSERT_TRUE(runner_->Run(Job(4 * 24), sink).ok());
+  ASSERT_EQ(sink.chunks.size(), 4u);
+  EXPECT_TRUE(sink.prefix.empty());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(sink.chunks[i].first, i);
+    ASSERT_EQ(sink.chunks[i].second.size(), 24u);
+    EXPECT_EQ(sink.chunks[i].second[0].width, 64);
+    EXPECT_EQ(sink.chunks[i].second[0].height, 48);
+  }
+  // Streaming: chunk 0 is handed over while denoising steps are still to come.
+  EXPECT_LT(sink.progress_at_chunk[0], sink.progress_calls);
+  EXPECT_LT(sink.progress_at_chunk[0], sink.progress_at_chunk[3]);
+  EXPECT_EQ(sink.last.step, sink.last.total_steps);
+  // Not a constant picture: the model made something.
+  EXPECT_NE(sink.chunks[0].second[0].rgb24, sink.chunks[3].second[23].rgb24);
+}
+
+TEST_F(ModelJobRunnerTest, TrimsTheLastChunkToNumFrames) {
+  RecordingSink sink;
+  ASSERT_TRUE(runner_->Run(Job(28), sink).ok());
+  ASSERT_EQ(sink.chunks.size(), 2u);
+  EXPECT_EQ(sink.chunks[0].second.size(), 24u);
+  EXPECT_EQ(sink.chunks[1].second.size(), 4u);
+}
+
+TEST_F(ModelJobRunnerTest, ResumedRunEqualsAnUndisturbedOne) {
+  RecordingSink full, resumed;
+  ASSERT_TRUE(runner_->Run(Job(3 * 24), full).ok());
+  ASSERT_TRUE(runner_->Run(Job(3 * 24, /*start_chunk=*/1), resumed).ok());
+  ASSERT_EQ(resumed.prefix.size(), 1u);
+  ASSERT_EQ(resumed.chunks.size(), 2u);
+  EXPECT_EQ(resumed.prefix[0].first, 0);
+  for (size_t f = 0; f < 24; ++f) EXPECT_EQ(resumed.prefix[0].second[f].rgb24, full.chunks[0].second[f].rgb24);
+  for (int c = 0; c < 2; ++c) {
+    EXPECT_EQ(resumed.chunks[c].first, c + 1);
+    for (size_t f = 0; f < 24; ++f) {
+      ASSERT_EQ(resumed.chunks[c].second[f].rgb24, full.chunks[c + 1].second[f].rgb24) << "chunk " << c + 1 << " frame " << f;
+    }
+  }
+  // Another seed gives another video.
+  RecordingSink other;
+  RunnerJob job = Job(24);
+  job.request.set_seed(8);
+  ASSERT_TRUE(runner_->Run(job, other).ok());
+  EXPECT_NE(other.chunks[0].second[5].rgb24, full.chunks[0].second[5].rgb24);
+}
+
+// A file made by the ffmpeg CLI from its test source (the media inputs the API takes).
+std::string MakeMedia(const fs::path& dir, const std::string& name, const std::string& args) {
+  const fs::path path = dir / name;
+  const std::string cmd = "ffmpeg -v error -y -f lavfi -i testsrc=size=80x60:rate=24 " + args + " '" + path.string() + "'";
+  if (std::system(cmd.c_str()) != 0) return std::string();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST_F(ModelJobRunnerTest, ImageAndVideoPrefixModesMakeTheRequestedFrames) {
+  const std::string png = MakeMedia(*dir_, "in.png", "-frames:v 1");
+  const std::string mp4 = MakeMedia(*dir_, "in.mp4", "-t 1.5 -pix_fmt yuv420p -c:v libx264");
+  ASSERT_FALSE(png.empty());
+  ASSERT_FALSE(mp4.empty());
+  for (auto mode : {::magi::v1::MODE_I2V, ::magi::v1::MODE_V2V}) {
+    RunnerJob job = Job(48);
+    job.request.set_mode(mode);
+    if (mode == ::magi::v1::MODE_I2V) job.request.set_image(png);
+    else job.request.set_prefix_video(mp4);
+    RecordingSink sink;
+    absl::Status s = runner_->Run(job, sink);
+    ASSERT_TRUE(s.ok()) << mode << ": " << s;
+    ASSERT_EQ(sink.chunks.size(), 2u) << mode;
+    EXPECT_EQ(sink.chunks[0].second.size(), 24u) << mode;
+    EXPECT_EQ(sink.chunks[1].second.size(), 24u) << mode;
+  }
+}
+
+TEST_F(ModelJobRunnerTest, HonoursCancel) {
+  RecordingSink sink;
+  sink.cancel_after_chunks = 1;
+  absl::Status s = runner_->Run(Job(4 * 24), sink);
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(sink.chunks.size(), 1u);
+}
+
+TEST_F(ModelJobRunnerTest, RejectsWhatTheModelCannotServeNamingTheField) {
+  struct Case {
+    const char* field;
+    std::function<void(RunnerJob&)> mutate;
+  } cases[] = {
+      {"width", [](RunnerJob& j) { j.request.set_width(40); }},
+      {"width", [](RunnerJob& j) { j.request.set_width(16); }},
+      {"height", [](RunnerJob& j) { j.request.set_height(4096); }},
+      {"num_frames", [](RunnerJob& j) { j.request.set_num_frames(26); }},
+      {"num_steps", [](RunnerJob& j) { j.request.set_num_steps(6); }},
+      {"guidance.cfg_number", [](RunnerJob& j) { j.request.mutable_guidance()->set_cfg_number(3); }},
+      {"model", [](RunnerJob& j) { j.request.set_model("big"); }},
+      {"frames_per_chunk", [](RunnerJob& j) { j.frames_per_chunk = 8; }},
+      {"image", [](RunnerJob& j) {
+         j.request.set_mode(::magi::v1::MODE_I2V);
+         j.request.set_image("not an image");
+       }},
+  };
+  for (const auto& c : cases) {
+    RunnerJob job = Job(24);
+    c.mutate(job);
+    RecordingSink sink;
+    absl::Status s = runner_->Run(job, sink);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field << ": " << s;
+    EXPECT_EQ(s.message().rfind(c.field, 0), 0u) << c.field << ": " << s;
+    EXPECT_TRUE(sink.chunks.empty());
+  }
+}
+
+}  // namespace
+}  // namespace magi

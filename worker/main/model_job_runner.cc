@@ -1,0 +1,314 @@
+#include "worker/main/model_job_runner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <numeric>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "worker/engine/ar_engine.h"
+#include "worker/engine/denoiser.h"
+#include "worker/media/image_decoder.h"
+#include "worker/media/prefix_video_decoder.h"
+#include "worker/model/checkpoint.h"
+#include "worker/model/dit.h"
+#include "worker/t5/caption_encoder.h"
+#include "worker/t5/t5_encoder.h"
+#include "worker/t5/t5_tokenizer.h"
+#include "worker/vae/vae_codec.h"
+#include "worker/vae/vit_vae.h"
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = ::magi::v1;
+
+absl::Status Bad(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// runtime_config paths are relative to the config's folder (absolute ones are kept).
+std::string Resolve(const fs::path& base, const std::string& p) {
+  if (p.empty()) return std::string();
+  fs::path q(p);
+  return (q.is_absolute() ? q : base / q).string();
+}
+
+// uint8 RGB frames (THWC) -> [1, 3, T, H, W] uint8, what VaeCodec::EncodePrefix takes.
+at::Tensor FramesToVideo(const std::vector<RgbFrame>& frames) {
+  const int64_t T = static_cast<int64_t>(frames.size()), H = frames[0].height, W = frames[0].width;
+  at::Tensor v = at::empty({T, H, W, 3}, at::kByte);
+  for (int64_t t = 0; t < T; ++t) {
+    std::memcpy(v[t].data_ptr<uint8_t>(), frames[t].rgb24.data(), frames[t].rgb24.size());
+  }
+  return v.permute({3, 0, 1, 2}).unsqueeze(0).contiguous();
+}
+
+// uint8 [F, 3, H, W] -> RgbFrames appended to `out`.
+void AppendFrames(const at::Tensor& frames, std::deque<RgbFrame>& out) {
+  at::Tensor hwc = frames.permute({0, 2, 3, 1}).contiguous();
+  const int64_t F = hwc.size(0), H = hwc.size(1), W = hwc.size(2);
+  for (int64_t f = 0; f < F; ++f) {
+    RgbFrame frame = NewPaddedFrame(static_cast<int>(W), static_cast<int>(H));
+    std::memcpy(frame.rgb24.data(), hwc[f].data_ptr<uint8_t>(), frame.rgb24.size());
+    out.push_back(std::move(frame));
+  }
+}
+
+// Internal marker: every job chunk is out, stop the engine (not an error).
+absl::Status AllChunksOut() { return absl::AbortedError("magi-internal: all job chunks emitted"); }
+bool IsAllChunksOut(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted && s.message() == "magi-internal: all job chunks emitted";
+}
+
+}  // namespace
+
+ModelJobRunner::~ModelJobRunner() = default;
+
+absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::string& model_dir,
+                                                                     const ModelRunnerOptions& options) {
+  if (model_dir.empty()) return absl::InvalidArgumentError("--model_dir: empty; the model runner needs a model folder");
+  const fs::path base(model_dir);
+  std::unique_ptr<ModelJobRunner> r(new ModelJobRunner());
+  r->options_ = options;
+  MAGI_ASSIGN_OR_RETURN(r->config_, LoadMagiConfig((base / "config.json").string()));
+  MAGI_RETURN_IF_ERROR(ValidateMagiConfig(r->config_));
+  MAGI_RETURN_IF_ERROR(ValidateEngineConfig(r->config_));
+  const RuntimeConfig& rt = r->config_.runtime;
+  const std::string source = (base / "config.json").string();
+  for (auto [field, value] : {std::pair<const char*, const std::string*>{"runtime_config.load", &rt.load},
+                              {"runtime_config.t5_pretrained", &rt.t5_pretrained},
+                              {"runtime_config.vae_pretrained", &rt.vae_pretrained}}) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, " is empty; the model runner needs it"));
+    }
+  }
+  // DiT (+ the null caption rows stored with it).
+  MAGI_ASSIGN_OR_RETURN(r->dit_checkpoint_, Checkpoint::Open(Resolve(base, rt.load)));
+  DitModel::Options dit_options;
+  dit_options.distill = r->config_.engine.distill;
+  MAGI_ASSIGN_OR_RETURN(r->dit_, DitModel::Load(r->config_.model, *r->dit_checkpoint_, dit_options));
+  MAGI_ASSIGN_OR_RETURN(r->null_caption_, LoadNullCaption(*r->dit_checkpoint_, r->config_.model));
+  r->denoiser_ = std::make_unique<DitDenoiser>(*r->dit_);
+  // T5 + tokenizer.
+  const std::string t5_dir = Resolve(base, rt.t5_pretrained);
+  MAGI_ASSIGN_OR_RETURN(r->tokenizer_, T5Tokenizer::Load((fs::path(t5_dir) / "spiece.model").string()));
+  MAGI_ASSIGN_OR_RETURN(r->t5_, T5Encoder::LoadFolder(t5_dir));
+  if (r->t5_->config().d_model != r->config_.model.caption_channels) {
+    return absl::InvalidArgumentError(absl::StrCat(t5_dir, "/config.json: d_model ", r->t5_->config().d_model,
+                                                   " must equal the DiT's model_config.caption_channels ",
+                                                   r->config_.model.caption_channels));
+  }
+  if (r->tokenizer_->vocab_size() > r->t5_->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(t5_dir, "/config.json: vocab_size ", r->t5_->config().vocab_size,
+                                                   " is smaller than the tokenizer's ", r->tokenizer_->vocab_size()));
+  }
+  CaptionEncoderOptions co;
+  co.max_length = r->config_.model.caption_max_length;
+  co.cache_bytes = 16ll << 20;
+  r->captions_ = std::make_unique<CaptionEncoder>(r->tokenizer_.get(), r->t5_.get(), co);
+  // VAE.
+  ViTVae::Options vo;
+  vo.compute = VaeCompute::kFloat32;  // CPU: float32 is both faster and exact
+  const std::string vae_dir = Resolve(base, rt.vae_pretrained);
+  MAGI_ASSIGN_OR_RETURN(r->vae_, ViTVae::LoadFolder(vae_dir, vo));
+  if (r->vae_->config().z_chans != r->config_.model.latent_channels()) {
+    return absl::InvalidArgumentError(absl::StrCat(vae_dir, "/config.json: ddconfig.z_chans ", r->vae_->config().z_chans,
+                                                   " must equal the DiT's latent channels ",
+                                                   r->config_.model.latent_channels()));
+  }
+  if (r->vae_->config().patch_length != rt.temporal_downsample_factor) {
+    return absl::InvalidArgumentError(absl::StrCat(vae_dir, "/config.json: ddconfig.patch_length ",
+                                                   r->vae_->config().patch_length,
+                                                   " must equal runtime_config.temporal_downsample_factor ",
+                                                   rt.temporal_downsample_factor));
+  }
+  r->codec_ = std::make_unique<VaeCodec>(VaeCodec::ForPipeline(r->vae_.get(), rt.fps, rt.scale_factor));
+  return r;
+}
+
+int ModelJobRunner::frames_per_chunk() const {
+  return config_.runtime.chunk_width * config_.runtime.temporal_downsample_factor;
+}
+
+std::vector<::magi::internal::v1::ModelInfo> ModelJobRunner::Models() const {
+  const RuntimeConfig& rt = config_.runtime;
+  ::magi::internal::v1::ModelInfo m;
+  m.set_name(options_.model_name);
+  m.set_frames_per_chunk(frames_per_chunk());
+  m.set_max_frames(options_.max_frames);
+  m.set_max_width(options_.max_width);
+  m.set_max_height(options_.max_height);
+  m.set_default_width(rt.video_size_w);
+  m.set_default_height(rt.video_size_h);
+  m.set_default_frames(rt.num_frames);
+  m.set_default_fps(rt.fps);
+  m.set_default_steps(rt.num_steps);
+  m.set_max_steps(options_.max_steps);
+  return {m};
+}
+
+absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
+  const pb::GenerateRequest& r = job.request;
+  const RuntimeConfig& rt = config_.runtime;
+  const int px = 8 * config_.model.patch_size;  // VAE x patch: the DiT's token grid
+  if (!r.model().empty() && r.model() != options_.model_name) {
+    return Bad("model", absl::StrCat("'", r.model(), "' is not served here; this worker serves '",
+                                     options_.model_name, "'"));
+  }
+  auto size = [&](const char* field, int v, int max) -> absl::Status {
+    if (v < 2 * px || v > max || v % px != 0) {
+      return Bad(field, absl::StrCat(v, " is not allowed; must be a multiple of ", px, " in [", 2 * px, ", ", max, "]"));
+    }
+    return absl::OkStatus();
+  };
+  MAGI_RETURN_IF_ERROR(size("width", r.width(), options_.max_width));
+  MAGI_RETURN_IF_ERROR(size("height", r.height(), options_.max_height));
+  const int tf = rt.temporal_downsample_factor;
+  if (r.num_frames() < tf || r.num_frames() > options_.max_frames || r.num_frames() % tf != 0) {
+    return Bad("num_frames", absl::StrCat(r.num_frames(), " is not allowed; must be a multiple of ", tf, " in [", tf,
+                                          ", ", options_.max_frames, "] (the VAE's temporal factor)"));
+  }
+  int step_multiple = rt.window_size;
+  const int kv = static_cast<int>(rt.noise2clean_kvrange.size());
+  if (kv > 0) step_multiple = std::lcm(step_multiple, kv);
+  if (r.num_steps() < 1 || r.num_steps() > options_.max_steps || r.num_steps() % step_multiple != 0) {
+    return Bad("num_steps", absl::StrCat(r.num_steps(), " is not allowed; must be a multiple of ", step_multiple,
+                                         " (window_size ", rt.window_size, ", ", kv, " kv ranges) in [",
+                                         step_multiple, ", ", options_.max_steps, "]"));
+  }
+  if (r.guidance().cfg_number() != 0 && r.guidance().cfg_number() != rt.cfg_number) {
+    return Bad("guidance.cfg_number",
+               absl::StrCat(r.guidance().cfg_number(), " is not allowed for model '", options_.model_name,
+                            "'; it runs with cfg_number ", rt.cfg_number, config_.engine.distill ? " (distilled)" : "",
+                            " (or 0 = default)"));
+  }
+  if (r.prompts_size() < 1) return Bad("prompts", "at least one prompt is required");
+  if (job.frames_per_chunk != frames_per_chunk()) {
+    return Bad("frames_per_chunk", absl::StrCat(job.frames_per_chunk, " does not match model '", options_.model_name,
+                                                "' (", frames_per_chunk(), ")"));
+  }
+  const int chunks = (r.num_frames() + frames_per_chunk() - 1) / frames_per_chunk();
+  if (job.chunks_total != chunks || job.start_chunk < 0 || job.start_chunk > job.chunks_total) {
+    return Bad("chunks_total", absl::StrCat("job has ", job.chunks_total, " chunks from ", job.start_chunk,
+                                            "; ", r.num_frames(), " frames make ", chunks));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
+  MAGI_RETURN_IF_ERROR(Validate(job));
+  const pb::GenerateRequest& r = job.request;
+  MagiConfig c = config_;
+  RuntimeConfig& rt = c.runtime;
+  rt.video_size_w = r.width();
+  rt.video_size_h = r.height();
+  rt.num_steps = r.num_steps();
+  if (r.guidance().text_scale() > 0) std::fill(rt.text_scales.begin(), rt.text_scales.end(), r.guidance().text_scale());
+  if (r.guidance().prefix_scale() > 0) {
+    std::fill(rt.prev_chunk_scales.begin(), rt.prev_chunk_scales.end(), r.guidance().prefix_scale());
+  }
+  const int tf = rt.temporal_downsample_factor;
+
+  GenerateRequest req;
+  req.null_caption = null_caption_;
+  req.seed = r.seed() != 0 ? r.seed() : rt.seed;
+  for (int i = 0; i < r.prompts_size(); ++i) {
+    const auto& p = r.prompts(i);
+    auto enc = captions_->Encode(p.text());
+    if (!enc.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(enc.status().message()));
+    ChunkPrompt cp;
+    cp.from_chunk = p.from_chunk();
+    cp.caption = enc->embedding[0];
+    cp.mask = enc->mask[0].to(at::kFloat);
+    req.prompts.push_back(std::move(cp));
+  }
+  // Prefix and the engine's frame count (video frames it generates after the prefix).
+  int engine_frames = r.num_frames();
+  if (r.mode() == pb::MODE_I2V) {
+    MAGI_ASSIGN_OR_RETURN(RgbFrame image, DecodeImage("image", r.image(), r.width(), r.height()));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo({image})));
+    req.prefix = z.to(at::kFloat);
+    // The first emitted chunk carries the image's latent frame as its first frame.
+    engine_frames = r.num_frames() - tf;
+  } else if (r.mode() == pb::MODE_V2V) {
+    MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> frames,
+                          DecodePrefixVideo("prefix_video", r.prefix_video(), r.width(), r.height(), rt.fps));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo(frames)));
+    if (z.size(2) < 1) return Bad("prefix_video", "too short: it encodes to no latent frame");
+    req.prefix = z.to(at::kFloat);
+    // Ask for one extra chunk: a partly-prefix chunk may decode to fewer frames; the
+    // runner stops the engine as soon as the job's frames are out.
+    engine_frames = r.num_frames() + rt.chunk_width * tf;
+  } else if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V) {
+    return Bad("mode", absl::StrCat(static_cast<int>(r.mode()), " is not a known mode"));
+  }
+  req.num_frames = engine_frames;
+  if (engine_frames < 0) return Bad("num_frames", absl::StrCat(r.num_frames(), " is too small for this mode"));
+
+  EngineOptions eo;
+  eo.keep_final_latents = false;
+  MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_, eo));
+
+  ChunkLayout layout;
+  layout.chunk_width = rt.chunk_width;
+  layout.prefix_latent_frames = req.prefix.defined() ? req.prefix.size(2) : 0;
+  std::deque<RgbFrame> pending;
+  int next_chunk = 0;
+  // Hands out every full job chunk in `pending` (all of it, trimmed, when `final`).
+  auto flush = [&](bool final) -> absl::Status {
+    while (next_chunk < job.chunks_total) {
+      const int want = job.FrameEnd(next_chunk) - job.FrameBegin(next_chunk);
+      if (static_cast<int>(pending.size()) < want) {
+        if (!final) return absl::OkStatus();
+        return absl::InternalError(absl::StrCat("model runner: the engine made ", job.FrameBegin(next_chunk) +
+                                                static_cast<int>(pending.size()), " frames, the job needs ",
+                                                r.num_frames()));
+      }
+      std::vector<RgbFrame> frames(std::make_move_iterator(pending.begin()),
+                                   std::make_move_iterator(pending.begin() + want));
+      pending.erase(pending.begin(), pending.begin() + want);
+      const int index = next_chunk++;
+      MAGI_RETURN_IF_ERROR(index < job.start_chunk ? sink.OnPrefixChunk(index, frames) : sink.OnChunk(index, frames));
+    }
+    return absl::OkStatus();
+  };
+
+  GenerateCallbacks cb;
+  cb.cancelled = [&] { return sink.Cancelled(); };
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::Status {
+    MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
+    AppendFrames(d.frames, pending);
+    MAGI_RETURN_IF_ERROR(flush(false));
+    if (next_chunk >= job.chunks_total) return AllChunksOut();
+    return absl::OkStatus();
+  };
+  StepProgress last;
+  cb.on_progress = [&](const Progress& p) {
+    StepProgress& sp = last;
+    sp.chunk = std::min(std::max(next_chunk, 0), job.chunks_total - 1);
+    sp.step = p.step;
+    sp.total_steps = p.total_steps;
+    sp.step_seconds = p.step > 0 ? p.seconds / p.step : 0;
+    sp.eta_seconds = p.eta_seconds;
+    sink.OnProgress(sp);
+  };
+  auto result = engine->Generate(req, cb);
+  if (!result.ok() && !IsAllChunksOut(result.status())) return result.status();
+  MAGI_RETURN_IF_ERROR(flush(true));
+  // Stopping after the last job chunk skips the engine's final progress report.
+  if (last.step < last.total_steps) {
+    last.step = last.total_steps;
+    last.chunk = job.chunks_total - 1;
+    last.eta_seconds = 0;
+    sink.OnProgress(last);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace magi

@@ -1,0 +1,96 @@
+// ModelJobRunner: the MAGI-1 JobRunner (--runner=model). Loads a model set once (config.json
+// in MAGI-1's format whose runtime_config.load / t5_pretrained / vae_pretrained name the
+// DiT checkpoint, the HF T5 folder with spiece.model, and the ViTVAE folder, relative to the
+// config's folder) and runs each job as prompts -> T5 caption rows -> ArEngine (windowed KV
+// cache, seeded noise) -> per emitted clean latent chunk a VAE decode -> uint8 RGB frames ->
+// FrameSink::OnChunk, so every chunk streams as soon as it is final.
+//
+// Chunks: the engine emits latent chunks of chunk_width frames (x temporal factor 4 video
+// frames); the runner re-chunks the decoded frames into the job's chunks of
+// frames_per_chunk (equal for t2v and i2v; v2v's first emitted chunk is shorter), trims the
+// last one to num_frames, and stops the engine once the last job chunk is out.
+// Modes: t2v; i2v (the image is decoded, stretched and VAE-encoded as a 1-latent-frame
+// prefix; the output's first frame is the decoded image frame); v2v (the first 32 frames of
+// the prefix video at the model's fps, VAE-encoded; the output is the continuation only).
+//
+// Resume (job.start_chunk > 0): the engine is deterministic for a given seed (the noise is
+// drawn from it), so the runner REPLAYS the whole job from the start -- recomputing the
+// earlier chunks, which costs their time again -- and hands chunks < start_chunk to
+// FrameSink::OnPrefixChunk; chunks from start_chunk on are byte-identical to an undisturbed
+// run's.
+//
+// Runtime settings: size, frames, steps and seed come from the request (the server fills
+// defaults from Models()); window, kv ranges and guidance scales from runtime_config, with
+// the request's guidance.text_scale / prefix_scale replacing the scales when set.
+//
+// Thread safety: Run() one job at a time (JobRunner contract). Owns the loaded networks.
+#ifndef MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
+#define MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "worker/main/job_runner.h"
+#include "worker/model/config.h"
+
+namespace magi {
+
+class CaptionEncoder;
+class Checkpoint;
+class DitDenoiser;
+class DitModel;
+class T5Encoder;
+class T5Tokenizer;
+class VaeCodec;
+class ViTVae;
+
+struct ModelRunnerOptions {
+  std::string model_name = "tiny";  // the name served (ModelInfo.name)
+  // Limits reported in Models() (the server validates requests against them).
+  int max_frames = 960;
+  int max_width = 512;
+  int max_height = 512;
+  int max_steps = 64;
+};
+
+class ModelJobRunner final : public JobRunner {
+ public:
+  // Loads `model_dir`/config.json and the three networks. Errors name the file or field.
+  static absl::StatusOr<std::unique_ptr<ModelJobRunner>> Load(const std::string& model_dir,
+                                                              const ModelRunnerOptions& options = {});
+  ~ModelJobRunner() override;
+  ModelJobRunner(const ModelJobRunner&) = delete;
+  ModelJobRunner& operator=(const ModelJobRunner&) = delete;
+
+  std::string name() const override { return "model"; }
+  std::vector<::magi::internal::v1::ModelInfo> Models() const override;
+  absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+
+  // Video frames per job chunk: chunk_width x temporal_downsample_factor.
+  int frames_per_chunk() const;
+  const MagiConfig& config() const { return config_; }
+
+ private:
+  ModelJobRunner() = default;
+  absl::Status Validate(const RunnerJob& job) const;
+
+  ModelRunnerOptions options_;
+  MagiConfig config_;
+  std::unique_ptr<Checkpoint> dit_checkpoint_;  // the DiT's weights alias its mapping
+  std::unique_ptr<DitModel> dit_;
+  std::unique_ptr<DitDenoiser> denoiser_;
+  at::Tensor null_caption_;
+  std::unique_ptr<T5Tokenizer> tokenizer_;
+  std::unique_ptr<T5Encoder> t5_;
+  std::unique_ptr<CaptionEncoder> captions_;
+  std::unique_ptr<ViTVae> vae_;
+  std::unique_ptr<VaeCodec> codec_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_

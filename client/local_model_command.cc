@@ -1,0 +1,250 @@
+#include "client/local_model_command.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "worker/main/job_runner.h"
+#include "worker/main/model_job_runner.h"
+#include "worker/main/tiny_model.h"
+#include "worker/media/fragmented_mp4_encoder.h"
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+
+int Usage(const std::string& why) {
+  if (!why.empty()) std::fprintf(stderr, "magi generate: %s\n", why.c_str());
+  std::fprintf(stderr,
+               "usage: magi generate --model_dir DIR --prompt TEXT --output FILE.mp4\n"
+               "  [--chunk_prompt K=TEXT]... [--mode t2v|i2v|v2v] [--image FILE] [--prefix_video FILE]\n"
+               "  [--frames N] [--width W] [--height H] [--fps F] [--seed S] [--steps N]\n"
+               "  [--fragments_dir DIR] [--create_tiny] [--quiet]\n");
+  return 2;
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// Writes the MP4 as it grows and, optionally, each piece as its own file.
+class Mp4FileSink : public FrameSink {
+ public:
+  Mp4FileSink(std::string output, std::string fragments_dir, bool quiet)
+      : output_(std::move(output)), fragments_dir_(std::move(fragments_dir)), quiet_(quiet),
+        start_(std::chrono::steady_clock::now()) {}
+
+  absl::Status OnPrefixChunk(int, const std::vector<RgbFrame>&) override { return absl::OkStatus(); }
+
+  absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
+    if (frames.empty()) return absl::OkStatus();
+    if (!encoder_) {
+      auto enc = FragmentedMp4Encoder::Create(frames[0].width, frames[0].height);
+      if (!enc.ok()) return enc.status();
+      encoder_ = std::move(*enc);
+      auto init = encoder_->Init();
+      if (!init.ok()) return init.status();
+      if (auto s = Append(*init, "init.mp4"); !s.ok()) return s;
+    }
+    auto fragment = encoder_->AddChunk(frames);
+    if (!fragment.ok()) return fragment.status();
+    char name[32];
+    std::snprintf(name, sizeof(name), "chunk_%03d.m4s", index);
+    if (auto s = Append(*fragment, name); !s.ok()) return s;
+    frames_ += static_cast<int>(frames.size());
+    if (!quiet_) {
+      std::fprintf(stderr, "chunk %d: %zu frames, %zu bytes, %.2f s since start\n", index, frames.size(),
+                   fragment->size(), Seconds());
+    }
+    return absl::OkStatus();
+  }
+
+  void OnProgress(const StepProgress& p) override {
+    if (quiet_ || !isatty(STDERR_FILENO)) return;
+    std::fprintf(stderr, "\rchunk %d, step %d/%d, ETA %.1f s   ", p.chunk, p.step, p.total_steps, p.eta_seconds);
+    std::fflush(stderr);
+  }
+  bool Cancelled() const override { return false; }
+
+  absl::Status Finish() {
+    if (!encoder_) return absl::OkStatus();
+    auto tail = encoder_->Finish();
+    if (!tail.ok()) return tail.status();
+    return Append(*tail, "");
+  }
+  int frames() const { return frames_; }
+  double Seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  absl::Status Append(const std::string& bytes, const std::string& piece_name) {
+    std::ofstream out(output_, std::ios::binary | (wrote_ ? std::ios::app : std::ios::trunc));
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write '", output_, "'"));
+    wrote_ = true;
+    if (!fragments_dir_.empty() && !piece_name.empty() && !bytes.empty()) {
+      std::ofstream piece((fs::path(fragments_dir_) / piece_name).string(), std::ios::binary | std::ios::trunc);
+      piece.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!piece) return absl::InternalError(absl::StrCat("cannot write '", piece_name, "' in '", fragments_dir_, "'"));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string output_, fragments_dir_;
+  bool quiet_;
+  bool wrote_ = false;
+  std::unique_ptr<FragmentedMp4Encoder> encoder_;
+  int frames_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+bool IsLocalModelGenerate(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strncmp(argv[i], "--model_dir", 11) || !std::strncmp(argv[i], "--model-dir", 11)) return true;
+  }
+  return false;
+}
+
+int RunLocalModelGenerate(int argc, char** argv) {
+  std::map<std::string, std::string> flags;
+  std::vector<std::pair<int, std::string>> prompts;
+  bool create_tiny = false, quiet = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) return Usage(absl::StrCat("unexpected argument '", a, "'"));
+    std::string name = a.substr(2), value;
+    for (char& c : name) c = c == '-' ? '_' : c;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (name == "create_tiny") { create_tiny = true; continue; }
+    if (name == "quiet") { quiet = true; continue; }
+    if (eq == std::string::npos) {
+      if (i + 1 >= argc) return Usage(absl::StrCat("--", name, " needs a value"));
+      value = argv[++i];
+    }
+    if (name == "prompt") {
+      prompts.emplace_back(0, value);
+    } else if (name == "chunk_prompt") {
+      const size_t e = value.find('=');
+      int k = 0;
+      if (e == std::string::npos || !absl::SimpleAtoi(value.substr(0, e), &k) || k < 0) {
+        return Usage(absl::StrCat("--chunk_prompt must be K=TEXT with K >= 0, got '", value, "'"));
+      }
+      prompts.emplace_back(k, value.substr(e + 1));
+    } else if (name == "model_dir" || name == "output" || name == "fragments_dir" || name == "mode" ||
+               name == "image" || name == "prefix_video" || name == "frames" || name == "width" ||
+               name == "height" || name == "fps" || name == "seed" || name == "steps") {
+      flags[name] = value;
+    } else {
+      return Usage(absl::StrCat("unknown option --", name));
+    }
+  }
+  if (flags["model_dir"].empty()) return Usage("--model_dir is required");
+  if (flags["output"].empty()) return Usage("--output is required");
+  if (prompts.empty()) return Usage("--prompt is required");
+  auto int_flag = [&](const char* name, int lo, int hi, int64_t* out) -> bool {
+    auto it = flags.find(name);
+    if (it == flags.end()) return true;
+    if (!absl::SimpleAtoi(it->second, out) || *out < lo || *out > hi) {
+      Usage(absl::StrCat("--", name, " must be an integer in [", lo, ", ", hi, "], got '", it->second, "'"));
+      return false;
+    }
+    return true;
+  };
+  int64_t frames = 0, width = 0, height = 0, fps = 0, seed = 0, steps = 0;
+  if (!int_flag("frames", 1, 100000, &frames) || !int_flag("width", 16, 8192, &width) ||
+      !int_flag("height", 16, 8192, &height) || !int_flag("fps", 1, 240, &fps) ||
+      !int_flag("seed", 0, 2147483647, &seed) || !int_flag("steps", 1, 10000, &steps)) {
+    return 2;
+  }
+  const std::string model_dir = flags["model_dir"];
+  if (create_tiny && !TinyModelSetComplete(model_dir)) {
+    if (auto s = WriteTinyModelSet(model_dir); !s.ok()) {
+      std::fprintf(stderr, "magi generate: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  auto runner = ModelJobRunner::Load(model_dir);
+  if (!runner.ok()) {
+    std::fprintf(stderr, "magi generate: %s\n", std::string(runner.status().message()).c_str());
+    return 1;
+  }
+  const auto models = (*runner)->Models();
+  const auto& info = models.front();
+  RunnerJob job;
+  job.job_id = "local";
+  ::magi::v1::GenerateRequest& r = job.request;
+  r.set_model(info.name());
+  const std::string mode = flags.count("mode") ? flags["mode"] : "t2v";
+  if (mode == "t2v") {
+    r.set_mode(::magi::v1::MODE_T2V);
+  } else if (mode == "i2v" || mode == "v2v") {
+    const char* file_flag = mode == "i2v" ? "image" : "prefix_video";
+    std::string bytes;
+    if (!flags.count(file_flag) || !ReadFile(flags[file_flag], &bytes)) {
+      return Usage(absl::StrCat("--mode ", mode, " needs a readable --", file_flag));
+    }
+    if (mode == "i2v") {
+      r.set_mode(::magi::v1::MODE_I2V);
+      r.set_image(bytes);
+    } else {
+      r.set_mode(::magi::v1::MODE_V2V);
+      r.set_prefix_video(bytes);
+    }
+  } else {
+    return Usage(absl::StrCat("--mode must be t2v, i2v or v2v, got '", mode, "'"));
+  }
+  for (const auto& [k, text] : prompts) {
+    auto* p = r.add_prompts();
+    p->set_from_chunk(k);
+    p->set_text(text);
+  }
+  // Defaults as the server fills them, from what the model reports.
+  r.set_num_frames(static_cast<int>(frames ? frames : info.default_frames()));
+  r.set_width(static_cast<int>(width ? width : info.default_width()));
+  r.set_height(static_cast<int>(height ? height : info.default_height()));
+  r.set_fps(static_cast<int>(fps ? fps : info.default_fps()));
+  r.set_seed(seed ? seed : (*runner)->config().runtime.seed);
+  r.set_num_steps(static_cast<int>(steps ? steps : info.default_steps()));
+  job.frames_per_chunk = (*runner)->frames_per_chunk();
+  job.chunks_total = (r.num_frames() + job.frames_per_chunk - 1) / job.frames_per_chunk;
+  if (!flags["fragments_dir"].empty()) fs::create_directories(flags["fragments_dir"]);
+  Mp4FileSink sink(flags["output"], flags["fragments_dir"], quiet);
+  absl::Status st = (*runner)->Run(job, sink);
+  if (st.ok()) st = sink.Finish();
+  if (!st.ok()) {
+    std::fprintf(stderr, "%smagi generate: %s\n", quiet ? "" : "\n", std::string(st.message()).c_str());
+    return st.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  if (!quiet) {
+    std::fprintf(stderr, "\nwrote %s: %d frames %dx%d at %d fps in %d chunks, %.2f s\n", flags["output"].c_str(),
+                 sink.frames(), r.width(), r.height(), r.fps(), job.chunks_total, sink.Seconds());
+  }
+  return 0;
+}
+
+}  // namespace magi

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,9 +40,19 @@ absl::Status RunLocalGroup(const std::vector<std::string>& argv, const LaunchOpt
   if (o.world_size < 1 || o.world_size > 256) {
     return absl::InvalidArgumentError(absl::StrCat("launcher: world size ", o.world_size, " must be in [1, 256]"));
   }
+  const int local = o.local_ranks > 0 ? o.local_ranks : o.world_size;
+  if (o.first_rank < 0 || o.first_rank + local > o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("launcher: ranks [", o.first_rank, ", ", o.first_rank + local,
+                                                   ") do not fit a world of ", o.world_size));
+  }
+  if (o.master_port <= 0 && local != o.world_size) {
+    return absl::InvalidArgumentError("launcher: a group spanning several nodes needs an explicit master port");
+  }
   const int port = o.master_port > 0 ? o.master_port : PickFreePort();
   std::vector<pid_t> pids;
-  for (int rank = 0; rank < o.world_size; ++rank) {
+  const pid_t launcher = ::getpid();
+  for (int local_rank = 0; local_rank < local; ++local_rank) {
+    const int rank = o.first_rank + local_rank;
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
       std::string kv = *e;
@@ -51,10 +62,10 @@ absl::Status RunLocalGroup(const std::vector<std::string>& argv, const LaunchOpt
       }
       if (!ours) env.push_back(kv);
     }
-    env.push_back("MASTER_ADDR=127.0.0.1");
+    env.push_back("MASTER_ADDR=" + o.master_addr);
     env.push_back(absl::StrCat("MASTER_PORT=", port));
     env.push_back(absl::StrCat("RANK=", rank));
-    env.push_back(absl::StrCat("LOCAL_RANK=", rank));
+    env.push_back(absl::StrCat("LOCAL_RANK=", local_rank));
     env.push_back(absl::StrCat("WORLD_SIZE=", o.world_size));
     for (const auto& e : o.env) env.push_back(e);
     pid_t pid = ::fork();
@@ -63,6 +74,9 @@ absl::Status RunLocalGroup(const std::vector<std::string>& argv, const LaunchOpt
       return absl::InternalError(absl::StrCat("launcher: fork failed: ", std::strerror(errno)));
     }
     if (pid == 0) {
+      // A rank never outlives its launcher (killed, or stopped by a supervisor).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) std::_Exit(1);
       if (rank > 0 && o.quiet_followers) {
         int devnull = ::open("/dev/null", O_WRONLY);
         if (devnull >= 0) ::dup2(devnull, STDOUT_FILENO);
@@ -79,20 +93,21 @@ absl::Status RunLocalGroup(const std::vector<std::string>& argv, const LaunchOpt
     pids.push_back(pid);
   }
   absl::Status first_error;
-  int running = o.world_size;
+  int running = local;
   bool stopping = false;
   auto stop_deadline = std::chrono::steady_clock::now();
-  std::vector<bool> done(o.world_size, false);
+  std::vector<bool> done(local, false);
   while (running > 0) {
     int wstatus = 0;
     pid_t pid = ::waitpid(-1, &wstatus, WNOHANG);
     if (pid > 0) {
-      int rank = -1;
-      for (int r = 0; r < o.world_size; ++r) {
-        if (pids[r] == pid) rank = r;
+      int idx = -1;
+      for (int r = 0; r < local; ++r) {
+        if (pids[r] == pid) idx = r;
       }
-      if (rank < 0) continue;
-      done[rank] = true;
+      if (idx < 0) continue;
+      done[idx] = true;
+      const int rank = o.first_rank + idx;
       --running;
       std::string why;
       if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0) why = absl::StrCat("exited with code ", WEXITSTATUS(wstatus));
@@ -101,14 +116,14 @@ absl::Status RunLocalGroup(const std::vector<std::string>& argv, const LaunchOpt
         first_error = absl::AbortedError(absl::StrCat("rank ", rank, " ", why));
         stopping = true;
         stop_deadline = std::chrono::steady_clock::now() + o.grace;
-        for (int r = 0; r < o.world_size; ++r) {
+        for (int r = 0; r < local; ++r) {
           if (!done[r]) ::kill(pids[r], SIGTERM);
         }
       }
       continue;
     }
     if (stopping && std::chrono::steady_clock::now() > stop_deadline) {
-      for (int r = 0; r < o.world_size; ++r) {
+      for (int r = 0; r < local; ++r) {
         if (!done[r]) ::kill(pids[r], SIGKILL);
       }
     }

@@ -187,7 +187,8 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     so.timeout = o.timeout;
     g->impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
     auto make = [&](const std::string& prefix, int rank, int size) {
-      auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
+      auto opts = c10d::ProcessGroupGloo::Options::create(
+          o.collective_timeout.count() > 0 ? o.collective_timeout : o.timeout);
       const bool loopback = o.master_addr == "127.0.0.1" || o.master_addr == "localhost";
       opts->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                        : c10d::ProcessGroupGloo::createDefaultDevice());

@@ -26,8 +26,12 @@ struct RendezvousOptions {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
-  // Collective and heartbeat timeout: a peer silent for this long is declared gone.
+  // Heartbeat timeout: a peer silent for this long is declared gone (and the collective
+  // timeout too, unless collective_timeout is set).
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  // How long one collective may wait; longer than `timeout` for ranks that idle in a
+  // broadcast until the next job arrives (dead peers are still caught by the heartbeats).
+  std::chrono::milliseconds collective_timeout = std::chrono::milliseconds(0);
 };
 
 // Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (and MAGI_DIST_TIMEOUT_S).

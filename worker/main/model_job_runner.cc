@@ -92,6 +92,9 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   MAGI_ASSIGN_OR_RETURN(r->dit_checkpoint_, Checkpoint::Open(Resolve(base, rt.load)));
   DitModel::Options dit_options;
   dit_options.distill = r->config_.engine.distill;
+  dit_options.layout = options.layout;
+  dit_options.tp_comm = options.tp_comm;
+  dit_options.cp_comm = options.cp_comm;
   MAGI_ASSIGN_OR_RETURN(r->dit_, DitModel::Load(r->config_.model, *r->dit_checkpoint_, dit_options));
   MAGI_ASSIGN_OR_RETURN(r->null_caption_, LoadNullCaption(*r->dit_checkpoint_, r->config_.model));
   r->denoiser_ = std::make_unique<DitDenoiser>(*r->dit_);

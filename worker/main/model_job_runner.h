@@ -34,10 +34,13 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "parallel/layout.h"
 #include "worker/main/job_runner.h"
 #include "worker/model/config.h"
 
 namespace magi {
+
+class Communicator;
 
 class CaptionEncoder;
 class Checkpoint;
@@ -55,6 +58,11 @@ struct ModelRunnerOptions {
   int max_width = 512;
   int max_height = 512;
   int max_steps = 64;
+  // This rank's share of the DiT in a worker group (TP x CP); single rank by default. Every
+  // rank of a group runs the same job with the same inputs (worker/main/rank_group_runner.h).
+  ShardLayout layout;
+  Communicator* tp_comm = nullptr;  // not owned
+  Communicator* cp_comm = nullptr;  // not owned
 };
 
 class ModelJobRunner final : public JobRunner {

@@ -18,7 +18,11 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     if (options.create_tiny_model) {
       if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
     }
-    auto runner = ModelJobRunner::Load(options.model_dir);
+    ModelRunnerOptions mo;
+    mo.layout = options.layout;
+    mo.tp_comm = options.tp_comm;
+    mo.cp_comm = options.cp_comm;
+    auto runner = ModelJobRunner::Load(options.model_dir, mo);
     if (!runner.ok()) return runner.status();
     return std::unique_ptr<JobRunner>(std::move(*runner));
   }

@@ -13,15 +13,22 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "parallel/layout.h"
 #include "worker/main/job_runner.h"
 
 namespace magi {
+
+class Communicator;
 
 struct RunnerOptions {
   std::string runner = "synthetic";
   absl::Duration synthetic_step_delay = absl::Milliseconds(5);
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
+  // "model" in a rank group: this rank's layout and communicators (not owned).
+  ShardLayout layout;
+  Communicator* tp_comm = nullptr;
+  Communicator* cp_comm = nullptr;
 };
 
 // InvalidArgument naming --runner for an unknown name; "model": the loader's or the tiny

@@ -3,12 +3,27 @@
 //
 //   magi-worker --server=127.0.0.1:50051 [--group-id=gpu0] [--runner=synthetic]
 //   magi-worker --server=... --runner=model --model-dir=DIR [--create-tiny-model]
+//   magi-worker --server=... --runner=model --model-dir=DIR --tp=2 --cp=2 [--nproc_per_node=4]
+//       [--nnodes=N --node_rank=R --master_addr=HOST --master_port=P] [--device=cpu|cuda]
+//       [--backend=gloo|nccl]
+// With tp x cp > 1 the process is a launcher: it starts this node's ranks (torchrun-style
+// MASTER_ADDR / MASTER_PORT / RANK / WORLD_SIZE / LOCAL_RANK) and waits for them; rank 0
+// leads the group (dials the server), the other ranks follow it (rank_group_runner.h).
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include <ATen/Context.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "parallel/local_launcher.h"
+#include "parallel/rank_group.h"
+#include "worker/main/rank_group_runner.h"
 #include "worker/main/runner_factory.h"
 #include "worker/main/worker_link.h"
 
@@ -21,6 +36,16 @@ ABSL_FLAG(std::string, model_dir, "", "model runner: folder with the model's con
 ABSL_FLAG(bool, create_tiny_model, false,
           "model runner: generate the embedded 'tiny' model set in --model_dir if it is missing");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
+ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
+ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
+ABSL_FLAG(int, nproc_per_node, 0, "ranks started on this node (default: all tp x cp)");
+ABSL_FLAG(int, nnodes, 1, "nodes the group spans");
+ABSL_FLAG(int, node_rank, 0, "this node's index in [0, nnodes)");
+ABSL_FLAG(std::string, master_addr, "127.0.0.1", "rendezvous host (rank 0's node)");
+ABSL_FLAG(int, master_port, 0, "rendezvous port (0: pick a free one; single node only)");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda needs a LibTorch built with CUDA)");
+ABSL_FLAG(std::string, backend, "gloo", "collectives backend: gloo (CPU tensors) or nccl (CUDA tensors)");
+ABSL_FLAG(int, dist_timeout_seconds, 60, "a rank silent this long makes the whole group exit");
 
 namespace {
 
@@ -47,15 +72,111 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_synthetic_step_ms));
     return 2;
   }
+  const int tp = absl::GetFlag(FLAGS_tp), cp = absl::GetFlag(FLAGS_cp);
+  const int nnodes = absl::GetFlag(FLAGS_nnodes), node_rank = absl::GetFlag(FLAGS_node_rank);
+  if (tp < 1 || tp > 64 || cp < 1 || cp > 64) {
+    std::fprintf(stderr, "magi-worker: --tp and --cp must be in [1, 64], got %d and %d\n", tp, cp);
+    return 2;
+  }
+  const int world = tp * cp;
+  int nproc = absl::GetFlag(FLAGS_nproc_per_node);
+  if (nproc == 0) nproc = world / std::max(1, nnodes);
+  if (nnodes < 1 || node_rank < 0 || node_rank >= nnodes || nproc < 1 || nproc * nnodes != world) {
+    std::fprintf(stderr,
+                 "magi-worker: --nproc_per_node (%d) x --nnodes (%d) must equal --tp x --cp (%d), and --node_rank "
+                 "(%d) must be in [0, nnodes)\n", nproc, nnodes, world, node_rank);
+    return 2;
+  }
+  const std::string device = absl::GetFlag(FLAGS_device), backend = absl::GetFlag(FLAGS_backend);
+  if (device != "cpu" && device != "cuda") {
+    std::fprintf(stderr, "magi-worker: --device must be cpu or cuda, got '%s'\n", device.c_str());
+    return 2;
+  }
+  if (backend != "gloo" && backend != "nccl") {
+    std::fprintf(stderr, "magi-worker: --backend must be gloo or nccl, got '%s'\n", backend.c_str());
+    return 2;
+  }
+  if (device == "cuda" && !at::hasCUDA()) {
+    std::fprintf(stderr, "magi-worker: --device=cuda: this build's LibTorch has no CUDA (Debian's is CPU-only); "
+                         "build against an official CUDA LibTorch or use --device=cpu --backend=gloo\n");
+    return 2;
+  }
+  if (backend == "nccl" && device != "cuda") {
+    std::fprintf(stderr, "magi-worker: --backend=nccl moves CUDA tensors; use --device=cuda, or --backend=gloo on CPU\n");
+    return 2;
+  }
+  if (world > 1 && std::getenv("WORLD_SIZE") == nullptr) {
+    // Launcher: this node's ranks are this same command with torchrun-style variables.
+    magi::LaunchOptions launch;
+    launch.world_size = world;
+    launch.local_ranks = nproc;
+    launch.first_rank = node_rank * nproc;
+    launch.master_addr = absl::GetFlag(FLAGS_master_addr);
+    launch.master_port = absl::GetFlag(FLAGS_master_port);
+    launch.quiet_followers = false;
+    launch.env = {absl::StrCat("MAGI_DIST_TIMEOUT_S=", absl::GetFlag(FLAGS_dist_timeout_seconds))};
+    std::vector<std::string> args = {std::filesystem::canonical("/proc/self/exe").string()};
+    for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+    absl::Status st = magi::RunLocalGroup(args, launch);
+    if (!st.ok()) std::fprintf(stderr, "magi-worker: worker group: %s\n", std::string(st.message()).c_str());
+    return st.ok() ? 0 : 1;
+  }
   magi::RunnerOptions ro;
   ro.runner = absl::GetFlag(FLAGS_runner);
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
+  std::unique_ptr<magi::RankGroup> group;
+  if (world > 1) {
+    if (ro.runner != "model") {
+      std::fprintf(stderr, "magi-worker: --tp/--cp > 1 shard the model: they need --runner=model\n");
+      return 2;
+    }
+    auto rdv = magi::RendezvousFromEnv();
+    if (!rdv.ok()) {
+      std::fprintf(stderr, "magi-worker: %s\n", std::string(rdv.status().message()).c_str());
+      return 2;
+    }
+    // Followers wait in a broadcast between jobs: collectives may wait long; dead or hung
+    // peers are caught by the heartbeats within --dist_timeout_seconds.
+    rdv->collective_timeout = std::chrono::hours(24 * 7);
+    auto joined = magi::RankGroup::Join(*rdv, tp, cp);
+    if (!joined.ok()) {
+      std::fprintf(stderr, "magi-worker: %s\n", std::string(joined.status().message()).c_str());
+      return 1;
+    }
+    group = std::move(*joined);
+    group->StartPeerMonitor();
+    ro.layout = group->layout();
+    ro.tp_comm = &group->tp();
+    ro.cp_comm = &group->cp();
+    // Only one rank writes the shared tiny model set; the others wait for it at the barrier.
+    if (group->rank() != 0) ro.create_tiny_model = false;
+    if (group->rank() == 0 && ro.create_tiny_model) {
+      magi::RunnerOptions first = ro;
+      auto probe = magi::CreateJobRunner(first);  // generates the set if missing
+      if (!probe.ok()) {
+        std::fprintf(stderr, "magi-worker: %s\n", std::string(probe.status().message()).c_str());
+        return 1;
+      }
+    }
+    if (auto s = group->world().Barrier(); !s.ok()) {
+      std::fprintf(stderr, "magi-worker: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
   auto runner = magi::CreateJobRunner(ro);
   if (!runner.ok()) {
     std::fprintf(stderr, "magi-worker: %s\n", std::string(runner.status().message()).c_str());
     return 2;
+  }
+  if (group != nullptr && group->rank() != 0) {
+    absl::Status s = magi::RunGroupFollower(**runner, group->world());
+    if (!s.ok()) std::fprintf(stderr, "magi-worker rank %d: %s\n", group->rank(), s.ToString().c_str());
+    return s.ok() ? 0 : 1;
+  }
+  if (group != nullptr) {
+    *runner = std::make_unique<magi::GroupLeaderRunner>(std::move(*runner), group->world());
   }
   magi::WorkerLinkOptions lo;
   lo.server = absl::GetFlag(FLAGS_server);

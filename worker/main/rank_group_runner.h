@@ -1,0 +1,44 @@
+// A worker group of several rank processes (TP x CP): every rank runs the same job through
+// its own ModelJobRunner (its DiT shard talks to the others inside each forward), SPMD.
+// Rank 0 is the leader: it alone talks to magi-server and encodes chunks; before running a
+// job it broadcasts the job to the followers, and every cancellation check is agreed on by
+// all ranks (an all-reduce of the leader's answer), so all ranks stop at the same step.
+#ifndef MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
+#define MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "worker/main/job_runner.h"
+
+namespace magi {
+
+class Communicator;
+
+// The leader's runner: wraps the leader's own model runner. Not thread-safe (one job at a
+// time, as every JobRunner). `world` must outlive it.
+class GroupLeaderRunner final : public JobRunner {
+ public:
+  GroupLeaderRunner(std::unique_ptr<JobRunner> inner, Communicator& world);
+  ~GroupLeaderRunner() override;
+  std::string name() const override { return inner_->name(); }
+  std::vector<::magi::internal::v1::ModelInfo> Models() const override { return inner_->Models(); }
+  absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+  // Tells the followers to exit (they also exit when the leader's process disappears).
+  absl::Status StopFollowers();
+
+ private:
+  std::unique_ptr<JobRunner> inner_;
+  Communicator& world_;
+};
+
+// A follower rank's loop: waits for the next job from the leader, runs it (frames are
+// discarded; the leader encodes), and repeats until the leader says stop. Returns the first
+// error (a failed collective means the group is gone).
+absl::Status RunGroupFollower(JobRunner& runner, Communicator& world);
+
+}  // namespace magi
+
+#endif  // MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_

@@ -101,6 +101,14 @@ int main(int argc, char** argv) {
                          "build against an official CUDA LibTorch or use --device=cpu --backend=gloo\n");
     return 2;
   }
+  if (device == "cuda" || backend == "nccl") {
+    // The model code is device-agnostic and the NCCL communicator builds (parallel/
+    // nccl_communicator.h), but the worker does not yet place the model on the GPU nor pick
+    // NCCL for its groups: refuse rather than silently run on the CPU.
+    std::fprintf(stderr, "magi-worker: --device=cuda / --backend=nccl are not wired into magi-worker yet; "
+                         "use --device=cpu --backend=gloo\n");
+    return 2;
+  }
   if (backend == "nccl" && device != "cuda") {
     std::fprintf(stderr, "magi-worker: --backend=nccl moves CUDA tensors; use --device=cuda, or --backend=gloo on CPU\n");
     return 2;

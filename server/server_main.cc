@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "base/dashed_flags.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "server/local_workers.h"
@@ -43,18 +44,6 @@ ABSL_FLAG(std::string, worker_args, "",
 
 namespace {
 
-// absl flags are spelled with underscores; accept the documented dashed spelling too
-// (--state-dir=DIR is --state_dir=DIR).
-void DashesToUnderscores(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    char* a = argv[i];
-    if (a[0] != '-' || a[1] != '-') continue;
-    if (a[2] == '\0') break;  // "--" ends the flags
-    for (char* c = a + 2; *c && *c != '='; ++c) {
-      if (*c == '-') *c = '_';
-    }
-  }
-}
 
 std::string SelfExe() {
   char buf[PATH_MAX];
@@ -105,7 +94,7 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("magi-server --state-dir=DIR [--local-workers=N] [flags]");
-  DashesToUnderscores(argc, argv);
+  magi::DashesToUnderscores(argc, argv);
   absl::ParseCommandLine(argc, argv);
 
   // Signals are taken by sigwait below; block them before any thread starts.

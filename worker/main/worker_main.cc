@@ -21,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "base/dashed_flags.h"
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
@@ -47,25 +48,9 @@ ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda needs a LibTorch built 
 ABSL_FLAG(std::string, backend, "gloo", "collectives backend: gloo (CPU tensors) or nccl (CUDA tensors)");
 ABSL_FLAG(int, dist_timeout_seconds, 60, "a rank silent this long makes the whole group exit");
 
-namespace {
-
-// absl flags are spelled with underscores; accept the documented dashed spelling too
-// (--state-dir=DIR is --state_dir=DIR).
-void DashesToUnderscores(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    char* a = argv[i];
-    if (a[0] != '-' || a[1] != '-') continue;
-    if (a[2] == '\0') break;  // "--" ends the flags
-    for (char* c = a + 2; *c && *c != '='; ++c) {
-      if (*c == '-') *c = '_';
-    }
-  }
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("magi-worker --server=ADDR [--runner=synthetic|model]");
-  DashesToUnderscores(argc, argv);
+  magi::DashesToUnderscores(argc, argv);
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_synthetic_step_ms) < 0 || absl::GetFlag(FLAGS_synthetic_step_ms) > 60000) {
     std::fprintf(stderr, "magi-worker: --synthetic-step-ms: %d is out of range; allowed [0, 60000]\n",

@@ -56,6 +56,9 @@ struct Layer {
   Norm q_norm, k_norm, q_norm_xattn, k_norm_xattn;  // LN1p
   Norm attn_post_norm, mlp_pre_norm, mlp_post_norm;
   Linear fc1, fc2;
+  // GLU models: fc1 holds the gate rows and fc1_up the up rows (the checkpoint's fc1 split at
+  // load), so both halves come out of their GEMMs contiguous for the SiLU-multiply.
+  Linear fc1_up;
 };
 
 at::Tensor ApplyLinear(const Linear& l, const at::Tensor& x) {
@@ -267,6 +270,12 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
       }
       Loader::Shard(l.fc2, 1, r * Fl, Fl);
     }
+    if (m.gated_linear_unit) {
+      const int64_t half = l.fc1.weight.size(0) / 2;
+      l.fc1_up = l.fc1;
+      Loader::Shard(l.fc1_up, 0, half, half);
+      Loader::Shard(l.fc1, 0, 0, half);
+    }
     layers.push_back(std::move(l));
   }
   if (options.strict) MAGI_RETURN_IF_ERROR(ckpt.CheckAllUsed());
@@ -276,7 +285,8 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
                    y_proj_xattn.weight.nbytes() + y_proj_adaln.weight.nbytes() + null_caption.nbytes() +
                    final_w.nbytes();
     for (const Layer& l : layers) {
-      for (const Linear* lin : {&l.ada, &l.q, &l.qx, &l.k, &l.v, &l.kv_xattn, &l.proj, &l.fc1, &l.fc2}) {
+      for (const Linear* lin : {&l.ada, &l.q, &l.qx, &l.k, &l.v, &l.kv_xattn, &l.proj, &l.fc1, &l.fc2, &l.fc1_up}) {
+        if (!lin->weight.defined()) continue;
         weight_bytes += lin->weight.nbytes() + (lin->bias.defined() ? lin->bias.nbytes() : 0);
       }
     }
@@ -538,12 +548,13 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
 
     // MLP.
     at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
-    z = ApplyLinear(L.fc1, z);
     if (m.gated_linear_unit) {
-      const int64_t F = z.size(-1) / 2;
-      z = (at::silu(z.narrow(-1, 0, F).to(f32)) * z.narrow(-1, F, F).to(f32)).to(pd);
+      // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
+      at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
+      act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
+      z = act.to(pd);
     } else {
-      z = at::gelu(z.to(f32)).to(pd);
+      z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);
     }
     at::Tensor mo = ApplyLinear(L.fc2, z);
     if (tp > 1) {

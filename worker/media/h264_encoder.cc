@@ -89,13 +89,16 @@ absl::Status H264Encoder::Encode(const RgbFrame& frame, int64_t pts, const Packe
     const int rows = plane == 0 ? c->height : (c->height + 1) / 2;
     std::memset(yuv->data[plane], 0, static_cast<size_t>(yuv->linesize[plane]) * rows);
   }
-  // swscale's SIMD input stage reads a little past the end of each row: give it a copy with
-  // zeroed slack instead of the caller's exact-size buffer.
+  // swscale's SIMD input stage reads a little past the end of each row, and it picks its
+  // code path by the source's alignment (paths that may round differently): give it a copy
+  // at a 64-byte aligned address with zeroed slack, so the same frame always converts the
+  // same way wherever the caller's buffer happens to live.
   const size_t bytes = frame.rgb24.size();
-  scratch_.resize(bytes + kInputSlack);
-  std::memcpy(scratch_.data(), frame.rgb24.data(), bytes);
-  std::memset(scratch_.data() + bytes, 0, kInputSlack);
-  const uint8_t* src[1] = {scratch_.data()};
+  scratch_.resize(bytes + kInputSlack + 64);
+  uint8_t* aligned = scratch_.data() + (64 - reinterpret_cast<uintptr_t>(scratch_.data()) % 64) % 64;
+  std::memcpy(aligned, frame.rgb24.data(), bytes);
+  std::memset(aligned + bytes, 0, kInputSlack);
+  const uint8_t* src[1] = {aligned};
   const int src_stride[1] = {3 * frame.width};
   sws_scale(sws_.get(), src, src_stride, 0, frame.height, yuv->data, yuv->linesize);
   yuv->pts = pts;

@@ -45,28 +45,15 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// The ViTVAE ddconfig: the released architecture's flags (as golden A) at a tiny width.
+// The released ViTVAE (its flags and patch geometry) at a tiny width.
 // embed_dim must be a multiple of patch_size^2 * patch_length = 256 (the decoder unpatchify).
 VaeConfig TinyVaeConfig() {
-  VaeConfig v;
-  v.video_size = 256;
+  VaeConfig v = ReleasedVaeConfig();
   v.video_length = 12;
-  v.patch_size = 8;
-  v.patch_length = 4;
-  v.in_chans = 3;
-  v.z_chans = 16;
-  v.double_z = true;
   v.embed_dim = 256;
   v.depth = 2;
   v.num_heads = 4;
   v.mlp_ratio = 1.0;
-  v.qkv_bias = true;
-  v.with_cls_token = true;
-  v.norm_code = false;
-  v.ln_in_attn = true;
-  v.conv_last_layer = true;
-  v.use_rope = false;
-  v.use_final_proj = false;
   return v;
 }
 

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# The host, so a failure seen on one kind of machine is diagnosable from the log alone.
+echo "== $(./build/tools/golden/magi-golden --host)"
+echo "== CPU flags: $(grep -m1 -ow 'avx512f\|avx512_bf16\|avx2\|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 GOLDEN_ROOT="${MAGI_GOLDEN_ROOT:-$PWD/../shared/golden}"
 status=0
 if [ -d "$GOLDEN_ROOT" ]; then

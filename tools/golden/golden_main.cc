@@ -1,9 +1,12 @@
-// magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--verbose]
+// magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--no_onednn] [--verbose]
 //
 // Checks this build of magi-serve against the reference's golden tensors in DIR (laid out
 // like shared/golden/A: golden.json, weights.safetensors, forward_*.safetensors, ...).
 // Prints one line per case and closes with "N passed, M failed, K skipped"; exits 1 if
-// any case failed, 2 on bad usage.
+// any case failed, 2 on bad usage. The first line names the host: CPU model, the ISA ATen
+// dispatches to, the core OpenBLAS picked and whether oneDNN is on, so a failure seen on one
+// kind of host is diagnosable from its log. --no_onednn runs LibTorch's CPU kernels without
+// oneDNN (what a host without AVX-512 gets for bf16 GEMM/conv).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,7 +15,13 @@
 #include <string>
 #include <vector>
 
+#include <dlfcn.h>
+
+#include <fstream>
+
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
@@ -22,8 +31,44 @@ namespace {
 
 void Usage() {
   std::fprintf(stderr,
-               "usage: magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--verbose]\n"
-               "  Runs every golden case of DIR against this build.\n");
+               "usage: magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--no_onednn] [--verbose]\n"
+               "       magi-golden --host   (prints the host line and exits)\n"
+               "  Runs every golden case of DIR against this build.\n"
+               "  --no_onednn  LibTorch's CPU kernels without oneDNN (as on a host without AVX-512)\n");
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+// ATen's own report of the kernel set it dispatches to ("CPU capability usage: AVX2").
+std::string AtenCapability() {
+  const std::string config = at::show_config();
+  const std::string key = "CPU capability usage: ";
+  const size_t at = config.find(key);
+  if (at == std::string::npos) return "unknown";
+  const size_t end = config.find('\n', at);
+  return config.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+// OpenBLAS names the kernel set it chose at load time; LibTorch reaches it through libblas.
+std::string OpenBlasCore() {
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return fn != nullptr ? std::string(fn()) : std::string("not OpenBLAS");
+}
+
+std::string HostLine() {
+  return "host: " + CpuModel() + "; ATen CPU kernels " + AtenCapability() + "; OpenBLAS core " + OpenBlasCore() +
+         "; oneDNN " + (at::globalContext().userEnabledMkldnn() ? "on" : "off");
 }
 
 }  // namespace
@@ -31,6 +76,7 @@ void Usage() {
 int main(int argc, char** argv) {
   magi::GoldenContext ctx;
   std::string only;
+  bool host_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> std::string {
@@ -60,6 +106,10 @@ int main(int argc, char** argv) {
       ctx.tp = positive("--tp");
     } else if (a == "--cp") {
       ctx.cp = positive("--cp");
+    } else if (a == "--host") {
+      host_only = true;
+    } else if (a == "--no_onednn") {
+      at::globalContext().setUserEnabledMkldnn(false);
     } else if (a == "--verbose" || a == "-v") {
       ctx.verbose = true;
     } else if (a == "--help" || a == "-h") {
@@ -75,6 +125,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "magi-golden: more than one folder given ('%s', '%s')\n", ctx.dir.c_str(), a.c_str());
       return 2;
     }
+  }
+  if (host_only) {
+    std::printf("%s\n", HostLine().c_str());
+    return 0;
   }
   if (ctx.dir.empty()) {
     Usage();
@@ -120,6 +174,7 @@ int main(int argc, char** argv) {
     if (group->rank() != 0) out = std::fopen("/dev/null", "w");
   }
   at::set_num_threads(1);
+  std::fprintf(out, "%s\n", HostLine().c_str());
   magi::GoldenReport report(out);
   if (only.empty() || only == "forward") magi::RunForwardCases(ctx, report);
   if (only.empty() || only == "ar") magi::RunArCases(ctx, report);

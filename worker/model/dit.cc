@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "kernels/attention.h"
 #include "kernels/fused_ops.h"
+#include "kernels/gemm.h"
 #include "kernels/norms.h"
 #include "parallel/communicator.h"
 #include "worker/model/checkpoint.h"
@@ -62,11 +63,11 @@ struct Layer {
 };
 
 at::Tensor ApplyLinear(const Linear& l, const at::Tensor& x) {
-  if (!l.fp8) return at::linear(x, l.weight, l.bias.defined() ? l.bias : at::Tensor());
+  if (!l.fp8) return gemm::Linear(x, l.weight, l.bias);
   // Two roundings of the activation: bf16, then e4m3 (round to nearest even).
   at::Tensor scaled = (x.to(at::kFloat) / l.divisor).clamp(-kFp8Max, kFp8Max).to(at::kBFloat16).to(at::kFloat);
   at::Tensor xq = DecodeE4M3(EncodeE4M3(scaled));
-  at::Tensor y = at::linear(xq, l.weight.to(at::kFloat)) * l.output_scale;
+  at::Tensor y = gemm::Linear(xq, l.weight.to(at::kFloat)) * l.output_scale;
   return y.to(at::kBFloat16);
 }
 
@@ -397,7 +398,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   // ---- pre-processing (§3.1-3.6), fp32, on every rank for the whole window ----
   at::Tensor x = a.x.to(dev, f32) * static_cast<float>(m.x_rescale_factor);
   if (m.half_channel_vae) x = at::cat({x, x}, 1);
-  at::Tensor emb = at::conv3d(x, x_embed_w, {}, {pt, p, p});        // [N, D, Tp, Hp, Wp]
+  at::Tensor emb = gemm::Conv3d(x, x_embed_w, {}, {pt, p, p});        // [N, D, Tp, Hp, Wp]
   at::Tensor h = emb.flatten(2).permute({2, 0, 1}).contiguous().to(pd);  // [S, N, D]
   if (rec) rec->tensors["pre.x_embed"] = h.to(f32);
 
@@ -540,7 +541,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
     if (L.proj.fp8) {
       attn_out = ApplyLinear(L.proj, merged).to(f32);
     } else {
-      attn_out = at::linear(merged.to(f32), L.proj.weight.to(f32));
+      attn_out = gemm::Linear(merged.to(f32), L.proj.weight.to(f32));
     }
     MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
     // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
@@ -570,7 +571,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   // ---- output head (§3.8), fp32 ----
   at::Tensor xf = LayerNorm1p(h, final_norm.weight, final_norm.bias, eps);
   if (rec && cp == 1) rec->tensors["blocks.out_final_layernorm"] = xf;
-  at::Tensor pout = at::linear(xf, final_w);  // [s_loc, N, pt*p*p*Cout]
+  at::Tensor pout = gemm::Linear(xf, final_w);  // [s_loc, N, pt*p*p*Cout]
   if (cp > 1) {
     at::Tensor full;
     MAGI_RETURN_IF_ERROR(options.cp_comm->AllGather(pout.contiguous(), cp_rows, &full, "cp.allgather.out"));

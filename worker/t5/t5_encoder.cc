@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/gemm.h"
 #include "worker/model/checkpoint.h"
 
 namespace magi {
@@ -52,7 +53,7 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
   return w * (x * at::rsqrt(var + eps));
 }
 
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) { return at::matmul(x, w.t()); }
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) { return gemm::Matmul(x, w.t()); }
 
 }  // namespace
 
@@ -179,9 +180,9 @@ absl::StatusOr<at::Tensor> T5Encoder::Encode(const at::Tensor& ids, const at::Te
   for (const Block& b : blocks_) {
     at::Tensor n = RmsNorm(h, b.ln0, eps);
     at::Tensor q = heads(Linear(n, b.q)), k = heads(Linear(n, b.k)), v = heads(Linear(n, b.v));
-    at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) + pos;  // T5: no 1/sqrt(d_kv)
+    at::Tensor scores = gemm::Matmul(q, k.transpose(-1, -2)) + pos;  // T5: no 1/sqrt(d_kv)
     at::Tensor attn = at::softmax(scores, -1, at::kFloat);
-    at::Tensor ctx = at::matmul(attn, v).transpose(1, 2).reshape({B, L, H * dk});
+    at::Tensor ctx = gemm::Matmul(attn, v).transpose(1, 2).reshape({B, L, H * dk});
     h = h + Linear(ctx, b.o);
     if (trace) trace->attn_residual.push_back(h);
     n = RmsNorm(h, b.ln1, eps);

@@ -181,8 +181,14 @@ void BlendFusedInPlace(const at::Tensor& a, at::Tensor& b, int64_t dim, int64_t 
   at::Tensor ta = at::tensor(wa).to(b.device()).view(shape);
   at::Tensor tb = at::tensor(wb).to(b.device()).view(shape);
   at::Tensor b_head = b.narrow(dim, 0, e);
-  at::Tensor mixed = a.narrow(dim, a.size(dim) - e, e).to(at::kFloat) * ta + b_head.to(at::kFloat) * tb;
-  b_head.copy_(mixed);  // the one rounding to b's dtype
+  at::Tensor pa = a.narrow(dim, a.size(dim) - e, e).to(at::kFloat) * ta;
+  at::Tensor pb = b_head.to(at::kFloat) * tb;
+  if (b.scalar_type() != at::kFloat) {
+    // The reference's roundings in a reduced dtype: each product, then the sum (as eager).
+    pa = pa.to(b.scalar_type()).to(at::kFloat);
+    pb = pb.to(b.scalar_type()).to(at::kFloat);
+  }
+  b_head.copy_(pa + pb);  // the rounding of the sum to b's dtype
 }
 
 absl::StatusOr<at::Tensor> RunTiled(const at::Tensor& x, const VaeTilePlan& plan, VaeBlendMode mode,

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "kernels/gemm.h"
 #include "worker/model/checkpoint.h"
 
 namespace magi {
@@ -111,7 +112,7 @@ struct ViTVae::Impl {
   // ---- building blocks ------------------------------------------------------------------
   // F.linear; under the emulated autocast it runs in bf16 whatever the input dtype.
   static at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool autocast) {
-    return at::linear(autocast ? x.to(at::kBFloat16) : x, w, b);
+    return gemm::Linear(autocast ? x.to(at::kBFloat16) : x, w, b);
   }
   // nn.LayerNorm; under the emulated autocast it runs and returns float32.
   static at::Tensor Norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool autocast) {
@@ -150,10 +151,10 @@ struct ViTVae::Impl {
         for (int64_t r0 = 0; r0 < N; r0 += rows) {
           const int64_t r1 = std::min(N, r0 + rows);
           at::Tensor q = qkv_b.select(1, 0).slice(0, r0, r1).slice(1, h0, h1).to(at::kFloat).transpose(0, 1);
-          at::Tensor scores = at::matmul(q, kt).mul_(scale);
+          at::Tensor scores = gemm::Matmul(q, kt).mul_(scale);
           at::Tensor probs = at::softmax(scores, -1);
           scores.reset();
-          at::Tensor o = at::matmul(probs, v);  // [h, rows, d]
+          at::Tensor o = gemm::Matmul(probs, v);  // [h, rows, d]
           out.select(0, b).slice(0, r0, r1).slice(1, h0, h1).copy_(o.transpose(0, 1));
         }
       }
@@ -176,7 +177,7 @@ struct ViTVae::Impl {
       at::Tensor h = config.ln_in_attn ? x : Norm(x, w.norm1_w, w.norm1_b, autocast);
       x = x + Attn(h, w, autocast);
       at::Tensor m = Linear(Norm(x, w.norm2_w, w.norm2_b, autocast), w.fc1_w, w.fc1_b, autocast);
-      m = Linear(at::gelu(m), w.fc2_w, w.fc2_b, autocast);
+      m = Linear(gemm::Gelu(m), w.fc2_w, w.fc2_b, autocast);
       x = x + m;
     }
     return x;
@@ -250,7 +251,7 @@ absl::StatusOr<at::Tensor> ViTVae::EncodeTile(const at::Tensor& x_in) const {
   try {
     at::Tensor x = x_in.to(m.options.device, m.dtype);
     if (single) x = x.expand({-1, -1, 4, -1, -1});
-    x = at::conv3d(x, m.patch_w, m.patch_b, {pl, ps, ps});
+    x = gemm::Conv3d(x, m.patch_w, m.patch_b, {pl, ps, ps});
     const int64_t lt = x.size(2), lh = x.size(3), lw = x.size(4);
     x = x.flatten(2).transpose(1, 2);
     x = at::cat({m.enc.cls.expand({B, -1, -1}), x}, 1);
@@ -303,7 +304,7 @@ absl::StatusOr<at::Tensor> ViTVae::DecodeTile(const at::Tensor& z_in) const {
     x = x.reshape({B, lt, lh, lw, pl, ps, ps, uc})
             .permute({0, 7, 1, 4, 2, 5, 3, 6})
             .reshape({B, uc, lt * pl, lh * ps, lw * ps});
-    x = at::conv3d(autocast ? x.to(at::kBFloat16) : x, m.dec_last_w, m.dec_last_b, {1, 1, 1}, {1, 1, 1});
+    x = gemm::Conv3d(autocast ? x.to(at::kBFloat16) : x, m.dec_last_w, m.dec_last_b, {1, 1, 1}, {1, 1, 1});
     if (lt == 1) x = x.slice(2, 0, 1);
     return x.contiguous();
   } catch (const std::exception& e) {

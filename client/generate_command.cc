@@ -15,11 +15,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "worker/engine/ar_engine.h"
+#include "worker/engine/run_env.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/config.h"
 #include "worker/model/dit.h"
 #include "worker/model/safetensors.h"
+#include "worker/model/special_tokens.h"
 
 namespace magi {
 namespace {
@@ -47,7 +50,12 @@ constexpr char kUsage[] =
     "  --device DEV       cpu (default) or cuda[:i]\n"
     "  --threads N        CPU threads for ATen (default: all)\n"
     "  --kv-cache MODE    windowed (default, bounded memory) or dense (reference layout)\n"
-    "  --quiet            no progress output\n";
+    "  --quiet            no progress output\n"
+    "environment (the reference's run-script variables, read with its rules; config.json's\n"
+    "serving_config is for the served path and `generate --model_dir`, not this command):\n"
+    "  PAD_HQ, PAD_DURATION, PAD_STATIC, PAD_DYNAMIC, PAD_BORDERNESS, PAD_THREE_D_MODEL, PAD_TWO_D_ANIME,\n"
+    "  NEG_PROMPT         special caption tokens (1/true/yes/y/on/enabled = on); need SPECIAL_TOKEN_PATH\n"
+    "  prev_chunks_scale  nearly-clean blend weight (default 0.7)\n";
 
 struct Flags {
   std::string config, weights, captions, out, prefix, noise, device = "cpu", kv_cache = "windowed";
@@ -280,11 +288,24 @@ int RunGenerateCommand(int argc, char** argv) {
   EngineOptions eopt;
   eopt.kv_cache = f.kv_cache == "dense" ? KvCacheMode::kDense : KvCacheMode::kWindowed;
   eopt.keep_final_latents = false;
-  if (const char* g = std::getenv("prev_chunks_scale")) {
-    double v;
-    if (!absl::SimpleAtod(g, &v)) return Fail(absl::StrCat("environment prev_chunks_scale must be a number, got '", g, "'"));
-    eopt.prev_chunks_scale = v;
+  // The reference's run-script environment (PAD_*, NEG_PROMPT, prev_chunks_scale,
+  // SPECIAL_TOKEN_PATH), read with its rules (worker/engine/run_env.h).
+  auto env = RunEnvFromProcess();
+  if (!env.ok()) return Fail(std::string(env.status().message()));
+  eopt.prev_chunks_scale = env->prev_chunks_scale;
+  std::unique_ptr<SpecialTokens> tokens;
+  if (env->special_tokens.any()) {
+    if (env->special_token_path.empty()) {
+      return Fail(absl::StrCat("environment enables ", absl::StrJoin(env->special_tokens.EnabledNames(), ", "),
+                               ": set SPECIAL_TOKEN_PATH to the special_tokens.npz to take them from"));
+    }
+    auto loaded = SpecialTokens::Load(env->special_token_path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    tokens = std::move(*loaded);
   }
+  auto selected = SelectPromptTokens(env->special_tokens, tokens.get(), config->model.caption_channels);
+  if (!selected.ok()) return Fail(std::string(selected.status().message()));
+  req.special_tokens = std::move(*selected);
   auto engine = ArEngine::Create(*config, model, eopt);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 

@@ -193,6 +193,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
     std::fprintf(stderr, "magi generate: %s\n", std::string(runner.status().message()).c_str());
     return 1;
   }
+  if (!quiet) std::fprintf(stderr, "model %s: %s\n", model_dir.c_str(), (*runner)->conditioning().c_str());
   const auto models = (*runner)->Models();
   const auto& info = models.front();
   RunnerJob job;

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "server/server_metrics.h"
 
@@ -321,7 +322,12 @@ absl::StatusOr<std::string> JobManager::RegisterGroup(
   hello.mutable_registered()->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   g.link->Send(hello);
   std::string key = g.key;
-  Log(absl::StrCat("worker group ", key, " registered (", reg.runner(), ", ", reg.slots(), " slot(s))"));
+  std::string models;
+  for (const auto& m : reg.models()) {
+    absl::StrAppend(&models, models.empty() ? "" : "; ", m.name(), ": special tokens ",
+                    m.special_tokens().empty() ? std::string("none") : absl::StrJoin(m.special_tokens(), ", "));
+  }
+  Log(absl::StrCat("worker group ", key, " registered (", reg.runner(), ", ", reg.slots(), " slot(s); ", models, ")"));
   groups_.emplace(key, std::move(g));
   DispatchLocked();
   UpdateGaugesLocked();

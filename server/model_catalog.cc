@@ -21,6 +21,9 @@ ModelInfo DefaultTinyModel() {
   m.set_default_fps(24);
   m.set_default_steps(8);
   m.set_max_steps(64);
+  // serving_config defaults (the reference's run scripts): worker/model/config.h.
+  m.add_special_tokens("PAD_HQ");
+  m.add_special_tokens("PAD_DURATION");
   return m;
 }
 

@@ -75,6 +75,32 @@ TEST(ConfigTest, NamesTheFieldOfEveryError) {
   EXPECT_EQ(LoadMagiConfig("/nonexistent/config.json").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(ConfigTest, ServingConfigDefaultsToTheRunScriptsAndIsStrict) {
+  // Released configs have no serving_config: PAD_HQ and PAD_DURATION on, as the run scripts.
+  auto released = ParseMagiConfig(ShippedConfig("magi_4.5B_base.json"), "4.5B");
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->serving.special_tokens.EnabledNames(), (std::vector<std::string>{"PAD_HQ", "PAD_DURATION"}));
+  EXPECT_EQ(released->serving.prev_chunks_scale, 0.7);
+  // Each key is optional; the others keep their defaults.
+  nlohmann::json j = nlohmann::json::parse(ShippedConfig("magi_4.5B_base.json"));
+  j["serving_config"] = {{"pad_duration", false}, {"neg_prompt", true}, {"prev_chunks_scale", 0.5}};
+  auto c = ParseMagiConfig(j.dump(), "serving.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->serving.special_tokens.EnabledNames(), (std::vector<std::string>{"PAD_HQ", "NEG_PROMPT"}));
+  EXPECT_EQ(c->serving.prev_chunks_scale, 0.5);
+  // Round trip keeps it.
+  auto again = ParseMagiConfig(MagiConfigToJson(*c), "roundtrip");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->serving.special_tokens, c->serving.special_tokens);
+  EXPECT_EQ(again->serving.prev_chunks_scale, 0.5);
+  // Strict: unknown keys (listing the allowed ones), wrong types, ranges.
+  ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "unknown field serving_config.pad_hd");
+  ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "allowed: pad_static, pad_dynamic");
+  ExpectError([](auto& j) { j["serving_config"] = {{"pad_hq", "1"}}; }, "serving_config.pad_hq must be true or false");
+  ExpectError([](auto& j) { j["serving_config"] = {{"prev_chunks_scale", 2}}; }, "serving_config.prev_chunks_scale");
+  ExpectError([](auto& j) { j["serving_config"] = true; }, "serving_config must be an object");
+}
+
 TEST(ConfigTest, AcceptsTheGoldenConfig) {
   auto j = nlohmann::json::parse(ReadFile(std::string(MAGI_GOLDEN_DIR) + "/golden.json"), nullptr, false);
   if (j.is_discarded()) GTEST_SKIP() << "no golden folder at " << MAGI_GOLDEN_DIR;

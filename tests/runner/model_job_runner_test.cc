@@ -1,5 +1,5 @@
 // ModelJobRunner on the embedded tiny model: chunk and frame counts, streaming, cancel,
-// resume equality, and request validation.
+// resume equality, request validation, and the special caption tokens of serving_config.
 #include "worker/main/model_job_runner.h"
 
 #include <unistd.h>
@@ -10,9 +10,11 @@
 #include <memory>
 #include <sstream>
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "worker/main/tiny_model.h"
+#include "worker/model/special_tokens.h"
 
 namespace magi {
 namespace {
@@ -198,6 +200,78 @@ TEST_F(ModelJobRunnerTest, RejectsWhatTheModelCannotServeNamingTheField) {
     EXPECT_EQ(s.message().rfind(c.field, 0), 0u) << c.field << ": " << s;
     EXPECT_TRUE(sink.chunks.empty());
   }
+}
+
+// A served t2v job on the tiny set is conditioned like the reference's run scripts
+// (PAD_HQ=1 PAD_DURATION=1): every generated chunk's caption row is [DURATION_k, HQ, T5...].
+TEST_F(ModelJobRunnerTest, ServedT2vJobPadsHqAndDurationTokens) {
+  std::vector<ChunkCaptions> seen;
+  ModelRunnerOptions o;
+  o.on_captions = [&](const ChunkCaptions& c) { seen.push_back(c); };
+  auto runner = ModelJobRunner::Load((*dir_ / "tiny").string(), o);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_EQ((*runner)->Models()[0].special_tokens().size(), 2);
+  EXPECT_EQ((*runner)->Models()[0].special_tokens(0), "PAD_HQ");
+  EXPECT_EQ((*runner)->Models()[0].special_tokens(1), "PAD_DURATION");
+  EXPECT_NE((*runner)->conditioning().find("special tokens PAD_HQ, PAD_DURATION"), std::string::npos);
+  auto tokens = SpecialTokens::Load((*dir_ / "tiny" / "special_tokens.npz").string());
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+
+  RecordingSink sink;
+  ASSERT_TRUE((*runner)->Run(Job(3 * 24), sink).ok());
+  ASSERT_EQ(seen.size(), 1u);
+  const ChunkCaptions& c = seen[0];
+  ASSERT_EQ(c.text_rows.size(), 3u);  // 72 frames = 3 chunks of 6 latent frames
+  for (int i = 0; i < 3; ++i) {
+    const at::Tensor& row = c.text_rows[i];
+    const at::Tensor& mask = c.text_masks[i];
+    // DURATION_k: other_tokens[7 + chunks still to come after this one], then HQ.
+    EXPECT_TRUE(at::equal(row[0], (*tokens)->other(7 + (2 - i))[0])) << "chunk " << i;
+    EXPECT_TRUE(at::equal(row[1], (*tokens)->other(1)[0])) << "chunk " << i;
+    EXPECT_FALSE(at::equal(row[2], (*tokens)->other(1)[0]));
+    EXPECT_EQ(mask[0].item<float>(), 1.0f);
+    EXPECT_EQ(mask[1].item<float>(), 1.0f);
+    EXPECT_EQ(mask.size(0), 32);  // cut back to caption_max_length
+  }
+  // The caption behind the tokens is the same T5 row for every chunk.
+  EXPECT_TRUE(at::equal(c.text_rows[0].narrow(0, 2, 30), c.text_rows[2].narrow(0, 2, 30)));
+  EXPECT_EQ(c.text_masks[0].sum().item<float>(), c.text_masks[2].sum().item<float>());
+  // Null rows: no NEG_PROMPT by default.
+  EXPECT_EQ(c.null_mask.sum().item<float>(), 32);
+}
+
+// serving_config decides; enabled tokens without special_tokens.npz do not load.
+TEST_F(ModelJobRunnerTest, ServingConfigTokensNeedTheTokenFile) {
+  const fs::path tiny = *dir_ / "tiny", other = *dir_ / "no_tokens";
+  fs::create_directories(other);
+  for (const char* sub : {"dit", "t5", "vae"}) fs::create_directory_symlink(tiny / sub, other / sub);
+  fs::copy_file(tiny / "config.json", other / "config.json");
+  auto missing = ModelJobRunner::Load(other.string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string msg(missing.status().message());
+  EXPECT_NE(msg.find("PAD_HQ, PAD_DURATION"), std::string::npos) << msg;
+  EXPECT_NE(msg.find((other / "special_tokens.npz").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("serving_config.pad_hq"), std::string::npos) << msg;
+
+  auto config = LoadMagiConfig((tiny / "config.json").string());
+  ASSERT_TRUE(config.ok());
+  config->serving.special_tokens = SpecialTokenFlags();
+  std::ofstream(other / "config.json") << MagiConfigToJson(*config);
+  std::vector<ChunkCaptions> seen;
+  ModelRunnerOptions o;
+  o.on_captions = [&](const ChunkCaptions& c) { seen.push_back(c); };
+  auto plain = ModelJobRunner::Load(other.string(), o);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->Models()[0].special_tokens_size(), 0);
+  EXPECT_NE((*plain)->conditioning().find("special tokens none"), std::string::npos);
+  RecordingSink sink;
+  ASSERT_TRUE((*plain)->Run(Job(24), sink).ok());
+  ASSERT_EQ(seen.size(), 1u);
+  // No tokens: the mask is the T5 mask (valid tokens first), no prepended entries.
+  const float valid = seen[0].text_masks[0].sum().item<float>();
+  EXPECT_GT(valid, 1.0f);
+  EXPECT_EQ(seen[0].text_masks[0].narrow(0, 0, static_cast<int64_t>(valid)).sum().item<float>(), valid);
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ fs::path TempDir(const std::string& name) {
 
 const char* kFiles[] = {"config.json",     "dit/model.safetensors", "t5/config.json",
                         "t5/model.safetensors", "t5/spiece.model",   "vae/config.json",
-                        "vae/diffusion_pytorch_model.safetensors", "tiny_model.json"};
+                        "vae/diffusion_pytorch_model.safetensors", "special_tokens.npz", "tiny_model.json"};
 
 TEST(TinyModel, GenerationIsDeterministicAndReused) {
   const fs::path a = TempDir("a"), b = TempDir("b");
@@ -67,6 +67,28 @@ TEST(TinyModel, GenerationIsDeterministicAndReused) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("not a complete tiny model set"), std::string::npos) << s;
   fs::remove_all(a.parent_path());
+}
+
+// A format-1 set (before special_tokens.npz) with the same seed is ours: it is replaced.
+TEST(TinyModel, OlderFormatSetIsUpgraded) {
+  const fs::path d = TempDir("upgrade");
+  ASSERT_TRUE(WriteTinyModelSet(d.string()).ok());
+  fs::remove(d / "special_tokens.npz");
+  {
+    std::ifstream in(d / "tiny_model.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string m = ss.str();
+    const std::string now = "\"format\": " + std::to_string(kTinyModelFormat);
+    ASSERT_NE(m.find(now), std::string::npos) << m;
+    m.replace(m.find(now), now.size(), "\"format\": 1");
+    std::ofstream(d / "tiny_model.json") << m;
+  }
+  EXPECT_FALSE(TinyModelSetComplete(d.string()));
+  ASSERT_TRUE(WriteTinyModelSet(d.string()).ok());
+  EXPECT_TRUE(TinyModelSetComplete(d.string()));
+  EXPECT_TRUE(fs::exists(d / "special_tokens.npz"));
+  fs::remove_all(d.parent_path());
 }
 
 TEST(TinyModel, LoadsThroughTheRealLoadersConsistently) {

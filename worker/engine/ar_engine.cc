@@ -164,6 +164,7 @@ absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request
   MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions,
                         BuildChunkCaptions(request.prompts, request.null_caption, g.chunk_num, off,
                                            request.special_tokens));
+  if (cb.on_captions) cb.on_captions(captions);
 
   GuidanceOptions gopt;
   gopt.cfg_number = rt.cfg_number;

@@ -77,6 +77,8 @@ struct GenerateCallbacks {
   // prefix pass is call 0) and every inner model call.
   std::function<void(int dispatch, const GuidanceStep& in, const at::Tensor& velocity)> on_dispatch;
   std::function<void(int dispatch, int call, const DitForwardArgs& args, const at::Tensor& out)> on_forward;
+  // Debugging / tests: the caption rows of this request, once, before the first model call.
+  std::function<void(const ChunkCaptions& captions)> on_captions;
 };
 
 struct GenerateResult {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "worker/model/special_tokens.h"
 
 namespace magi {
 namespace {
@@ -30,6 +31,38 @@ absl::Status CheckToken(const at::Tensor& t, int64_t Cy, const std::string& name
 
 }  // namespace
 
+absl::StatusOr<PromptTokens> SelectPromptTokens(const SpecialTokenFlags& flags, const SpecialTokens* tokens,
+                                                int64_t caption_channels) {
+  PromptTokens out;
+  if (!flags.any()) return out;
+  const std::string names = absl::StrJoin(flags.EnabledNames(), ", ");
+  if (tokens == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("special tokens ", names,
+                                                      " are enabled but no special_tokens.npz was loaded"));
+  }
+  if (tokens->width() != caption_channels) {
+    return absl::InvalidArgumentError(absl::StrCat("special tokens (enabled: ", names, ") are ", tokens->width(),
+                                                   " wide, the model's caption_channels is ", caption_channels));
+  }
+  auto row = [&](int64_t r) { return tokens->other(r).reshape({-1}); };
+  // get_special_token_keys order; each one is prepended, so the last ends up first.
+  if (flags.pad_static) out.prompt_tokens.push_back(row(2));
+  if (flags.pad_dynamic) out.prompt_tokens.push_back(row(3));
+  if (flags.pad_borderness) out.prompt_tokens.push_back(row(4));
+  if (flags.pad_hq) out.prompt_tokens.push_back(row(1));
+  if (flags.pad_three_d_model) out.prompt_tokens.push_back(row(15));
+  if (flags.pad_two_d_anime) out.prompt_tokens.push_back(row(16));
+  if (flags.pad_duration) {
+    std::vector<at::Tensor> d;
+    for (int64_t k = 7; k <= 14; ++k) d.push_back(row(k));
+    out.duration_tokens = at::stack(d);
+  }
+  if (flags.neg_prompt) {
+    out.negative_tokens = {tokens->caption().reshape({-1}), tokens->logo().reshape({-1}), row(0), row(4)};
+  }
+  return out;
+}
+
 absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>& prompts, const at::Tensor& null_caption,
                                                  int chunk_num, int chunk_offset, const PromptTokens& special) {
   if (!null_caption.defined() || null_caption.dim() != 2) {
@@ -41,6 +74,7 @@ absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>&
   if (prompts.empty()) return absl::InvalidArgumentError("prompts: at least one prompt is needed");
   ChunkCaptions out;
   out.null_row = null_caption.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor plain_null = out.null_row;  // prefix chunks' conditional rows
   out.null_mask = at::zeros({L}, at::kFloat);
   out.null_mask.narrow(0, 0, std::min(L, kNullTokens)).fill_(1);
   for (size_t k = 0; k < special.prompt_tokens.size(); ++k) {
@@ -100,7 +134,7 @@ absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>&
   size_t which = 0;
   for (int c = 0; c < chunk_num; ++c) {
     if (c < chunk_offset) {
-      out.text_rows.push_back(out.null_row);
+      out.text_rows.push_back(plain_null);
       out.text_masks.push_back(zero_mask);
       continue;
     }

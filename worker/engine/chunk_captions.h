@@ -7,7 +7,9 @@
 //
 // Special tokens (§4.4, the run scripts' PAD_HQ / PAD_DURATION, and NEG_PROMPT §4.5) are
 // prepended here when given; a prompt whose mask is all zero falls back to the null rows
-// (reference rule).
+// (reference rule). This is the one implementation of caption rows: the engine, the served
+// path, `magi generate` and the golden checker all come here, and SelectPromptTokens is the
+// one way from "which tokens are enabled" (SpecialTokenFlags) to the tokens used.
 #ifndef MAGI_WORKER_ENGINE_CHUNK_CAPTIONS_H_
 #define MAGI_WORKER_ENGINE_CHUNK_CAPTIONS_H_
 
@@ -16,6 +18,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "worker/model/special_token_flags.h"
 
 namespace magi {
 
@@ -40,6 +43,15 @@ struct PromptTokens {
   std::vector<at::Tensor> negative_tokens;
 };
 
+class SpecialTokens;
+
+// The enabled tokens of `flags` taken from `tokens` in the reference's application order
+// (get_special_token_keys / get_negative_special_token_keys). No flag on = empty (tokens may
+// be null). Errors: a flag is on but `tokens` is null (names the flags and asks for
+// special_tokens.npz), or the tokens' width differs from `caption_channels`.
+absl::StatusOr<PromptTokens> SelectPromptTokens(const SpecialTokenFlags& flags, const SpecialTokens* tokens,
+                                                int64_t caption_channels);
+
 struct ChunkCaptions {
   std::vector<at::Tensor> text_rows;   // chunk_num entries, [L, Cy] float32
   std::vector<at::Tensor> text_masks;  // chunk_num entries, [L] float32 0/1
@@ -47,6 +59,8 @@ struct ChunkCaptions {
   at::Tensor null_mask;                // [L] float32, ones over the first min(50, L) tokens
 };
 
+// text_rows of prefix chunks are the plain null embedding (no negative tokens) with an
+// all-zero mask, as the reference's _process_txt_embeddings; null_row carries them.
 // Validates shapes (errors name prompts[i].caption / .mask / .from_chunk and the expected
 // shape) and builds the rows for `chunk_num` chunks of which the first `chunk_offset` are
 // prefix chunks. from_chunk must start at 0 and increase strictly, each below the number

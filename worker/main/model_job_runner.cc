@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
@@ -16,6 +17,7 @@
 #include "worker/media/prefix_video_decoder.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/dit.h"
+#include "worker/model/special_tokens.h"
 #include "worker/t5/caption_encoder.h"
 #include "worker/t5/t5_encoder.h"
 #include "worker/t5/t5_tokenizer.h"
@@ -98,6 +100,29 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   MAGI_ASSIGN_OR_RETURN(r->dit_, DitModel::Load(r->config_.model, *r->dit_checkpoint_, dit_options));
   MAGI_ASSIGN_OR_RETURN(r->null_caption_, LoadNullCaption(*r->dit_checkpoint_, r->config_.model));
   r->denoiser_ = std::make_unique<DitDenoiser>(*r->dit_);
+  // Special tokens (serving_config; the run scripts' PAD_HQ + PAD_DURATION by default).
+  const SpecialTokenFlags& flags = r->config_.serving.special_tokens;
+  std::unique_ptr<SpecialTokens> tokens;
+  if (flags.any()) {
+    r->special_token_file_ = (base / "special_tokens.npz").string();
+    std::error_code ec;
+    if (!fs::is_regular_file(r->special_token_file_, ec)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          source, ": serving_config enables ", absl::StrJoin(flags.EnabledNames(), ", "),
+          " (PAD_HQ and PAD_DURATION are on unless serving_config turns them off) but ", r->special_token_file_,
+          " does not exist; copy MAGI-1's example/assets/special_tokens.npz there, or set serving_config.pad_hq, "
+          "serving_config.pad_duration (and any other enabled token) to false"));
+    }
+    MAGI_ASSIGN_OR_RETURN(tokens, SpecialTokens::Load(r->special_token_file_));
+  }
+  {
+    auto selected = SelectPromptTokens(flags, tokens.get(), r->config_.model.caption_channels);
+    if (!selected.ok()) {
+      return absl::Status(selected.status().code(),
+                          absl::StrCat(r->special_token_file_, ": ", selected.status().message()));
+    }
+    r->prompt_tokens_ = std::move(*selected);
+  }
   // T5 + tokenizer.
   const std::string t5_dir = Resolve(base, rt.t5_pretrained);
   MAGI_ASSIGN_OR_RETURN(r->tokenizer_, T5Tokenizer::Load((fs::path(t5_dir) / "spiece.model").string()));
@@ -135,6 +160,13 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   return r;
 }
 
+std::string ModelJobRunner::conditioning() const {
+  const auto names = config_.serving.special_tokens.EnabledNames();
+  return absl::StrCat("special tokens ", names.empty() ? "none" : absl::StrJoin(names, ", "),
+                      special_token_file_.empty() ? "" : absl::StrCat(" (", special_token_file_, ")"),
+                      ", prev_chunks_scale ", config_.serving.prev_chunks_scale);
+}
+
 int ModelJobRunner::frames_per_chunk() const {
   return config_.runtime.chunk_width * config_.runtime.temporal_downsample_factor;
 }
@@ -153,6 +185,7 @@ std::vector<::magi::internal::v1::ModelInfo> ModelJobRunner::Models() const {
   m.set_default_fps(rt.fps);
   m.set_default_steps(rt.num_steps);
   m.set_max_steps(options_.max_steps);
+  for (const auto& name : config_.serving.special_tokens.EnabledNames()) m.add_special_tokens(name);
   return {m};
 }
 
@@ -220,6 +253,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
 
   GenerateRequest req;
   req.null_caption = null_caption_;
+  req.special_tokens = prompt_tokens_;
   req.seed = r.seed() != 0 ? r.seed() : rt.seed;
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
@@ -256,6 +290,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
 
   EngineOptions eo;
   eo.keep_final_latents = false;
+  eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_, eo));
 
   ChunkLayout layout;
@@ -283,6 +318,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   };
 
   GenerateCallbacks cb;
+  cb.on_captions = options_.on_captions;
   cb.cancelled = [&] { return sink.Cancelled(); };
   cb.on_chunk = [&](const EmittedChunk& e) -> absl::Status {
     MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));

@@ -23,10 +23,16 @@
 // defaults from Models()); window, kv ranges and guidance scales from runtime_config, with
 // the request's guidance.text_scale / prefix_scale replacing the scales when set.
 //
+// Conditioning (the reference's run-script environment) comes from config.json's
+// serving_config: special tokens (default PAD_HQ + PAD_DURATION, as the run scripts) from
+// the folder's special_tokens.npz -- loading fails when tokens are enabled and the file is
+// missing -- and prev_chunks_scale. Reported in Models() and by conditioning().
+//
 // Thread safety: Run() one job at a time (JobRunner contract). Owns the loaded networks.
 #ifndef MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
 #define MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/layout.h"
+#include "worker/engine/chunk_captions.h"
 #include "worker/main/job_runner.h"
 #include "worker/model/config.h"
 
@@ -63,6 +70,8 @@ struct ModelRunnerOptions {
   ShardLayout layout;
   Communicator* tp_comm = nullptr;  // not owned
   Communicator* cp_comm = nullptr;  // not owned
+  // Tests / debugging: the caption rows of every job, as the engine built them.
+  std::function<void(const ChunkCaptions&)> on_captions;
 };
 
 class ModelJobRunner final : public JobRunner {
@@ -81,6 +90,9 @@ class ModelJobRunner final : public JobRunner {
   // Video frames per job chunk: chunk_width x temporal_downsample_factor.
   int frames_per_chunk() const;
   const MagiConfig& config() const { return config_; }
+  // One line for logs: "special tokens PAD_HQ, PAD_DURATION (DIR/special_tokens.npz),
+  // prev_chunks_scale 0.7" (or "special tokens none, ...").
+  std::string conditioning() const;
 
  private:
   ModelJobRunner() = default;
@@ -92,6 +104,8 @@ class ModelJobRunner final : public JobRunner {
   std::unique_ptr<DitModel> dit_;
   std::unique_ptr<DitDenoiser> denoiser_;
   at::Tensor null_caption_;
+  PromptTokens prompt_tokens_;       // serving_config's special tokens, selected at load
+  std::string special_token_file_;  // "" when none is enabled
   std::unique_ptr<T5Tokenizer> tokenizer_;
   std::unique_ptr<T5Encoder> t5_;
   std::unique_ptr<CaptionEncoder> captions_;

@@ -1,5 +1,7 @@
 #include "worker/main/runner_factory.h"
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 #include "worker/main/model_job_runner.h"
 #include "worker/main/synthetic_frame_runner.h"
@@ -24,6 +26,9 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     mo.cp_comm = options.cp_comm;
     auto runner = ModelJobRunner::Load(options.model_dir, mo);
     if (!runner.ok()) return runner.status();
+    // The conditioning every job of this model gets (config.json serving_config).
+    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s\n", mo.model_name.c_str(), options.model_dir.c_str(),
+                 (*runner)->conditioning().c_str());
     return std::unique_ptr<JobRunner>(std::move(*runner));
   }
   return absl::InvalidArgumentError(

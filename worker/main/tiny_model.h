@@ -15,6 +15,9 @@
 //                           generation time by Debian's `spm_train` on a generated corpus,
 //                           with T5's ids (pad 0, eos 1, unk 2, no bos)
 //   vae/config.json, vae/diffusion_pytorch_model.safetensors   ViTVAE folder
+//   special_tokens.npz      caption/logo/other special tokens in the released npz layout,
+//                           random, caption_channels wide; config.json's serving_config
+//                           enables PAD_HQ and PAD_DURATION (the run scripts' defaults)
 //   tiny_model.json         manifest (name, seed, format version); written last, so its
 //                           presence marks a complete set
 //
@@ -25,7 +28,8 @@
 // Atomicity: everything is written into a sibling temp folder which is then renamed onto
 // `dir`, so a crash never leaves a half model. If `dir` already holds a complete set with
 // the same seed and format it is reused; several processes may race to create it (the
-// loser discards its copy and uses the winner's).
+// loser discards its copy and uses the winner's). A complete set of an older format with
+// the same seed (e.g. format 1, without special_tokens.npz) is regenerated and replaced.
 //
 // Thread safety: reentrant (no shared state); concurrent callers on one `dir` are safe.
 #ifndef MAGI_WORKER_MAIN_TINY_MODEL_H_
@@ -41,7 +45,7 @@
 namespace magi {
 
 inline constexpr uint64_t kTinyModelSeed = 20250601;
-inline constexpr int kTinyModelFormat = 1;
+inline constexpr int kTinyModelFormat = 2;  // 2: special_tokens.npz + serving_config
 
 // The MAGI-1 config of the tiny set (sub-folder paths relative, as written to config.json).
 MagiConfig TinyModelSetConfig();

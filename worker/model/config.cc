@@ -1,5 +1,6 @@
 #include "worker/model/config.h"
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -210,6 +211,36 @@ absl::Status ParseEngine(const json& j, const std::string& src, EngineConfig* e)
 
 }  // namespace
 
+// serving_config's key for a token flag: its environment name lower-cased.
+std::string ServingKey(const SpecialTokenFlags::Field& f) {
+  std::string key = f.env;
+  for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return key;
+}
+
+namespace {
+
+// Optional section, optional keys (see ServingConfig).
+absl::Status ParseServing(const json& j, const std::string& src, ServingConfig* sv) {
+  SectionReader r(j, "serving_config", src);
+  for (const SpecialTokenFlags::Field& f : SpecialTokenFlags::Fields()) {
+    const std::string key = ServingKey(f);
+    if (j.contains(key)) MAGI_RETURN_IF_ERROR(r.Bool(key.c_str(), &(sv->special_tokens.*f.member)));
+  }
+  if (j.contains("prev_chunks_scale")) MAGI_RETURN_IF_ERROR(r.Double("prev_chunks_scale", &sv->prev_chunks_scale, 0.0, 1.0));
+  if (auto s = r.CheckNoUnknown(); !s.ok()) {
+    std::vector<std::string> keys;
+    for (const SpecialTokenFlags::Field& f : SpecialTokenFlags::Fields()) {
+      keys.push_back(ServingKey(f));
+    }
+    keys.push_back("prev_chunks_scale");
+    return absl::InvalidArgumentError(absl::StrCat(s.message(), "; allowed: ", absl::StrJoin(keys, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateModelConfig(const ModelConfig& m) {
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(absl::StrCat("model_config: ", msg)); };
   if (m.num_attention_heads % m.num_query_groups != 0) {
@@ -286,10 +317,18 @@ absl::StatusOr<MagiConfig> ParseMagiConfig(const std::string& text, const std::s
     }
   }
   for (auto it = j.begin(); it != j.end(); ++it) {
-    if (it.key() != "model_config" && it.key() != "runtime_config" && it.key() != "engine_config") {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": unknown top-level field ", it.key(),
-                                                     " (allowed: model_config, runtime_config, engine_config)"));
+    if (it.key() != "model_config" && it.key() != "runtime_config" && it.key() != "engine_config" &&
+        it.key() != "serving_config") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": unknown top-level field ", it.key(),
+          " (allowed: model_config, runtime_config, engine_config, optional serving_config)"));
     }
+  }
+  if (j.contains("serving_config")) {
+    if (!j["serving_config"].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": serving_config must be an object"));
+    }
+    MAGI_RETURN_IF_ERROR(ParseServing(j["serving_config"], source, &c.serving));
   }
   MAGI_RETURN_IF_ERROR(ParseModel(j["model_config"], source, &c.model));
   MAGI_RETURN_IF_ERROR(ParseRuntime(j["runtime_config"], source, &c.runtime));
@@ -342,6 +381,12 @@ std::string MagiConfigToJson(const MagiConfig& c) {
         {"distill_nearly_clean_chunk_threshold", e.distill_nearly_clean_chunk_threshold},
         {"shortcut_mode", e.shortcut_mode}, {"distill", e.distill}, {"kv_offload", e.kv_offload},
         {"enable_cuda_graph", e.enable_cuda_graph}}}};
+  json serving = json::object();
+  for (const SpecialTokenFlags::Field& f : SpecialTokenFlags::Fields()) {
+    serving[ServingKey(f)] = c.serving.special_tokens.*f.member;
+  }
+  serving["prev_chunks_scale"] = c.serving.prev_chunks_scale;
+  j["serving_config"] = serving;
   return j.dump(4);
 }
 

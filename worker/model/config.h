@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/model/special_token_flags.h"
 
 namespace magi {
 
@@ -90,10 +91,28 @@ struct EngineConfig {
   bool enable_cuda_graph = false;
 };
 
+// magi-serve's own, optional top-level section "serving_config": how the served path
+// (magi-worker --runner=model, magi generate --model_dir) conditions the model, i.e. the
+// reference's run-script environment (spec pipeline.md §8.5) per model. Every key is
+// optional; unknown keys are errors. Keys: the lower-cased variable names pad_static,
+// pad_dynamic, pad_borderness, pad_hq, pad_three_d_model, pad_two_d_anime, pad_duration,
+// neg_prompt (true/false), and prev_chunks_scale (number in [0, 1]). A config.json without
+// the section (the released ones) gets the run scripts' defaults: pad_hq and pad_duration
+// on, the rest off, prev_chunks_scale 0.7. Any token on needs special_tokens.npz next to
+// config.json.
+struct ServingConfig {
+  SpecialTokenFlags special_tokens = SpecialTokenFlags::RunScriptDefaults();
+  double prev_chunks_scale = 0.7;
+};
+
+// serving_config's key for a token flag (its environment name lower-cased, "pad_hq").
+std::string ServingKey(const SpecialTokenFlags::Field& f);
+
 struct MagiConfig {
   ModelConfig model;
   RuntimeConfig runtime;
   EngineConfig engine;
+  ServingConfig serving;
 };
 
 // Parses the JSON text of a MAGI-1 config.json. `source` names the file in errors.

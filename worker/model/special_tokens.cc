@@ -1,7 +1,8 @@
-#include "worker/t5/special_tokens.h"
+#include "worker/model/special_tokens.h"
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -193,96 +194,79 @@ at::Tensor SpecialTokens::other(int64_t row) const { return other_.slice(0, row,
 
 namespace {
 
-// Prepends `token` [1, C] at sequence position 0 of every chunk row of y [n, L, C] (mask
-// [n, L] gets a leading 1) and cuts back to L.
-void Prepend(at::Tensor& y, at::Tensor* mask, const at::Tensor& token) {
-  const int64_t n = y.size(0), L = y.size(1), C = y.size(2);
-  y = at::cat({token.view({1, 1, C}).expand({n, 1, C}), y}, 1).slice(1, 0, L);
-  if (mask) *mask = at::cat({at::ones({n, 1}, mask->options()), *mask}, 1).slice(1, 0, L);
+uint32_t Crc32(const std::string& data) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+// NPY v1.0, '<f8', C order, header padded to a multiple of 64 bytes (numpy's layout).
+std::string NpyFloat64(const at::Tensor& t) {
+  at::Tensor d = t.to(at::kCPU, at::kDouble).contiguous();
+  std::string shape = "(";
+  for (int64_t i = 0; i < d.dim(); ++i) absl::StrAppend(&shape, i ? ", " : "", d.size(i));
+  shape += d.dim() == 1 ? ",)" : ")";  // numpy's repr of the shape tuple
+  std::string header = absl::StrCat("{'descr': '<f8', 'fortran_order': False, 'shape': ", shape, ", }");
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string npy("\x93NUMPY\x01\x00", 8);
+  npy.push_back(static_cast<char>(header.size() & 0xFF));
+  npy.push_back(static_cast<char>(header.size() >> 8));
+  npy += header;
+  npy.append(reinterpret_cast<const char*>(d.data_ptr()), d.nbytes());
+  return npy;
+}
+
+void PutLe(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
 }  // namespace
 
-absl::StatusOr<CaptionRows> BuildCaptionRows(const std::vector<at::Tensor>& captions,
-                                             const std::vector<at::Tensor>& masks, const at::Tensor& null_caption,
-                                             int64_t chunk_num, int64_t chunk_offset, const SpecialTokens* tokens,
-                                             const CaptionRowOptions& o) {
-  if (chunk_num < 1 || chunk_offset < 0 || chunk_offset >= chunk_num) {
-    return absl::InvalidArgumentError(absl::StrCat("caption rows: need 0 <= chunk_offset < chunk_num, got chunk_offset ",
-                                                   chunk_offset, " and chunk_num ", chunk_num));
+absl::Status WriteSpecialTokens(const std::string& npz_path, const at::Tensor& caption, const at::Tensor& logo,
+                                const at::Tensor& other) {
+  // Same shape rules as Load (through FromTensors), so a written file always loads.
+  MAGI_RETURN_IF_ERROR(SpecialTokens::FromTensors(caption, logo, other).status());
+  std::string zip, central;
+  int entries = 0;
+  for (const auto& [name, t] : std::vector<std::pair<std::string, at::Tensor>>{
+           {"caption_token.npy", caption}, {"logo_token.npy", logo}, {"other_tokens.npy", other}}) {
+    const std::string npy = NpyFloat64(t);
+    if (npy.size() >= 0xFFFFFFFFu) return absl::InvalidArgumentError("special tokens: array too large for a ZIP entry");
+    const uint32_t crc = Crc32(npy), offset = static_cast<uint32_t>(zip.size());
+    // Local file header: version 20, no flags, stored, no time stamp.
+    PutLe(&zip, 0x04034b50, 4); PutLe(&zip, 20, 2); PutLe(&zip, 0, 2); PutLe(&zip, 0, 2);
+    PutLe(&zip, 0, 2); PutLe(&zip, 0x21, 2);  // 1980-01-01
+    PutLe(&zip, crc, 4); PutLe(&zip, npy.size(), 4); PutLe(&zip, npy.size(), 4);
+    PutLe(&zip, name.size(), 2); PutLe(&zip, 0, 2);
+    zip += name;
+    zip += npy;
+    PutLe(&central, 0x02014b50, 4); PutLe(&central, 20, 2); PutLe(&central, 20, 2); PutLe(&central, 0, 2);
+    PutLe(&central, 0, 2); PutLe(&central, 0, 2); PutLe(&central, 0x21, 2);
+    PutLe(&central, crc, 4); PutLe(&central, npy.size(), 4); PutLe(&central, npy.size(), 4);
+    PutLe(&central, name.size(), 2); PutLe(&central, 0, 2); PutLe(&central, 0, 2);
+    PutLe(&central, 0, 2); PutLe(&central, 0, 2); PutLe(&central, 0, 4); PutLe(&central, offset, 4);
+    central += name;
+    ++entries;
   }
-  if (!null_caption.defined() || null_caption.dim() != 2) {
-    return absl::InvalidArgumentError("caption rows: null_caption_embedding must be [L, C]");
-  }
-  const int64_t L = null_caption.size(0), C = null_caption.size(1), nd = chunk_num - chunk_offset;
-  if (captions.size() != masks.size() || (captions.size() != 1 && static_cast<int64_t>(captions.size()) != nd)) {
-    return absl::InvalidArgumentError(absl::StrCat("caption rows: need 1 or ", nd,
-                                                   " (one per denoised chunk) captions with as many masks, got ",
-                                                   captions.size(), " captions and ", masks.size(), " masks"));
-  }
-  std::vector<at::Tensor> ys, ms;
-  for (size_t i = 0; i < captions.size(); ++i) {
-    const at::Tensor& e = captions[i];
-    const at::Tensor& m = masks[i];
-    if (!e.defined() || e.dim() != 3 || e.size(0) != 1 || e.size(1) != L || e.size(2) != C) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("caption rows: captions[", i, "] must be [1, ", L, ", ", C, "] like null_caption_embedding"));
-    }
-    if (!m.defined() || m.dim() != 2 || m.size(0) != 1 || m.size(1) != L) {
-      return absl::InvalidArgumentError(absl::StrCat("caption rows: masks[", i, "] must be [1, ", L, "]"));
-    }
-    ys.push_back(e.to(at::kFloat));
-    ms.push_back(m.to(at::kFloat));
-  }
-  at::Tensor y = ys.size() == 1 ? ys[0].expand({nd, L, C}).contiguous() : at::cat(ys, 0);
-  at::Tensor mask = ms.size() == 1 ? ms[0].expand({nd, L}).contiguous() : at::cat(ms, 0);
-
-  const bool any = o.static_first_frames || o.dynamic_first_frames || o.borderness || o.hq || o.three_d_model ||
-                   o.two_d_anime || o.duration || o.negative_prompt;
-  if (any && (!tokens || tokens->width() != C)) {
-    return absl::InvalidArgumentError(absl::StrCat("caption rows: special tokens are enabled but ",
-                                                   tokens ? absl::StrCat("their width ", tokens->width(),
-                                                                         " differs from the caption width ", C)
-                                                          : std::string("none were loaded")));
-  }
-  // Application order of the reference (get_special_token_keys); each prepends, so the last
-  // applied ends up first.
-  if (o.static_first_frames) Prepend(y, &mask, tokens->other(2));
-  if (o.dynamic_first_frames) Prepend(y, &mask, tokens->other(3));
-  if (o.borderness) Prepend(y, &mask, tokens->other(4));
-  if (o.hq) Prepend(y, &mask, tokens->other(1));
-  if (o.three_d_model) Prepend(y, &mask, tokens->other(15));
-  if (o.two_d_anime) Prepend(y, &mask, tokens->other(16));
-  if (o.duration) {
-    // Chunk i of the nd denoised chunks: DURATION_k with k-1 = min(chunks after it, 7).
-    std::vector<at::Tensor> yr, mr;
-    for (int64_t i = 0; i < nd; ++i) {
-      at::Tensor yi = y.slice(0, i, i + 1), mi = mask.slice(0, i, i + 1);
-      Prepend(yi, &mi, tokens->other(7 + std::min<int64_t>(nd - 1 - i, 7)));
-      yr.push_back(yi);
-      mr.push_back(mi);
-    }
-    y = at::cat(yr, 0);
-    mask = at::cat(mr, 0);
-  }
-  at::Tensor nullf = null_caption.to(at::kFloat).unsqueeze(0);  // [1, L, C]
-  if (chunk_offset > 0) {
-    y = at::cat({nullf.expand({chunk_offset, L, C}), y}, 0);
-    mask = at::cat({at::zeros({chunk_offset, L}, mask.options()), mask}, 0);
-  }
-  at::Tensor null_rows = nullf.expand({chunk_num, L, C}).contiguous();
-  if (o.negative_prompt) {
-    Prepend(null_rows, nullptr, tokens->caption());
-    Prepend(null_rows, nullptr, tokens->logo());
-    Prepend(null_rows, nullptr, tokens->other(0));
-    Prepend(null_rows, nullptr, tokens->other(4));
-  }
-  at::Tensor null_mask = at::zeros({chunk_num, L}, mask.options());
-  null_mask.slice(1, 0, std::min<int64_t>(50, L)).fill_(1.0);
-  CaptionRows rows;
-  rows.y = at::stack({y, null_rows}, 0);
-  rows.mask = at::stack({mask, null_mask}, 0);
-  return rows;
+  const uint32_t central_offset = static_cast<uint32_t>(zip.size());
+  zip += central;
+  PutLe(&zip, 0x06054b50, 4); PutLe(&zip, 0, 2); PutLe(&zip, 0, 2); PutLe(&zip, entries, 2);
+  PutLe(&zip, entries, 2); PutLe(&zip, central.size(), 4); PutLe(&zip, central_offset, 4); PutLe(&zip, 0, 2);
+  std::ofstream out(npz_path, std::ios::binary | std::ios::trunc);
+  out.write(zip.data(), static_cast<std::streamsize>(zip.size()));
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("special tokens: cannot write '", npz_path, "'"));
+  return absl::OkStatus();
 }
 
 }  // namespace magi

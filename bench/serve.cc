@@ -131,9 +131,9 @@ int Main(int argc, char** argv) {
     ::magi::internal::v1::Assignment a;
     a.set_job_id("bench");
     a.set_attempt(1);
-    *a.mutable_request() = req;
-    a.set_chunks_total(chunks);
-    a.set_frames_per_chunk(24);
+    auto spec = BuildJobSpec(req, synthetic.Models().front());
+    if (!spec.ok()) return false;
+    *a.mutable_spec() = *spec;
     JobExecutor ex(runner, a, [](const ::magi::internal::v1::WorkerMessage&) { return true; });
     absl::Time t0 = absl::Now();
     if (!ex.Run().ok()) return false;

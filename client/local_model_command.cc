@@ -18,7 +18,8 @@
 #include "worker/main/job_runner.h"
 #include "worker/main/model_job_runner.h"
 #include "worker/main/tiny_model.h"
-#include "worker/media/fragmented_mp4_encoder.h"
+#include "jobspec/job_spec.h"
+#include "worker/media/fmp4_chunk_writer.h"
 
 namespace magi {
 namespace {
@@ -44,34 +45,38 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
-// Writes the MP4 as it grows and, optionally, each piece as its own file.
+// Writes the MP4 as it grows and, optionally, each piece as its own file. The pieces come
+// from the worker's own chunk writer with the JobSpec's encoding, so they are a served run's.
 class Mp4FileSink : public FrameSink {
  public:
   Mp4FileSink(std::string output, std::string fragments_dir, bool quiet)
       : output_(std::move(output)), fragments_dir_(std::move(fragments_dir)), quiet_(quiet),
         start_(std::chrono::steady_clock::now()) {}
 
-  absl::Status OnPrefixChunk(int, const std::vector<RgbFrame>&) override { return absl::OkStatus(); }
+  absl::Status Start(const JobSpec& spec) {
+    auto writer = Fmp4ChunkWriter::Create(spec.request().width(), spec.request().height(), EncodeOptions(spec));
+    if (!writer.ok()) return writer.status();
+    writer_ = std::move(*writer);
+    return absl::OkStatus();
+  }
+
+  absl::Status OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) override {
+    return writer_->ReplayChunk(index, frames);
+  }
 
   absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
-    if (frames.empty()) return absl::OkStatus();
-    if (!encoder_) {
-      auto enc = FragmentedMp4Encoder::Create(frames[0].width, frames[0].height);
-      if (!enc.ok()) return enc.status();
-      encoder_ = std::move(*enc);
-      auto init = encoder_->Init();
-      if (!init.ok()) return init.status();
-      if (auto s = Append(*init, "init.mp4"); !s.ok()) return s;
+    auto piece = writer_->WriteChunk(index, frames);
+    if (!piece.ok()) return piece.status();
+    if (!piece->init_segment.empty()) {
+      if (auto s = Append(piece->init_segment, "init.mp4"); !s.ok()) return s;
     }
-    auto fragment = encoder_->AddChunk(frames);
-    if (!fragment.ok()) return fragment.status();
     char name[32];
     std::snprintf(name, sizeof(name), "chunk_%03d.m4s", index);
-    if (auto s = Append(*fragment, name); !s.ok()) return s;
-    frames_ += static_cast<int>(frames.size());
+    if (auto s = Append(piece->fragment, name); !s.ok()) return s;
+    frames_ += piece->frames;
     if (!quiet_) {
-      std::fprintf(stderr, "chunk %d: %zu frames, %zu bytes, %.2f s since start\n", index, frames.size(),
-                   fragment->size(), Seconds());
+      std::fprintf(stderr, "chunk %d: %d frames, %zu bytes, %.2f s since start\n", index, piece->frames,
+                   piece->fragment.size(), Seconds());
     }
     return absl::OkStatus();
   }
@@ -84,8 +89,7 @@ class Mp4FileSink : public FrameSink {
   bool Cancelled() const override { return false; }
 
   absl::Status Finish() {
-    if (!encoder_) return absl::OkStatus();
-    auto tail = encoder_->Finish();
+    auto tail = writer_->Finish();
     if (!tail.ok()) return tail.status();
     return Append(*tail, "");
   }
@@ -112,7 +116,7 @@ class Mp4FileSink : public FrameSink {
   std::string output_, fragments_dir_;
   bool quiet_;
   bool wrote_ = false;
-  std::unique_ptr<FragmentedMp4Encoder> encoder_;
+  std::unique_ptr<Fmp4ChunkWriter> writer_;
   int frames_ = 0;
   std::chrono::steady_clock::time_point start_;
 };
@@ -196,9 +200,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
   if (!quiet) std::fprintf(stderr, "model %s: %s\n", model_dir.c_str(), (*runner)->conditioning().c_str());
   const auto models = (*runner)->Models();
   const auto& info = models.front();
-  RunnerJob job;
-  job.job_id = "local";
-  ::magi::v1::GenerateRequest& r = job.request;
+  ::magi::v1::GenerateRequest r;
   r.set_model(info.name());
   const std::string mode = flags.count("mode") ? flags["mode"] : "t2v";
   if (mode == "t2v") {
@@ -224,18 +226,27 @@ int RunLocalModelGenerate(int argc, char** argv) {
     p->set_from_chunk(k);
     p->set_text(text);
   }
-  // Defaults as the server fills them, from what the model reports.
-  r.set_num_frames(static_cast<int>(frames ? frames : info.default_frames()));
-  r.set_width(static_cast<int>(width ? width : info.default_width()));
-  r.set_height(static_cast<int>(height ? height : info.default_height()));
-  r.set_fps(static_cast<int>(fps ? fps : info.default_fps()));
-  r.set_seed(seed ? seed : (*runner)->config().runtime.seed);
-  r.set_num_steps(static_cast<int>(steps ? steps : info.default_steps()));
-  job.frames_per_chunk = (*runner)->frames_per_chunk();
-  job.chunks_total = (r.num_frames() + job.frames_per_chunk - 1) / job.frames_per_chunk;
+  // 0 = the model's default, as for a served request.
+  r.set_num_frames(static_cast<int>(frames));
+  r.set_width(static_cast<int>(width));
+  r.set_height(static_cast<int>(height));
+  r.set_fps(static_cast<int>(fps));
+  r.set_seed(seed);
+  r.set_num_steps(static_cast<int>(steps));
+  // The JobSpec the server's edge would build from this model's declaration: a request the
+  // model cannot run is refused here, naming the flag's field, before anything runs.
+  RunnerJob job;
+  job.job_id = "local";
+  auto spec = BuildJobSpec(r, info);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "magi generate: %s\n", std::string(spec.status().message()).c_str());
+    return spec.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  job.spec = *std::move(spec);
   if (!flags["fragments_dir"].empty()) fs::create_directories(flags["fragments_dir"]);
   Mp4FileSink sink(flags["output"], flags["fragments_dir"], quiet);
-  absl::Status st = (*runner)->Run(job, sink);
+  absl::Status st = sink.Start(job.spec);
+  if (st.ok()) st = (*runner)->Run(job, sink);
   if (st.ok()) st = sink.Finish();
   if (!st.ok()) {
     std::fprintf(stderr, "%smagi generate: %s\n", quiet ? "" : "\n", std::string(st.message()).c_str());
@@ -243,7 +254,8 @@ int RunLocalModelGenerate(int argc, char** argv) {
   }
   if (!quiet) {
     std::fprintf(stderr, "\nwrote %s: %d frames %dx%d at %d fps in %d chunks, %.2f s\n", flags["output"].c_str(),
-                 sink.frames(), r.width(), r.height(), r.fps(), job.chunks_total, sink.Seconds());
+                 sink.frames(), job.request().width(), job.request().height(), job.spec.encode().fps(),
+                 job.chunks_total(), sink.Seconds());
   }
   return 0;
 }

@@ -109,8 +109,8 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
     return valid.status();
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (!valid->request.idempotency_key().empty()) {
-    auto existing = store_->FindByIdempotencyKey(valid->request.idempotency_key());
+  if (!valid->request().idempotency_key().empty()) {
+    auto existing = store_->FindByIdempotencyKey(valid->request().idempotency_key());
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       auto it = active_.find((*existing)->job_id);
@@ -126,10 +126,9 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
   ActiveJob job;
   job.rec.job_id = NewJobId();
   job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
-  job.rec.request = valid->request;
+  job.rec.request = valid->request();
   job.rec.created_ms = NowMs();
-  job.rec.chunks_total = valid->chunks_total;
-  job.frames_per_chunk = valid->model.frames_per_chunk();
+  job.rec.chunks_total = valid->chunks_total();
   job.queued_since_ms = job.rec.created_ms;
   if (auto s = store_->Insert(&job.rec); !s.ok()) return s;  // accepted = persisted
   QueuedJob q{job.rec.job_id, job.rec.request.priority(), job.rec.seq, job.rec.request.model(),
@@ -490,18 +489,30 @@ void JobManager::DispatchLocked() {
       if (!next) break;
       auto it = active_.find(next->job_id);
       if (it == active_.end()) continue;
-      AssignLocked(group, it->second);
+      // The stored request has every default filled in, so the group's declaration of the
+      // model rebuilds the edge's JobSpec; a group that declares the model otherwise fails
+      // the job visibly rather than running another geometry.
+      absl::StatusOr<JobSpec> spec = absl::NotFoundError("");
+      for (const auto& m : models) {
+        if (m.name() == it->second.rec.request.model()) spec = BuildJobSpec(it->second.rec.request, m);
+      }
+      if (spec.ok() && spec->chunks_total() != it->second.rec.chunks_total) {
+        spec = absl::FailedPreconditionError(absl::StrCat(
+            "worker group ", group.key, " declares model '", it->second.rec.request.model(), "' with ",
+            spec->chunks_total(), " chunks for this job; it was accepted with ", it->second.rec.chunks_total));
+      }
+      if (!spec.ok()) {
+        FinishLocked(next->job_id, ::magi::v1::JOB_STATE_FAILED,
+                     absl::FailedPreconditionError(absl::StrCat("assigning to ", group.key, ": ", spec.status().message())));
+        continue;
+      }
+      AssignLocked(group, it->second, *std::move(spec));
     }
   }
 }
 
-void JobManager::AssignLocked(Group& group, ActiveJob& job) {
+void JobManager::AssignLocked(Group& group, ActiveJob& job, JobSpec spec) {
   const int64_t now = NowMs();
-  int frames_per_chunk = job.frames_per_chunk;
-  for (const auto& m : group.info.models()) {
-    if (m.name() == job.rec.request.model()) frames_per_chunk = m.frames_per_chunk();
-  }
-  job.frames_per_chunk = frames_per_chunk;
   job.group = group.key;
   job.assigned_ms = now;
   job.rec.state = ::magi::v1::JOB_STATE_RUNNING;
@@ -518,10 +529,8 @@ void JobManager::AssignLocked(Group& group, ActiveJob& job) {
   auto* a = m.mutable_assign();
   a->set_job_id(job.rec.job_id);
   a->set_attempt(job.rec.attempts);
-  *a->mutable_request() = job.rec.request;
+  *a->mutable_spec() = std::move(spec);
   a->set_start_chunk(job.rec.chunks_done);
-  a->set_chunks_total(job.rec.chunks_total);
-  a->set_frames_per_chunk(frames_per_chunk);
   if (job.rec.chunks_done > 0) {
     auto prefix = store_->ReadVideoPrefix(job.rec.job_id, job.rec.chunks_done);
     if (prefix.ok()) a->set_done_video(std::move(*prefix));

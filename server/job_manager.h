@@ -136,7 +136,6 @@ class JobManager {
   struct ActiveJob {
     JobRecord rec;
     std::string group;  // connection key while running
-    int frames_per_chunk = 0;
     int frames_done = 0;
     int64_t queued_since_ms = 0;
     int64_t assigned_ms = 0;
@@ -157,7 +156,8 @@ class JobManager {
   void Tick();
 
   void DispatchLocked();
-  void AssignLocked(Group& group, ActiveJob& job);
+  // Sends `job` to `group` with the JobSpec built from the group's declaration of its model.
+  void AssignLocked(Group& group, ActiveJob& job, JobSpec spec);
   void RequeueLocked(ActiveJob& job);
   void FinishLocked(const std::string& job_id, ::magi::v1::JobState state, const absl::Status& status);
   void DropGroupLocked(const std::string& key, const absl::Status& why, bool close_link);

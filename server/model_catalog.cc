@@ -24,6 +24,13 @@ ModelInfo DefaultTinyModel() {
   // serving_config defaults (the reference's run scripts): worker/model/config.h.
   m.add_special_tokens("PAD_HQ");
   m.add_special_tokens("PAD_DURATION");
+  m.set_frames_multiple(4);          // the VAE's temporal factor
+  m.set_latent_frames_per_chunk(6);  // chunk_width
+  m.set_steps_multiple(4);           // lcm(window_size 2, 4 noise2clean kv ranges)
+  m.set_size_multiple(16);           // VAE factor 8 x DiT patch 2
+  m.set_min_size(32);                // two DiT patches
+  m.add_cfg_numbers(1);              // distilled
+  m.set_default_seed(1234);
   return m;
 }
 

@@ -304,7 +304,7 @@ TEST(ArEngine, WindowedCacheNeverDropsARowThatIsRead) {
           ASSERT_TRUE(rd.ok()) << rd.status();
           EXPECT_TRUE(at::equal(rw->final_latents, rd->final_latents));
           // Everything after the prefix is emitted; i2v also emits the image frame's chunk whole.
-          EXPECT_EQ(rw->final_latents.size(2), ChunkCount(frames, 4, prefix, 2) * 2 - (prefix > 1 ? prefix : 0));
+          EXPECT_EQ(rw->final_latents.size(2), LatentChunkCount(frames, 4, prefix, 2) * 2 - (prefix > 1 ? prefix : 0));
         }
       }
     }

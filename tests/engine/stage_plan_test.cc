@@ -212,11 +212,11 @@ TEST(StagePlan, RejectsBadOptionsNamingTheField) {
   EXPECT_NE(PlanStages(o).status().message().find("chunk_num"), std::string::npos);
 }
 
-TEST(StagePlan, ChunkCountFollowsTheReference) {
-  EXPECT_EQ(ChunkCount(96, 4, 0, 6), 4);
-  EXPECT_EQ(ChunkCount(96, 4, 1, 6), 5);   // i2v
-  EXPECT_EQ(ChunkCount(96, 4, 8, 6), 6);   // v2v, 32-frame prefix
-  EXPECT_EQ(ChunkCount(32, 4, 3, 2), 6);   // golden v2v
+TEST(StagePlan, LatentChunkCountFollowsTheReference) {
+  EXPECT_EQ(LatentChunkCount(96, 4, 0, 6), 4);
+  EXPECT_EQ(LatentChunkCount(96, 4, 1, 6), 5);   // i2v
+  EXPECT_EQ(LatentChunkCount(96, 4, 8, 6), 6);   // v2v, 32-frame prefix
+  EXPECT_EQ(LatentChunkCount(32, 4, 3, 2), 6);   // golden v2v
 }
 
 }  // namespace

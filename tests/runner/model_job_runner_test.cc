@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jobspec/job_spec.h"
 #include "worker/main/tiny_model.h"
 #include "worker/model/special_tokens.h"
 
@@ -62,10 +64,12 @@ class ModelJobRunnerTest : public ::testing::Test {
     delete dir_;
   }
 
-  static RunnerJob Job(int frames, int start_chunk = 0) {
+  // A job as the edge builds it for this runner's model, after `edit` changed the request.
+  static RunnerJob Job(int frames, int start_chunk = 0,
+                       const std::function<void(::magi::v1::GenerateRequest&)>& edit = {}) {
     RunnerJob job;
     job.job_id = "j-test";
-    auto& r = job.request;
+    ::magi::v1::GenerateRequest r;
     auto* p = r.add_prompts();
     p->set_text("a red fox running through the snow");
     r.set_num_frames(frames);
@@ -74,8 +78,10 @@ class ModelJobRunnerTest : public ::testing::Test {
     r.set_fps(24);
     r.set_seed(7);
     r.set_num_steps(4);
-    job.frames_per_chunk = 24;
-    job.chunks_total = (frames + 23) / 24;
+    if (edit) edit(r);
+    auto spec = BuildJobSpec(r, runner_->Models().front());
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    if (spec.ok()) job.spec = *spec;
     job.start_chunk = start_chunk;
     return job;
   }
@@ -129,8 +135,7 @@ TEST_F(ModelJobRunnerTest, ResumedRunEqualsAnUndisturbedOne) {
   }
   // Another seed gives another video.
   RecordingSink other;
-  RunnerJob job = Job(24);
-  job.request.set_seed(8);
+  RunnerJob job = Job(24, 0, [](auto& r) { r.set_seed(8); });
   ASSERT_TRUE(runner_->Run(job, other).ok());
   EXPECT_NE(other.chunks[0].second[5].rgb24, full.chunks[0].second[5].rgb24);
 }
@@ -152,10 +157,11 @@ TEST_F(ModelJobRunnerTest, ImageAndVideoPrefixModesMakeTheRequestedFrames) {
   ASSERT_FALSE(png.empty());
   ASSERT_FALSE(mp4.empty());
   for (auto mode : {::magi::v1::MODE_I2V, ::magi::v1::MODE_V2V}) {
-    RunnerJob job = Job(48);
-    job.request.set_mode(mode);
-    if (mode == ::magi::v1::MODE_I2V) job.request.set_image(png);
-    else job.request.set_prefix_video(mp4);
+    RunnerJob job = Job(48, 0, [&](auto& r) {
+      r.set_mode(mode);
+      if (mode == ::magi::v1::MODE_I2V) r.set_image(png);
+      else r.set_prefix_video(mp4);
+    });
     RecordingSink sink;
     absl::Status s = runner_->Run(job, sink);
     ASSERT_TRUE(s.ok()) << mode << ": " << s;
@@ -178,17 +184,17 @@ TEST_F(ModelJobRunnerTest, RejectsWhatTheModelCannotServeNamingTheField) {
     const char* field;
     std::function<void(RunnerJob&)> mutate;
   } cases[] = {
-      {"width", [](RunnerJob& j) { j.request.set_width(40); }},
-      {"width", [](RunnerJob& j) { j.request.set_width(16); }},
-      {"height", [](RunnerJob& j) { j.request.set_height(4096); }},
-      {"num_frames", [](RunnerJob& j) { j.request.set_num_frames(26); }},
-      {"num_steps", [](RunnerJob& j) { j.request.set_num_steps(6); }},
-      {"guidance.cfg_number", [](RunnerJob& j) { j.request.mutable_guidance()->set_cfg_number(3); }},
-      {"model", [](RunnerJob& j) { j.request.set_model("big"); }},
-      {"frames_per_chunk", [](RunnerJob& j) { j.frames_per_chunk = 8; }},
+      {"width", [](RunnerJob& j) { j.spec.mutable_request()->set_width(40); }},
+      {"width", [](RunnerJob& j) { j.spec.mutable_request()->set_width(16); }},
+      {"height", [](RunnerJob& j) { j.spec.mutable_request()->set_height(4096); }},
+      {"num_frames", [](RunnerJob& j) { j.spec.mutable_request()->set_num_frames(26); }},
+      {"num_steps", [](RunnerJob& j) { j.spec.mutable_request()->set_num_steps(6); }},
+      {"guidance.cfg_number", [](RunnerJob& j) { j.spec.mutable_request()->mutable_guidance()->set_cfg_number(3); }},
+      {"model", [](RunnerJob& j) { j.spec.mutable_request()->set_model("big"); }},
+      {"frames_per_chunk", [](RunnerJob& j) { j.spec.set_frames_per_chunk(8); }},
       {"image", [](RunnerJob& j) {
-         j.request.set_mode(::magi::v1::MODE_I2V);
-         j.request.set_image("not an image");
+         j.spec.mutable_request()->set_mode(::magi::v1::MODE_I2V);
+         j.spec.mutable_request()->set_image("not an image");
        }},
   };
   for (const auto& c : cases) {

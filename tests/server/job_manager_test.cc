@@ -143,8 +143,8 @@ TEST_F(JobManagerTest, RunsAJobAndStreamsChunksToWatchers) {
   const auto a = link->Assignments()[0].assign();
   EXPECT_EQ(a.job_id(), job->job_id());
   EXPECT_EQ(a.start_chunk(), 0);
-  EXPECT_EQ(a.chunks_total(), 2);
-  EXPECT_EQ(a.frames_per_chunk(), 24);
+  EXPECT_EQ(a.spec().chunks_total(), 2);
+  EXPECT_EQ(a.spec().frames_per_chunk(), 24);
   manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
   manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 1));
   manager_->OnWorkerMessage(g, Done(job->job_id(), 1));

@@ -10,7 +10,7 @@ constexpr int64_t kNow = 1'700'000'000'000;
 ::magi::v1::GenerateRequest Good() {
   ::magi::v1::GenerateRequest r;
   r.add_prompts()->set_text("a cat");
-  r.set_num_frames(50);
+  r.set_num_frames(48);
   r.set_width(64);
   r.set_height(64);
   return r;
@@ -18,15 +18,17 @@ constexpr int64_t kNow = 1'700'000'000'000;
 
 TEST(RequestValidatorTest, FillsDefaultsAndCountsChunks) {
   ModelCatalog catalog;
-  auto v = ValidateGenerateRequest(Good(), catalog, kNow);
+  auto good = Good();
+  good.set_num_frames(52);
+  auto v = ValidateGenerateRequest(good, catalog, kNow);
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->request.model(), "tiny");
-  EXPECT_EQ(v->request.mode(), ::magi::v1::MODE_T2V);
-  EXPECT_EQ(v->request.fps(), 24);
-  EXPECT_EQ(v->request.num_steps(), 8);
-  EXPECT_EQ(v->chunks_total, 3);  // 50 frames in chunks of 24
-  EXPECT_EQ(ChunkCount(48, 24), 2);
-  EXPECT_EQ(ChunkCount(1, 24), 1);
+  EXPECT_EQ(v->request().model(), "tiny");
+  EXPECT_EQ(v->request().mode(), ::magi::v1::MODE_T2V);
+  EXPECT_EQ(v->request().fps(), 24);
+  EXPECT_EQ(v->request().num_steps(), 8);
+  EXPECT_EQ(v->request().seed(), 1234);
+  EXPECT_EQ(v->chunks_total(), 3);  // 52 frames in chunks of 24
+  EXPECT_EQ(v->spec.frames_per_chunk(), 24);
 }
 
 struct BadCase {
@@ -48,6 +50,11 @@ TEST(RequestValidatorTest, EveryBadFieldIsNamed) {
       {"seed", [](auto* r) { r->set_seed(-1); }},
       {"guidance.text_scale", [](auto* r) { r->mutable_guidance()->set_text_scale(0.5f); }},
       {"guidance.cfg_number", [](auto* r) { r->mutable_guidance()->set_cfg_number(2); }},
+      // What the tiny model cannot run is refused here, not after the job was queued.
+      {"num_frames", [](auto* r) { r->set_num_frames(50); }},
+      {"num_steps", [](auto* r) { r->set_num_steps(6); }},
+      {"width", [](auto* r) { r->set_width(16); }},
+      {"guidance.cfg_number", [](auto* r) { r->mutable_guidance()->set_cfg_number(3); }},
       {"priority", [](auto* r) { r->set_priority(-1); }},
       {"deadline_unix_ms", [](auto* r) { r->set_deadline_unix_ms(-5); }},
       {"idempotency_key", [](auto* r) { r->set_idempotency_key(std::string(200, 'k')); }},
@@ -86,12 +93,15 @@ TEST(RequestValidatorTest, RegisteredModelsExtendTheCatalog) {
   ModelInfo big = DefaultTinyModel();
   big.set_name("big");
   big.set_frames_per_chunk(10);
+  big.set_latent_frames_per_chunk(5);
+  big.set_frames_multiple(2);
   catalog.Register("group#1", big);
   auto r = Good();
   r.set_model("big");
+  r.set_num_frames(50);
   auto v = ValidateGenerateRequest(r, catalog, kNow);
   ASSERT_TRUE(v.ok()) << v.status();
-  EXPECT_EQ(v->chunks_total, 5);
+  EXPECT_EQ(v->chunks_total(), 5);
   r.set_model("other");
   auto bad = ValidateGenerateRequest(r, catalog, kNow);
   EXPECT_NE(bad.status().message().find("known models: big, tiny"), std::string::npos) << bad.status();

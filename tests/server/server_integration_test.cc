@@ -26,7 +26,7 @@ using ::magi::v1::GenerateEvent;
   r.set_width(32);
   r.set_height(32);
   r.set_fps(8);
-  r.set_num_steps(2);
+  r.set_num_steps(4);  // the built-in tiny model runs multiples of 4
   r.set_seed(3);
   return r;
 }
@@ -136,9 +136,9 @@ TEST(JobExecutorTest, ResumedAttemptEmitsIdenticalFragments) {
   ::magi::internal::v1::Assignment a;
   a.set_job_id("j");
   a.set_attempt(1);
-  *a.mutable_request() = SmallRequest(4);
-  a.set_chunks_total(4);
-  a.set_frames_per_chunk(24);
+  auto spec = BuildJobSpec(SmallRequest(4), runner.Models().front());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  *a.mutable_spec() = *spec;
   auto run = [&](int start) {
     a.set_start_chunk(start);
     std::vector<std::string> fragments;
@@ -165,9 +165,9 @@ TEST(JobExecutorTest, CancelStopsWithinAStep) {
   ::magi::internal::v1::Assignment a;
   a.set_job_id("j");
   a.set_attempt(1);
-  *a.mutable_request() = SmallRequest(20);
-  a.set_chunks_total(20);
-  a.set_frames_per_chunk(24);
+  auto spec = BuildJobSpec(SmallRequest(20), runner.Models().front());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  *a.mutable_spec() = *spec;
   int chunks = 0;
   int code = -1;
   JobExecutor* self = nullptr;

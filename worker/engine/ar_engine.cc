@@ -60,7 +60,7 @@ absl::StatusOr<Geometry> RequestGeometry(const MagiConfig& c, const GenerateRequ
     }
     g.prefix_frames = static_cast<int>(r.prefix.size(2));
   }
-  g.chunk_num = ChunkCount(num_frames, rt.temporal_downsample_factor, g.prefix_frames, rt.chunk_width);
+  g.chunk_num = LatentChunkCount(num_frames, rt.temporal_downsample_factor, g.prefix_frames, rt.chunk_width);
   if (g.chunk_num * rt.chunk_width <= g.prefix_frames) {
     return Bad(absl::StrCat("num_frames (", num_frames, ") leaves no frame to generate after the ", g.prefix_frames,
                             "-frame prefix"));

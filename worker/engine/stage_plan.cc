@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -47,7 +48,12 @@ absl::Status Validate(const PlanOptions& o) {
 
 }  // namespace
 
-int ChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width) {
+int NumStepsMultiple(int window_size, int kv_range_count) {
+  const int w = window_size > 0 ? window_size : 1;
+  return kv_range_count > 0 ? std::lcm(w, kv_range_count) : w;
+}
+
+int LatentChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width) {
   const int latent = num_frames / temporal_downsample_factor + prefix_frames;
   return (latent + chunk_width - 1) / chunk_width;
 }

@@ -100,8 +100,13 @@ struct StagePlan {
 // builds the plan.
 absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
 
-// Chunk count of a request (§1.5): ceil((num_frames / temporal_downsample + P) / chunk_width).
-int ChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width);
+// Latent chunks of a request (§1.5): ceil((num_frames / temporal_downsample + P) / chunk_width)
+// (not a job's chunk count: jobspec/job_spec.h owns that).
+int LatentChunkCount(int num_frames, int temporal_downsample_factor, int prefix_frames, int chunk_width);
+
+// The smallest num_steps the planner accepts and every valid num_steps' divisor:
+// lcm(window_size, the number of noise2clean kv ranges, if any).
+int NumStepsMultiple(int window_size, int kv_range_count);
 
 // One line per step ("s=3 stage=1/0 sp=0 [c0 t=.. kv=[0,1)] ... emit c0"), for debugging.
 std::string DescribePlan(const StagePlan& plan);

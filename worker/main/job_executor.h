@@ -1,5 +1,6 @@
 // JobExecutor: runs one assignment on a worker group: JobRunner frames -> fMP4 fragments
-// (FragmentedMp4Encoder) -> ChunkReady / Progress messages, then the JobDone result.
+// (Fmp4ChunkWriter, with the encoding the assignment's JobSpec fixes) -> ChunkReady /
+// Progress messages, then the JobDone result.
 //
 // Resume: for an assignment with start_chunk > 0 the runner replays the earlier chunks'
 // frames (OnPrefixChunk); they are encoded and dropped, so the encoder's timeline and
@@ -22,7 +23,7 @@
 
 namespace magi {
 
-class FragmentedMp4Encoder;
+class Fmp4ChunkWriter;
 
 class JobExecutor final : public FrameSink {
  public:
@@ -53,8 +54,7 @@ class JobExecutor final : public FrameSink {
   int attempt_ = 0;
   SendFn send_;
   std::atomic<bool> cancelled_{false};
-  std::unique_ptr<FragmentedMp4Encoder> encoder_;
-  std::string init_segment_;
+  std::unique_ptr<Fmp4ChunkWriter> writer_;
   absl::Time start_;
 };
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "jobspec/job_spec.h"
 #include "magi/internal/v1/worker_pool.pb.h"
 #include "magi/v1/video_generation.pb.h"
 #include "worker/media/rgb_frame.h"
@@ -45,17 +46,14 @@ inline RgbFrame NewPaddedFrame(int w, int h) {
 
 struct RunnerJob {
   std::string job_id;
-  ::magi::v1::GenerateRequest request;  // validated by the server, defaults filled in
-  int start_chunk = 0;                  // chunks < start_chunk were made by an earlier attempt
-  int chunks_total = 0;
-  int frames_per_chunk = 0;
+  JobSpec spec;         // built at the edge (jobspec/job_spec.h): the request with defaults, geometry
+  int start_chunk = 0;  // chunks < start_chunk were made by an earlier attempt
   std::string done_video;  // init segment + fragments of chunks < start_chunk (resume prefix)
 
-  int FrameBegin(int chunk) const { return chunk * frames_per_chunk; }
-  int FrameEnd(int chunk) const {
-    int end = (chunk + 1) * frames_per_chunk;
-    return end < request.num_frames() ? end : request.num_frames();
-  }
+  const ::magi::v1::GenerateRequest& request() const { return spec.request(); }
+  int chunks_total() const { return spec.chunks_total(); }
+  int FrameBegin(int chunk) const { return ::magi::FrameBegin(spec, chunk); }
+  int FrameEnd(int chunk) const { return ::magi::FrameEnd(spec, chunk); }
 };
 
 struct StepProgress {

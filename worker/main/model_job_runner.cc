@@ -13,6 +13,7 @@
 #include "base/status_macros.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
+#include "worker/engine/stage_plan.h"
 #include "worker/media/image_decoder.h"
 #include "worker/media/prefix_video_decoder.h"
 #include "worker/model/checkpoint.h"
@@ -29,6 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = ::magi::v1;
+
+// Pixels per latent pixel (the ViT VAE's spatial downsampling; the engine assumes it).
+constexpr int kVaeSpatialFactor = 8;
 
 absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
@@ -186,13 +190,22 @@ std::vector<::magi::internal::v1::ModelInfo> ModelJobRunner::Models() const {
   m.set_default_steps(rt.num_steps);
   m.set_max_steps(options_.max_steps);
   for (const auto& name : config_.serving.special_tokens.EnabledNames()) m.add_special_tokens(name);
+  // What the networks can run: the VAE decodes whole latent frames, the stage planner needs
+  // whole stages, the DiT whole patches (at least two), guidance the configured cfg passes.
+  m.set_frames_multiple(rt.temporal_downsample_factor);
+  m.set_latent_frames_per_chunk(rt.chunk_width);
+  m.set_steps_multiple(NumStepsMultiple(rt.window_size, static_cast<int>(rt.noise2clean_kvrange.size())));
+  m.set_size_multiple(kVaeSpatialFactor * config_.model.patch_size);
+  m.set_min_size(2 * kVaeSpatialFactor * config_.model.patch_size);
+  m.add_cfg_numbers(rt.cfg_number);
+  m.set_default_seed(rt.seed);
   return {m};
 }
 
 absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
-  const pb::GenerateRequest& r = job.request;
+  const pb::GenerateRequest& r = job.request();
   const RuntimeConfig& rt = config_.runtime;
-  const int px = 8 * config_.model.patch_size;  // VAE x patch: the DiT's token grid
+  const int px = kVaeSpatialFactor * config_.model.patch_size;  // VAE x patch: the DiT's token grid
   if (!r.model().empty() && r.model() != options_.model_name) {
     return Bad("model", absl::StrCat("'", r.model(), "' is not served here; this worker serves '",
                                      options_.model_name, "'"));
@@ -210,9 +223,8 @@ absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
     return Bad("num_frames", absl::StrCat(r.num_frames(), " is not allowed; must be a multiple of ", tf, " in [", tf,
                                           ", ", options_.max_frames, "] (the VAE's temporal factor)"));
   }
-  int step_multiple = rt.window_size;
   const int kv = static_cast<int>(rt.noise2clean_kvrange.size());
-  if (kv > 0) step_multiple = std::lcm(step_multiple, kv);
+  const int step_multiple = NumStepsMultiple(rt.window_size, kv);
   if (r.num_steps() < 1 || r.num_steps() > options_.max_steps || r.num_steps() % step_multiple != 0) {
     return Bad("num_steps", absl::StrCat(r.num_steps(), " is not allowed; must be a multiple of ", step_multiple,
                                          " (window_size ", rt.window_size, ", ", kv, " kv ranges) in [",
@@ -225,21 +237,50 @@ absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
                             " (or 0 = default)"));
   }
   if (r.prompts_size() < 1) return Bad("prompts", "at least one prompt is required");
-  if (job.frames_per_chunk != frames_per_chunk()) {
-    return Bad("frames_per_chunk", absl::StrCat(job.frames_per_chunk, " does not match model '", options_.model_name,
-                                                "' (", frames_per_chunk(), ")"));
+  // The job's geometry, as the edge computed it, must be this model's.
+  if (job.spec.frames_per_chunk() != frames_per_chunk() || job.spec.frames_per_latent() != tf ||
+      job.spec.latent_frames_per_chunk() != rt.chunk_width) {
+    return Bad("frames_per_chunk", absl::StrCat("the job's chunks of ", job.spec.frames_per_chunk(), " frames (",
+                                                job.spec.latent_frames_per_chunk(), " latent x ",
+                                                job.spec.frames_per_latent(), ") do not match model '",
+                                                options_.model_name, "' (", rt.chunk_width, " x ", tf, ")"));
   }
   const int chunks = (r.num_frames() + frames_per_chunk() - 1) / frames_per_chunk();
-  if (job.chunks_total != chunks || job.start_chunk < 0 || job.start_chunk > job.chunks_total) {
-    return Bad("chunks_total", absl::StrCat("job has ", job.chunks_total, " chunks from ", job.start_chunk,
+  if (job.chunks_total() != chunks || job.start_chunk < 0 || job.start_chunk > job.chunks_total()) {
+    return Bad("chunks_total", absl::StrCat("job has ", job.chunks_total(), " chunks from ", job.start_chunk,
                                             "; ", r.num_frames(), " frames make ", chunks));
+  }
+  // The engine must plan it and make every frame the job streams (v2v: its prefix length is
+  // known once the video is decoded; Run() checks it then).
+  if (r.mode() != pb::MODE_V2V) {
+    const int prefix = job.spec.prefix_latent_frames();
+    const int latent_chunks = LatentChunkCount(job.spec.engine_frames(), tf, prefix, rt.chunk_width);
+    const int made = latent_chunks * rt.chunk_width * tf;
+    if (made < r.num_frames()) {
+      return Bad("num_frames", absl::StrCat(r.num_frames(), " frames: the engine makes ", made, " for ",
+                                            job.spec.engine_frames(), " engine frames"));
+    }
+    MagiConfig c = config_;
+    c.runtime.video_size_w = r.width();
+    c.runtime.video_size_h = r.height();
+    c.runtime.num_steps = r.num_steps();
+    GenerateRequest probe;
+    probe.num_frames = job.spec.engine_frames();
+    if (prefix > 0) {
+      probe.prefix = at::zeros({1, config_.model.latent_channels(), prefix, r.height() / kVaeSpatialFactor,
+                                r.width() / kVaeSpatialFactor});
+    }
+    MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_));
+    MAGI_RETURN_IF_ERROR(engine->Plan(probe).status());
   }
   return absl::OkStatus();
 }
 
+absl::Status ModelJobRunner::Check(const RunnerJob& job) const { return Validate(job); }
+
 absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   MAGI_RETURN_IF_ERROR(Validate(job));
-  const pb::GenerateRequest& r = job.request;
+  const pb::GenerateRequest& r = job.request();
   MagiConfig c = config_;
   RuntimeConfig& rt = c.runtime;
   rt.video_size_w = r.width();
@@ -249,12 +290,11 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   if (r.guidance().prefix_scale() > 0) {
     std::fill(rt.prev_chunk_scales.begin(), rt.prev_chunk_scales.end(), r.guidance().prefix_scale());
   }
-  const int tf = rt.temporal_downsample_factor;
 
   GenerateRequest req;
   req.null_caption = null_caption_;
   req.special_tokens = prompt_tokens_;
-  req.seed = r.seed() != 0 ? r.seed() : rt.seed;
+  req.seed = r.seed();  // the JobSpec filled the model's default
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
     auto enc = captions_->Encode(p.text());
@@ -265,28 +305,22 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     cp.mask = enc->mask[0].to(at::kFloat);
     req.prompts.push_back(std::move(cp));
   }
-  // Prefix and the engine's frame count (video frames it generates after the prefix).
-  int engine_frames = r.num_frames();
+  // Prefix; the engine's frame count (video frames it generates after the prefix) is the
+  // JobSpec's.
   if (r.mode() == pb::MODE_I2V) {
     MAGI_ASSIGN_OR_RETURN(RgbFrame image, DecodeImage("image", r.image(), r.width(), r.height()));
     MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo({image})));
-    req.prefix = z.to(at::kFloat);
-    // The first emitted chunk carries the image's latent frame as its first frame.
-    engine_frames = r.num_frames() - tf;
+    req.prefix = z.to(at::kFloat);  // the first emitted chunk's first frame is the image's
   } else if (r.mode() == pb::MODE_V2V) {
     MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> frames,
                           DecodePrefixVideo("prefix_video", r.prefix_video(), r.width(), r.height(), rt.fps));
     MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo(frames)));
     if (z.size(2) < 1) return Bad("prefix_video", "too short: it encodes to no latent frame");
     req.prefix = z.to(at::kFloat);
-    // Ask for one extra chunk: a partly-prefix chunk may decode to fewer frames; the
-    // runner stops the engine as soon as the job's frames are out.
-    engine_frames = r.num_frames() + rt.chunk_width * tf;
   } else if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V) {
     return Bad("mode", absl::StrCat(static_cast<int>(r.mode()), " is not a known mode"));
   }
-  req.num_frames = engine_frames;
-  if (engine_frames < 0) return Bad("num_frames", absl::StrCat(r.num_frames(), " is too small for this mode"));
+  req.num_frames = job.spec.engine_frames();
 
   EngineOptions eo;
   eo.keep_final_latents = false;
@@ -300,7 +334,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   int next_chunk = 0;
   // Hands out every full job chunk in `pending` (all of it, trimmed, when `final`).
   auto flush = [&](bool final) -> absl::Status {
-    while (next_chunk < job.chunks_total) {
+    while (next_chunk < job.chunks_total()) {
       const int want = job.FrameEnd(next_chunk) - job.FrameBegin(next_chunk);
       if (static_cast<int>(pending.size()) < want) {
         if (!final) return absl::OkStatus();
@@ -324,13 +358,13 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
     AppendFrames(d.frames, pending);
     MAGI_RETURN_IF_ERROR(flush(false));
-    if (next_chunk >= job.chunks_total) return AllChunksOut();
+    if (next_chunk >= job.chunks_total()) return AllChunksOut();
     return absl::OkStatus();
   };
   StepProgress last;
   cb.on_progress = [&](const Progress& p) {
     StepProgress& sp = last;
-    sp.chunk = std::min(std::max(next_chunk, 0), job.chunks_total - 1);
+    sp.chunk = std::min(std::max(next_chunk, 0), job.chunks_total() - 1);
     sp.step = p.step;
     sp.total_steps = p.total_steps;
     sp.step_seconds = p.step > 0 ? p.seconds / p.step : 0;
@@ -343,7 +377,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   // Stopping after the last job chunk skips the engine's final progress report.
   if (last.step < last.total_steps) {
     last.step = last.total_steps;
-    last.chunk = job.chunks_total - 1;
+    last.chunk = job.chunks_total() - 1;
     last.eta_seconds = 0;
     sink.OnProgress(last);
   }

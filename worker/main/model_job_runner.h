@@ -5,10 +5,11 @@
 // cache, seeded noise) -> per emitted clean latent chunk a VAE decode -> uint8 RGB frames ->
 // FrameSink::OnChunk, so every chunk streams as soon as it is final.
 //
-// Chunks: the engine emits latent chunks of chunk_width frames (x temporal factor 4 video
-// frames); the runner re-chunks the decoded frames into the job's chunks of
-// frames_per_chunk (equal for t2v and i2v; v2v's first emitted chunk is shorter), trims the
-// last one to num_frames, and stops the engine once the last job chunk is out.
+// Chunks: the job's geometry is its JobSpec's (jobspec/job_spec.h), built at the edge against
+// what Models() declares from the config. The engine emits latent chunks of chunk_width
+// frames (x temporal factor 4 video frames); the runner re-chunks the decoded frames into the
+// job's chunks (equal for t2v and i2v; v2v's first emitted chunk is shorter), trims the last
+// one to num_frames, and stops the engine once the last job chunk is out.
 // Modes: t2v; i2v (the image is decoded, stretched and VAE-encoded as a 1-latent-frame
 // prefix; the output's first frame is the decoded image frame); v2v (the first 32 frames of
 // the prefix video at the model's fps, VAE-encoded; the output is the continuation only).
@@ -86,6 +87,12 @@ class ModelJobRunner final : public JobRunner {
   std::string name() const override { return "model"; }
   std::vector<::magi::internal::v1::ModelInfo> Models() const override;
   absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+
+  // The checks Run() makes before it loads media or runs a step: the request against this
+  // model's config, the job's geometry against the model's, and the engine's plan of it (all
+  // but v2v, whose prefix length needs the decoded video). InvalidArgument naming the field.
+  // Every job whose JobSpec the edge built from Models() passes (tests/runner property test).
+  absl::Status Check(const RunnerJob& job) const;
 
   // Video frames per job chunk: chunk_width x temporal_downsample_factor.
   int frames_per_chunk() const;

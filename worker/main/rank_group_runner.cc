@@ -10,8 +10,8 @@
 namespace magi {
 namespace {
 
-// Header broadcast before every job: [payload bytes (-1 = stop), start_chunk, chunks_total,
-// frames_per_chunk].
+// Header broadcast before every job: [payload bytes (-1 = stop), start_chunk]; the payload
+// is the job's JobSpec.
 constexpr int64_t kStop = -1;
 
 // Every rank asks the same question at the same point of the same loop; the leader's sink
@@ -48,10 +48,8 @@ GroupLeaderRunner::~GroupLeaderRunner() { (void)StopFollowers(); }
 
 absl::Status GroupLeaderRunner::Run(const RunnerJob& job, FrameSink& sink) {
   std::string payload;
-  if (!job.request.SerializeToString(&payload)) return absl::InternalError("worker group: cannot serialise the job");
-  at::Tensor header = at::tensor({static_cast<int64_t>(payload.size()), static_cast<int64_t>(job.start_chunk),
-                                  static_cast<int64_t>(job.chunks_total), static_cast<int64_t>(job.frames_per_chunk)},
-                                 at::kLong);
+  if (!job.spec.SerializeToString(&payload)) return absl::InternalError("worker group: cannot serialise the job");
+  at::Tensor header = at::tensor({static_cast<int64_t>(payload.size()), static_cast<int64_t>(job.start_chunk)}, at::kLong);
   if (auto s = world_.Broadcast(header, 0, "group.job_header"); !s.ok()) return s;
   at::Tensor bytes = at::empty({static_cast<int64_t>(payload.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), payload.data(), payload.size());
@@ -63,13 +61,13 @@ absl::Status GroupLeaderRunner::Run(const RunnerJob& job, FrameSink& sink) {
 }
 
 absl::Status GroupLeaderRunner::StopFollowers() {
-  at::Tensor header = at::tensor({kStop, int64_t{0}, int64_t{0}, int64_t{0}}, at::kLong);
+  at::Tensor header = at::tensor({kStop, int64_t{0}}, at::kLong);
   return world_.Broadcast(header, 0, "group.job_header");
 }
 
 absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
   for (;;) {
-    at::Tensor header = at::zeros({4}, at::kLong);
+    at::Tensor header = at::zeros({2}, at::kLong);
     if (auto s = world.Broadcast(header, 0, "group.job_header"); !s.ok()) return s;
     const int64_t n = header[0].item<int64_t>();
     if (n == kStop) return absl::OkStatus();
@@ -79,12 +77,10 @@ absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
     }
     RunnerJob job;
     job.job_id = "group";
-    if (!job.request.ParseFromArray(bytes.data_ptr(), static_cast<int>(n))) {
+    if (!job.spec.ParseFromArray(bytes.data_ptr(), static_cast<int>(n))) {
       return absl::DataLossError("worker group: the job from rank 0 does not parse");
     }
     job.start_chunk = static_cast<int>(header[1].item<int64_t>());
-    job.chunks_total = static_cast<int>(header[2].item<int64_t>());
-    job.frames_per_chunk = static_cast<int>(header[3].item<int64_t>());
     AgreedCancelSink agreed(nullptr, world);
     // The leader reports the job's outcome; a follower only has to stay in step.
     (void)runner.Run(job, agreed);

@@ -66,29 +66,29 @@ RgbFrame SyntheticFrameRunner::MakeFrame(const ::magi::v1::GenerateRequest& r, i
 }
 
 std::vector<RgbFrame> SyntheticFrameRunner::MakeChunk(const RunnerJob& job, int chunk) {
-  uint64_t prompt_hash = Fnv1a(PromptForChunk(job.request, chunk));
+  uint64_t prompt_hash = Fnv1a(PromptForChunk(job.request(), chunk));
   std::vector<RgbFrame> frames;
   for (int t = job.FrameBegin(chunk); t < job.FrameEnd(chunk); ++t) {
-    frames.push_back(MakeFrame(job.request, t, prompt_hash));
+    frames.push_back(MakeFrame(job.request(), t, prompt_hash));
   }
   return frames;
 }
 
 absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
-  if (job.frames_per_chunk < 1 || job.chunks_total < 1 || job.start_chunk < 0 ||
-      job.start_chunk > job.chunks_total) {
+  if (job.spec.frames_per_chunk() < 1 || job.chunks_total() < 1 || job.start_chunk < 0 ||
+      job.start_chunk > job.chunks_total()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "assignment: frames_per_chunk ", job.frames_per_chunk, ", chunks_total ", job.chunks_total,
+        "assignment: frames_per_chunk ", job.spec.frames_per_chunk(), ", chunks_total ", job.chunks_total(),
         ", start_chunk ", job.start_chunk, " are inconsistent"));
   }
   for (int c = 0; c < job.start_chunk; ++c) {
     if (auto s = sink.OnPrefixChunk(c, MakeChunk(job, c)); !s.ok()) return s;
   }
-  const int steps = std::max(1, job.request.num_steps());
+  const int steps = std::max(1, job.request().num_steps());
   absl::Time begin = absl::Now();
   int done_steps = 0;
-  const int todo_steps = steps * (job.chunks_total - job.start_chunk);
-  for (int c = job.start_chunk; c < job.chunks_total; ++c) {
+  const int todo_steps = steps * (job.chunks_total() - job.start_chunk);
+  for (int c = job.start_chunk; c < job.chunks_total(); ++c) {
     for (int s = 0; s < steps; ++s) {
       if (sink.Cancelled()) return absl::CancelledError(absl::StrCat("job ", job.job_id, " cancelled"));
       absl::Time step_begin = absl::Now();

@@ -1,0 +1,55 @@
+#include "worker/media/fmp4_chunk_writer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "worker/media/fragmented_mp4_encoder.h"
+
+namespace magi {
+
+absl::StatusOr<std::unique_ptr<Fmp4ChunkWriter>> Fmp4ChunkWriter::Create(int width, int height,
+                                                                         const VideoEncodeOptions& options) {
+  std::unique_ptr<Fmp4ChunkWriter> w(new Fmp4ChunkWriter());
+  auto encoder = FragmentedMp4Encoder::Create(width, height, options);
+  if (!encoder.ok()) return encoder.status();
+  w->encoder_ = std::move(*encoder);
+  auto init = w->encoder_->Init();
+  if (!init.ok()) return init.status();
+  w->init_segment_ = std::move(*init);
+  return w;
+}
+
+Fmp4ChunkWriter::~Fmp4ChunkWriter() = default;
+
+absl::Status Fmp4ChunkWriter::CheckOrder(int index) const {
+  if (index != next_index_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("fMP4 chunk writer: chunk ", index, " out of order; the next chunk is ", next_index_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Fmp4ChunkWriter::ReplayChunk(int index, const std::vector<RgbFrame>& frames) {
+  if (auto s = CheckOrder(index); !s.ok()) return s;
+  auto fragment = encoder_->AddChunk(frames);
+  if (!fragment.ok()) return fragment.status();
+  ++next_index_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Fmp4Piece> Fmp4ChunkWriter::WriteChunk(int index, const std::vector<RgbFrame>& frames) {
+  if (auto s = CheckOrder(index); !s.ok()) return s;
+  auto fragment = encoder_->AddChunk(frames);
+  if (!fragment.ok()) return fragment.status();
+  ++next_index_;
+  Fmp4Piece piece;
+  piece.index = index;
+  if (index == 0) piece.init_segment = init_segment_;
+  piece.fragment = std::move(*fragment);
+  piece.frames = static_cast<int>(frames.size());
+  return piece;
+}
+
+absl::StatusOr<std::string> Fmp4ChunkWriter::Finish() { return encoder_->Finish(); }
+
+}  // namespace magi

@@ -117,6 +117,7 @@ int Main(int argc, char** argv) {
   std::string addr = "127.0.0.1:" + std::to_string(app.grpc_port());
   WorkerLinkOptions lo;
   lo.server = addr;
+  lo.token_file = app.worker_token_file();
   WorkerLink link(lo, &runner);
   std::thread worker([&] { link.Run().IgnoreError(); });
   while (app.manager().groups_up() == 0) absl::SleepFor(absl::Milliseconds(5));

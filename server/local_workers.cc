@@ -32,6 +32,9 @@ absl::Status LocalWorkers::Start(const LocalWorkerOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("--worker-binary: '", options.worker_binary,
                                                    "' is not an executable magi-worker"));
   }
+  if (options.worker_token_file.empty()) {
+    return absl::InvalidArgumentError("local workers need the server's worker token file (none given)");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   for (int i = 0; i < options.count; ++i) {
     pid_t pid = Spawn(i);
@@ -46,6 +49,8 @@ pid_t LocalWorkers::Spawn(int index) {
   std::vector<std::string> args = {options_.worker_binary, "--server=" + options_.server_address,
                                    absl::StrCat("--group-id=local-", index)};
   for (const auto& a : options_.extra_args) args.push_back(a);
+  // Last, so that it wins over a stray --worker_token_file in --worker_args.
+  if (!options_.worker_token_file.empty()) args.push_back("--worker_token_file=" + options_.worker_token_file);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -1,7 +1,8 @@
 // LocalWorkers: the embedded default. `magi-server --local-workers N` starts N magi-worker
 // processes on this machine that dial back to the server, and restarts any that exits
 // (with a short back-off) until Stop(). Each child dies with the server (PR_SET_PDEATHSIG),
-// so a killed server never leaves orphans serving a stale address.
+// so a killed server never leaves orphans serving a stale address. Each is given the path of
+// the server's worker token file, so it can authenticate (server/worker_auth.h).
 //
 // Thread safety: Start/Stop from one thread; a supervisor thread reaps and restarts.
 // Owns the child processes; not copyable.
@@ -24,6 +25,7 @@ struct LocalWorkerOptions {
   int count = 0;
   std::string worker_binary;  // path of magi-worker
   std::string server_address; // what the workers dial
+  std::string worker_token_file;  // passed as --worker_token_file (the path, never the token)
   std::vector<std::string> extra_args;  // passed to every worker (e.g. --runner=synthetic)
 };
 

@@ -4,10 +4,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/http_endpoints.h"
 #include "server/server_metrics.h"
 #include "server/video_generation_service.h"
+#include "server/worker_auth.h"
 #include "server/worker_pool_service.h"
 
 namespace magi {
@@ -22,25 +24,54 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
   if (!manager.ok()) return manager.status();
   manager_ = std::move(*manager);
   public_service_ = std::make_unique<VideoGenerationService>(manager_.get());
-  worker_service_ = std::make_unique<WorkerPoolService>(manager_.get());
+  worker_token_file_ = options.worker_token_file;
+  if (worker_token_file_.empty()) {
+    auto generated = WriteGeneratedWorkerToken(options.jobs.state_dir);
+    if (!generated.ok()) return generated.status();
+    worker_token_file_ = *generated;
+  }
+  auto auth = WorkerAuthenticator::FromFile(worker_token_file_, metrics_.get());
+  if (!auth.ok()) return auth.status();
+  worker_auth_ = std::move(*auth);
+  worker_service_ = std::make_unique<WorkerPoolService>(manager_.get(), worker_auth_.get());
+  const bool own_worker_listener = !options.worker_listen.empty();
+  if (own_worker_listener && options.worker_listen == options.listen && !absl::EndsWith(options.listen, ":0")) {
+    return absl::InvalidArgumentError(absl::StrCat("--worker_listen ", options.worker_listen,
+                                                   " is --listen; leave it empty to serve WorkerPool on --listen"));
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto configure = [&](grpc::ServerBuilder& builder) {
+    builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+    builder.SetMaxSendMessageSize(options.max_message_bytes);
+    // Workers and clients keep long streams open; keepalive notices dead peers.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  };
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &grpc_port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
-  // Workers and clients keep long streams open; keepalive notices dead peers.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  configure(builder);
   builder.RegisterService(public_service_.get());
-  builder.RegisterService(worker_service_.get());
+  if (!own_worker_listener) builder.RegisterService(worker_service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {
     return absl::InvalidArgumentError(absl::StrCat("--listen ", options.listen,
                                                    ": cannot listen (address in use or invalid)"));
+  }
+  worker_port_ = grpc_port_;
+  if (own_worker_listener) {
+    grpc::ServerBuilder worker_builder;
+    worker_builder.AddListeningPort(options.worker_listen, grpc::InsecureServerCredentials(), &worker_port_);
+    configure(worker_builder);
+    worker_builder.RegisterService(worker_service_.get());
+    worker_server_ = worker_builder.BuildAndStart();
+    if (!worker_server_ || worker_port_ == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--worker_listen ", options.worker_listen,
+                                                     ": cannot listen (address in use or invalid)"));
+    }
   }
   if (auto* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(true);
@@ -70,12 +101,14 @@ void ServerApp::Shutdown(absl::Duration grace) {
     manager_->StartDraining();
     manager_->CloseAllStreams(absl::UnavailableError("server shutting down; Watch again later"));
   }
-  if (server_) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-    server_->Wait();
+  for (grpc::Server* s : {server_.get(), worker_server_.get()}) {
+    if (s == nullptr) continue;
+    s->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    s->Wait();
   }
   if (http_) http_->Stop();
   server_.reset();
+  worker_server_.reset();
   manager_.reset();
 }
 

@@ -1,6 +1,8 @@
 // ServerApp: one magi-server instance in a process: metrics, the JobManager (store +
 // scheduler), the public and worker gRPC services with grpc.health.v1 and reflection, and
 // the HTTP endpoints. magi-server's main, the tests and the benchmark all run it.
+// The worker service (magi.internal.v1.WorkerPool) always requires a worker token
+// (server/worker_auth.h); it is served on the public port or on its own listener.
 //
 // Lifecycle: Start -> (serving) -> Drain (health NOT_SERVING, /readyz 503, admission
 // stopped, running jobs finish up to a timeout) -> Shutdown. Jobs still queued or running
@@ -28,10 +30,17 @@ class ServerMetrics;
 class HttpEndpoints;
 class VideoGenerationService;
 class WorkerPoolService;
+class WorkerAuthenticator;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // gRPC; port 0 picks a free port
   std::string http_listen = "127.0.0.1:0"; // /healthz /readyz /metrics; empty = off
+  // WorkerPool's own listener, where it alone is served (port 0 picks a free port);
+  // empty = WorkerPool is served on `listen` next to the public API.
+  std::string worker_listen;
+  // The worker tokens (base/worker_token.h). Empty: a fresh random token is written to
+  // <state_dir>/worker_token (mode 0600) at every start; worker_token_file() names it.
+  std::string worker_token_file;
   int max_message_bytes = 64 << 20;        // requests carry images / prefix videos
   JobManagerOptions jobs;
 };
@@ -51,6 +60,10 @@ class ServerApp {
   void Shutdown(absl::Duration grace = absl::Seconds(2));
 
   int grpc_port() const { return grpc_port_; }
+  // Where WorkerPool is served: grpc_port() unless options.worker_listen was set.
+  int worker_port() const { return worker_port_; }
+  // The token file workers must present a token of (given or generated); set by Start.
+  const std::string& worker_token_file() const { return worker_token_file_; }
   int http_port() const { return http_port_; }
   JobManager& manager() { return *manager_; }
   ServerMetrics& metrics() { return *metrics_; }
@@ -59,11 +72,15 @@ class ServerApp {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<JobManager> manager_;
   std::unique_ptr<VideoGenerationService> public_service_;
+  std::unique_ptr<WorkerAuthenticator> worker_auth_;
   std::unique_ptr<WorkerPoolService> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> worker_server_;  // only with a separate worker_listen
   std::unique_ptr<HttpEndpoints> http_;
   int grpc_port_ = 0;
   int http_port_ = 0;
+  int worker_port_ = 0;
+  std::string worker_token_file_;
   bool shut_down_ = false;
 };
 

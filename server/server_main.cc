@@ -1,10 +1,15 @@
 // magi-server: the gRPC front-end. See server/server_app.h and docs/architecture.md.
 //
 //   magi-server --state-dir=DIR [--listen=127.0.0.1:50051] [--http-listen=127.0.0.1:9464]
+//               [--worker-listen=ADDR:PORT] [--worker-token-file=FILE]
 //               [--local-workers=N] [--max-queue=256] ...
 //
-// Prints one line "magi-server: listening grpc=ADDR:PORT http=ADDR:PORT" on stdout once it
-// serves. SIGTERM / SIGINT: stop admission, drain running jobs up to --drain-timeout-seconds,
+// Worker groups must present a token of --worker-token-file (server/worker_auth.h); without
+// the flag a fresh token is written to <state-dir>/worker_token (0600) at every start and
+// the local workers are given that file.
+//
+// Prints one line "magi-server: listening grpc=ADDR:PORT http=ADDR:PORT workers=ADDR:PORT"
+// on stdout once it serves. SIGTERM / SIGINT: stop admission, drain running jobs up to --drain-timeout-seconds,
 // then exit 0; unfinished jobs stay persisted for the next start.
 #include <signal.h>
 #include <unistd.h>
@@ -29,6 +34,12 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0 = pick one)");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
           "HTTP address for /healthz /readyz /metrics (port 0 = pick one; empty = off)");
+ABSL_FLAG(std::string, worker_listen, "",
+          "gRPC address serving only the worker protocol (WorkerPool); empty = served on --listen "
+          "(port 0 = pick one)");
+ABSL_FLAG(std::string, worker_token_file, "",
+          "file with the worker token(s) that worker groups must present (one per line, re-read "
+          "when it changes); empty = generate <state_dir>/worker_token (0600) at every start");
 ABSL_FLAG(std::string, state_dir, "magi-state", "folder for the job database, chunks and videos");
 ABSL_FLAG(int, max_queue, 256, "queued jobs at most; more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, retention_jobs, 1000, "finished jobs kept (oldest deleted first)");
@@ -118,6 +129,8 @@ int main(int argc, char** argv) {
   magi::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.worker_listen = absl::GetFlag(FLAGS_worker_listen);
+  options.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
   options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));
   options.jobs.retention_jobs = absl::GetFlag(FLAGS_retention_jobs);
@@ -139,7 +152,8 @@ int main(int argc, char** argv) {
     lw.worker_binary = absl::GetFlag(FLAGS_worker_binary).empty()
                            ? magi::DefaultWorkerBinary(SelfExe())
                            : absl::GetFlag(FLAGS_worker_binary);
-    lw.server_address = absl::StrCat("127.0.0.1:", app.grpc_port());
+    lw.server_address = absl::StrCat("127.0.0.1:", app.worker_port());
+    lw.worker_token_file = app.worker_token_file();
     for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_worker_args), ' ', absl::SkipEmpty())) {
       lw.extra_args.emplace_back(a);
     }
@@ -152,8 +166,14 @@ int main(int argc, char** argv) {
 
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   std::string http_host = options.http_listen.substr(0, options.http_listen.rfind(':'));
-  std::printf("magi-server: listening grpc=%s:%d http=%s:%d\n", host.c_str(), app.grpc_port(),
-              http_host.c_str(), app.http_port());
+  std::string worker_host = options.worker_listen.empty()
+                                ? host
+                                : options.worker_listen.substr(0, options.worker_listen.rfind(':'));
+  std::printf("magi-server: listening grpc=%s:%d http=%s:%d workers=%s:%d\n", host.c_str(), app.grpc_port(),
+              http_host.c_str(), app.http_port(), worker_host.c_str(), app.worker_port());
+  std::fprintf(stderr, "magi-server: worker groups authenticate with a token of %s%s\n",
+               app.worker_token_file().c_str(),
+               options.worker_token_file.empty() ? " (generated at this start)" : "");
   std::fflush(stdout);
 
   int sig = 0;

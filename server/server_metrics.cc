@@ -32,6 +32,9 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                      .Help("Finished jobs by outcome.").Register(*registry_);
   rejected_total_ = &BuildCounter().Name("magi_jobs_rejected_total")
                          .Help("Requests refused at admission by reason.").Register(*registry_);
+  worker_auth_failures_total_ = &BuildCounter().Name("magi_worker_auth_failures_total")
+                                     .Help("WorkerPool calls refused UNAUTHENTICATED (no, malformed or wrong worker token) by reason.")
+                                     .Register(*registry_);
   queue_wait_seconds = &BuildHistogram().Name("magi_queue_wait_seconds")
                             .Help("Time from acceptance (or re-queue) to assignment.")
                             .Register(*registry_).Add({}, SecondsBuckets());
@@ -49,6 +52,7 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                                     .Register(*registry_).Add({}, SecondsBuckets());
   for (const char* o : {"succeeded", "failed", "cancelled", "deadline_exceeded"}) JobsFinished(o);
   for (const char* r : {"invalid_argument", "queue_full", "draining", "deadline_exceeded"}) JobsRejected(r);
+  for (const char* r : {"missing", "malformed", "invalid"}) WorkerAuthFailures(r);
 }
 
 prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome) {
@@ -57,6 +61,10 @@ prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome) {
 
 prometheus::Counter& ServerMetrics::JobsRejected(const std::string& reason) {
   return rejected_total_->Add({{"reason", reason}});
+}
+
+prometheus::Counter& ServerMetrics::WorkerAuthFailures(const std::string& reason) {
+  return worker_auth_failures_total_->Add({{"reason", reason}});
 }
 
 std::string ServerMetrics::Serialize() const {

@@ -32,6 +32,8 @@ class ServerMetrics {
   prometheus::Counter& JobsFinished(const std::string& outcome);
   // reason: invalid_argument | queue_full | draining | deadline_exceeded.
   prometheus::Counter& JobsRejected(const std::string& reason);
+  // WorkerPool calls refused by worker authentication; reason: missing | malformed | invalid.
+  prometheus::Counter& WorkerAuthFailures(const std::string& reason);
 
   prometheus::Gauge* queue_depth;
   prometheus::Gauge* jobs_running;
@@ -50,6 +52,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* jobs_total_;
   prometheus::Family<prometheus::Counter>* rejected_total_;
+  prometheus::Family<prometheus::Counter>* worker_auth_failures_total_;
 };
 
 }  // namespace magi

@@ -6,6 +6,8 @@
 
 #include "server/job_manager.h"
 #include "server/outbound_queue.h"
+#include "server/worker_auth.h"
+#include "base/worker_token.h"
 
 namespace magi {
 namespace {
@@ -86,10 +88,24 @@ class GroupStream final : public grpc::ServerBidiReactor<WorkerMessage, ServerMe
   WorkerMessage in_;
 };
 
+// A call that failed authentication: finished at once, nothing read, nothing written.
+class RefusedStream final : public grpc::ServerBidiReactor<WorkerMessage, ServerMessage> {
+ public:
+  explicit RefusedStream(const absl::Status& why) { Finish(ToGrpcStatus(why)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerBidiReactor<WorkerMessage, ServerMessage>* WorkerPoolService::Connect(
-    grpc::CallbackServerContext* /*context*/) {
+    grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(kWorkerTokenMetadataKey);
+  absl::string_view authorization;
+  if (it != metadata.end()) authorization = absl::string_view(it->second.data(), it->second.size());
+  if (absl::Status s = auth_->Check(authorization, context->peer()); !s.ok()) {
+    return new RefusedStream(s);
+  }
   return new GroupStream(manager_);
 }
 

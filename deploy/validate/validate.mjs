@@ -162,6 +162,7 @@ function checkConsistency(file, docs) {
   const pvcs = new Set(byKind("PersistentVolumeClaim").map((d) => d.metadata.name));
   const accounts = new Set(byKind("ServiceAccount").map((d) => d.metadata.name));
   const services = byKind("Service");
+  const tokenSecrets = new Set();
 
   for (const d of docs) {
     if (["Deployment", "StatefulSet"].includes(d.kind)) {
@@ -241,9 +242,26 @@ function checkConsistency(file, docs) {
         const ranks = nproc * nodes;
         tp * cp === ranks ? ok(`${w} (${tp} x ${cp} = ${nproc} x ${nodes})`) : fail(w, `${tp} x ${cp} != ${nproc} ranks per pod x ${nodes} pods`);
         const server = flag(c, "server");
-        const host = server?.split(":")[0];
+        const [host, port] = (server ?? "").split(":");
         const w2 = `${cw} --server names a Service`;
-        services.some((s) => s.metadata.name === host) ? ok(`${w2} (${host})`) : fail(w2, `no Service ${host}`);
+        const svc = services.find((s) => s.metadata.name === host);
+        svc ? ok(`${w2} (${host})`) : fail(w2, `no Service ${host}`);
+        const w3 = `${cw} --server port is a port of that Service`;
+        if (svc) (svc.spec.ports ?? []).some((p) => String(p.port) === port) ? ok(`${w3} (${port})`) : fail(w3, `Service ${host} has no port ${port}`);
+      }
+      // Worker authentication: the server and every worker group read the worker token from
+      // a mounted Secret, and all of them from the same one.
+      if (device !== undefined || drain !== undefined) {
+        const tokenFile = flag(c, "worker_token_file");
+        const w = `${cw} --worker_token_file is in a mounted Secret volume`;
+        const mount = tokenFile && (c.volumeMounts ?? []).find((m) => tokenFile.startsWith(m.mountPath.replace(/\/?$/, "/")));
+        const secret = mount && (spec.volumes ?? []).find((v) => v.name === mount.name)?.secret?.secretName;
+        if (!tokenFile) fail(w, "not set: the server would generate a token no worker pod can read");
+        else if (!secret) fail(w, `${tokenFile} is not in a mounted Secret volume`);
+        else {
+          ok(`${w} (${secret})`);
+          tokenSecrets.add(secret);
+        }
       }
     }
   }
@@ -264,6 +282,24 @@ function checkConsistency(file, docs) {
       const dashed = (c.args ?? []).filter((a) => /^--[a-z0-9]+-[\w-]*=/.test(a));
       const w = `${file}: ${name(owner)} container ${c.name} flags use underscores (Abseil rejects --dashed-names)`;
       dashed.length ? fail(w, dashed.join(" ")) : ok(w);
+    }
+  }
+  {
+    const w = `${file}: the server and the worker groups use one worker token Secret`;
+    tokenSecrets.size <= 1 ? ok(w) : fail(w, `several: ${[...tokenSecrets].join(", ")}`);
+  }
+  for (const np of byKind("NetworkPolicy")) {
+    const w = `${file}: ${name(np)} selects a pod template and its named ports exist there`;
+    const matched = pods.filter((p) => selects(np.spec.podSelector, p.tmpl.metadata?.labels));
+    const names = new Set(matched.flatMap((m) => (m.tmpl.spec.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.name))));
+    const missing = (np.spec.ingress ?? []).flatMap((r) => r.ports ?? []).filter((p) => typeof p.port === "string" && !names.has(p.port));
+    !matched.length ? fail(w, "podSelector matches no pod template") : missing.length ? fail(w, `no container port ${missing.map((p) => p.port).join(", ")}`) : ok(w);
+    for (const r of np.spec.ingress ?? []) {
+      for (const peer of r.from ?? []) {
+        if (!peer.podSelector) continue;
+        const w2 = `${file}: ${name(np)} ingress peer selects a pod template`;
+        pods.some((p) => selects(peer.podSelector, p.tmpl.metadata?.labels)) ? ok(w2) : fail(w2, "podSelector matches no pod template");
+      }
     }
   }
   for (const pdb of byKind("PodDisruptionBudget")) {

@@ -90,6 +90,10 @@ expect_failure gpus '0,/nvidia.com\/gpu: "8"/s//nvidia.com\/gpu: "4"/' "GPU requ
 expect_failure layout 's/--cp=8/--cp=4/' "ranks per pod"
 expect_failure probe-port 's/port: http-metrics/port: http/' "no such container port"
 expect_failure selector 's/claimName: magi-models/claimName: magi-model/' "no PersistentVolumeClaim magi-model"
+expect_failure token-mount 's|mountPath: /etc/magi/worker-token|mountPath: /etc/magi/token|' "is not in a mounted Secret volume"
+expect_failure no-token '/--worker_token_file=/d' "not set: the server would generate"
+expect_failure worker-port 's/--server=magi-server-workers:50052/--server=magi-server-workers:50051/' "has no port 50051"
+expect_failure netpol-port 's/- port: worker-pool/- port: workers/' "no container port workers"
 expect_failure dashed-flag 's/--state_dir=/--state-dir=/' "flags use underscores"
 printf 'a: 1\na: 2\n' > "$work/broken-duplicate.yaml"
 if yamllint -c "$deploy/.yamllint" "$work/broken-duplicate.yaml" >/dev/null 2>&1; then

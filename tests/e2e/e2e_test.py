@@ -27,6 +27,8 @@ sys.path.insert(0, os.environ.get("MAGI_PY_STUBS", ""))
 import grpc  # noqa: E402
 from magi.v1 import video_generation_pb2 as pb  # noqa: E402
 from magi.v1 import video_generation_pb2_grpc as pbg  # noqa: E402
+from magi.internal.v1 import worker_pool_pb2 as wpb  # noqa: E402
+from magi.internal.v1 import worker_pool_pb2_grpc as wpbg  # noqa: E402
 
 SERVER_BIN = os.environ.get("MAGI_SERVER_BIN", "magi-server")
 WORKER_BIN = os.environ.get("MAGI_WORKER_BIN", "magi-worker")
@@ -59,10 +61,10 @@ class Server:
         self.log = open(os.path.join(state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
         line = self.proc.stdout.readline().decode()
-        m = re.search(r"grpc=(\S+) http=(\S+)", line)
+        m = re.search(r"grpc=(\S+) http=(\S+) workers=(\S+)", line)
         if not m:
             raise RuntimeError("server did not start: %r (log %s)" % (line, self.log.name))
-        self.addr, self.http = m.group(1), m.group(2)
+        self.addr, self.http, self.workers_addr = m.group(1), m.group(2), m.group(3)
         self.channel = grpc.insecure_channel(self.addr, options=[
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20)])
@@ -320,6 +322,82 @@ class E2e(unittest.TestCase):
             srv.stub.Submit(request(deadline_unix_ms=int(time.time() * 1000) - 1000))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertIn('magi_jobs_total{outcome="deadline_exceeded"} 1', srv.get("/metrics")[1])
+
+    # -- worker authentication ---------------------------------------------------------
+    def test_worker_auth(self):
+        """A plain client posing as a worker group (no token, a wrong token, or on the public
+        port) is refused and gets no job; a magi-worker with the server's token gets it."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        self.assertNotEqual(srv.workers_addr, srv.addr)
+        token_file = os.path.join(srv.state_dir, "worker_token")
+        self.assertEqual(os.stat(token_file).st_mode & 0o777, 0o600)
+        with open(token_file) as f:
+            token = f.read().strip()
+        self.assertEqual(len(token), 64)
+        job = srv.stub.Submit(request(chunks=1)).job
+
+        def pose_as_group(addr, metadata):
+            reg = wpb.WorkerMessage(register=wpb.Register(
+                group_id="impostor", slots=1, world_size=1,
+                models=[wpb.ModelInfo(name="tiny", frames_per_chunk=24, max_frames=240,
+                                      max_width=1024, max_height=1024)]))
+            with grpc.insecure_channel(addr) as ch:
+                received = []
+                try:
+                    for m in wpbg.WorkerPoolStub(ch).Connect(iter([reg]), metadata=metadata, timeout=10):
+                        received.append(m)
+                except grpc.RpcError as e:
+                    return received, e.code(), e.details()
+                return received, grpc.StatusCode.OK, ""
+
+        for md, want in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                         ((("authorization", "Bearer " + "0" * 64),), grpc.StatusCode.UNAUTHENTICATED),
+                         ((("authorization", token),), grpc.StatusCode.UNAUTHENTICATED)):
+            received, code, details = pose_as_group(srv.workers_addr, md)
+            self.assertEqual(code, want, details)
+            self.assertEqual(received, [])
+            self.assertNotIn(token, details)
+        # The public port does not serve the worker protocol at all, token or not.
+        received, code, _ = pose_as_group(srv.addr, (("authorization", "Bearer " + token),))
+        self.assertEqual(code, grpc.StatusCode.UNIMPLEMENTED)
+        self.assertEqual(received, [])
+        self.assertEqual(srv.metric('magi_worker_auth_failures_total{reason="missing"}'), 1)
+        self.assertEqual(srv.metric('magi_worker_auth_failures_total{reason="invalid"}'), 1)
+        self.assertEqual(srv.metric('magi_worker_auth_failures_total{reason="malformed"}'), 1)
+        self.assertEqual(srv.metric("magi_worker_groups_up"), 0)
+        self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id)).state, pb.JOB_STATE_QUEUED)
+        with open(srv.log.name, "rb") as f:
+            log = f.read().decode(errors="replace")
+        self.assertIn("refused WorkerPool call", log)
+        self.assertNotIn(token, log)
+
+        # magi-worker refuses to start without a usable token file, naming the flag.
+        worker = [WORKER_BIN, "--server=" + srv.workers_addr, "--runner=synthetic", "--synthetic-step-ms=1"]
+        empty = os.path.join(self.dir, "empty_token")
+        open(empty, "w").close()
+        for extra, message in (([], "--worker_token_file: not set"),
+                               (["--worker-token-file=" + empty], "holds no token"),
+                               (["--worker-token-file=" + os.path.join(self.dir, "nope")], "cannot open")):
+            out = subprocess.run(worker + extra, capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 2, out.stderr)
+            self.assertIn(message, out.stderr)
+        # ... and so does magi-server.
+        out = subprocess.run([SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=",
+                              "--state-dir=" + os.path.join(self.dir, "other"),
+                              "--worker-token-file=" + empty], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("--worker_token_file", out.stderr)
+
+        # The real group, with the server's token, gets the job.
+        proc = subprocess.Popen(worker + ["--worker-token-file=" + token_file, "--group-id=real"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            srv.wait_for_workers(1)
+            done = srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED], timeout=60)
+            self.assertEqual(done.state, pb.JOB_STATE_SUCCEEDED)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
     # -- failures: workers and server --------------------------------------------------
     def test_kill_worker_mid_job(self):

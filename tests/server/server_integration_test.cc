@@ -57,6 +57,7 @@ class ServerIntegrationTest : public ::testing::Test {
     WorkerLinkOptions lo;
     lo.server = addr_;
     lo.group_id = "test";
+    lo.token_file = app_.worker_token_file();
     link_ = std::make_unique<WorkerLink>(lo, &runner_);
     worker_ = std::thread([this] { link_->Run().IgnoreError(); });
     for (int i = 0; i < 500 && app_.manager().groups_up() == 0; ++i) {

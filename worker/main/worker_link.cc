@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/worker_token.h"
 #include "magi/internal/v1/worker_pool.grpc.pb.h"
 #include "worker/main/job_executor.h"
 #include "worker/main/job_runner.h"
@@ -27,7 +28,16 @@ void WorkerLink::Stop() {
   if (ctx_) ctx_->TryCancel();
 }
 
+absl::Status WorkerLink::Refused(const grpc::Status& s) const {
+  std::fprintf(stderr, "magi-worker: %s refused the worker token of %s: %s\n", options_.server.c_str(),
+               options_.token_file.c_str(), s.error_message().c_str());
+  return absl::UnauthenticatedError(s.error_message());
+}
+
 absl::Status WorkerLink::Run() {
+  if (options_.token_file.empty()) {
+    return absl::InvalidArgumentError("--worker_token_file: required (the file with the server's worker token)");
+  }
   absl::Duration backoff = absl::Milliseconds(100);
   absl::Status last;
   while (!stop_) {
@@ -42,6 +52,11 @@ absl::Status WorkerLink::Run() {
 }
 
 absl::Status WorkerLink::RunSession() {
+  auto tokens = ReadWorkerTokenFile(options_.token_file);
+  if (!tokens.ok()) {
+    std::fprintf(stderr, "magi-worker: %s\n", std::string(tokens.status().message()).c_str());
+    return tokens.status();
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
@@ -51,6 +66,7 @@ absl::Status WorkerLink::RunSession() {
   auto channel = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
   auto stub = ::magi::internal::v1::WorkerPool::NewStub(channel);
   grpc::ClientContext ctx;
+  ctx.AddMetadata(kWorkerTokenMetadataKey, kWorkerTokenScheme + tokens->front());
   {
     std::lock_guard<std::mutex> lock(ctx_mu_);
     if (stop_) return absl::CancelledError("stopped");
@@ -81,6 +97,7 @@ absl::Status WorkerLink::RunSession() {
     std::lock_guard<std::mutex> lock(ctx_mu_);
     ctx_ = nullptr;
     grpc::Status s = stream->Finish();
+    if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return Refused(s);
     return absl::UnavailableError(absl::StrCat("cannot reach ", options_.server, ": ", s.error_message()));
   }
 
@@ -153,6 +170,7 @@ absl::Status WorkerLink::RunSession() {
     ctx_ = nullptr;
   }
   if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return Refused(s);
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 

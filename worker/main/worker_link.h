@@ -2,7 +2,9 @@
 // the one bidi stream, registers the runner's models, runs each assignment on its own
 // thread through a JobExecutor, forwards cancellations, and sends heartbeats. When the
 // stream breaks, the running job is cancelled (the server re-queues it) and the link
-// reconnects with back-off until Stop().
+// reconnects with back-off until Stop(). Every stream carries the worker token
+// (base/worker_token.h: `authorization: Bearer <first token of token_file>`); the file is
+// read again for every stream, so a rotated token is picked up at the next reconnect.
 //
 // Thread safety: Run() blocks on the calling thread; Stop() may be called from any thread.
 // Does not own the runner.
@@ -19,6 +21,7 @@
 
 namespace grpc {
 class ClientContext;
+class Status;
 }
 
 namespace magi {
@@ -28,6 +31,7 @@ class JobRunner;
 struct WorkerLinkOptions {
   std::string server = "127.0.0.1:50051";
   std::string group_id = "worker";
+  std::string token_file;  // required: the worker token file (--worker_token_file)
   int64_t memory_bytes = 0;
   int world_size = 1;
   bool reconnect = true;  // false: Run() returns when the first stream ends
@@ -42,7 +46,8 @@ class WorkerLink {
   WorkerLink& operator=(const WorkerLink&) = delete;
 
   // Serves until Stop() (or the first stream end without reconnect); returns the last
-  // stream's status.
+  // stream's status (UNAUTHENTICATED when the server refused the token), or InvalidArgument
+  // at once when no token_file is set.
   absl::Status Run();
   void Stop();
   // Streams opened and registered so far (tests).
@@ -50,6 +55,8 @@ class WorkerLink {
 
  private:
   absl::Status RunSession();
+  // Logs the server's refusal of our token and returns it as UNAUTHENTICATED.
+  absl::Status Refused(const grpc::Status& s) const;
 
   WorkerLinkOptions options_;
   JobRunner* runner_;

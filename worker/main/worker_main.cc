@@ -1,7 +1,7 @@
 // magi-worker: one worker group's leader process. Dials magi-server, registers, runs the
 // jobs it is assigned and streams their chunks back. See worker/main/worker_link.h.
 //
-//   magi-worker --server=127.0.0.1:50051 [--group-id=gpu0] [--runner=synthetic]
+//   magi-worker --server=127.0.0.1:50051 --worker-token-file=FILE [--group-id=gpu0] [--runner=synthetic]
 //   magi-worker --server=... --runner=model --model-dir=DIR [--create-tiny-model]
 //   magi-worker --server=... --runner=model --model-dir=DIR --tp=2 --cp=2 [--nproc_per_node=4]
 //       [--nnodes=N --node_rank=R --master_addr=HOST --master_port=P] [--device=cpu|cuda]
@@ -22,6 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "base/dashed_flags.h"
+#include "base/worker_token.h"
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
@@ -29,6 +30,9 @@
 #include "worker/main/worker_link.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
+ABSL_FLAG(std::string, worker_token_file, "",
+          "file with the worker token the server requires (first non-comment line; re-read at every "
+          "reconnect); magi-server --local_workers passes its own");
 ABSL_FLAG(std::string, group_id, "worker", "name of this worker group (logs, metrics)");
 ABSL_FLAG(std::string, runner, "synthetic",
           "synthetic (test patterns, for tests and development) or model (MAGI-1)");
@@ -52,6 +56,12 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("magi-worker --server=ADDR [--runner=synthetic|model]");
   magi::DashesToUnderscores(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  // Checked before anything starts (and before a launcher forks ranks): a worker that cannot
+  // authenticate would only be refused by the server again and again.
+  if (auto tokens = magi::ReadWorkerTokenFile(absl::GetFlag(FLAGS_worker_token_file)); !tokens.ok()) {
+    std::fprintf(stderr, "magi-worker: %s\n", std::string(tokens.status().message()).c_str());
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_synthetic_step_ms) < 0 || absl::GetFlag(FLAGS_synthetic_step_ms) > 60000) {
     std::fprintf(stderr, "magi-worker: --synthetic-step-ms: %d is out of range; allowed [0, 60000]\n",
                  absl::GetFlag(FLAGS_synthetic_step_ms));
@@ -174,6 +184,7 @@ int main(int argc, char** argv) {
   magi::WorkerLinkOptions lo;
   lo.server = absl::GetFlag(FLAGS_server);
   lo.group_id = absl::GetFlag(FLAGS_group_id);
+  lo.token_file = absl::GetFlag(FLAGS_worker_token_file);
   lo.reconnect = absl::GetFlag(FLAGS_reconnect);
   magi::WorkerLink link(lo, runner->get());
   absl::Status s = link.Run();

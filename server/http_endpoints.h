@@ -2,6 +2,8 @@
 //   GET /healthz  200 "ok" while the process serves at all (liveness)
 //   GET /readyz   200 "ready", or 503 "draining" once SIGTERM stopped admission (readiness)
 //   GET /metrics  Prometheus text exposition of ServerMetrics
+// HEAD works on each; other methods get 405; any other path 404 (never civetweb's own
+// file serving or error pages).
 // Served by civetweb (what prometheus-cpp's own exposer uses) on its own threads.
 //
 // Thread safety: Start/Stop from one thread; handlers run on civetweb threads and only read
@@ -37,7 +39,7 @@ class HttpEndpoints {
  private:
   const ServerMetrics* metrics_;
   std::function<bool()> ready_;
-  std::unique_ptr<CivetHandler> healthz_, readyz_, metrics_handler_;
+  std::unique_ptr<CivetHandler> router_;
   std::unique_ptr<CivetServer> server_;
 };
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -540,6 +541,46 @@ class E2e(unittest.TestCase):
         srv2 = Server(srv.state_dir, workers=0)
         self.servers.append(srv2)
         self.assertEqual(srv2.stub.GetJob(pb.GetJobRequest(job_id=job.job_id)).state, pb.JOB_STATE_SUCCEEDED)
+
+    def test_http_port_survives_unknown_paths(self):
+        # Browsers, scanners and mistyped scrape paths: every unknown path is a 404 naming what
+        # the port serves, other methods on known paths a 405, HEAD works, garbage a 400, and the
+        # server is still up and serving afterwards (it used to die with SIGSEGV on any of them).
+        srv = self.server(step_ms=1)
+        host, port = srv.http.rsplit(":", 1)
+
+        def raw(data):
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(data)
+                out = b""
+                while True:
+                    part = s.recv(65536)
+                    if not part:
+                        return out.decode("latin-1")
+                    out += part
+
+        def req(method, path):
+            return raw(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        % (method, path)).encode())
+
+        for path in ("/", "/favicon.ico", "/nope", "/healthz/x", "/metrics.txt", "/../etc/passwd", "/index.html"):
+            r = req("GET", path)
+            self.assertTrue(r.startswith("HTTP/1.1 404 "), (path, r[:80]))
+            self.assertIn("/healthz", r)
+            self.assertTrue(req("HEAD", path).startswith("HTTP/1.1 404 "), path)
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            r = req(method, "/metrics")
+            self.assertTrue(r.startswith("HTTP/1.1 405 "), (method, r[:80]))
+            self.assertIn("Allow: GET, HEAD", r)
+            self.assertTrue(req(method, "/nope").startswith("HTTP/1.1 404 "), method)
+        head = req("HEAD", "/healthz")
+        self.assertTrue(head.startswith("HTTP/1.1 200 "), head[:80])
+        self.assertEqual(head.split("\r\n\r\n", 1)[1], "")
+        self.assertTrue(raw(b"GARBAGE\r\n\r\n").startswith("HTTP/1.0 400 "))
+        self.assertIsNone(srv.proc.poll(), "magi-server died")
+        self.assertEqual(srv.get("/healthz"), (200, "ok\n"))
+        self.assertEqual(srv.get("/readyz")[0], 200)
+        self.assertIn("# TYPE magi_queue_depth", srv.get("/metrics")[1])
 
     def test_list_and_get_video(self):
         srv = self.server(step_ms=1)

@@ -20,5 +20,14 @@ else
 fi
 echo "== media decoder fuzzing (bounded)"
 bash scripts/fuzz.sh "${MAGI_FUZZ_SECONDS:-45}" || status=1
-(cd build && ctest --output-on-failure -j"$(nproc)") || status=1
+# A test that fails once is run again alone; a pass on the rerun is reported as FLAKY (a
+# defect to fix, named in the log), not hidden: the first run's output stays above.
+if ! (cd build && ctest --output-on-failure -j"$(nproc)"); then
+  echo "== rerunning the failed tests alone"
+  if (cd build && ctest --rerun-failed --output-on-failure); then
+    echo "== FLAKY: the tests above failed in the parallel run and passed alone"
+  else
+    status=1
+  fi
+fi
 exit $status

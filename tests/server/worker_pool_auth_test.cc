@@ -32,7 +32,7 @@ using ::magi::internal::v1::WorkerMessage;
   r.set_width(32);
   r.set_height(32);
   r.set_fps(8);
-  r.set_num_steps(2);
+  r.set_num_steps(4);  // the built-in tiny model's steps multiple (jobspec)
   r.set_seed(3);
   return r;
 }

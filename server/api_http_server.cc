@@ -287,6 +287,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnHeader(beast::error_code ec, std::size_t) {
+    // A declared Content-Length over the limit fails the header read itself.
+    if (ec == http::error::body_limit) return Send(TooLarge(), false);
     if (ec) return Fail(ec);
     auto& req = parser_->get();
     if (auto len = parser_->content_length(); len && *len > static_cast<std::uint64_t>(options_->max_body_bytes)) {

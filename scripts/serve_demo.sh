@@ -51,7 +51,7 @@ trap stop_server EXIT
 
 # Free ports: the server picks them (port 0) and prints them on its first stdout line.
 mkfifo "$WORK/stdout"
-"$SERVER_BIN" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --state-dir="$STATE" \
+"$SERVER_BIN" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --api-listen=127.0.0.1:0 --state-dir="$STATE" \
   --local-workers=1 >"$WORK/stdout" 2>"$LOG" &
 SERVER_PID=$!
 exec 3<"$WORK/stdout"
@@ -60,10 +60,12 @@ if ! read -r -t 30 LINE <&3; then
   tail -20 "$LOG" >&2
   exit 1
 fi
-[[ $LINE =~ grpc=([^[:space:]]+)\ http=([^[:space:]]+) ]] || { echo "serve_demo: unexpected: $LINE" >&2; exit 1; }
+[[ $LINE =~ grpc=([^[:space:]]+)\ http=([^[:space:]]+).*\ api=([^[:space:]]+) ]] || { echo "serve_demo: unexpected: $LINE" >&2; exit 1; }
 ADDR=${BASH_REMATCH[1]}
 HTTP=${BASH_REMATCH[2]}
+API=${BASH_REMATCH[3]}
 echo "serve_demo: magi-server pid $SERVER_PID, grpc $ADDR, http $HTTP, state $STATE"
+echo "serve_demo: OpenAI-compatible API: http://$API/v1 (e.g. curl http://$API/v1/videos)"
 
 # Ready = /readyz answers 200 and a worker group has registered (the first start generates
 # the tiny model set before the worker dials in).

@@ -82,6 +82,12 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     if (!port.ok()) return port.status();
     http_port_ = *port;
   }
+  if (!options.api.listen.empty()) {
+    api_ = std::make_unique<ApiHttpServer>(manager_.get());
+    auto port = api_->Start(options.api);
+    if (!port.ok()) return port.status();
+    api_port_ = *port;
+  }
   return absl::OkStatus();
 }
 
@@ -107,8 +113,10 @@ void ServerApp::Shutdown(absl::Duration grace) {
     s->Wait();
   }
   if (http_) http_->Stop();
+  if (api_) api_->Stop();
   server_.reset();
   worker_server_.reset();
+  api_.reset();
   manager_.reset();
 }
 

@@ -1,6 +1,6 @@
 // ServerApp: one magi-server instance in a process: metrics, the JobManager (store +
 // scheduler), the public and worker gRPC services with grpc.health.v1 and reflection, and
-// the HTTP endpoints. magi-server's main, the tests and the benchmark all run it.
+// the HTTP endpoints and the OpenAI-compatible HTTP API. magi-server's main, the tests and the benchmark all run it.
 // The worker service (magi.internal.v1.WorkerPool) always requires a worker token
 // (server/worker_auth.h); it is served on the public port or on its own listener.
 //
@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/api_http_server.h"
 #include "server/job_manager.h"
 
 namespace grpc {
@@ -42,6 +43,8 @@ struct ServerOptions {
   // <state_dir>/worker_token (mode 0600) at every start; worker_token_file() names it.
   std::string worker_token_file;
   int max_message_bytes = 64 << 20;        // requests carry images / prefix videos
+  // The OpenAI-compatible HTTP API (server/api_http_server.h); api.listen empty = off.
+  ApiServerOptions api;
   JobManagerOptions jobs;
 };
 
@@ -65,6 +68,8 @@ class ServerApp {
   // The token file workers must present a token of (given or generated); set by Start.
   const std::string& worker_token_file() const { return worker_token_file_; }
   int http_port() const { return http_port_; }
+  // The OpenAI-compatible API's port; 0 when options.api.listen was empty.
+  int api_port() const { return api_port_; }
   JobManager& manager() { return *manager_; }
   ServerMetrics& metrics() { return *metrics_; }
 
@@ -77,8 +82,10 @@ class ServerApp {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> worker_server_;  // only with a separate worker_listen
   std::unique_ptr<HttpEndpoints> http_;
+  std::unique_ptr<ApiHttpServer> api_;
   int grpc_port_ = 0;
   int http_port_ = 0;
+  int api_port_ = 0;
   int worker_port_ = 0;
   std::string worker_token_file_;
   bool shut_down_ = false;

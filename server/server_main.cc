@@ -1,14 +1,14 @@
 // magi-server: the gRPC front-end. See server/server_app.h and docs/architecture.md.
 //
 //   magi-server --state-dir=DIR [--listen=127.0.0.1:50051] [--http-listen=127.0.0.1:9464]
-//               [--worker-listen=ADDR:PORT] [--worker-token-file=FILE]
+//               [--worker-listen=ADDR:PORT] [--worker-token-file=FILE] [--api-listen=127.0.0.1:8000]
 //               [--local-workers=N] [--max-queue=256] ...
 //
 // Worker groups must present a token of --worker-token-file (server/worker_auth.h); without
 // the flag a fresh token is written to <state-dir>/worker_token (0600) at every start and
 // the local workers are given that file.
 //
-// Prints one line "magi-server: listening grpc=ADDR:PORT http=ADDR:PORT workers=ADDR:PORT"
+// Prints one line "magi-server: listening grpc=ADDR:PORT http=ADDR:PORT workers=ADDR:PORT api=ADDR:PORT|off"
 // on stdout once it serves. SIGTERM / SIGINT: stop admission, drain running jobs up to --drain-timeout-seconds,
 // then exit 0; unfinished jobs stay persisted for the next start.
 #include <signal.h>
@@ -34,6 +34,11 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0 = pick one)");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
           "HTTP address for /healthz /readyz /metrics (port 0 = pick one; empty = off)");
+ABSL_FLAG(std::string, api_listen, "127.0.0.1:8000",
+          "HTTP address of the OpenAI-compatible API (/v1/videos; port 0 = pick one; empty = off)");
+ABSL_FLAG(int64_t, api_max_body_bytes, 48 << 20,
+          "largest request body the OpenAI-compatible API reads (uploads); larger -> HTTP 413");
+ABSL_FLAG(int, api_threads, 4, "threads serving the OpenAI-compatible API");
 ABSL_FLAG(std::string, worker_listen, "",
           "gRPC address serving only the worker protocol (WorkerPool); empty = served on --listen "
           "(port 0 = pick one)");
@@ -130,6 +135,9 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.worker_listen = absl::GetFlag(FLAGS_worker_listen);
+  options.api.listen = absl::GetFlag(FLAGS_api_listen);
+  options.api.max_body_bytes = absl::GetFlag(FLAGS_api_max_body_bytes);
+  options.api.threads = absl::GetFlag(FLAGS_api_threads);
   options.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
   options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));
@@ -169,8 +177,10 @@ int main(int argc, char** argv) {
   std::string worker_host = options.worker_listen.empty()
                                 ? host
                                 : options.worker_listen.substr(0, options.worker_listen.rfind(':'));
-  std::printf("magi-server: listening grpc=%s:%d http=%s:%d workers=%s:%d\n", host.c_str(), app.grpc_port(),
-              http_host.c_str(), app.http_port(), worker_host.c_str(), app.worker_port());
+  std::string api_host = options.api.listen.substr(0, options.api.listen.rfind(':'));
+  std::printf("magi-server: listening grpc=%s:%d http=%s:%d workers=%s:%d api=%s\n", host.c_str(), app.grpc_port(),
+              http_host.c_str(), app.http_port(), worker_host.c_str(), app.worker_port(),
+              options.api.listen.empty() ? "off" : absl::StrCat(api_host, ":", app.api_port()).c_str());
   std::fprintf(stderr, "magi-server: worker groups authenticate with a token of %s%s\n",
                app.worker_token_file().c_str(),
                options.worker_token_file.empty() ? " (generated at this start)" : "");

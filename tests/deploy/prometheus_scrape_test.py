@@ -66,7 +66,7 @@ def wait_for(what, fn, timeout):
 
 
 def start_server(args, state_dir):
-    cmd = [args.server, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", f"--state_dir={state_dir}",
+    cmd = [args.server, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--api_listen=", f"--state_dir={state_dir}",
            "--local_workers=1", f"--worker_binary={args.worker}", "--drain_timeout_seconds=10"]
     print("$ " + " ".join(cmd), flush=True)
     log = open(os.path.join(args.work, "magi-server.log"), "w")

@@ -53,7 +53,7 @@ class Server:
         """runner="synthetic": the fast test-pattern runner; "model": the default (MAGI-1 on
         the embedded tiny model, generated in <state_dir>/models/tiny on first start)."""
         self.state_dir = state_dir
-        args = [SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
+        args = [SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0", "--api-listen=127.0.0.1:0",
                 "--state-dir=" + state_dir, "--local-workers=%d" % workers,
                 "--worker-binary=" + WORKER_BIN, "--drain-timeout-seconds=20"]
         if runner == "synthetic":

@@ -13,7 +13,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$SERVER" --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --state_dir="$WORK/state" --local_workers=1 \
+"$SERVER" --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --api_listen= --state_dir="$WORK/state" --local_workers=1 \
   --worker_args="--tp=2" >"$WORK/out.txt" 2>"$WORK/err.txt" &
 PID=$!
 for _ in $(seq 1 100); do

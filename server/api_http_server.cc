@@ -1,0 +1,482 @@
+#include "server/api_http_server.h"
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "api/api_error.h"
+#include "api/byte_range.h"
+#include "api/video_object.h"
+#include "api/video_request.h"
+#include "server/job_manager.h"
+
+namespace magi {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+
+constexpr char kServerName[] = "magi-server";
+
+// One answer: a body in memory, or a whole file streamed from disk (file_path set).
+struct Reply {
+  http::status status = http::status::ok;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<http::field, std::string>> headers;
+  std::string file_path;
+};
+
+Reply JsonReply(const json& value, http::status status = http::status::ok) {
+  Reply r;
+  r.status = status;
+  r.body = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+Reply ErrorReply(const ApiError& error) {
+  Reply r;
+  r.status = static_cast<http::status>(error.http_status);
+  r.body = ApiErrorJson(error);
+  return r;
+}
+
+Reply ErrorReply(int status, std::string type, std::string code, std::string param, std::string message) {
+  return ErrorReply(ApiError{status, std::move(type), std::move(code), std::move(param), std::move(message)});
+}
+
+std::string Header(const http::request<http::string_body>& req, http::field f) {
+  auto it = req.find(f);
+  return it == req.end() ? std::string() : std::string(it->value());
+}
+
+std::string Header(const http::request<http::string_body>& req, beast::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string() : std::string(it->value());
+}
+
+// The routes, over the job manager. Stateless apart from the manager.
+class Router {
+ public:
+  Router(JobManager* manager, ApiServerOptions options) : manager_(manager), options_(std::move(options)) {}
+
+  Reply Handle(const http::request<http::string_body>& req) {
+    absl::string_view target(req.target().data(), req.target().size());
+    size_t q = target.find('?');
+    absl::string_view path = target.substr(0, q);
+    auto query = ParseQueryString(q == absl::string_view::npos ? absl::string_view() : target.substr(q + 1));
+    if (!query.ok()) return ErrorReply(ApiErrorFromStatus(query.status()));
+    const http::verb method = req.method();
+    const bool read = method == http::verb::get || method == http::verb::head;
+
+    if (path == "/v1/videos") {
+      if (method == http::verb::post) return Create(req);
+      if (read) return List(*query);
+      return MethodNotAllowed(path, "GET, POST");
+    }
+    if (absl::StartsWith(path, "/v1/videos/")) {
+      std::vector<std::string> rest = absl::StrSplit(path.substr(11), '/');
+      if (rest.size() == 1 && !rest[0].empty()) {
+        if (read) return Retrieve(rest[0]);
+        if (method == http::verb::delete_) return Delete(rest[0]);
+        return MethodNotAllowed(path, "GET, DELETE");
+      }
+      if (rest.size() == 2 && !rest[0].empty() && rest[1] == "content") {
+        if (read) return Content(rest[0], *query, Header(req, http::field::range));
+        return MethodNotAllowed(path, "GET");
+      }
+      if (rest.size() == 2 && !rest[0].empty() && rest[1] == "remix") {
+        if (method == http::verb::post) return Remix(rest[0], req);
+        return MethodNotAllowed(path, "POST");
+      }
+    }
+    return ErrorReply(404, "invalid_request_error", "unknown_url", "",
+                      absl::StrCat("Unknown request URL: ", req.method_string().to_string(), " ", path,
+                                   ". Served: POST/GET /v1/videos, GET/DELETE /v1/videos/{id}, "
+                                   "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix"));
+  }
+
+ private:
+  Reply MethodNotAllowed(absl::string_view path, const std::string& allow) {
+    Reply r = ErrorReply(405, "invalid_request_error", "method_not_allowed", "",
+                         absl::StrCat(path, " allows ", allow));
+    r.headers.emplace_back(http::field::allow, allow);
+    return r;
+  }
+
+  Reply Submit(const VideoCreateParams& params, const std::string& idempotency_key) {
+    std::optional<ModelInfo> model = manager_->catalog().Find(params.model);
+    ::magi::v1::GenerateRequest request = ToGenerateRequest(params, model ? &*model : nullptr);
+    if (request.model().empty() && model) request.set_model(model->name());
+    if (!idempotency_key.empty()) request.set_idempotency_key(idempotency_key);
+    auto job = manager_->Submit(request);
+    if (!job.ok()) {
+      ApiError e = SubmitErrorToApi(job.status(), params, request, model ? &*model : nullptr);
+      if (e.param == "idempotency_key") e.param = "Idempotency-Key";
+      return ErrorReply(e);
+    }
+    return JsonReply(VideoObject(*job));
+  }
+
+  Reply Create(const http::request<http::string_body>& req) {
+    auto params = ParseVideoCreate(Header(req, http::field::content_type), req.body(), options_.max_multipart_parts);
+    if (!params.ok()) return ErrorReply(ApiErrorFromStatus(params.status()));
+    return Submit(*params, Header(req, "Idempotency-Key"));
+  }
+
+  Reply Remix(const std::string& id, const http::request<http::string_body>& req) {
+    auto params = ParseVideoRemix(Header(req, http::field::content_type), req.body(), options_.max_multipart_parts);
+    if (!params.ok()) return ErrorReply(ApiErrorFromStatus(params.status()));
+    // The source's request as stored (media bytes included), so an i2v remix keeps its image.
+    auto source = manager_->store().Get(id);
+    if (!source.ok()) return ErrorReply(ApiErrorFromStatus(source.status()));
+    if (!source->has_value()) return NoVideo(id);
+    ::magi::v1::GenerateRequest request = (*source)->request;
+    request.clear_prompts();
+    auto* p = request.add_prompts();
+    p->set_from_chunk(0);
+    p->set_text(params->prompt);
+    request.clear_idempotency_key();
+    request.clear_deadline_unix_ms();
+    const std::string key = Header(req, "Idempotency-Key");
+    if (!key.empty()) request.set_idempotency_key(key);
+    auto job = manager_->Submit(request);
+    if (!job.ok()) {
+      ApiError e = ApiErrorFromStatus(job.status());
+      if (e.param == "prompts") e.param = "prompt";
+      return ErrorReply(e);
+    }
+    json v = VideoObject(*job);
+    v["remixed_from_video_id"] = id;
+    return JsonReply(v);
+  }
+
+  Reply NoVideo(const std::string& id) {
+    return ErrorReply(404, "invalid_request_error", "not_found", "video_id",
+                      absl::StrCat("No video with id '", id.substr(0, 64), "'"));
+  }
+
+  Reply Retrieve(const std::string& id) {
+    auto job = manager_->GetJob(id);
+    if (absl::IsNotFound(job.status())) return NoVideo(id);
+    if (!job.ok()) return ErrorReply(ApiErrorFromStatus(job.status()));
+    return JsonReply(VideoObject(*job));
+  }
+
+  Reply List(const std::map<std::string, std::string>& query) {
+    auto q = ParseVideoListQuery(query);
+    if (!q.ok()) return ErrorReply(ApiErrorFromStatus(q.status()));
+    // Every job the store keeps (retention bounds them), newest first, in pages of 1000.
+    std::vector<::magi::v1::Job> jobs;
+    ::magi::v1::ListJobsRequest page;
+    page.set_page_size(1000);
+    while (true) {
+      auto got = manager_->ListJobs(page);
+      if (!got.ok()) return ErrorReply(ApiErrorFromStatus(got.status()));
+      for (auto& j : *got->mutable_jobs()) jobs.push_back(std::move(j));
+      if (got->next_page_token().empty()) break;
+      page.set_page_token(got->next_page_token());
+    }
+    auto out = VideoListPage(jobs, *q);
+    if (!out.ok()) return ErrorReply(ApiErrorFromStatus(out.status()));
+    return JsonReply(*out);
+  }
+
+  Reply Delete(const std::string& id) {
+    auto job = manager_->Cancel(id);  // no-op for a finished job
+    if (absl::IsNotFound(job.status())) return NoVideo(id);
+    if (!job.ok()) return ErrorReply(ApiErrorFromStatus(job.status()));
+    if (auto s = manager_->store().Delete(id); !s.ok()) return ErrorReply(ApiErrorFromStatus(s));
+    return JsonReply(VideoDeletedObject(id));
+  }
+
+  Reply Content(const std::string& id, const std::map<std::string, std::string>& query, const std::string& range) {
+    std::string variant = "video";
+    for (const auto& [k, v] : query) {
+      if (k != "variant") {
+        return ErrorReply(400, "invalid_request_error", "unknown_parameter", k.substr(0, 64),
+                          absl::StrCat(k.substr(0, 64), ": unknown parameter; allowed variant"));
+      }
+      variant = v;
+    }
+    if (variant != "video") {
+      return ErrorReply(400, "invalid_request_error", "invalid_value", "variant",
+                        absl::StrCat("variant: '", variant.substr(0, 32), "' is not available; allowed video"));
+    }
+    auto path = manager_->FinalVideoPath(id);
+    if (absl::IsNotFound(path.status())) return NoVideo(id);
+    if (absl::IsFailedPrecondition(path.status())) {
+      auto job = manager_->GetJob(id);
+      const char* status = job.ok() ? VideoStatus(job->state()) : "unknown";
+      return ErrorReply(400, "invalid_request_error", "video_not_ready", "video_id",
+                        absl::StrCat("Video '", id.substr(0, 64), "' is ", status,
+                                     "; its content is available once its status is completed"));
+    }
+    if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
+    std::FILE* f = std::fopen(path->c_str(), "rb");
+    if (f == nullptr) {
+      return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
+    }
+    std::fseek(f, 0, SEEK_END);
+    const int64_t size = std::ftell(f);
+    auto r = ParseByteRange(range, size);
+    Reply reply;
+    reply.content_type = "video/mp4";
+    reply.headers.emplace_back(http::field::accept_ranges, "bytes");
+    if (!r.ok()) {
+      std::fclose(f);
+      reply = ErrorReply(416, "invalid_request_error", "range_not_satisfiable", "Range", std::string(r.status().message()));
+      reply.headers.emplace_back(http::field::content_range, absl::StrCat("bytes */", size));
+      return reply;
+    }
+    if (!r->has_value()) {
+      std::fclose(f);
+      reply.file_path = *path;
+      return reply;
+    }
+    const ByteRange br = **r;
+    reply.status = http::status::partial_content;
+    reply.body.resize(static_cast<size_t>(br.length()));
+    std::fseek(f, static_cast<long>(br.first), SEEK_SET);
+    const size_t n = std::fread(reply.body.data(), 1, reply.body.size(), f);
+    std::fclose(f);
+    if (n != reply.body.size()) {
+      return ErrorReply(500, "server_error", "content_missing", "", "the video file shrank while reading");
+    }
+    reply.headers.emplace_back(http::field::content_range, absl::StrCat("bytes ", br.first, "-", br.last, "/", size));
+    return reply;
+  }
+
+  JobManager* manager_;
+  const ApiServerOptions options_;
+};
+
+// One connection: read a request (header first: a declared body over the limit is refused
+// before it is read; Expect: 100-continue is answered), answer it, repeat while keep-alive.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, Router* router, const ApiServerOptions* options)
+      : stream_(std::move(socket)), router_(router), options_(options) {}
+
+  void Run() { net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader, shared_from_this())); }
+
+ private:
+  void ReadHeader() {
+    parser_.emplace();
+    parser_->header_limit(64 * 1024);
+    parser_->body_limit(static_cast<std::uint64_t>(options_->max_body_bytes));
+    stream_.expires_after(std::chrono::seconds(120));
+    http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t) {
+    // A declared Content-Length over the limit fails the header read itself.
+    if (ec == http::error::body_limit) return Send(TooLarge(), false);
+    if (ec) return Fail(ec);
+    auto& req = parser_->get();
+    if (auto len = parser_->content_length(); len && *len > static_cast<std::uint64_t>(options_->max_body_bytes)) {
+      return Send(TooLarge(), /*keep_alive=*/false);
+    }
+    if (absl::EqualsIgnoreCase(std::string(req[http::field::expect]), "100-continue")) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+      http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec2, std::size_t) {
+        if (ec2) return;
+        self->ReadBody();
+      });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, std::size_t) {
+    if (ec == http::error::body_limit) return Send(TooLarge(), false);
+    if (ec) return Fail(ec);
+    http::request<http::string_body> req = parser_->release();
+    Reply reply = router_->Handle(req);
+    const bool keep_alive = req.keep_alive();
+    head_ = req.method() == http::verb::head;
+    version_ = req.version();
+    Send(std::move(reply), keep_alive);
+  }
+
+  Reply TooLarge() {
+    return ErrorReply(413, "invalid_request_error", "request_too_large", "",
+                      absl::StrCat("The request body is larger than ", options_->max_body_bytes,
+                                   " bytes (--api_max_body_bytes)"));
+  }
+
+  template <class Body>
+  void Finish(http::response<Body>& res, const Reply& reply, bool keep_alive) {
+    res.version(version_);
+    res.set(http::field::server, kServerName);
+    res.set(http::field::content_type, reply.content_type);
+    for (const auto& [k, v] : reply.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+  }
+
+  void Send(Reply reply, bool keep_alive) {
+    if (!reply.file_path.empty()) {
+      auto res = std::make_shared<http::response<http::file_body>>();
+      beast::error_code ec;
+      res->body().open(reply.file_path.c_str(), beast::file_mode::scan, ec);
+      if (!ec) {
+        res->result(reply.status);
+        Finish(*res, reply, keep_alive);
+        Write(res, keep_alive);
+        return;
+      }
+      reply = ErrorReply(500, "server_error", "content_missing", "", "the video file cannot be opened");
+    }
+    auto res = std::make_shared<http::response<http::string_body>>(reply.status, version_);
+    const size_t length = reply.body.size();
+    res->body() = head_ ? std::string() : std::move(reply.body);
+    Finish(*res, reply, keep_alive);
+    if (head_) res->content_length(length);
+    Write(res, keep_alive);
+  }
+
+  template <class Response>
+  void Write(std::shared_ptr<Response> res, bool keep_alive) {
+    if (head_) {
+      auto sr = std::make_shared<http::response_serializer<typename Response::body_type>>(*res);
+      http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr, keep_alive](beast::error_code ec, std::size_t) {
+        self->OnWrite(keep_alive, ec);
+      });
+      return;
+    }
+    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+      self->OnWrite(keep_alive, ec);
+    });
+  }
+
+  void OnWrite(bool keep_alive, beast::error_code ec) {
+    if (ec) return Fail(ec);
+    if (!keep_alive) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    head_ = false;
+    ReadHeader();
+  }
+
+  void Fail(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted || ec == beast::error::timeout) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    // A request that is not HTTP/1.1 as we read it: answer 400 once and close.
+    if (ec.category() == http::make_error_code(http::error::bad_target).category() && !answered_bad_) {
+      answered_bad_ = true;
+      Send(ErrorReply(400, "invalid_request_error", "bad_http", "", absl::StrCat("Malformed HTTP request: ", ec.message())),
+           false);
+    }
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Router* router_;
+  const ApiServerOptions* options_;
+  unsigned version_ = 11;
+  bool head_ = false;
+  bool answered_bad_ = false;
+};
+
+}  // namespace
+
+struct ApiHttpServer::Impl {
+  explicit Impl(JobManager* manager, const ApiServerOptions& o)
+      : options(o), router(manager, o), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
+
+  void Accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec == net::error::operation_aborted) return;
+      if (!ec) std::make_shared<Session>(std::move(socket), &router, &options)->Run();
+      Accept();
+    });
+  }
+
+  ApiServerOptions options;
+  Router router;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+};
+
+ApiHttpServer::ApiHttpServer(JobManager* manager) : manager_(manager) {}
+
+ApiHttpServer::~ApiHttpServer() { Stop(); }
+
+absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
+  auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("--api_listen ", options.listen, ": ", why));
+  };
+  if (options.threads < 1 || options.threads > 256) {
+    return absl::InvalidArgumentError(absl::StrCat("--api_threads: ", options.threads, " is out of range; allowed [1, 256]"));
+  }
+  if (options.max_body_bytes < 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("--api_max_body_bytes: ", options.max_body_bytes, " is below 1024"));
+  }
+  size_t colon = options.listen.rfind(':');
+  if (colon == std::string::npos) return bad("expected HOST:PORT");
+  std::string host = options.listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  if (!absl::SimpleAtoi(options.listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return bad("the port is not a number in [0, 65535]");
+  }
+  beast::error_code ec;
+  auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
+  if (ec) return bad(absl::StrCat("'", host, "' is not an IP address"));
+  impl_ = std::make_unique<Impl>(manager_, options);
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    impl_.reset();
+    return bad(absl::StrCat("cannot listen (", ec.message(), ")"));
+  }
+  const int bound = impl_->acceptor.local_endpoint().port();
+  impl_->Accept();
+  for (int i = 0; i < options.threads; ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  return bound;
+}
+
+void ApiHttpServer::Stop() {
+  if (!impl_) return;
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  beast::error_code ignored;
+  impl_->acceptor.close(ignored);
+  impl_.reset();
+}
+
+}  // namespace magi

@@ -1,0 +1,61 @@
+// ApiHttpServer: the OpenAI-compatible HTTP API of magi-server (--api_listen), a second
+// front-end over the same JobManager as the gRPC services (one job model, two front-ends;
+// a video's id is its job id). Routes (OpenAI's Videos API; the request/response shapes are
+// api/):
+//
+//   POST   /v1/videos                 create (multipart/form-data or JSON)
+//   GET    /v1/videos                 list (after, limit, order)
+//   GET    /v1/videos/{id}            retrieve
+//   DELETE /v1/videos/{id}            cancel if unfinished, then delete its record and files
+//   GET    /v1/videos/{id}/content    the MP4 (variant=video), with HTTP Range requests
+//   POST   /v1/videos/{id}/remix      same settings, new prompt
+//
+// Errors are OpenAI's error JSON (api/api_error.h). Built on Boost.Beast (asio): Debian
+// ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener
+// (the realtime stream needs both), and body limits are enforced while reading.
+//
+// Thread safety: Start/Stop from one controlling thread. Requests are served by
+// `threads` asio threads; each request's JobManager call blocks its thread (SQLite).
+#ifndef MAGI_SERVER_API_HTTP_SERVER_H_
+#define MAGI_SERVER_API_HTTP_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace magi {
+
+class JobManager;
+
+struct ApiServerOptions {
+  std::string listen;                     // host:port; port 0 picks a free port; empty = off
+  int64_t max_body_bytes = 48 << 20;      // a request body (an upload) at most; more -> 413
+  int max_multipart_parts = 64;
+  int threads = 4;
+};
+
+class ApiHttpServer {
+ public:
+  // `manager` must outlive the server.
+  explicit ApiHttpServer(JobManager* manager);
+  ~ApiHttpServer();  // Stop()
+  ApiHttpServer(const ApiHttpServer&) = delete;
+  ApiHttpServer& operator=(const ApiHttpServer&) = delete;
+
+  // Listens and serves; returns the bound port. InvalidArgument naming --api_listen when
+  // the address is malformed or taken.
+  absl::StatusOr<int> Start(const ApiServerOptions& options);
+  // Closes the listener and every connection; waits for the serving threads. Idempotent.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  JobManager* manager_;
+};
+
+}  // namespace magi
+
+#endif  // MAGI_SERVER_API_HTTP_SERVER_H_

@@ -27,7 +27,6 @@ STEPS=${STEPS:-8}
 SEED=${SEED:-7}
 SERVER_BIN=$BUILD/server/magi-server
 CLI_BIN=$BUILD/client/magi
-PY=/usr/bin/python3
 
 for tool in "$SERVER_BIN" "$BUILD/worker/main/magi-worker"; do
   [[ -x $tool ]] || { echo "serve_demo: $tool is missing; build first (scripts/build.sh)" >&2; exit 1; }
@@ -41,8 +40,15 @@ SERVER_PID=
 stop_server() {
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    echo "serve_demo: server stopped (SIGTERM)"
+    local rc=0
+    wait "$SERVER_PID" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      echo "serve_demo: magi-server exited with status $rc after SIGTERM (want 0); log: $LOG" >&2
+      SERVER_PID=
+      rm -rf "$WORK"
+      exit 1
+    fi
+    echo "serve_demo: server drained and stopped (SIGTERM, exit 0)"
   fi
   SERVER_PID=
   rm -rf "$WORK"
@@ -84,40 +90,14 @@ printf 'serve_demo: ready after %.1f s (model set in %s/models/tiny)\n' "$(awk -
 
 rm -f "$OUT"
 T1=$(date +%s.%N)
-HOW=
-if [[ -x $CLI_BIN ]] && "$CLI_BIN" generate --server "$ADDR" --prompt "$PROMPT" --frames "$FRAMES" \
-     --width "$WIDTH" --height "$HEIGHT" --steps "$STEPS" --seed "$SEED" --output "$OUT" \
-     >"$WORK/cli.out" 2>"$WORK/cli.err" && [[ -s $OUT ]]; then
-  HOW="magi generate --server (CLI)"
-else
-  # The CLI's remote generate is not available in this build: the Python grpcio client.
-  [[ -x $CLI_BIN ]] && echo "serve_demo: magi CLI could not generate remotely ($(head -c 200 "$WORK/cli.err" | tr '\n' ' ')); using the Python client"
-  "$PY" -m grpc_tools.protoc -Iproto --python_out="$WORK" --grpc_python_out="$WORK" \
-    proto/magi/v1/video_generation.proto
-  "$PY" - "$ADDR" "$OUT" "$PROMPT" "$FRAMES" "$WIDTH" "$HEIGHT" "$STEPS" "$SEED" "$WORK" <<'PYEOF'
-import sys, time
-addr, out, prompt, frames, width, height, steps, seed, stubs = sys.argv[1:]
-sys.path.insert(0, stubs)
-import grpc
-from magi.v1 import video_generation_pb2 as pb, video_generation_pb2_grpc as pbg
-req = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text=prompt)], num_frames=int(frames),
-                         width=int(width), height=int(height), num_steps=int(steps), seed=int(seed))
-t0 = time.time()
-with grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 256 << 20)]) as ch, open(out, "wb") as f:
-    for ev in pbg.VideoGenerationStub(ch).Generate(req, timeout=600):
-        kind = ev.WhichOneof("event")
-        if kind == "accepted":
-            print(f"  job {ev.accepted.job_id} accepted")
-        elif kind == "chunk":
-            f.write(ev.chunk.init_segment + ev.chunk.fragment)
-            f.flush()
-            print(f"  chunk {ev.chunk.index + 1}/{ev.chunk.chunks_total}: frames [{ev.chunk.frame_begin}, "
-                  f"{ev.chunk.frame_end}) at {time.time() - t0:.2f} s")
-        elif kind == "completed":
-            print(f"  completed in {time.time() - t0:.2f} s")
-PYEOF
-  HOW="Python grpcio client"
+[[ -x $CLI_BIN ]] || { echo "serve_demo: $CLI_BIN is missing; build first (scripts/build.sh)" >&2; exit 1; }
+if ! "$CLI_BIN" generate --server "$ADDR" --prompt "$PROMPT" --frames "$FRAMES" --width "$WIDTH" \
+     --height "$HEIGHT" --steps "$STEPS" --seed "$SEED" --output "$OUT"; then
+  echo "serve_demo: magi generate --server failed; server log: $LOG" >&2
+  exit 1
 fi
+[[ -s $OUT ]] || { echo "serve_demo: magi generate wrote no $OUT" >&2; exit 1; }
+HOW="magi generate --server (CLI)"
 T2=$(date +%s.%N)
 
 PROBE=$(ffprobe -v error -count_frames -select_streams v:0 \

@@ -17,7 +17,8 @@ PACKAGES=(
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libavfilter-dev ffmpeg
   # text encoder tokenizer
   libsentencepiece-dev sentencepiece libicu-dev
-  # tests: GoogleTest, Python gRPC client, Prometheus server, linters
+  # tests: GoogleTest, Python gRPC client, Prometheus server, linters, the OpenAI SDK test (node, curl)
+  nodejs curl
   libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
 )
 
@@ -34,6 +35,14 @@ select_openblas_openmp() {
   $SUDO update-alternatives --set liblapack.so.3-x86_64-linux-gnu "$dir/liblapack.so.3" >/dev/null
 }
 
+# npm comes with NodeSource's nodejs; Debian's own nodejs needs the separate npm package (which
+# conflicts with NodeSource's), so it is added only when no npm is on the PATH.
+install_npm_if_missing() {
+  command -v npm >/dev/null 2>&1 && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq --no-install-recommends npm
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +50,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages already installed"
   select_openblas_openmp
+  install_npm_if_missing
   exit 0
 fi
 echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
@@ -48,3 +58,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 select_openblas_openmp
+install_npm_if_missing

@@ -15,6 +15,9 @@ if [ -d "$GOLDEN_ROOT" ]; then
     echo "== magi-golden $dir"
     ./build/tools/golden/magi-golden "$dir" || status=1
   done
+elif [ "${MAGI_REQUIRE_GOLDEN:-0}" = "1" ]; then
+  echo "== FAIL: no golden folder at $GOLDEN_ROOT and MAGI_REQUIRE_GOLDEN=1"
+  status=1
 else
   echo "== no golden folder at $GOLDEN_ROOT: golden checks not run"
 fi
@@ -22,6 +25,12 @@ echo "== media decoder fuzzing (bounded)"
 bash scripts/fuzz.sh "${MAGI_FUZZ_SECONDS:-45}" || status=1
 # A test that fails once is run again alone; a pass on the rerun is reported as FLAKY (a
 # defect to fix, named in the log), not hidden: the first run's output stays above.
+# ctest itself exits 0 when no test is registered: a build that lost its tests must fail.
+registered=$(cd build && ctest -N | sed -n 's/^Total Tests: //p')
+if [ "${registered:-0}" -lt 100 ]; then
+  echo "== FAIL: only ${registered:-0} tests registered with ctest (expected 100 or more)"
+  status=1
+fi
 if ! (cd build && ctest --output-on-failure -j"$(nproc)"); then
   echo "== rerunning the failed tests alone"
   if (cd build && ctest --rerun-failed --output-on-failure); then

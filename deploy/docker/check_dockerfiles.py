@@ -41,6 +41,7 @@ CUDA_OMITS = {
     "python3-protobuf": "test client only",
     "prometheus": "test-only Prometheus server",
     "yamllint": "deploy tests only",
+    "nodejs": "the OpenAI SDK e2e test only",
     "clang": "libFuzzer builds of fuzz/ only (the image builds with g++)",
     "libclang-rt-dev": "libFuzzer builds of fuzz/ only",
 }

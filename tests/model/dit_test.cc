@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "tests/golden_required.h"
+
 #include "tools/golden/golden_report.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/kv_cache.h"
@@ -18,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(DitGoldenTest, EveryForwardCaseOfTheGoldenFolderPasses) {
-  if (!fs::exists(fs::path(MAGI_GOLDEN_DIR) / "golden.json")) GTEST_SKIP() << "no golden folder";
+  if (!fs::exists(fs::path(MAGI_GOLDEN_DIR) / "golden.json")) MAGI_SKIP_WITHOUT_GOLDEN("no golden folder");
   GoldenContext ctx;
   ctx.dir = MAGI_GOLDEN_DIR;
   FILE* sink = std::tmpfile();

@@ -226,7 +226,7 @@ void RunModel(const ArCase& c, const GoldenContext& ctx, GoldenReport& report) {
   const std::string p = c.name + "/model.";
   auto dit = LoadGoldenDit(ctx, c.config.model, c.config.engine.distill);
   if (!dit.ok()) {
-    report.Skip(p + "*", absl::StrCat("the DiT does not load: ", dit.status().message()));
+    report.Fail(p + "load", absl::StrCat("the DiT does not load: ", dit.status().message()));
     return;
   }
   DitDenoiser model(**dit);

@@ -3,7 +3,7 @@
 // Checks this build of magi-serve against the reference's golden tensors in DIR (laid out
 // like shared/golden/A: golden.json, weights.safetensors, forward_*.safetensors, ...).
 // Prints one line per case and closes with "N passed, M failed, K skipped"; exits 1 if
-// any case failed, 2 on bad usage. The first line names the host: CPU model, the ISA ATen
+// any case failed or was skipped or if no case ran, 2 on bad usage. The first line names the host: CPU model, the ISA ATen
 // dispatches to, the core OpenBLAS picked and whether oneDNN is on, so a failure seen on one
 // kind of host is diagnosable from its log. --no_onednn runs LibTorch's CPU kernels without
 // oneDNN (what a host without AVX-512 gets for bf16 GEMM/conv).
@@ -181,5 +181,8 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "vae") magi::RunVaeCases(ctx, report);
   if (only.empty() || only == "t5") magi::RunT5Cases(ctx, report);
   std::fprintf(out, "%s\n", report.Summary().c_str());
-  return report.failed() > 0 ? 1 : 0;
+  // A skip is a check that did not run, and a folder with no case checked nothing: both fail.
+  if (report.skipped() > 0) std::fprintf(out, "magi-golden: %d case(s) skipped; a skip fails the run\n", report.skipped());
+  if (report.passed() + report.failed() == 0) std::fprintf(out, "magi-golden: no case ran in %s\n", ctx.dir.c_str());
+  return report.failed() > 0 || report.skipped() > 0 || report.passed() == 0 ? 1 : 0;
 }

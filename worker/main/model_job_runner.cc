@@ -66,12 +66,6 @@ void AppendFrames(const at::Tensor& frames, std::deque<RgbFrame>& out) {
   }
 }
 
-// Internal marker: every job chunk is out, stop the engine (not an error).
-absl::Status AllChunksOut() { return absl::AbortedError("magi-internal: all job chunks emitted"); }
-bool IsAllChunksOut(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kAborted && s.message() == "magi-internal: all job chunks emitted";
-}
-
 }  // namespace
 
 ModelJobRunner::~ModelJobRunner() = default;
@@ -354,12 +348,13 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   GenerateCallbacks cb;
   cb.on_captions = options_.on_captions;
   cb.cancelled = [&] { return sink.Cancelled(); };
-  cb.on_chunk = [&](const EmittedChunk& e) -> absl::Status {
+  // Once every job chunk is out the engine stops (v2v asks it for one chunk more than the job
+  // streams).
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
     AppendFrames(d.frames, pending);
     MAGI_RETURN_IF_ERROR(flush(false));
-    if (next_chunk >= job.chunks_total()) return AllChunksOut();
-    return absl::OkStatus();
+    return next_chunk >= job.chunks_total() ? ChunkAction::kStop : ChunkAction::kContinue;
   };
   StepProgress last;
   cb.on_progress = [&](const Progress& p) {
@@ -371,8 +366,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     sp.eta_seconds = p.eta_seconds;
     sink.OnProgress(sp);
   };
-  auto result = engine->Generate(req, cb);
-  if (!result.ok() && !IsAllChunksOut(result.status())) return result.status();
+  MAGI_RETURN_IF_ERROR(engine->Generate(req, cb).status());
   MAGI_RETURN_IF_ERROR(flush(true));
   // Stopping after the last job chunk skips the engine's final progress report.
   if (last.step < last.total_steps) {

@@ -9,7 +9,7 @@
 // what Models() declares from the config. The engine emits latent chunks of chunk_width
 // frames (x temporal factor 4 video frames); the runner re-chunks the decoded frames into the
 // job's chunks (equal for t2v and i2v; v2v's first emitted chunk is shorter), trims the last
-// one to num_frames, and stops the engine once the last job chunk is out.
+// one to num_frames, and stops the engine (ChunkAction::kStop) once the last job chunk is out.
 // Modes: t2v; i2v (the image is decoded, stretched and VAE-encoded as a 1-latent-frame
 // prefix; the output's first frame is the decoded image frame); v2v (the first 32 frames of
 // the prefix video at the model's fps, VAE-encoded; the output is the continuation only).

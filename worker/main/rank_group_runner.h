@@ -5,7 +5,8 @@
 // all ranks (an all-reduce of the leader's answer), so all ranks stop at the same step. That
 // agreement also carries "failed": a rank whose job fails says so at the next one (its job's
 // end), every rank stops there, and the leader's Run() returns that rank's error, code kept,
-// as "worker group: rank N failed: <its error>".
+// as "worker group: rank N failed: <its error>". Followers neither encode nor decode
+// (ModelRunnerOptions::follower).
 #ifndef MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
 #define MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
 

@@ -121,9 +121,9 @@ int Main(int argc, char** argv) {
     }
     RunStats st;
     GenerateCallbacks cb;
-    cb.on_chunk = [&](const EmittedChunk& e) {
+    cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
       st.emit_times.push_back(e.seconds);
-      return absl::OkStatus();
+      return ChunkAction::kContinue;
     };
     ResetPeakRss();
     auto r = (*engine)->Generate(req, cb);

@@ -316,7 +316,7 @@ int RunGenerateCommand(int argc, char** argv) {
   ProgressPrinter progress(f.quiet);
   GenerateCallbacks cb;
   cb.on_progress = [&](const Progress& p) { progress.Step(p); };
-  cb.on_chunk = [&](const EmittedChunk& e) -> absl::Status {
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     const std::string path =
         (std::filesystem::path(f.out) / absl::StrFormat("chunk_%03d.safetensors", e.index)).string();
     std::map<std::string, std::string> meta = {{"chunk_index", std::to_string(e.index)},
@@ -326,7 +326,7 @@ int RunGenerateCommand(int argc, char** argv) {
                                                {"seconds", absl::StrFormat("%.3f", e.seconds)}};
     if (auto s = WriteSafetensors(path, {{"latent", e.latent}}, meta); !s.ok()) return s;
     progress.Chunk(e, path);
-    return absl::OkStatus();
+    return ChunkAction::kContinue;
   };
   auto result = (*engine)->Generate(req, cb);
   if (!result.ok()) return Fail(std::string(result.status().message()));

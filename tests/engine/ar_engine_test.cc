@@ -47,10 +47,10 @@ TEST(ArEngine, StreamsEachChunkRightAfterTheStepThatFinishesIt) {
   std::vector<EmittedChunk> got;
   std::vector<size_t> calls_at_emit;
   GenerateCallbacks cb;
-  cb.on_chunk = [&](const EmittedChunk& e) {
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     got.push_back(e);
     calls_at_emit.push_back(model.calls.size());
-    return absl::OkStatus();
+    return ChunkAction::kContinue;
   };
   int progress_calls = 0;
   cb.on_progress = [&](const Progress& p) {
@@ -90,9 +90,49 @@ TEST(ArEngine, ChunkCallbackErrorAborts) {
   FakeDenoiser model = Fake(c);
   auto engine = ArEngine::Create(c, model);
   GenerateCallbacks cb;
-  cb.on_chunk = [](const EmittedChunk&) { return absl::DataLossError("disk full"); };
+  cb.on_chunk = [](const EmittedChunk&) -> absl::StatusOr<ChunkAction> { return absl::DataLossError("disk full"); };
   auto r = (*engine)->Generate(Request(c), cb);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(ArEngine, ChunkCallbackStopEndsTheRunSuccessfullyWithoutAnotherModelCall) {
+  MagiConfig c = Config();
+  FakeDenoiser model = Fake(c);
+  auto engine = ArEngine::Create(c, model);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<EmittedChunk> got;
+  size_t calls_at_stop = 0;
+  GenerateCallbacks cb;
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
+    got.push_back(e);
+    if (e.index < 1) return ChunkAction::kContinue;
+    calls_at_stop = model.calls.size();
+    return ChunkAction::kStop;
+  };
+  auto r = (*engine)->Generate(Request(c), cb);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->stopped);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(r->chunks_emitted, 2);
+  EXPECT_EQ(model.calls.size(), calls_at_stop) << "the engine ran a model call after kStop";
+  EXPECT_LT(r->forward_steps, 20);
+  EXPECT_EQ(r->final_latents.size(2), 4);  // the two chunks handed out
+}
+
+TEST(ArEngine, StopOnTheLastChunkIsNotAnEarlyStop) {
+  MagiConfig c = Config();
+  FakeDenoiser model = Fake(c);
+  auto engine = ArEngine::Create(c, model);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  GenerateCallbacks cb;
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
+    return e.index + 1 == e.chunks_total ? ChunkAction::kStop : ChunkAction::kContinue;
+  };
+  auto r = (*engine)->Generate(Request(c), cb);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->chunks_emitted, 4);
+  EXPECT_EQ(r->forward_steps, 20);
+  EXPECT_FALSE(r->stopped);
 }
 
 TEST(ArEngine, SeededNoiseIsReproducibleAndMatchesTorchManualSeed) {
@@ -179,9 +219,9 @@ TEST(ArEngine, I2vAndV2vEmitOnlyGeneratedFrames) {
     req.prefix = at::randn({1, 16, 1, 4, 6});
     std::vector<EmittedChunk> got;
     GenerateCallbacks cb;
-    cb.on_chunk = [&](const EmittedChunk& e) {
+    cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
       got.push_back(e);
-      return absl::OkStatus();
+      return ChunkAction::kContinue;
     };
     auto r = (*engine)->Generate(req, cb);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -197,9 +237,9 @@ TEST(ArEngine, I2vAndV2vEmitOnlyGeneratedFrames) {
     req.prefix = at::randn({1, 16, 3, 4, 6});
     std::vector<EmittedChunk> got;
     GenerateCallbacks cb;
-    cb.on_chunk = [&](const EmittedChunk& e) {
+    cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
       got.push_back(e);
-      return absl::OkStatus();
+      return ChunkAction::kContinue;
     };
     auto r = (*engine)->Generate(req, cb);
     ASSERT_TRUE(r.ok()) << r.status();

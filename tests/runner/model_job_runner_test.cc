@@ -4,17 +4,21 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "jobspec/job_spec.h"
+#include "tests/runner/fake_group.h"
+#include "worker/main/rank_group_runner.h"
 #include "worker/main/tiny_model.h"
 #include "worker/model/special_tokens.h"
 
@@ -84,6 +88,17 @@ class ModelJobRunnerTest : public ::testing::Test {
     if (spec.ok()) job.spec = *spec;
     job.start_chunk = start_chunk;
     return job;
+  }
+
+  // The tiny model without its VAE (what a group follower needs), made once.
+  static fs::path NoVaeModel() {
+    const fs::path tiny = *dir_ / "tiny", no_vae = *dir_ / "no_vae";
+    if (!fs::exists(no_vae)) {
+      fs::create_directories(no_vae);
+      for (const char* sub : {"dit", "t5"}) fs::create_directory_symlink(tiny / sub, no_vae / sub);
+      for (const char* file : {"config.json", "special_tokens.npz"}) fs::copy_file(tiny / file, no_vae / file);
+    }
+    return no_vae;
   }
 
   static fs::path* dir_;
@@ -169,6 +184,83 @@ TEST_F(ModelJobRunnerTest, ImageAndVideoPrefixModesMakeTheRequestedFrames) {
     EXPECT_EQ(sink.chunks[0].second.size(), 24u) << mode;
     EXPECT_EQ(sink.chunks[1].second.size(), 24u) << mode;
   }
+}
+
+// A rank-group follower loads no VAE and decodes nothing, but runs the engine's steps and
+// stops where the leader does (the stop rule counts frames without decoding).
+TEST_F(ModelJobRunnerTest, AFollowerLoadsNoVaeDecodesNothingAndStopsWhereTheLeaderDoes) {
+  const fs::path no_vae = NoVaeModel();
+  ASSERT_FALSE(ModelJobRunner::Load(no_vae.string()).ok()) << "a leader must need its VAE";
+  ModelRunnerOptions o;
+  o.follower = true;
+  auto follower = ModelJobRunner::Load(no_vae.string(), o);
+  ASSERT_TRUE(follower.ok()) << follower.status();
+  for (int frames : {28, 3 * 24}) {
+    RecordingSink leader_sink, follower_sink;
+    ASSERT_TRUE(runner_->Run(Job(frames), leader_sink).ok());
+    absl::Status s = (*follower)->Run(Job(frames), follower_sink);
+    ASSERT_TRUE(s.ok()) << frames << ": " << s;
+    EXPECT_TRUE(follower_sink.chunks.empty()) << frames;
+    EXPECT_TRUE(follower_sink.prefix.empty()) << frames;
+    EXPECT_EQ(follower_sink.progress_calls, leader_sink.progress_calls) << frames;
+    EXPECT_EQ(follower_sink.last.step, leader_sink.last.step) << frames;
+    EXPECT_EQ(follower_sink.last.step, follower_sink.last.total_steps) << frames;
+  }
+}
+
+// A rank group of two model runners (threads over a fake communicator; no DiT sharding): the
+// follower loads no VAE, takes the leader's i2v/v2v prefix and stops where the leader does --
+// also at lengths where counting 4 frames per latent frame would stop it a chunk early (v2v's
+// partly-prefix chunk decodes to 13) and leave the ranks calling different collectives --
+// and the group streams what a lone runner streams.
+TEST_F(ModelJobRunnerTest, AGroupsFollowerTakesTheLeadersPrefixAndStopsWithIt) {
+  const std::string png = MakeMedia(*dir_, "group.png", "-frames:v 1");
+  const std::string mp4 = MakeMedia(*dir_, "group.mp4", "-t 1.5 -pix_fmt yuv420p -c:v libx264");
+  ASSERT_FALSE(png.empty());
+  ASSERT_FALSE(mp4.empty());
+  auto job = [&](::magi::v1::Mode mode, int frames) {
+    return Job(frames, 0, [&](auto& r) {
+      r.set_mode(mode);
+      if (mode == ::magi::v1::MODE_I2V) r.set_image(png);
+      else r.set_prefix_video(mp4);
+    });
+  };
+  const std::vector<RunnerJob> jobs = {job(::magi::v1::MODE_V2V, 40), job(::magi::v1::MODE_V2V, 48),
+                                       job(::magi::v1::MODE_I2V, 28)};
+  FakeGroup g(2);
+  ModelRunnerOptions lo, fo;
+  lo.group_comm = g.comms[0].get();
+  fo.group_comm = g.comms[1].get();
+  fo.follower = true;
+  auto leader = ModelJobRunner::Load((*dir_ / "tiny").string(), lo);
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  auto follower = ModelJobRunner::Load(NoVaeModel().string(), fo);
+  ASSERT_TRUE(follower.ok()) << follower.status();
+  absl::Status follower_status;
+  std::thread follower_thread([&] { follower_status = RunGroupFollower(**follower, *g.comms[1]); });
+  {
+    GroupLeaderRunner group(std::move(*leader), *g.comms[0]);
+    for (const RunnerJob& j : jobs) {
+      const int frames = j.request().num_frames();
+      RecordingSink alone, grouped;
+      absl::Status s = runner_->Run(j, alone);
+      if (s.ok()) s = group.Run(j, grouped);
+      EXPECT_TRUE(s.ok()) << j.request().mode() << " " << frames << ": " << s;
+      if (!s.ok()) break;
+      // (No ASSERT here: the follower's thread must be joined.)
+      EXPECT_EQ(grouped.chunks.size(), alone.chunks.size()) << frames;
+      for (size_t c = 0; c < std::min(alone.chunks.size(), grouped.chunks.size()); ++c) {
+        EXPECT_EQ(grouped.chunks[c].second.size(), alone.chunks[c].second.size()) << frames << " chunk " << c;
+        if (grouped.chunks[c].second.size() != alone.chunks[c].second.size()) continue;
+        for (size_t f = 0; f < alone.chunks[c].second.size(); ++f) {
+          EXPECT_EQ(grouped.chunks[c].second[f].rgb24, alone.chunks[c].second[f].rgb24)
+              << j.request().mode() << " " << frames << " chunk " << c << " frame " << f;
+        }
+      }
+    }
+  }  // the group's destructor stops the follower
+  follower_thread.join();
+  EXPECT_TRUE(follower_status.ok()) << follower_status;
 }
 
 TEST_F(ModelJobRunnerTest, HonoursCancel) {

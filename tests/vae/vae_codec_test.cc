@@ -72,6 +72,18 @@ TEST(EmittedLatentRangeTest, FrameCounts) {
   EXPECT_EQ(DecodedFrameCount(0, 3, 4), 0);
 }
 
+TEST(EmittedLatentRangeTest, ChunkFrameCountNeedsNoVae) {
+  const VaeTileOptions at24 = VaeTileOptions::ForPipeline(24);  // 12-frame tiles: 3 latent frames
+  EXPECT_EQ(DecodeTileLatentLength(at24, 4), 3);
+  EXPECT_EQ(ChunkFrameCount(0, ChunkLayout{6, 0}, at24, 4), 24);  // t2v
+  EXPECT_EQ(ChunkFrameCount(0, ChunkLayout{6, 1}, at24, 4), 24);  // i2v: the whole first chunk
+  const ChunkLayout v2v{6, 8};
+  EXPECT_EQ(ChunkFrameCount(0, v2v, at24, 4), 0);   // all prefix: emits nothing
+  EXPECT_EQ(ChunkFrameCount(1, v2v, at24, 4), 13);  // 4 latent frames: a 3-frame tile + a 1-frame one
+  EXPECT_EQ(ChunkFrameCount(2, v2v, at24, 4), 24);
+  EXPECT_EQ(ChunkFrameCount(1, v2v, VaeTileOptions::ForPipeline(32), 4), 16);  // one 4-latent tile
+}
+
 TEST(FramesToUint8Test, TruncatesInTheFramesDtype) {
   at::Tensor x = at::tensor({-2.0f, -1.0f, 0.0f, 0.98828125f, 1.0f, 3.0f});
   at::Tensor f32 = FramesToUint8(x);
@@ -116,10 +128,13 @@ TEST_F(VaeCodecTest, DecodeChunkTakesTheWholeChunkOrItsEmittedFrames) {
   EXPECT_EQ(whole->latents.begin, 4);
   // The next chunk's frames follow on: 2 latent frames gave 8 video frames.
   EXPECT_EQ(codec_->FirstFrameOfChunk(2, layout), 8);
+  const int64_t pl = codec_->vae().config().patch_length;
+  EXPECT_EQ(ChunkFrameCount(1, layout, codec_->decode_tiles(), pl), whole->frames.size(0));
   // i2v: the first chunk is emitted whole, image frame included.
   auto i2v = codec_->DecodeChunk(chunk, 0, ChunkLayout{3, 1});
   ASSERT_TRUE(i2v.ok());
   EXPECT_EQ(i2v->frames.size(0), 12);
+  EXPECT_EQ(ChunkFrameCount(0, ChunkLayout{3, 1}, codec_->decode_tiles(), pl), 12);
   EXPECT_EQ(codec_->FirstFrameOfChunk(1, ChunkLayout{3, 1}), 12);
   // Errors: a chunk inside the prefix, a latent of another length.
   EXPECT_EQ(codec_->DecodeChunk(chunk, 0, layout).status().code(), absl::StatusCode::kInvalidArgument);

@@ -192,9 +192,9 @@ void RunReplay(const ArCase& c, GoldenReport& report) {
   Worst disp;
   GenerateCallbacks cb;
   std::vector<EmittedChunk> chunks;
-  cb.on_chunk = [&](const EmittedChunk& e) {
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     chunks.push_back(e);
-    return absl::OkStatus();
+    return ChunkAction::kContinue;
   };
   cb.on_dispatch = [&](int d, const GuidanceStep& st, const at::Tensor& v) {
     const std::string k = StepKey(d, "disp.");
@@ -238,9 +238,9 @@ void RunModel(const ArCase& c, const GoldenContext& ctx, GoldenReport& report) {
   Worst fwd;
   GenerateCallbacks cb;
   std::vector<EmittedChunk> chunks;
-  cb.on_chunk = [&](const EmittedChunk& e) {
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     chunks.push_back(e);
-    return absl::OkStatus();
+    return ChunkAction::kContinue;
   };
   cb.on_forward = [&](int d, int call, const DitForwardArgs&, const at::Tensor& out) {
     const std::string k = StepKey(d, absl::StrCat("fwd", call, ".out"));

@@ -306,7 +306,13 @@ absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request
       if (result.chunks_emitted == 0) result.first_chunk_seconds = e.seconds;
       ++result.chunks_emitted;
       if (options_.keep_final_latents) emitted.push_back(e.latent);
-      if (cb.on_chunk) MAGI_RETURN_IF_ERROR(cb.on_chunk(e));
+      if (cb.on_chunk) {
+        MAGI_ASSIGN_OR_RETURN(const ChunkAction action, cb.on_chunk(e));
+        if (action == ChunkAction::kStop) {
+          result.stopped = ps.step + 1 < total;
+          break;
+        }
+      }
     }
     if (cb.on_progress) {
       Progress p;

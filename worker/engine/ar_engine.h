@@ -67,9 +67,17 @@ struct Progress {
   double eta_seconds = 0;
 };
 
+// What the engine does after handing a chunk to on_chunk.
+enum class ChunkAction {
+  kContinue,  // run on to the plan's end
+  kStop,      // the caller has what it needs: Generate() returns OK now (result.stopped)
+};
+
 struct GenerateCallbacks {
-  // Called for each clean chunk, in order; an error aborts the generation with it.
-  std::function<absl::Status(const EmittedChunk&)> on_chunk;
+  // Called for each clean chunk, in order. kStop ends Generate() successfully right after
+  // this chunk (no further model call, no progress report for its step); an error aborts
+  // the generation with it.
+  std::function<absl::StatusOr<ChunkAction>(const EmittedChunk&)> on_chunk;
   std::function<void(const Progress&)> on_progress;
   // Polled before every model call; true ends Generate() with CancelledError.
   std::function<bool()> cancelled;
@@ -89,6 +97,7 @@ struct GenerateResult {
   int64_t kv_peak_bytes = 0; // windowed cache only (0 for dense)
   double seconds = 0;
   double first_chunk_seconds = 0;
+  bool stopped = false;      // on_chunk returned kStop before the plan's last step
 };
 
 enum class KvCacheMode {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "parallel/communicator.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
 #include "worker/engine/stage_plan.h"
@@ -66,10 +67,28 @@ void AppendFrames(const at::Tensor& frames, std::deque<RgbFrame>& out) {
   }
 }
 
-// Internal marker: every job chunk is out, stop the engine (not an error).
-absl::Status AllChunksOut() { return absl::AbortedError("magi-internal: all job chunks emitted"); }
-bool IsAllChunksOut(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kAborted && s.message() == "magi-internal: all job chunks emitted";
+// Rank groups: the leader's prefix latent to every rank (followers load no VAE). Header
+// [ok, C, P, h, w]; ok = 0 when the leader could not make one (it reports its own error; the
+// followers end the job). Every rank calls it once per i2v/v2v job, whatever happened before.
+absl::Status SharePrefix(Communicator& world, bool leader, bool leader_ok, at::Tensor& prefix) {
+  at::Tensor header = at::zeros({5}, at::kLong);
+  if (leader && leader_ok) {
+    header[0] = 1;
+    for (int d = 0; d < 3; ++d) header[2 + d] = prefix.size(2 + d);
+    header[1] = prefix.size(1);
+  }
+  MAGI_RETURN_IF_ERROR(world.Broadcast(header, 0, "group.prefix_header"));
+  if (header[0].item<int64_t>() == 0) {
+    if (leader) return absl::OkStatus();
+    return absl::AbortedError("worker group: rank 0 could not prepare the job's prefix (it reports why)");
+  }
+  at::Tensor data = leader ? prefix.contiguous()
+                           : at::empty({1, header[1].item<int64_t>(), header[2].item<int64_t>(),
+                                        header[3].item<int64_t>(), header[4].item<int64_t>()},
+                                       at::kFloat);
+  MAGI_RETURN_IF_ERROR(world.Broadcast(data, 0, "group.prefix"));
+  prefix = data;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -144,7 +163,8 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   co.max_length = r->config_.model.caption_max_length;
   co.cache_bytes = 16ll << 20;
   r->captions_ = std::make_unique<CaptionEncoder>(r->tokenizer_.get(), r->t5_.get(), co);
-  // VAE.
+  // VAE (not on a group follower: only the leader encodes prefixes and decodes chunks).
+  if (options.follower) return r;
   ViTVae::Options vo;
   vo.compute = VaeCompute::kFloat32;  // CPU: float32 is both faster and exact
   const std::string vae_dir = Resolve(base, rt.vae_pretrained);
@@ -279,9 +299,21 @@ absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
 absl::Status ModelJobRunner::Check(const RunnerJob& job) const { return Validate(job); }
 
 absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
-  MAGI_RETURN_IF_ERROR(Validate(job));
   const pb::GenerateRequest& r = job.request();
   MagiConfig c = config_;
+  GenerateRequest req;
+  absl::Status prepared = Prepare(job, c, req);
+  // In a group every rank takes part in the prefix exchange, whatever failed before it.
+  if (options_.group_comm != nullptr && (r.mode() == pb::MODE_I2V || r.mode() == pb::MODE_V2V)) {
+    MAGI_RETURN_IF_ERROR(SharePrefix(*options_.group_comm, !options_.follower, prepared.ok(), req.prefix));
+  }
+  MAGI_RETURN_IF_ERROR(prepared);
+  return Generate(job, c, req, sink);
+}
+
+absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, GenerateRequest& req) const {
+  MAGI_RETURN_IF_ERROR(Validate(job));
+  const pb::GenerateRequest& r = job.request();
   RuntimeConfig& rt = c.runtime;
   rt.video_size_w = r.width();
   rt.video_size_h = r.height();
@@ -291,7 +323,6 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     std::fill(rt.prev_chunk_scales.begin(), rt.prev_chunk_scales.end(), r.guidance().prefix_scale());
   }
 
-  GenerateRequest req;
   req.null_caption = null_caption_;
   req.special_tokens = prompt_tokens_;
   req.seed = r.seed();  // the JobSpec filled the model's default
@@ -305,8 +336,16 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     cp.mask = enc->mask[0].to(at::kFloat);
     req.prompts.push_back(std::move(cp));
   }
-  // Prefix; the engine's frame count (video frames it generates after the prefix) is the
-  // JobSpec's.
+  // Prefix (a group follower gets the leader's: SharePrefix); the engine's frame count (video
+  // frames it generates after the prefix) is the JobSpec's.
+  req.num_frames = job.spec.engine_frames();
+  if (options_.follower) {
+    if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V && r.mode() != pb::MODE_I2V &&
+        r.mode() != pb::MODE_V2V) {
+      return Bad("mode", absl::StrCat(static_cast<int>(r.mode()), " is not a known mode"));
+    }
+    return absl::OkStatus();
+  }
   if (r.mode() == pb::MODE_I2V) {
     MAGI_ASSIGN_OR_RETURN(RgbFrame image, DecodeImage("image", r.image(), r.width(), r.height()));
     MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo({image})));
@@ -320,8 +359,13 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   } else if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V) {
     return Bad("mode", absl::StrCat(static_cast<int>(r.mode()), " is not a known mode"));
   }
-  req.num_frames = job.spec.engine_frames();
+  return absl::OkStatus();
+}
 
+absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c, const GenerateRequest& req,
+                                      FrameSink& sink) {
+  const pb::GenerateRequest& r = job.request();
+  const RuntimeConfig& rt = c.runtime;
   EngineOptions eo;
   eo.keep_final_latents = false;
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
@@ -354,12 +398,27 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   GenerateCallbacks cb;
   cb.on_captions = options_.on_captions;
   cb.cancelled = [&] { return sink.Cancelled(); };
-  cb.on_chunk = [&](const EmittedChunk& e) -> absl::Status {
-    MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
-    AppendFrames(d.frames, pending);
-    MAGI_RETURN_IF_ERROR(flush(false));
-    if (next_chunk >= job.chunks_total()) return AllChunksOut();
-    return absl::OkStatus();
+  // The stop rule needs no decoded frame, so every rank of a group applies it: each chunk's
+  // frame count comes from the layout and the pipeline's decode tiles (ChunkFrameCount; v2v's
+  // partly-prefix chunk decodes to fewer frames than its latent length x temporal factor);
+  // once the job's frames are made the engine stops (v2v asks it for one chunk more than the
+  // job streams). The decoding rank checks the count against what it decoded.
+  const VaeTileOptions decode_tiles = VaeTileOptions::ForPipeline(config_.runtime.fps);  // the codec's (Load)
+  int64_t frames_made = 0;
+  cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
+    const int64_t frames = ChunkFrameCount(e.chunk, layout, decode_tiles, rt.temporal_downsample_factor);
+    frames_made += frames;
+    if (!options_.follower) {
+      MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
+      if (d.frames.size(0) != frames) {
+        return absl::InternalError(absl::StrCat("model runner: latent chunk ", e.chunk, " (", e.frame_end - e.frame_begin,
+                                                " latent frames) decoded to ", d.frames.size(0), " frames, not the ",
+                                                frames, " its layout gives"));
+      }
+      AppendFrames(d.frames, pending);
+      MAGI_RETURN_IF_ERROR(flush(false));
+    }
+    return frames_made >= r.num_frames() ? ChunkAction::kStop : ChunkAction::kContinue;
   };
   StepProgress last;
   cb.on_progress = [&](const Progress& p) {
@@ -371,9 +430,12 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
     sp.eta_seconds = p.eta_seconds;
     sink.OnProgress(sp);
   };
-  auto result = engine->Generate(req, cb);
-  if (!result.ok() && !IsAllChunksOut(result.status())) return result.status();
-  MAGI_RETURN_IF_ERROR(flush(true));
+  MAGI_RETURN_IF_ERROR(engine->Generate(req, cb).status());
+  if (frames_made < r.num_frames()) {
+    return absl::InternalError(absl::StrCat("model runner: the engine made ", frames_made, " frames, the job needs ",
+                                            r.num_frames()));
+  }
+  if (!options_.follower) MAGI_RETURN_IF_ERROR(flush(true));
   // Stopping after the last job chunk skips the engine's final progress report.
   if (last.step < last.total_steps) {
     last.step = last.total_steps;

@@ -9,7 +9,9 @@
 // what Models() declares from the config. The engine emits latent chunks of chunk_width
 // frames (x temporal factor 4 video frames); the runner re-chunks the decoded frames into the
 // job's chunks (equal for t2v and i2v; v2v's first emitted chunk is shorter), trims the last
-// one to num_frames, and stops the engine once the last job chunk is out.
+// one to num_frames, and stops the engine (ChunkAction::kStop) once the emitted latent chunks
+// cover the job's frames -- counted without decoding (ChunkFrameCount, worker/vae/vae_codec.h),
+// so group followers stop where the leader does.
 // Modes: t2v; i2v (the image is decoded, stretched and VAE-encoded as a 1-latent-frame
 // prefix; the output's first frame is the decoded image frame); v2v (the first 32 frames of
 // the prefix video at the model's fps, VAE-encoded; the output is the continuation only).
@@ -51,6 +53,7 @@ namespace magi {
 class Communicator;
 
 class CaptionEncoder;
+struct GenerateRequest;
 class Checkpoint;
 class DitDenoiser;
 class DitModel;
@@ -71,6 +74,12 @@ struct ModelRunnerOptions {
   ShardLayout layout;
   Communicator* tp_comm = nullptr;  // not owned
   Communicator* cp_comm = nullptr;  // not owned
+  // Rank groups (worker/main/rank_group_runner.h): `group_comm` is the group's world
+  // communicator on every rank (i2v/v2v prefixes travel over it from rank 0). A follower
+  // loads no VAE and neither encodes a prefix nor decodes a chunk -- the leader does both and
+  // streams -- but runs the same engine steps, stopping by the job's geometry as every rank.
+  bool follower = false;
+  Communicator* group_comm = nullptr;  // not owned
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
 };
@@ -104,6 +113,10 @@ class ModelJobRunner final : public JobRunner {
  private:
   ModelJobRunner() = default;
   absl::Status Validate(const RunnerJob& job) const;
+  // Validates `job` and fills the engine's config `c` and request (captions, prefix).
+  absl::Status Prepare(const RunnerJob& job, MagiConfig& c, GenerateRequest& req) const;
+  // Runs the engine, decoding and streaming each chunk (not on a follower).
+  absl::Status Generate(const RunnerJob& job, const MagiConfig& c, const GenerateRequest& req, FrameSink& sink);
 
   ModelRunnerOptions options_;
   MagiConfig config_;

@@ -1,5 +1,7 @@
 #include "worker/main/rank_group_runner.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include <ATen/ATen.h>
@@ -14,8 +16,12 @@ namespace {
 // is the job's JobSpec.
 constexpr int64_t kStop = -1;
 
-// Every rank asks the same question at the same point of the same loop; the leader's sink
-// answers, everyone adopts it.
+// The agreement: every rank asks the same question at the same point of the same loop (each
+// cancellation check, and once when its job ends). An all-reduce of [cancel, failed by rank
+// 0..n-1]: the leader's sink answers "cancel"; a rank whose job failed says so in its own slot
+// (at the job's end -- the next agreement the others reach). A failure ends the job on every
+// rank at that agreement, and the lowest failed rank broadcasts its error text so the leader
+// reports it (no waiting for a heartbeat timeout).
 class AgreedCancelSink : public FrameSink {
  public:
   AgreedCancelSink(FrameSink* leader_sink, Communicator& world) : sink_(leader_sink), world_(world) {}
@@ -29,14 +35,59 @@ class AgreedCancelSink : public FrameSink {
     if (sink_) sink_->OnProgress(p);
   }
   bool Cancelled() const override {
-    at::Tensor flag = at::full({1}, sink_ != nullptr && sink_->Cancelled() ? 1.0f : 0.0f);
-    if (!world_.AllReduceSum(flag, "group.cancel").ok()) return true;  // the group is gone: stop
-    return flag.item<float>() > 0;
+    if (!group_error_.ok()) return true;  // a rank failed at an earlier agreement
+    return Agree(sink_ != nullptr && sink_->Cancelled(), absl::OkStatus());
+  }
+  // After this rank's job returned `local`: the last agreement of the job, unless a failure
+  // already ended it. Returns the group's outcome: a failed rank's error (the lowest rank's),
+  // else `local`.
+  absl::Status Finish(const absl::Status& local) {
+    if (group_error_.ok()) Agree(false, local);
+    if (group_error_.ok() || failed_rank_ == world_.rank()) return local;  // its own error as it was
+    return group_error_;
   }
 
  private:
+  // One agreement; true when the job ends here (cancel or a failure).
+  bool Agree(bool cancel, const absl::Status& local) const {
+    const int n = world_.size();
+    at::Tensor flags = at::zeros({1 + n}, at::kFloat);
+    flags[0] = cancel ? 1.0f : 0.0f;
+    if (!local.ok() && !absl::IsCancelled(local)) flags[1 + world_.rank()] = 1.0f;
+    if (auto s = world_.AllReduceSum(flags, "group.agree"); !s.ok()) {
+      group_error_ = s;  // the group is gone: stop
+      return true;
+    }
+    int failed = -1;
+    for (int r = 0; r < n && failed < 0; ++r) {
+      if (flags[1 + r].item<float>() > 0) failed = r;
+    }
+    if (failed < 0) return flags[0].item<float>() > 0;
+    // The failed rank's error: [code, message length], then the message bytes.
+    const std::string text = failed == world_.rank() ? std::string(local.message()) : std::string();
+    at::Tensor head = at::tensor({static_cast<int64_t>(local.code()), static_cast<int64_t>(text.size())}, at::kLong);
+    absl::Status s = world_.Broadcast(head, failed, "group.error_header");
+    const int64_t len = s.ok() ? head[1].item<int64_t>() : 0;
+    at::Tensor bytes = at::zeros({std::max<int64_t>(1, len)}, at::kByte);
+    if (s.ok() && failed == world_.rank()) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+    if (s.ok()) s = world_.Broadcast(bytes, failed, "group.error");
+    failed_rank_ = failed;
+    if (!s.ok()) {
+      group_error_ = absl::InternalError(absl::StrCat("worker group: rank ", failed, " failed (its message was lost: ",
+                                                      s.message(), ")"));
+    } else {
+      auto code = static_cast<absl::StatusCode>(head[0].item<int64_t>());
+      if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+      group_error_ = absl::Status(code, absl::StrCat("worker group: rank ", failed, " failed: ",
+                                                     std::string(static_cast<const char*>(bytes.data_ptr()), len)));
+    }
+    return true;
+  }
+
   FrameSink* sink_;  // null on followers
   Communicator& world_;
+  mutable absl::Status group_error_;  // set once an agreement saw a failure
+  mutable int failed_rank_ = -1;
 };
 
 }  // namespace
@@ -57,7 +108,8 @@ absl::Status GroupLeaderRunner::Run(const RunnerJob& job, FrameSink& sink) {
     if (auto s = world_.Broadcast(bytes, 0, "group.job"); !s.ok()) return s;
   }
   AgreedCancelSink agreed(&sink, world_);
-  return inner_->Run(job, agreed);
+  const absl::Status local = inner_->Run(job, agreed);
+  return agreed.Finish(local);
 }
 
 absl::Status GroupLeaderRunner::StopFollowers() {
@@ -82,8 +134,13 @@ absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
     }
     job.start_chunk = static_cast<int>(header[1].item<int64_t>());
     AgreedCancelSink agreed(nullptr, world);
-    // The leader reports the job's outcome; a follower only has to stay in step.
-    (void)runner.Run(job, agreed);
+    // The leader reports the job's outcome (a follower's own failure reaches it through the
+    // agreement); a follower logs its own and stays in step.
+    const absl::Status local = runner.Run(job, agreed);
+    if (!local.ok() && !absl::IsCancelled(local)) {
+      std::fprintf(stderr, "magi-worker rank %d: job failed: %s\n", world.rank(), local.ToString().c_str());
+    }
+    (void)agreed.Finish(local);
   }
 }
 

@@ -2,7 +2,11 @@
 // its own ModelJobRunner (its DiT shard talks to the others inside each forward), SPMD.
 // Rank 0 is the leader: it alone talks to magi-server and encodes chunks; before running a
 // job it broadcasts the job to the followers, and every cancellation check is agreed on by
-// all ranks (an all-reduce of the leader's answer), so all ranks stop at the same step.
+// all ranks (an all-reduce of the leader's answer), so all ranks stop at the same step. That
+// agreement also carries "failed": a rank whose job fails says so at the next one (its job's
+// end), every rank stops there, and the leader's Run() returns that rank's error, code kept,
+// as "worker group: rank N failed: <its error>". Followers neither encode nor decode
+// (ModelRunnerOptions::follower).
 #ifndef MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
 #define MAGI_WORKER_MAIN_RANK_GROUP_RUNNER_H_
 

@@ -23,6 +23,8 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     ModelRunnerOptions mo;
     mo.layout = options.layout;
     mo.tp_comm = options.tp_comm;
+    mo.group_comm = options.group_comm;
+    mo.follower = options.follower;
     mo.cp_comm = options.cp_comm;
     auto runner = ModelJobRunner::Load(options.model_dir, mo);
     if (!runner.ok()) return runner.status();

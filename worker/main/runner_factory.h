@@ -29,6 +29,10 @@ struct RunnerOptions {
   ShardLayout layout;
   Communicator* tp_comm = nullptr;
   Communicator* cp_comm = nullptr;
+  // "model" in a rank group: the world communicator, and whether this rank follows (loads no
+  // VAE; ModelRunnerOptions::follower).
+  Communicator* group_comm = nullptr;
+  bool follower = false;
 };
 
 // InvalidArgument naming --runner for an unknown name; "model": the loader's or the tiny

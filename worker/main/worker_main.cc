@@ -153,6 +153,8 @@ int main(int argc, char** argv) {
     ro.layout = group->layout();
     ro.tp_comm = &group->tp();
     ro.cp_comm = &group->cp();
+    ro.group_comm = &group->world();
+    ro.follower = group->rank() != 0;
     // Only one rank writes the shared tiny model set; the others wait for it at the barrier.
     if (group->rank() != 0) ro.create_tiny_model = false;
     if (group->rank() == 0 && ro.create_tiny_model) {

@@ -39,6 +39,17 @@ int64_t DecodedFrameCount(int64_t latent_frames, int64_t tile_latent_length, int
   return frames;
 }
 
+int64_t DecodeTileLatentLength(const VaeTileOptions& decode_tiles, int64_t patch_length) {
+  return patch_length > 0 ? decode_tiles.tile_sample_min_length / patch_length : 0;
+}
+
+int64_t ChunkFrameCount(int64_t chunk, const ChunkLayout& layout, const VaeTileOptions& decode_tiles,
+                        int64_t patch_length) {
+  const auto range = EmittedLatentRange(chunk, layout);
+  if (!range) return 0;
+  return DecodedFrameCount(range->size(), DecodeTileLatentLength(decode_tiles, patch_length), patch_length);
+}
+
 at::Tensor FramesToUint8(const at::Tensor& x) {
   // Python: ((x * 127.5) + 127.5).clamp(0, 255).type(torch.uint8), each op in x's dtype;
   // the uint8 conversion truncates toward zero.
@@ -53,7 +64,7 @@ VaeCodec VaeCodec::ForPipeline(const ViTVae* vae, int fps, double scale_factor) 
 }
 
 int64_t VaeCodec::decode_tile_latent_length() const {
-  return decode_tiles_.tile_sample_min_length / vae_->config().patch_length;
+  return DecodeTileLatentLength(decode_tiles_, vae_->config().patch_length);
 }
 
 absl::StatusOr<at::Tensor> VaeCodec::Encode(const at::Tensor& video) const {
@@ -121,10 +132,9 @@ absl::StatusOr<at::Tensor> VaeCodec::DecodeLatentToUint8(const at::Tensor& laten
 }
 
 int64_t VaeCodec::FirstFrameOfChunk(int64_t chunk_index, const ChunkLayout& layout) const {
-  const int64_t tl = decode_tile_latent_length(), pl = vae_->config().patch_length;
   int64_t frames = 0;
   for (int64_t k = 0; k < chunk_index; ++k) {
-    if (auto r = EmittedLatentRange(k, layout)) frames += DecodedFrameCount(r->size(), tl, pl);
+    frames += ChunkFrameCount(k, layout, decode_tiles_, vae_->config().patch_length);
   }
   return frames;
 }

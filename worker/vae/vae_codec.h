@@ -42,6 +42,16 @@ std::optional<LatentRange> EmittedLatentRange(int64_t chunk, const ChunkLayout& 
 // yields a single frame (v2v's 4-latent chunk -> 12 + 1 = 13 frames).
 int64_t DecodedFrameCount(int64_t latent_frames, int64_t tile_latent_length, int64_t temporal_factor);
 
+// Latent frames per temporal decode tile: decode_tiles.tile_sample_min_length / patch_length.
+int64_t DecodeTileLatentLength(const VaeTileOptions& decode_tiles, int64_t patch_length);
+
+// Video frames VaeCodec::DecodeChunk yields for chunk `chunk` (0 for one that emits nothing),
+// for decode tiles `decode_tiles` and a VAE of temporal factor `patch_length` -- known without
+// a VAE, so ranks that load none (rank-group followers) count a run's frames as the decoding
+// rank does: v2v's partly-prefix chunk of 4 latent frames at 24 fps gives 13, not 16.
+int64_t ChunkFrameCount(int64_t chunk, const ChunkLayout& layout, const VaeTileOptions& decode_tiles,
+                        int64_t patch_length);
+
 // One decoded chunk, ready for the encoder/stream.
 struct DecodedChunk {
   at::Tensor frames;           // uint8 [F, 3, H, W] on the CPU

@@ -1,0 +1,112 @@
+// The rank group's agreement on in-process ranks (threads over a fake communicator): a
+// follower's failure ends the group's job at the next agreement with the follower's error,
+// long before any heartbeat timeout; a healthy group agrees and succeeds.
+#include "worker/main/rank_group_runner.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/runner/fake_group.h"
+
+namespace magi {
+namespace {
+
+// Polls the cancellation agreement `checks` times (as the engine does before each model
+// call), then returns `result`; cancelled ends it early.
+class PollingRunner : public JobRunner {
+ public:
+  PollingRunner(int checks, absl::Status result) : checks_(checks), result_(std::move(result)) {}
+  std::string name() const override { return "polling"; }
+  std::vector<::magi::internal::v1::ModelInfo> Models() const override { return {}; }
+  absl::Status Run(const RunnerJob&, FrameSink& sink) override {
+    for (int i = 0; i < checks_; ++i) {
+      ++polls;
+      if (sink.Cancelled()) return absl::CancelledError("cancelled");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return result_;
+  }
+  std::atomic<int> polls{0};
+
+ private:
+  int checks_;
+  absl::Status result_;
+};
+
+class NullSink : public FrameSink {
+ public:
+  absl::Status OnPrefixChunk(int, const std::vector<RgbFrame>&) override { return absl::OkStatus(); }
+  absl::Status OnChunk(int, const std::vector<RgbFrame>&) override { return absl::OkStatus(); }
+  void OnProgress(const StepProgress&) override {}
+  bool Cancelled() const override { return false; }
+};
+
+TEST(RankGroupRunner, AFollowerFailureFailsTheGroupAtTheNextAgreementWithItsMessage) {
+  FakeGroup g(3);
+  PollingRunner healthy(1000, absl::OkStatus()), failing(0, absl::ResourceExhaustedError("shard out of memory"));
+  absl::Status f1, f2;
+  std::thread t1([&] { f1 = RunGroupFollower(healthy, *g.comms[1]); });
+  std::thread t2([&] { f2 = RunGroupFollower(failing, *g.comms[2]); });
+  auto leader_inner = std::make_unique<PollingRunner>(1000, absl::OkStatus());
+  PollingRunner* leader_runner = leader_inner.get();
+  absl::Status got;
+  double seconds = 0;
+  {
+    GroupLeaderRunner leader(std::move(leader_inner), *g.comms[0]);
+    NullSink sink;
+    const auto start = std::chrono::steady_clock::now();
+    got = leader.Run(RunnerJob(), sink);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(leader_runner->polls.load(), 1) << "the leader ran on past the agreement that saw the failure";
+  }  // the destructor stops the followers
+  t1.join();
+  t2.join();
+  EXPECT_EQ(got.code(), absl::StatusCode::kResourceExhausted) << got;
+  EXPECT_NE(got.message().find("rank 2 failed: shard out of memory"), std::string::npos) << got;
+  EXPECT_LT(seconds, 5.0);
+  EXPECT_EQ(healthy.polls.load(), 1) << "the healthy follower did not stop with the group";
+  EXPECT_TRUE(f1.ok()) << f1;
+  EXPECT_TRUE(f2.ok()) << f2;
+}
+
+TEST(RankGroupRunner, AHealthyGroupAgreesOnEveryCheckAndSucceeds) {
+  FakeGroup g(2);
+  PollingRunner follower(5, absl::OkStatus());
+  absl::Status f;
+  std::thread t([&] { f = RunGroupFollower(follower, *g.comms[1]); });
+  absl::Status got;
+  {
+    GroupLeaderRunner leader(std::make_unique<PollingRunner>(5, absl::OkStatus()), *g.comms[0]);
+    NullSink sink;
+    got = leader.Run(RunnerJob(), sink);
+    // A second job after the first: the agreement leaves the group in step.
+    if (got.ok()) got = leader.Run(RunnerJob(), sink);
+  }  // the destructor stops the follower
+  t.join();
+  EXPECT_TRUE(got.ok()) << got;
+  EXPECT_EQ(follower.polls.load(), 10);
+  EXPECT_TRUE(f.ok()) << f;
+}
+
+TEST(RankGroupRunner, TheLeadersOwnErrorIsReturnedAsItWas) {
+  FakeGroup g(2);
+  PollingRunner follower(5, absl::OkStatus());
+  absl::Status f;
+  std::thread t([&] { f = RunGroupFollower(follower, *g.comms[1]); });
+  absl::Status got;
+  {
+    GroupLeaderRunner leader(std::make_unique<PollingRunner>(2, absl::DataLossError("disk full")), *g.comms[0]);
+    NullSink sink;
+    got = leader.Run(RunnerJob(), sink);
+  }
+  t.join();
+  EXPECT_EQ(got, absl::DataLossError("disk full"));
+  EXPECT_EQ(follower.polls.load(), 3) << "the follower did not stop at the leader's failure";
+  EXPECT_TRUE(f.ok()) << f;
+}
+
+}  // namespace
+}  // namespace magi

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -33,6 +34,30 @@ const char* OutcomeOf(JobState state, const absl::Status& status) {
   }
 }
 
+// The last event of a finished job and the status its streams end with.
+struct FinalEvent {
+  GenerateEvent event;
+  absl::Status status;
+};
+FinalEvent FinalEventOf(const JobRecord& rec) {
+  FinalEvent f;
+  if (rec.state == ::magi::v1::JOB_STATE_SUCCEEDED) {
+    f.event.mutable_completed()->set_job_id(rec.job_id);
+    *f.event.mutable_completed()->mutable_stats() = rec.stats;
+    return f;
+  }
+  f.status = absl::Status(static_cast<absl::StatusCode>(rec.error_code), rec.error_message);
+  if (f.status.ok()) f.status = absl::UnknownError("job failed");
+  f.event.mutable_failed()->set_job_id(rec.job_id);
+  f.event.mutable_failed()->set_code(static_cast<int>(f.status.code()));
+  f.event.mutable_failed()->set_message(std::string(f.status.message()));
+  return f;
+}
+
+absl::Status NotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerOptions& options,
@@ -43,6 +68,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
   auto store = JobStore::Open(options.state_dir);
   if (!store.ok()) return store.status();
   m->store_ = std::move(*store);
+  m->feed_ = std::make_unique<JobFeed>(m->store_.get(), options.feed, metrics);
   if (auto s = m->Recover(); !s.ok()) return s;
   m->tick_thread_ = std::thread([p = m.get()] { p->TickLoop(); });
   return m;
@@ -62,9 +88,9 @@ JobManager::~JobManager() {
 }
 
 absl::Status JobManager::Recover() {
+  // Before any RPC is served: the disk reads need no lock.
   auto jobs = store_->LoadUnfinished();
   if (!jobs.ok()) return jobs.status();
-  std::lock_guard<std::mutex> lock(mu_);
   for (JobRecord& rec : *jobs) {
     ActiveJob job;
     job.rec = std::move(rec);
@@ -73,15 +99,27 @@ absl::Status JobManager::Recover() {
     job.first_chunk_seen = job.rec.chunks_done > 0;
     if (auto s = store_->Update(job.rec); !s.ok()) return s;
     auto chunks = store_->Chunks(job.rec.job_id);
-    if (chunks.ok() && !chunks->empty()) job.frames_done = chunks->back().frame_end;
-    QueuedJob q{job.rec.job_id, job.rec.request.priority(), job.rec.seq, job.rec.request.model(),
-                job.rec.request.width(), job.rec.request.height()};
-    if (auto s = scheduler_.Enqueue(q, /*bypass_capacity=*/true); !s.ok()) return s;
+    if (!chunks.ok()) return chunks.status();
+    std::vector<ChunkRecord> stored;
+    for (const ChunkRecord& c : *chunks) {
+      if (c.index < job.rec.chunks_done) stored.push_back(c);
+    }
+    if (!stored.empty()) job.frames_done = stored.back().frame_end;
+    std::string init;
+    if (!stored.empty()) {
+      auto read = store_->ReadInitSegment(job.rec.job_id);
+      if (!read.ok()) return read.status();
+      init = std::move(*read);
+    }
     Log(absl::StrCat("recovered job ", job.rec.job_id, " (", job.rec.chunks_done, "/",
                      job.rec.chunks_total, " chunks done)"));
+    std::lock_guard<std::mutex> lock(mu_);
+    EnqueueLocked(job.rec, /*bypass_capacity=*/true);
+    feed_->Open(job.rec.job_id, job.rec.chunks_total, std::move(stored), std::move(init));
     std::string id = job.rec.job_id;
     active_.emplace(id, std::move(job));
   }
+  std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();
   return absl::OkStatus();
 }
@@ -108,20 +146,27 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
     }
     return valid.status();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> order(transition_mu_);
   if (!valid->request().idempotency_key().empty()) {
     auto existing = store_->FindByIdempotencyKey(valid->request().idempotency_key());
-    if (!existing.ok()) return existing.status();
+    if (!existing.ok()) {
+      CountStoreError("read", "looking up an idempotency key", existing.status());
+      return existing.status();
+    }
     if (existing->has_value()) {
-      auto it = active_.find((*existing)->job_id);
-      return JobViewLocked(it != active_.end() ? it->second.rec : **existing);
+      std::lock_guard<std::mutex> lock(mu_);
+      const JobRecord* mem = MemoryRecordLocked((*existing)->job_id);
+      return JobViewLocked(mem ? *mem : **existing);
     }
   }
-  if (scheduler_.full()) {
-    if (metrics_) metrics_->JobsRejected("queue_full").Increment();
-    return absl::ResourceExhaustedError(absl::StrCat("queue is full: ", scheduler_.size(),
-                                                     " jobs waiting (--max-queue ",
-                                                     scheduler_.capacity(), "); retry later"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (scheduler_.full()) {
+      if (metrics_) metrics_->JobsRejected("queue_full").Increment();
+      return absl::ResourceExhaustedError(absl::StrCat("queue is full: ", scheduler_.size(),
+                                                       " jobs waiting (--max-queue ",
+                                                       scheduler_.capacity(), "); retry later"));
+    }
   }
   ActiveJob job;
   job.rec.job_id = NewJobId();
@@ -130,15 +175,28 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
   job.rec.created_ms = NowMs();
   job.rec.chunks_total = valid->chunks_total();
   job.queued_since_ms = job.rec.created_ms;
-  if (auto s = store_->Insert(&job.rec); !s.ok()) return s;  // accepted = persisted
-  QueuedJob q{job.rec.job_id, job.rec.request.priority(), job.rec.seq, job.rec.request.model(),
-              job.rec.request.width(), job.rec.request.height()};
-  if (auto s = scheduler_.Enqueue(q); !s.ok()) return s;
-  if (metrics_) metrics_->jobs_submitted->Increment();
-  std::string id = job.rec.job_id;
-  active_.emplace(id, std::move(job));
-  ::magi::v1::Job view = JobViewLocked(active_.at(id).rec);
-  DispatchLocked();
+  if (auto s = store_->Insert(&job.rec); !s.ok()) {  // accepted = persisted
+    CountStoreError("insert", absl::StrCat("persisting new job ", job.rec.job_id), s);
+    return s;
+  }
+  ::magi::v1::Job view;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Transitions are serialised and only they add to the queue: it still has room.
+    if (auto s = scheduler_.Enqueue(QueuedJob{job.rec.job_id, job.rec.request.priority(), job.rec.seq,
+                                              job.rec.request.model(), job.rec.request.width(),
+                                              job.rec.request.height()});
+        !s.ok()) {
+      return s;
+    }
+    feed_->Open(job.rec.job_id, job.rec.chunks_total, {}, "");
+    if (metrics_) metrics_->jobs_submitted->Increment();
+    std::string id = job.rec.job_id;
+    active_.emplace(id, std::move(job));
+    view = JobViewLocked(active_.at(id).rec);
+  }
+  Dispatch();
+  std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();
   return view;
 }
@@ -148,111 +206,107 @@ absl::Status JobManager::Watch(const std::string& job_id, int from_chunk,
   if (from_chunk < 0) {
     return absl::InvalidArgumentError(absl::StrCat("from_chunk: ", from_chunk, " is negative; allowed >= 0"));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  Watcher w{std::move(subscriber), from_chunk, false};
-  auto it = active_.find(job_id);
-  const JobRecord* rec = nullptr;
-  std::optional<JobRecord> stored;
-  if (it != active_.end()) {
-    rec = &it->second.rec;
-  } else {
-    auto got = store_->Get(job_id);
-    if (!got.ok()) return got.status();
-    if (!got->has_value()) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
-    stored = std::move(**got);
-    rec = &*stored;
-  }
-  if (accepted_first) {
-    GenerateEvent e;
-    e.mutable_accepted()->set_job_id(job_id);
-    e.mutable_accepted()->set_queue_position(scheduler_.Position(job_id));
-    w.subscriber->OnEvent(e);
-  }
-  if (rec->chunks_done > from_chunk) {
-    auto chunks = store_->Chunks(job_id);
-    if (!chunks.ok()) return chunks.status();
-    for (const ChunkRecord& c : *chunks) {
-      if (c.index < from_chunk || c.index >= rec->chunks_done) continue;
-      auto frag = store_->ReadFragment(job_id, c.index);
-      if (!frag.ok()) return frag.status();
-      ::magi::v1::VideoChunk chunk;
-      chunk.set_index(c.index);
-      chunk.set_frame_begin(c.frame_begin);
-      chunk.set_frame_end(c.frame_end);
-      chunk.set_chunks_total(rec->chunks_total);
-      chunk.set_fragment(std::move(*frag));
-      SendChunkLocked(w, job_id, chunk);
+  const JobSubscriber* key = subscriber.get();
+  std::optional<GenerateEvent> first;
+  std::optional<JobRecord> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (accepted_first) {
+      first.emplace();
+      first->mutable_accepted()->set_job_id(job_id);
+      first->mutable_accepted()->set_queue_position(scheduler_.Position(job_id));
+    }
+    auto it = active_.find(job_id);
+    if (it != active_.end()) {
+      // Under the state lock, so no event of the job is published between the snapshot and
+      // the attach; the stored chunks are read by Replay below, without it.
+      if (auto s = feed_->Attach(job_id, from_chunk, std::move(subscriber), std::move(first),
+                                 ProgressEventLocked(it->second));
+          !s.ok()) {
+        return s;
+      }
+    } else if (auto u = unwritten_.find(job_id); u != unwritten_.end()) {
+      finished = u->second;
     }
   }
-  if (it != active_.end()) {
-    w.subscriber->OnEvent(ProgressEventLocked(it->second));
-    it->second.watchers.push_back(std::move(w));
-    return absl::OkStatus();
+  if (subscriber) {  // not attached above: the job is finished (its final record is written)
+    if (!finished) {
+      auto got = store_->Get(job_id);
+      if (!got.ok()) {
+        CountStoreError("read", absl::StrCat("reading job ", job_id), got.status());
+        return got.status();
+      }
+      if (!got->has_value()) return NotFound(job_id);
+      finished = std::move(**got);
+    }
+    if (!finished->finished()) {
+      return absl::InternalError(absl::StrCat("job ", job_id, " is ", ::magi::v1::JobState_Name(finished->state),
+                                              " in the store but not active in the server"));
+    }
+    auto chunks = store_->Chunks(job_id);
+    if (!chunks.ok()) {
+      CountStoreError("read", absl::StrCat("reading the chunks of job ", job_id), chunks.status());
+      return chunks.status();
+    }
+    std::vector<ChunkRecord> stored;
+    for (const ChunkRecord& c : *chunks) {
+      if (c.index < finished->chunks_done) stored.push_back(c);
+    }
+    FinalEvent f = FinalEventOf(*finished);
+    if (auto s = feed_->AttachFinished(job_id, finished->chunks_total, std::move(stored), std::move(f.event),
+                                       std::move(f.status), from_chunk, std::move(subscriber), std::move(first));
+        !s.ok()) {
+      return s;
+    }
   }
-  // Finished: final event, then close.
-  GenerateEvent e;
-  absl::Status final_status = absl::OkStatus();
-  if (rec->state == ::magi::v1::JOB_STATE_SUCCEEDED) {
-    e.mutable_completed()->set_job_id(job_id);
-    *e.mutable_completed()->mutable_stats() = rec->stats;
-  } else {
-    final_status = absl::Status(static_cast<absl::StatusCode>(rec->error_code), rec->error_message);
-    if (final_status.ok()) final_status = absl::UnknownError("job failed");
-    e.mutable_failed()->set_job_id(job_id);
-    e.mutable_failed()->set_code(static_cast<int>(final_status.code()));
-    e.mutable_failed()->set_message(std::string(final_status.message()));
-  }
-  w.subscriber->OnEvent(e);
-  w.subscriber->OnClose(final_status);
+  feed_->Replay(key);
   return absl::OkStatus();
 }
 
-void JobManager::Unwatch(const JobSubscriber* subscriber) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [id, job] : active_) {
-    auto& ws = job.watchers;
-    ws.erase(std::remove_if(ws.begin(), ws.end(),
-                            [&](const Watcher& w) { return w.subscriber.get() == subscriber; }),
-             ws.end());
-  }
-}
+void JobManager::Unwatch(const JobSubscriber* subscriber) { feed_->Detach(subscriber); }
 
 absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = active_.find(job_id);
-  if (it == active_.end()) {
-    auto got = store_->Get(job_id);
-    if (!got.ok()) return got.status();
-    if (!got->has_value()) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
-    return (*got)->ToJob();  // already finished: cancelling is a no-op
-  }
-  ActiveJob& job = it->second;
-  if (!job.group.empty()) {
-    auto g = groups_.find(job.group);
-    if (g != groups_.end()) {
-      ServerMessage m;
-      m.mutable_cancel()->set_job_id(job_id);
-      m.mutable_cancel()->set_attempt(job.rec.attempts);
-      m.mutable_cancel()->set_reason("cancelled by client");
-      g->second.link->Send(m);
+  std::lock_guard<std::mutex> order(transition_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) {
+      auto u = unwritten_.find(job_id);
+      if (u != unwritten_.end()) return u->second.ToJob();  // already finished
+    } else {
+      ActiveJob& job = it->second;
+      if (!job.group.empty()) {
+        registry_.Cancel(job.group, job_id, job.rec.attempts, "cancelled by client");
+      } else {
+        scheduler_.Remove(job_id);
+      }
     }
-  } else {
-    scheduler_.Remove(job_id);
   }
-  FinishLocked(job_id, ::magi::v1::JOB_STATE_CANCELLED, absl::CancelledError("job cancelled by client"));
+  if (auto rec = Finish(job_id, ::magi::v1::JOB_STATE_CANCELLED, absl::CancelledError("job cancelled by client"))) {
+    return rec->ToJob();
+  }
   auto got = store_->Get(job_id);
-  if (!got.ok()) return got.status();
-  if (!got->has_value()) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
-  return (*got)->ToJob();
+  if (!got.ok()) {
+    CountStoreError("read", absl::StrCat("reading job ", job_id), got.status());
+    return got.status();
+  }
+  if (!got->has_value()) return NotFound(job_id);
+  return (*got)->ToJob();  // already finished: cancelling is a no-op
 }
 
 absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = active_.find(job_id);
-  if (it != active_.end()) return JobViewLocked(it->second.rec);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const JobRecord* mem = MemoryRecordLocked(job_id)) return JobViewLocked(*mem);
+  }
+  // Not active: finished, and its final record is in the store (written before the job left
+  // active_), or unknown.
   auto got = store_->Get(job_id);
-  if (!got.ok()) return got.status();
-  if (!got->has_value()) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+  if (!got.ok()) {
+    CountStoreError("read", absl::StrCat("reading job ", job_id), got.status());
+    return got.status();
+  }
+  if (!got->has_value()) return NotFound(job_id);
   return (*got)->ToJob();
 }
 
@@ -271,8 +325,8 @@ absl::StatusOr<::magi::v1::ListJobsResponse> JobManager::ListJobs(
   std::lock_guard<std::mutex> lock(mu_);
   ::magi::v1::ListJobsResponse out;
   for (const JobRecord& rec : page->jobs) {
-    auto it = active_.find(rec.job_id);
-    *out.add_jobs() = JobViewLocked(it != active_.end() ? it->second.rec : rec);
+    const JobRecord* mem = MemoryRecordLocked(rec.job_id);
+    *out.add_jobs() = JobViewLocked(mem ? *mem : rec);
   }
   out.set_next_page_token(page->next_page_token);
   return out;
@@ -294,63 +348,39 @@ absl::StatusOr<std::string> JobManager::FinalVideoPath(const std::string& job_id
 
 absl::StatusOr<std::string> JobManager::RegisterGroup(
     const ::magi::internal::v1::Register& reg, std::shared_ptr<WorkerGroupLink> link) {
-  if (reg.models_size() == 0) {
-    return absl::InvalidArgumentError("register.models: a worker group must serve at least one model");
+  if (auto s = GroupRegistry::Validate(reg); !s.ok()) return s;
+  std::lock_guard<std::mutex> order(transition_mu_);
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    key = registry_.Add(reg, std::move(link), options_.heartbeat_interval_ms, NowMs());
   }
-  if (reg.slots() < 1 || reg.slots() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat("register.slots: ", reg.slots(), " is out of range; allowed [1, 64]"));
-  }
-  for (int i = 0; i < reg.models_size(); ++i) {
-    const auto& m = reg.models(i);
-    if (m.name().empty() || m.frames_per_chunk() < 1 || m.max_frames() < 1 || m.max_width() < 16 ||
-        m.max_height() < 16 || m.max_steps() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "register.models[", i, "]: name, frames_per_chunk, max_frames, max_steps (>= 1) and "
-          "max_width/max_height (>= 16) are required"));
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  Group g;
-  g.key = absl::StrCat(reg.group_id().empty() ? "group" : reg.group_id(), "#", ++next_group_serial_);
-  for (const auto& m : reg.models()) catalog_.Register(g.key, m);
-  g.info = reg;
-  g.link = std::move(link);
-  g.last_seen_ms = NowMs();
-  ServerMessage hello;
-  hello.mutable_registered()->set_group_id(g.key);
-  hello.mutable_registered()->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
-  g.link->Send(hello);
-  std::string key = g.key;
   std::string models;
   for (const auto& m : reg.models()) {
     absl::StrAppend(&models, models.empty() ? "" : "; ", m.name(), ": special tokens ",
                     m.special_tokens().empty() ? std::string("none") : absl::StrJoin(m.special_tokens(), ", "));
   }
   Log(absl::StrCat("worker group ", key, " registered (", reg.runner(), ", ", reg.slots(), " slot(s); ", models, ")"));
-  groups_.emplace(key, std::move(g));
-  DispatchLocked();
+  Dispatch();
+  std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();
   return key;
 }
 
 void JobManager::OnWorkerMessage(const std::string& key, const WorkerMessage& msg) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto g = groups_.find(key);
-  if (g == groups_.end()) return;  // already dropped
-  g->second.last_seen_ms = NowMs();
-  auto job_for = [&](const std::string& id, int attempt) -> ActiveJob* {
-    auto it = active_.find(id);
-    if (it == active_.end() || it->second.group != key || it->second.rec.attempts != attempt) return nullptr;
-    return &it->second;
-  };
   switch (msg.msg_case()) {
     case WorkerMessage::kHeartbeat:
-    case WorkerMessage::kRegister:
+    case WorkerMessage::kRegister: {
+      std::lock_guard<std::mutex> lock(mu_);
+      registry_.Touch(key, NowMs());
       return;
+    }
     case WorkerMessage::kProgress: {
       const auto& p = msg.progress();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!registry_.Touch(key, NowMs())) return;  // already dropped
       if (metrics_ && p.step_seconds() > 0) metrics_->step_seconds->Observe(p.step_seconds());
-      ActiveJob* job = job_for(p.job_id(), p.attempt());
+      ActiveJob* job = JobForLocked(key, p.job_id(), p.attempt());
       if (!job) return;
       GenerateEvent e;
       auto* jp = e.mutable_progress();
@@ -362,88 +392,17 @@ void JobManager::OnWorkerMessage(const std::string& key, const WorkerMessage& ms
       jp->set_eta_seconds(p.eta_seconds());
       jp->set_state(job->rec.state);
       jp->set_queue_position(-1);
-      BroadcastLocked(*job, e);
+      feed_->PublishProgress(p.job_id(), e);
       return;
     }
     case WorkerMessage::kChunk: {
-      const auto& c = msg.chunk();
-      ActiveJob* job = job_for(c.job_id(), c.attempt());
-      if (!job) return;
-      if (c.index() < job->rec.chunks_done) return;  // a duplicate after a resume
-      if (c.index() != job->rec.chunks_done || c.index() >= job->rec.chunks_total ||
-          (c.index() == 0 && c.init_segment().empty()) || c.fragment().empty()) {
-        Log(absl::StrCat("group ", key, " sent a bad chunk ", c.index(), " for job ", c.job_id(),
-                         " (expected ", job->rec.chunks_done, "); dropping the group"));
-        DropGroupLocked(key, absl::InvalidArgumentError("protocol violation: bad chunk"), true);
-        return;
-      }
-      ChunkRecord rec{c.index(), c.frame_begin(), c.frame_end(), static_cast<int64_t>(c.fragment().size())};
-      if (auto s = store_->PutChunk(c.job_id(), rec, c.init_segment(), c.fragment()); !s.ok()) {
-        Log(absl::StrCat("storing chunk ", c.index(), " of ", c.job_id(), " failed: ", s.message()));
-        ServerMessage m;
-        m.mutable_cancel()->set_job_id(c.job_id());
-        m.mutable_cancel()->set_attempt(c.attempt());
-        m.mutable_cancel()->set_reason("server could not store the chunk");
-        g->second.link->Send(m);
-        FinishLocked(c.job_id(), ::magi::v1::JOB_STATE_FAILED, s);
-        return;
-      }
-      job->rec.chunks_done = c.index() + 1;
-      job->frames_done = c.frame_end();
-      const int64_t now = NowMs();
-      if (metrics_) {
-        metrics_->chunks_emitted->Increment();
-        metrics_->chunk_bytes->Increment(static_cast<double>(c.fragment().size()));
-        if (c.ready_unix_ns() > 0) {
-          metrics_->chunk_delivery_lag_seconds->Observe(std::max<int64_t>(0, NowNs() - c.ready_unix_ns()) / 1e9);
-        }
-      }
-      if (!job->first_chunk_seen) {
-        job->first_chunk_seen = true;
-        double ttfc = (now - job->rec.created_ms) / 1000.0;
-        job->rec.stats.set_time_to_first_chunk_seconds(ttfc);
-        if (metrics_) metrics_->time_to_first_chunk_seconds->Observe(ttfc);
-        store_->Update(job->rec).IgnoreError();
-      }
-      ::magi::v1::VideoChunk chunk;
-      chunk.set_index(c.index());
-      chunk.set_frame_begin(c.frame_begin());
-      chunk.set_frame_end(c.frame_end());
-      chunk.set_chunks_total(job->rec.chunks_total);
-      chunk.set_fragment(c.fragment());
-      for (Watcher& w : job->watchers) {
-        if (c.index() < w.from_chunk) continue;
-        SendChunkLocked(w, c.job_id(), chunk);
-      }
+      std::lock_guard<std::mutex> order(transition_mu_);
+      HandleChunk(key, msg.chunk());
       return;
     }
     case WorkerMessage::kDone: {
-      const auto& d = msg.done();
-      g->second.busy.erase(d.job_id());
-      ActiveJob* job = job_for(d.job_id(), d.attempt());
-      if (job) {
-        if (d.code() == 0) {
-          if (job->rec.chunks_done < job->rec.chunks_total) {
-            FinishLocked(d.job_id(), ::magi::v1::JOB_STATE_FAILED,
-                         absl::InternalError(absl::StrCat("worker finished after ", job->rec.chunks_done,
-                                                          " of ", job->rec.chunks_total, " chunks")));
-          } else {
-            auto bytes = store_->WriteFinalVideo(d.job_id(), job->rec.chunks_done);
-            if (!bytes.ok()) {
-              FinishLocked(d.job_id(), ::magi::v1::JOB_STATE_FAILED, bytes.status());
-            } else {
-              job->rec.video_bytes = *bytes;
-              FinishLocked(d.job_id(), ::magi::v1::JOB_STATE_SUCCEEDED, absl::OkStatus());
-            }
-          }
-        } else {
-          absl::Status s(static_cast<absl::StatusCode>(d.code()), d.message());
-          FinishLocked(d.job_id(),
-                       absl::IsCancelled(s) ? ::magi::v1::JOB_STATE_CANCELLED : ::magi::v1::JOB_STATE_FAILED, s);
-        }
-      }
-      DispatchLocked();
-      UpdateGaugesLocked();
+      std::lock_guard<std::mutex> order(transition_mu_);
+      HandleDone(key, msg.done());
       return;
     }
     case WorkerMessage::MSG_NOT_SET:
@@ -451,167 +410,319 @@ void JobManager::OnWorkerMessage(const std::string& key, const WorkerMessage& ms
   }
 }
 
-void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {
-  std::lock_guard<std::mutex> lock(mu_);
-  DropGroupLocked(key, why, /*close_link=*/false);
+void JobManager::HandleChunk(const std::string& key, const ::magi::internal::v1::ChunkReady& c) {
+  bool bad = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!registry_.Touch(key, NowMs())) return;  // already dropped
+    ActiveJob* job = JobForLocked(key, c.job_id(), c.attempt());
+    if (!job) return;
+    if (c.index() < job->rec.chunks_done) return;  // a duplicate after a resume
+    bad = c.index() != job->rec.chunks_done || c.index() >= job->rec.chunks_total ||
+          (c.index() == 0 && c.init_segment().empty()) || c.fragment().empty();
+    if (bad) {
+      Log(absl::StrCat("group ", key, " sent a bad chunk ", c.index(), " for job ", c.job_id(),
+                       " (expected ", job->rec.chunks_done, "); dropping the group"));
+    }
+  }
+  if (bad) {
+    DropGroup(key, absl::InvalidArgumentError("protocol violation: bad chunk"), /*close_link=*/true);
+    return;
+  }
+  const ChunkRecord rec{c.index(), c.frame_begin(), c.frame_end(), static_cast<int64_t>(c.fragment().size())};
+  if (absl::Status s = store_->PutChunk(c.job_id(), rec, c.init_segment(), c.fragment()); !s.ok()) {
+    CountStoreError("put_chunk", absl::StrCat("storing chunk ", c.index(), " of ", c.job_id()), s);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      registry_.Cancel(key, c.job_id(), c.attempt(), "server could not store the chunk");
+    }
+    Finish(c.job_id(), ::magi::v1::JOB_STATE_FAILED,
+           absl::Status(s.code(), absl::StrCat("storing chunk ", c.index(), ": ", s.message())));
+    return;
+  }
+  std::optional<JobRecord> with_ttfc;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ActiveJob* job = JobForLocked(key, c.job_id(), c.attempt());
+    if (!job) return;  // cannot happen: transitions are serialised
+    job->rec.chunks_done = c.index() + 1;
+    job->frames_done = c.frame_end();
+    if (metrics_) {
+      metrics_->chunks_emitted->Increment();
+      metrics_->chunk_bytes->Increment(static_cast<double>(c.fragment().size()));
+      if (c.ready_unix_ns() > 0) {
+        metrics_->chunk_delivery_lag_seconds->Observe(std::max<int64_t>(0, NowNs() - c.ready_unix_ns()) / 1e9);
+      }
+    }
+    if (!job->first_chunk_seen) {
+      job->first_chunk_seen = true;
+      double ttfc = (NowMs() - job->rec.created_ms) / 1000.0;
+      job->rec.stats.set_time_to_first_chunk_seconds(ttfc);
+      if (metrics_) metrics_->time_to_first_chunk_seconds->Observe(ttfc);
+      with_ttfc = job->rec;
+    }
+    feed_->PublishChunk(c.job_id(), rec, c.init_segment(), c.fragment());
+  }
+  // Not a state transition: a failed write is logged and counted by Persist, and the stats
+  // are written again with the job's final record.
+  if (with_ttfc && !Persist(*with_ttfc, "update").ok()) return;
 }
 
-void JobManager::DropGroupLocked(const std::string& key, const absl::Status& why, bool close_link) {
-  auto g = groups_.find(key);
-  if (g == groups_.end()) return;
-  Group group = std::move(g->second);
-  groups_.erase(g);
-  catalog_.Unregister(key);
-  Log(absl::StrCat("worker group ", key, " lost: ", why.ToString()));
-  for (const std::string& id : group.busy) {
-    auto it = active_.find(id);
-    if (it != active_.end() && it->second.group == key) RequeueLocked(it->second);
+void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& d) {
+  bool ours = false;
+  int chunks_done = 0, chunks_total = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    GroupRegistry::Group* g = registry_.Find(key);
+    if (!g) return;  // already dropped
+    g->last_seen_ms = NowMs();
+    g->busy.erase(d.job_id());
+    if (ActiveJob* job = JobForLocked(key, d.job_id(), d.attempt())) {
+      ours = true;
+      chunks_done = job->rec.chunks_done;
+      chunks_total = job->rec.chunks_total;
+    }
   }
-  if (close_link) group.link->Close(why);
-  DispatchLocked();
+  if (ours && d.code() != 0) {
+    absl::Status s(static_cast<absl::StatusCode>(d.code()), d.message());
+    Finish(d.job_id(), absl::IsCancelled(s) ? ::magi::v1::JOB_STATE_CANCELLED : ::magi::v1::JOB_STATE_FAILED, s);
+  } else if (ours && chunks_done < chunks_total) {
+    Finish(d.job_id(), ::magi::v1::JOB_STATE_FAILED,
+           absl::InternalError(absl::StrCat("worker finished after ", chunks_done, " of ", chunks_total, " chunks")));
+  } else if (ours) {
+    auto bytes = store_->WriteFinalVideo(d.job_id(), chunks_done);
+    if (!bytes.ok()) {
+      CountStoreError("final_video", absl::StrCat("writing the video of ", d.job_id()), bytes.status());
+      Finish(d.job_id(), ::magi::v1::JOB_STATE_FAILED, bytes.status());
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = active_.find(d.job_id()); it != active_.end()) it->second.rec.video_bytes = *bytes;
+      }
+      Finish(d.job_id(), ::magi::v1::JOB_STATE_SUCCEEDED, absl::OkStatus());
+    }
+  }
+  Dispatch();
+  std::lock_guard<std::mutex> lock(mu_);
+  UpdateGaugesLocked();
+}
+
+void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {
+  std::lock_guard<std::mutex> order(transition_mu_);
+  DropGroup(key, why, /*close_link=*/false);
+}
+
+void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool close_link) {
+  std::vector<JobRecord> requeued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<GroupRegistry::Group> group = registry_.Remove(key);
+    if (!group) return;
+    Log(absl::StrCat("worker group ", key, " lost: ", why.ToString()));
+    for (const std::string& id : group->busy) {
+      auto it = active_.find(id);
+      if (it == active_.end() || it->second.group != key) continue;
+      ActiveJob& job = it->second;
+      job.group.clear();
+      job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
+      job.queued_since_ms = NowMs();
+      EnqueueLocked(job.rec, /*bypass_capacity=*/true);
+      if (metrics_) metrics_->jobs_requeued->Increment();
+      Log(absl::StrCat("job ", id, " re-queued at chunk ", job.rec.chunks_done));
+      requeued.push_back(job.rec);
+    }
+    // Closed with the group's removal, so nobody sees it gone from the registry but open.
+    if (close_link) group->link->Close(why);
+  }
+  for (const JobRecord& rec : requeued) {
+    if (absl::Status s = Persist(rec, "update"); !s.ok()) {
+      Finish(rec.job_id, ::magi::v1::JOB_STATE_FAILED,
+             absl::Status(s.code(), absl::StrCat("re-queueing after worker group ", key,
+                                                 " was lost: the job store refused the write: ", s.message())));
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = active_.find(rec.job_id); it != active_.end()) {
+      feed_->PublishProgress(rec.job_id, ProgressEventLocked(it->second));
+    }
+  }
+  Dispatch();
+  std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();
 }
 
 // ---------------------------------------------------------------------------------------
-// Scheduling
+// Scheduling and transitions
 
-void JobManager::DispatchLocked() {
-  if (draining_) return;
-  for (auto& [key, group] : groups_) {
-    while (static_cast<int>(group.busy.size()) < group.info.slots() && scheduler_.size() > 0) {
-      const auto& models = group.info.models();
-      auto next = scheduler_.PopFirst([&](const QueuedJob& q) {
-        for (const auto& m : models) {
-          if (m.name() == q.model && q.width <= m.max_width() && q.height <= m.max_height()) return true;
-        }
-        return false;
-      });
+void JobManager::Dispatch() {
+  while (!draining_) {
+    std::optional<Assignment> a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      a = NextAssignmentLocked();
+    }
+    if (!a) return;
+    if (!a->spec.ok()) {
+      Finish(a->job_id, ::magi::v1::JOB_STATE_FAILED, a->spec.status());
+      continue;
+    }
+    if (absl::Status s = Persist(a->rec, "update"); !s.ok()) {
+      Finish(a->job_id, ::magi::v1::JOB_STATE_FAILED,
+             absl::Status(s.code(), absl::StrCat("assigning to ", a->group,
+                                                 ": the job store refused the write: ", s.message())));
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    GroupRegistry::Group* group = registry_.Find(a->group);
+    auto it = active_.find(a->job_id);
+    if (!group || it == active_.end()) continue;  // cannot happen: transitions are serialised
+    ActiveJob& job = it->second;
+    Log(absl::StrCat("job ", a->job_id, " attempt ", job.rec.attempts, " -> ", a->group,
+                     " from chunk ", job.rec.chunks_done));
+    registry_.Assign(*group, a->job_id, job.rec.attempts, *std::move(a->spec), job.rec.chunks_done);
+    feed_->PublishProgress(a->job_id, ProgressEventLocked(job));
+  }
+}
+
+std::optional<JobManager::Assignment> JobManager::NextAssignmentLocked() {
+  for (auto& [key, group] : registry_.groups()) {
+    while (group.has_free_slot() && scheduler_.size() > 0) {
+      auto next = scheduler_.PopFirst(
+          [&group = group](const QueuedJob& q) { return group.Serves(q.model, q.width, q.height); });
       if (!next) break;
       auto it = active_.find(next->job_id);
       if (it == active_.end()) continue;
+      ActiveJob& job = it->second;
+      Assignment a;
+      a.job_id = next->job_id;
+      a.group = key;
       // The stored request has every default filled in, so the group's declaration of the
       // model rebuilds the edge's JobSpec; a group that declares the model otherwise fails
       // the job visibly rather than running another geometry.
-      absl::StatusOr<JobSpec> spec = absl::NotFoundError("");
-      for (const auto& m : models) {
-        if (m.name() == it->second.rec.request.model()) spec = BuildJobSpec(it->second.rec.request, m);
+      absl::StatusOr<JobSpec> spec = absl::NotFoundError("the group does not declare the job's model");
+      for (const auto& m : group.info.models()) {
+        if (m.name() == job.rec.request.model()) spec = BuildJobSpec(job.rec.request, m);
       }
-      if (spec.ok() && spec->chunks_total() != it->second.rec.chunks_total) {
+      if (spec.ok() && spec->chunks_total() != job.rec.chunks_total) {
         spec = absl::FailedPreconditionError(absl::StrCat(
-            "worker group ", group.key, " declares model '", it->second.rec.request.model(), "' with ",
-            spec->chunks_total(), " chunks for this job; it was accepted with ", it->second.rec.chunks_total));
+            "worker group ", key, " declares model '", job.rec.request.model(), "' with ",
+            spec->chunks_total(), " chunks for this job; it was accepted with ", job.rec.chunks_total));
       }
       if (!spec.ok()) {
-        FinishLocked(next->job_id, ::magi::v1::JOB_STATE_FAILED,
-                     absl::FailedPreconditionError(absl::StrCat("assigning to ", group.key, ": ", spec.status().message())));
-        continue;
+        a.spec = absl::FailedPreconditionError(absl::StrCat("assigning to ", key, ": ", spec.status().message()));
+        return a;
       }
-      AssignLocked(group, it->second, *std::move(spec));
+      const int64_t now = NowMs();
+      job.group = key;
+      job.assigned_ms = now;
+      job.rec.state = ::magi::v1::JOB_STATE_RUNNING;
+      job.rec.attempts += 1;
+      if (job.rec.started_ms == 0) {
+        job.rec.started_ms = now;
+        job.rec.stats.set_queue_wait_seconds((now - job.rec.created_ms) / 1000.0);
+      }
+      if (metrics_) metrics_->queue_wait_seconds->Observe((now - job.queued_since_ms) / 1000.0);
+      a.spec = *std::move(spec);
+      a.rec = job.rec;
+      return a;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<JobRecord> JobManager::Finish(const std::string& job_id, JobState state, const absl::Status& status) {
+  JobRecord rec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = active_.find(job_id);
+    if (it == active_.end()) return std::nullopt;
+    ActiveJob& job = it->second;
+    const int64_t now = NowMs();
+    scheduler_.Remove(job_id);
+    job.rec.state = state;
+    job.rec.finished_ms = now;
+    job.rec.error_code = static_cast<int>(status.code());
+    job.rec.error_message = std::string(status.message());
+    job.rec.stats.set_total_seconds((now - job.rec.created_ms) / 1000.0);
+    job.rec.stats.set_run_seconds(job.rec.started_ms ? (now - job.rec.started_ms) / 1000.0 : 0.0);
+    job.rec.stats.set_chunks(job.rec.chunks_done);
+    job.rec.stats.set_frames(job.frames_done);
+    job.rec.stats.set_attempts(job.rec.attempts);
+    job.rec.stats.set_video_bytes(job.rec.video_bytes);
+    rec = job.rec;
+  }
+  // Written before anyone hears of the end; if the store refuses, the job is still served
+  // from memory (unwritten_) and the write is retried by the ticker.
+  const bool written = Persist(rec, "update").ok();
+  FinalEvent final = FinalEventOf(rec);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!written) unwritten_[job_id] = rec;
+    if (metrics_) {
+      metrics_->JobsFinished(OutcomeOf(state, status)).Increment();
+      if (state == ::magi::v1::JOB_STATE_SUCCEEDED) {
+        metrics_->job_latency_seconds->Observe(rec.stats.total_seconds());
+      }
+    }
+    feed_->Finish(job_id, final.event, final.status);
+    Log(absl::StrCat("job ", job_id, " ", ::magi::v1::JobState_Name(state),
+                     status.ok() ? "" : absl::StrCat(": ", status.ToString())));
+    active_.erase(job_id);
+    idle_cv_.notify_all();
+    UpdateGaugesLocked();
+  }
+  RunRetention();
+  return rec;
+}
+
+void JobManager::RunRetention() {
+  const int64_t now = NowMs();
+  const int64_t before =
+      options_.retention_hours > 0 ? now - static_cast<int64_t>(options_.retention_hours * 3600e3) : 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_retention_ms_ = now;
+  }
+  auto expired = store_->ExpiredJobs(options_.retention_jobs, before);
+  if (!expired.ok()) {
+    CountStoreError("read", "listing expired jobs", expired.status());
+    return;
+  }
+  for (const std::string& id : *expired) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (MemoryRecordLocked(id)) continue;
+    }
+    if (feed_->HasWatchers(id)) continue;  // deleted once nobody replays it
+    if (absl::Status s = store_->Delete(id); !s.ok()) {
+      CountStoreError("delete", absl::StrCat("deleting expired job ", id), s);
     }
   }
 }
 
-void JobManager::AssignLocked(Group& group, ActiveJob& job, JobSpec spec) {
-  const int64_t now = NowMs();
-  job.group = group.key;
-  job.assigned_ms = now;
-  job.rec.state = ::magi::v1::JOB_STATE_RUNNING;
-  job.rec.attempts += 1;
-  if (job.rec.started_ms == 0) {
-    job.rec.started_ms = now;
-    job.rec.stats.set_queue_wait_seconds((now - job.rec.created_ms) / 1000.0);
+absl::Status JobManager::Persist(const JobRecord& rec, const char* op) {
+  absl::Status s = store_->Update(rec);
+  if (!s.ok()) {
+    CountStoreError(op, absl::StrCat("writing job ", rec.job_id, " (", ::magi::v1::JobState_Name(rec.state), ")"), s);
   }
-  if (metrics_) metrics_->queue_wait_seconds->Observe((now - job.queued_since_ms) / 1000.0);
-  store_->Update(job.rec).IgnoreError();
-  group.busy.insert(job.rec.job_id);
-
-  ServerMessage m;
-  auto* a = m.mutable_assign();
-  a->set_job_id(job.rec.job_id);
-  a->set_attempt(job.rec.attempts);
-  *a->mutable_spec() = std::move(spec);
-  a->set_start_chunk(job.rec.chunks_done);
-  if (job.rec.chunks_done > 0) {
-    auto prefix = store_->ReadVideoPrefix(job.rec.job_id, job.rec.chunks_done);
-    if (prefix.ok()) a->set_done_video(std::move(*prefix));
-  }
-  Log(absl::StrCat("job ", job.rec.job_id, " attempt ", job.rec.attempts, " -> ", group.key,
-                   " from chunk ", job.rec.chunks_done));
-  group.link->Send(m);
-  BroadcastLocked(job, ProgressEventLocked(job));
+  return s;
 }
 
-void JobManager::RequeueLocked(ActiveJob& job) {
-  job.group.clear();
-  job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
-  job.queued_since_ms = NowMs();
-  store_->Update(job.rec).IgnoreError();
-  QueuedJob q{job.rec.job_id, job.rec.request.priority(), job.rec.seq, job.rec.request.model(),
-              job.rec.request.width(), job.rec.request.height()};
-  scheduler_.Enqueue(q, /*bypass_capacity=*/true).IgnoreError();
-  if (metrics_) metrics_->jobs_requeued->Increment();
-  Log(absl::StrCat("job ", job.rec.job_id, " re-queued at chunk ", job.rec.chunks_done));
-  BroadcastLocked(job, ProgressEventLocked(job));
+void JobManager::CountStoreError(const char* op, const std::string& what, const absl::Status& s) {
+  Log(absl::StrCat("job store: ", what, ": ", s.ToString()));
+  if (metrics_) metrics_->StoreErrors(op).Increment();
 }
 
-void JobManager::FinishLocked(const std::string& job_id, JobState state, const absl::Status& status) {
+JobManager::ActiveJob* JobManager::JobForLocked(const std::string& key, const std::string& job_id, int attempt) {
   auto it = active_.find(job_id);
-  if (it == active_.end()) return;
-  ActiveJob& job = it->second;
-  const int64_t now = NowMs();
-  scheduler_.Remove(job_id);
-  job.rec.state = state;
-  job.rec.finished_ms = now;
-  job.rec.error_code = static_cast<int>(status.code());
-  job.rec.error_message = std::string(status.message());
-  job.rec.stats.set_total_seconds((now - job.rec.created_ms) / 1000.0);
-  job.rec.stats.set_run_seconds(job.rec.started_ms ? (now - job.rec.started_ms) / 1000.0 : 0.0);
-  job.rec.stats.set_chunks(job.rec.chunks_done);
-  job.rec.stats.set_frames(job.frames_done);
-  job.rec.stats.set_attempts(job.rec.attempts);
-  job.rec.stats.set_video_bytes(job.rec.video_bytes);
-  if (auto s = store_->Update(job.rec); !s.ok()) Log(absl::StrCat("persisting ", job_id, ": ", s.message()));
-  if (metrics_) {
-    metrics_->JobsFinished(OutcomeOf(state, status)).Increment();
-    if (state == ::magi::v1::JOB_STATE_SUCCEEDED) {
-      metrics_->job_latency_seconds->Observe(job.rec.stats.total_seconds());
-    }
-  }
-  GenerateEvent e;
-  if (state == ::magi::v1::JOB_STATE_SUCCEEDED) {
-    e.mutable_completed()->set_job_id(job_id);
-    *e.mutable_completed()->mutable_stats() = job.rec.stats;
-  } else {
-    e.mutable_failed()->set_job_id(job_id);
-    e.mutable_failed()->set_code(static_cast<int>(status.code()));
-    e.mutable_failed()->set_message(std::string(status.message()));
-  }
-  for (Watcher& w : job.watchers) {
-    w.subscriber->OnEvent(e);
-    w.subscriber->OnClose(status);
-  }
-  Log(absl::StrCat("job ", job_id, " ", ::magi::v1::JobState_Name(state),
-                   status.ok() ? "" : absl::StrCat(": ", status.ToString())));
-  active_.erase(it);
-  idle_cv_.notify_all();
-  UpdateGaugesLocked();
-  RetentionLocked();
+  if (it == active_.end() || it->second.group != key || it->second.rec.attempts != attempt) return nullptr;
+  return &it->second;
 }
 
-void JobManager::BroadcastLocked(ActiveJob& job, const GenerateEvent& event) {
-  for (Watcher& w : job.watchers) w.subscriber->OnEvent(event);
-}
-
-void JobManager::SendChunkLocked(Watcher& w, const std::string& job_id,
-                                 const ::magi::v1::VideoChunk& chunk) {
-  GenerateEvent e;
-  *e.mutable_chunk() = chunk;
-  if (!w.init_sent) {
-    auto init = store_->ReadInitSegment(job_id);
-    if (init.ok()) e.mutable_chunk()->set_init_segment(std::move(*init));
-    w.init_sent = true;
-  }
-  w.subscriber->OnEvent(e);
+const JobRecord* JobManager::MemoryRecordLocked(const std::string& job_id) const {
+  if (auto it = active_.find(job_id); it != active_.end()) return &it->second.rec;
+  if (auto it = unwritten_.find(job_id); it != unwritten_.end()) return &it->second;
+  return nullptr;
 }
 
 ::magi::v1::Job JobManager::JobViewLocked(const JobRecord& rec) const {
@@ -631,26 +742,25 @@ GenerateEvent JobManager::ProgressEventLocked(const ActiveJob& job) const {
   return e;
 }
 
+void JobManager::EnqueueLocked(const JobRecord& rec, bool bypass_capacity) {
+  QueuedJob q{rec.job_id, rec.request.priority(), rec.seq, rec.request.model(),
+              rec.request.width(), rec.request.height()};
+  absl::Status s = scheduler_.Enqueue(q, bypass_capacity);
+  // AlreadyExists: it is queued, which is what we want; nothing else can fail with a bypass.
+  if (!s.ok() && !absl::IsAlreadyExists(s)) Log(absl::StrCat("queueing job ", rec.job_id, ": ", s.ToString()));
+}
+
+int JobManager::RunningLocked() const {
+  int running = 0;
+  for (const auto& [id, job] : active_) running += job.group.empty() ? 0 : 1;
+  return running;
+}
+
 void JobManager::UpdateGaugesLocked() {
   if (!metrics_) return;
   metrics_->queue_depth->Set(static_cast<double>(scheduler_.size()));
-  int running = 0;
-  for (const auto& [id, job] : active_) running += job.group.empty() ? 0 : 1;
-  metrics_->jobs_running->Set(running);
-  metrics_->worker_groups_up->Set(static_cast<double>(groups_.size()));
-}
-
-void JobManager::RetentionLocked() {
-  int64_t before = options_.retention_hours > 0
-                       ? NowMs() - static_cast<int64_t>(options_.retention_hours * 3600e3)
-                       : 0;
-  auto expired = store_->ExpiredJobs(options_.retention_jobs, before);
-  if (!expired.ok()) return;
-  for (const std::string& id : *expired) {
-    if (active_.count(id)) continue;
-    store_->Delete(id).IgnoreError();
-  }
-  last_retention_ms_ = NowMs();
+  metrics_->jobs_running->Set(RunningLocked());
+  metrics_->worker_groups_up->Set(static_cast<double>(registry_.size()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -663,9 +773,7 @@ void JobManager::StartDraining() {
 
 int JobManager::running_jobs() const {
   std::lock_guard<std::mutex> lock(mu_);
-  int running = 0;
-  for (const auto& [id, job] : active_) running += job.group.empty() ? 0 : 1;
-  return running;
+  return RunningLocked();
 }
 
 int JobManager::queued_jobs() const {
@@ -675,27 +783,18 @@ int JobManager::queued_jobs() const {
 
 int JobManager::groups_up() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(groups_.size());
+  return static_cast<int>(registry_.size());
 }
 
 bool JobManager::WaitForNoRunningJobs(absl::Duration timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto none_running = [&] {
-    for (const auto& [id, job] : active_) {
-      if (!job.group.empty()) return false;
-    }
-    return true;
-  };
-  return idle_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), none_running);
+  return idle_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return RunningLocked() == 0; });
 }
 
 void JobManager::CloseAllStreams(const absl::Status& status) {
+  feed_->CloseAll(status);
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [id, job] : active_) {
-    for (Watcher& w : job.watchers) w.subscriber->OnClose(status);
-    job.watchers.clear();
-  }
-  for (auto& [key, group] : groups_) group.link->Close(status);
+  registry_.CloseAll(status);
 }
 
 void JobManager::TickLoop() {
@@ -710,42 +809,42 @@ void JobManager::TickLoop() {
 }
 
 void JobManager::Tick() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> order(transition_mu_);
   const int64_t now = NowMs();
-  // Deadlines.
-  std::vector<std::string> late;
-  for (const auto& [id, job] : active_) {
-    int64_t d = job.rec.request.deadline_unix_ms();
-    if (d > 0 && now >= d) late.push_back(id);
-  }
-  for (const std::string& id : late) {
-    ActiveJob& job = active_.at(id);
-    if (!job.group.empty()) {
-      auto g = groups_.find(job.group);
-      if (g != groups_.end()) {
-        ServerMessage m;
-        m.mutable_cancel()->set_job_id(id);
-        m.mutable_cancel()->set_attempt(job.rec.attempts);
-        m.mutable_cancel()->set_reason("deadline exceeded");
-        g->second.link->Send(m);
-      }
-    }
-    FinishLocked(id, ::magi::v1::JOB_STATE_FAILED,
-                 absl::DeadlineExceededError(absl::StrCat(
-                     "deadline_unix_ms ", job.rec.request.deadline_unix_ms(), " passed after ",
-                     job.rec.chunks_done, " of ", job.rec.chunks_total, " chunks")));
-  }
-  // Silent groups.
+  std::vector<std::pair<std::string, absl::Status>> late;
   std::vector<std::string> silent;
-  const int64_t timeout_ms = static_cast<int64_t>(options_.worker_timeout_seconds * 1000);
-  for (const auto& [key, g] : groups_) {
-    if (now - g.last_seen_ms > timeout_ms) silent.push_back(key);
+  std::vector<JobRecord> unwritten;
+  bool retention_due = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, job] : active_) {
+      const int64_t d = job.rec.request.deadline_unix_ms();
+      if (d <= 0 || now < d) continue;
+      if (!job.group.empty()) registry_.Cancel(job.group, id, job.rec.attempts, "deadline exceeded");
+      late.emplace_back(id, absl::DeadlineExceededError(absl::StrCat(
+                                "deadline_unix_ms ", d, " passed after ", job.rec.chunks_done, " of ",
+                                job.rec.chunks_total, " chunks")));
+    }
+    silent = registry_.Silent(now, static_cast<int64_t>(options_.worker_timeout_seconds * 1000));
+    retention_due = now - last_retention_ms_ > 10000;
+    if (retention_due) {
+      for (const auto& [id, rec] : unwritten_) unwritten.push_back(rec);
+    }
   }
+  for (const auto& [id, why] : late) Finish(id, ::magi::v1::JOB_STATE_FAILED, why);
   for (const std::string& key : silent) {
-    DropGroupLocked(key, absl::UnavailableError("no heartbeat within the worker timeout"), true);
+    DropGroup(key, absl::UnavailableError("no heartbeat within the worker timeout"), /*close_link=*/true);
   }
-  if (now - last_retention_ms_ > 10000) RetentionLocked();
-  DispatchLocked();
+  if (retention_due) {
+    for (const JobRecord& rec : unwritten) {
+      if (!Persist(rec, "update").ok()) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      unwritten_.erase(rec.job_id);
+    }
+    RunRetention();
+  }
+  Dispatch();
+  std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();
 }
 

@@ -1,20 +1,30 @@
-// JobManager: the heart of magi-server. It owns the job store, the scheduler and the
-// registry of connected worker groups, and moves every job through its life:
+// JobManager: the job state machine of magi-server. It owns the job store, the scheduler,
+// the registry of connected worker groups (GroupRegistry) and the event streams to clients
+// (JobFeed), and moves every job through its life:
 //
 //   Submit -> persisted (QUEUED) -> assigned to a group (RUNNING) -> chunks stored and
-//   streamed to watchers -> SUCCEEDED | FAILED | CANCELLED.
+//   published to watchers -> SUCCEEDED | FAILED | CANCELLED.
 //
 // A group whose stream breaks (or that misses heartbeats) is forgotten and its jobs are
-// re-queued at the front of their priority; the next assignment carries the chunks already
-// stored (start_chunk, done_video), so the job resumes from its last finished chunk. On
-// start, jobs found QUEUED or RUNNING in the store are queued again the same way.
+// re-queued at the front of their priority; the next assignment carries start_chunk, so
+// the job resumes from its last stored chunk. On start, jobs found QUEUED or RUNNING in the
+// store are queued again the same way.
+//
+// Every state transition is written to the store before anyone hears of it (the worker of
+// an assignment, the watchers of a finished job). A store error on a transition fails the
+// job visibly (FAILED naming the write) or the RPC, and is counted in
+// magi_store_errors_total; a finished job whose final record could not be written is still
+// served from memory and its write retried by the ticker.
 //
 // The gRPC services are thin adapters over this class: they pass requests in and hand it
 // JobSubscriber / WorkerGroupLink objects through which it pushes events and messages.
 //
-// Thread safety: every public method is thread-safe (one mutex). Callbacks into
-// JobSubscriber and WorkerGroupLink are made with that mutex held, so they must only queue
-// work, never block or call back into the manager.
+// Thread safety: every public method is thread-safe. Two locks: transitions (and the store
+// writes that make them durable) are serialised by one; the in-memory state (jobs, queue,
+// groups) is guarded by another that is never held across disk I/O, so reads (GetJob,
+// Watch, heartbeats) never wait for a disk. Callbacks into JobSubscriber and
+// WorkerGroupLink are made with a lock held, so they must only queue work, never block or
+// call back into the manager.
 #ifndef MAGI_SERVER_JOB_MANAGER_H_
 #define MAGI_SERVER_JOB_MANAGER_H_
 
@@ -24,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -34,6 +45,8 @@
 #include "absl/time/time.h"
 #include "magi/internal/v1/worker_pool.pb.h"
 #include "magi/v1/video_generation.pb.h"
+#include "server/group_registry.h"
+#include "server/job_feed.h"
 #include "server/job_store.h"
 #include "server/model_catalog.h"
 #include "server/request_validator.h"
@@ -43,25 +56,8 @@ namespace magi {
 
 class ServerMetrics;
 
-// Receives the events of one job for one client stream.
-class JobSubscriber {
- public:
-  virtual ~JobSubscriber() = default;
-  // Queues one event (called with the manager's lock held: must not block).
-  virtual void OnEvent(const ::magi::v1::GenerateEvent& event) = 0;
-  // The last call: end the stream with `status` (OK after a completed event).
-  virtual void OnClose(const absl::Status& status) = 0;
-};
-
-// The server's end of one worker group's stream.
-class WorkerGroupLink {
- public:
-  virtual ~WorkerGroupLink() = default;
-  // Queues one message to the group (must not block).
-  virtual void Send(const ::magi::internal::v1::ServerMessage& message) = 0;
-  // Ends the stream with `status`; the manager has already forgotten the group.
-  virtual void Close(const absl::Status& status) = 0;
-};
+// JobSubscriber (server/job_feed.h) and WorkerGroupLink (server/group_registry.h) are the
+// manager's two callback interfaces.
 
 struct JobManagerOptions {
   std::string state_dir;
@@ -72,6 +68,7 @@ struct JobManagerOptions {
   int heartbeat_interval_ms = 1000;  // what groups are told to use
   std::string default_model = "tiny";
   RequestLimits limits;
+  JobFeedOptions feed;  // per-stream window and watcher caps
 };
 
 class JobManager {
@@ -124,15 +121,14 @@ class JobManager {
   bool WaitForNoRunningJobs(absl::Duration timeout);
   // Ends every client stream and worker link with `status` (shutdown).
   void CloseAllStreams(const absl::Status& status);
+  // Bytes of events handed to client streams and not yet written by them (bounded by the
+  // feed's window per stream), and the number of attached streams.
+  int64_t feed_bytes_held() const { return feed_->bytes_held(); }
+  int feed_watchers() const { return feed_->watchers(); }
   ModelCatalog& catalog() { return catalog_; }
   JobStore& store() { return *store_; }
 
  private:
-  struct Watcher {
-    std::shared_ptr<JobSubscriber> subscriber;
-    int from_chunk = 0;
-    bool init_sent = false;
-  };
   struct ActiveJob {
     JobRecord rec;
     std::string group;  // connection key while running
@@ -140,14 +136,13 @@ class JobManager {
     int64_t queued_since_ms = 0;
     int64_t assigned_ms = 0;
     bool first_chunk_seen = false;
-    std::vector<Watcher> watchers;
   };
-  struct Group {
-    std::string key;
-    ::magi::internal::v1::Register info;
-    std::shared_ptr<WorkerGroupLink> link;
-    std::set<std::string> busy;  // job ids occupying a slot (incl. cancelled, until done)
-    int64_t last_seen_ms = 0;
+  // One job popped from the queue for a group, already RUNNING in memory.
+  struct Assignment {
+    std::string job_id;
+    std::string group;
+    absl::StatusOr<JobSpec> spec;
+    JobRecord rec;  // what to persist before the group hears of it
   };
 
   JobManager(const JobManagerOptions& options, ServerMetrics* metrics);
@@ -155,31 +150,49 @@ class JobManager {
   void TickLoop();
   void Tick();
 
-  void DispatchLocked();
-  // Sends `job` to `group` with the JobSpec built from the group's declaration of its model.
-  void AssignLocked(Group& group, ActiveJob& job, JobSpec spec);
-  void RequeueLocked(ActiveJob& job);
-  void FinishLocked(const std::string& job_id, ::magi::v1::JobState state, const absl::Status& status);
-  void DropGroupLocked(const std::string& key, const absl::Status& why, bool close_link);
-  void BroadcastLocked(ActiveJob& job, const ::magi::v1::GenerateEvent& event);
-  void SendChunkLocked(Watcher& w, const std::string& job_id, const ::magi::v1::VideoChunk& chunk);
+  // --- transitions: called with transition_mu_ held and mu_ not held ---
+  // Assigns queued jobs to groups with free slots (persisting each assignment first).
+  void Dispatch();
+  // Ends a queued or running job: persists the final record, tells the watchers, forgets it.
+  // Returns the final record (nullopt if the job was not active).
+  std::optional<JobRecord> Finish(const std::string& job_id, ::magi::v1::JobState state,
+                                  const absl::Status& status);
+  // Forgets a group (closing its link if asked) and re-queues its running jobs.
+  void DropGroup(const std::string& key, const absl::Status& why, bool close_link);
+  void HandleChunk(const std::string& key, const ::magi::internal::v1::ChunkReady& chunk);
+  void HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& done);
+  // Deletes expired finished jobs that nobody is watching.
+  void RunRetention();
+  // Writes `rec`; a failure is logged and counted under `op`.
+  absl::Status Persist(const JobRecord& rec, const char* op);
+  void CountStoreError(const char* op, const std::string& what, const absl::Status& s);
+
+  // --- with mu_ held ---
+  std::optional<Assignment> NextAssignmentLocked();
+  ActiveJob* JobForLocked(const std::string& key, const std::string& job_id, int attempt);
+  // A running or finished-but-unwritten job's record, or null.
+  const JobRecord* MemoryRecordLocked(const std::string& job_id) const;
   ::magi::v1::Job JobViewLocked(const JobRecord& rec) const;
   ::magi::v1::GenerateEvent ProgressEventLocked(const ActiveJob& job) const;
+  void EnqueueLocked(const JobRecord& rec, bool bypass_capacity);
   void UpdateGaugesLocked();
-  void RetentionLocked();
+  int RunningLocked() const;
   std::string NewJobId();
 
   const JobManagerOptions options_;
   ServerMetrics* metrics_;
   ModelCatalog catalog_;
   std::unique_ptr<JobStore> store_;
+  std::unique_ptr<JobFeed> feed_;
 
-  mutable std::mutex mu_;
+  // Serialises state transitions with their store writes; taken before mu_, never under it.
+  std::mutex transition_mu_;
+  mutable std::mutex mu_;  // the in-memory state below; never held across disk I/O
   std::condition_variable idle_cv_;
   Scheduler scheduler_;
+  GroupRegistry registry_{&catalog_};
   std::map<std::string, ActiveJob> active_;  // queued and running jobs
-  std::map<std::string, Group> groups_;
-  int64_t next_group_serial_ = 0;
+  std::map<std::string, JobRecord> unwritten_;  // finished; the store refused the final record
   int64_t last_retention_ms_ = 0;
   std::atomic<bool> draining_{false};
 

@@ -5,6 +5,7 @@
 //
 // It outlives its reactor: the reactor calls Detach() in OnDone, after which Push/Close are
 // no-ops. That lets the JobManager hold a shared_ptr to it without caring when the RPC ends.
+// It does not bound what is pushed: producers do (the JobFeed's window for event streams).
 //
 // Thread safety: all methods are thread-safe. A recursive mutex because gRPC may run
 // OnWriteDone inline from StartWrite.
@@ -77,6 +78,7 @@ class OutboundQueue {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     detached_ = true;
     queue_.clear();
+    current_ = Message();  // the last write is over: release its bytes now
   }
   size_t pending() const {
     std::lock_guard<std::recursive_mutex> lock(mu_);

@@ -35,6 +35,15 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   worker_auth_failures_total_ = &BuildCounter().Name("magi_worker_auth_failures_total")
                                      .Help("WorkerPool calls refused UNAUTHENTICATED (no, malformed or wrong worker token) by reason.")
                                      .Register(*registry_);
+  store_errors_total_ = &BuildCounter().Name("magi_store_errors_total")
+                            .Help("Job store operations that failed, by operation (a failed state transition also fails its job).")
+                            .Register(*registry_);
+  feed_bytes_held = &BuildGauge().Name("magi_feed_bytes_held")
+                         .Help("Bytes of events handed to client streams and not yet written (bounded per stream by the feed window).")
+                         .Register(*registry_).Add({});
+  feed_watchers = &BuildGauge().Name("magi_feed_watchers")
+                       .Help("Client event streams (Generate, Watch) attached to jobs.")
+                       .Register(*registry_).Add({});
   queue_wait_seconds = &BuildHistogram().Name("magi_queue_wait_seconds")
                             .Help("Time from acceptance (or re-queue) to assignment.")
                             .Register(*registry_).Add({}, SecondsBuckets());
@@ -53,6 +62,7 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   for (const char* o : {"succeeded", "failed", "cancelled", "deadline_exceeded"}) JobsFinished(o);
   for (const char* r : {"invalid_argument", "queue_full", "draining", "deadline_exceeded"}) JobsRejected(r);
   for (const char* r : {"missing", "malformed", "invalid"}) WorkerAuthFailures(r);
+  for (const char* op : {"insert", "update", "put_chunk", "final_video", "delete", "read"}) StoreErrors(op);
 }
 
 prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome) {
@@ -65,6 +75,10 @@ prometheus::Counter& ServerMetrics::JobsRejected(const std::string& reason) {
 
 prometheus::Counter& ServerMetrics::WorkerAuthFailures(const std::string& reason) {
   return worker_auth_failures_total_->Add({{"reason", reason}});
+}
+
+prometheus::Counter& ServerMetrics::StoreErrors(const std::string& op) {
+  return store_errors_total_->Add({{"op", op}});
 }
 
 std::string ServerMetrics::Serialize() const {

@@ -34,6 +34,8 @@ class ServerMetrics {
   prometheus::Counter& JobsRejected(const std::string& reason);
   // WorkerPool calls refused by worker authentication; reason: missing | malformed | invalid.
   prometheus::Counter& WorkerAuthFailures(const std::string& reason);
+  // Job store operations that failed; op: insert | update | put_chunk | final_video | delete | read.
+  prometheus::Counter& StoreErrors(const std::string& op);
 
   prometheus::Gauge* queue_depth;
   prometheus::Gauge* jobs_running;
@@ -47,12 +49,15 @@ class ServerMetrics {
   prometheus::Histogram* job_latency_seconds;
   prometheus::Histogram* step_seconds;
   prometheus::Histogram* chunk_delivery_lag_seconds;
+  prometheus::Gauge* feed_bytes_held;  // event bytes handed to client streams, not yet written
+  prometheus::Gauge* feed_watchers;    // client streams attached to jobs (Generate, Watch)
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* jobs_total_;
   prometheus::Family<prometheus::Counter>* rejected_total_;
   prometheus::Family<prometheus::Counter>* worker_auth_failures_total_;
+  prometheus::Family<prometheus::Counter>* store_errors_total_;
 };
 
 }  // namespace magi

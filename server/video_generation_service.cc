@@ -1,7 +1,9 @@
 #include "server/video_generation_service.h"
 
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/job_manager.h"
@@ -22,7 +24,19 @@ class EventStream final : public grpc::ServerWriteReactor<GenerateEvent> {
                 [stream](const grpc::Status& s) { stream->Finish(s); }) {}
     void OnEvent(const GenerateEvent& event) override { queue.Push(event); }
     void OnClose(const absl::Status& status) override { queue.Close(ToGrpcStatus(status)); }
+    // The feed hands this stream at most its window of unwritten events and sends more
+    // (reading stored chunks from disk) as writes complete.
+    bool EnableFlowControl(std::function<void()> written) override {
+      written_ = std::move(written);
+      return true;
+    }
+    void Written() {
+      if (written_) written_();
+    }
     OutboundQueue<GenerateEvent> queue;
+
+   private:
+    std::function<void()> written_;  // set before the first event, then only read
   };
 
   explicit EventStream(JobManager* manager)
@@ -31,7 +45,10 @@ class EventStream final : public grpc::ServerWriteReactor<GenerateEvent> {
   std::shared_ptr<Subscriber> subscriber() { return subscriber_; }
   void FinishWith(const absl::Status& status) { subscriber_->queue.Close(ToGrpcStatus(status)); }
 
-  void OnWriteDone(bool ok) override { subscriber_->queue.WriteDone(ok); }
+  void OnWriteDone(bool ok) override {
+    subscriber_->queue.WriteDone(ok);
+    if (ok) subscriber_->Written();
+  }
   void OnCancel() override {
     manager_->Unwatch(subscriber_.get());
     subscriber_->queue.Abort(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled by the client"));

@@ -12,7 +12,6 @@ JobExecutor::JobExecutor(JobRunner& runner, const ::magi::internal::v1::Assignme
   job_.job_id = a.job_id();
   job_.spec = a.spec();
   job_.start_chunk = a.start_chunk();
-  job_.done_video = a.done_video();
 }
 
 JobExecutor::~JobExecutor() = default;

@@ -48,7 +48,6 @@ struct RunnerJob {
   std::string job_id;
   JobSpec spec;         // built at the edge (jobspec/job_spec.h): the request with defaults, geometry
   int start_chunk = 0;  // chunks < start_chunk were made by an earlier attempt
-  std::string done_video;  // init segment + fragments of chunks < start_chunk (resume prefix)
 
   const ::magi::v1::GenerateRequest& request() const { return spec.request(); }
   int chunks_total() const { return spec.chunks_total(); }

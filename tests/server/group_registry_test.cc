@@ -1,0 +1,106 @@
+// GroupRegistry: validation names the field, keys are unique, the catalog follows the
+// groups, slots, silence, and the messages it builds (Registered, Assignment, CancelJob).
+#include "server/group_registry.h"
+
+#include <gtest/gtest.h>
+
+namespace magi {
+namespace {
+
+using ::magi::internal::v1::ServerMessage;
+
+class RecordingLink final : public WorkerGroupLink {
+ public:
+  void Send(const ServerMessage& m) override { sent.push_back(m); }
+  void Close(const absl::Status& s) override { closed = s; }
+  std::vector<ServerMessage> sent;
+  absl::Status closed;
+};
+
+::magi::internal::v1::Register Registration(const std::string& id, int slots) {
+  ::magi::internal::v1::Register r;
+  r.set_group_id(id);
+  r.set_slots(slots);
+  auto* m = r.add_models();
+  *m = DefaultTinyModel();
+  m->set_name("special");
+  return r;
+}
+
+TEST(GroupRegistryTest, ValidateNamesTheField) {
+  auto r = Registration("g", 1);
+  EXPECT_TRUE(GroupRegistry::Validate(r).ok());
+  r.set_slots(0);
+  EXPECT_NE(GroupRegistry::Validate(r).message().find("register.slots"), std::string::npos);
+  r = Registration("g", 1);
+  r.clear_models();
+  EXPECT_NE(GroupRegistry::Validate(r).message().find("register.models"), std::string::npos);
+  r = Registration("g", 1);
+  r.mutable_models(0)->set_max_width(8);
+  EXPECT_NE(GroupRegistry::Validate(r).message().find("register.models[0]"), std::string::npos);
+}
+
+TEST(GroupRegistryTest, AddSendsRegisteredAndTheCatalogFollowsTheGroups) {
+  ModelCatalog catalog("tiny");
+  GroupRegistry registry(&catalog);
+  auto link = std::make_shared<RecordingLink>();
+  std::string a = registry.Add(Registration("g", 2), link, 750, 1000);
+  std::string b = registry.Add(Registration("g", 1), std::make_shared<RecordingLink>(), 750, 1000);
+  EXPECT_NE(a, b);
+  ASSERT_EQ(link->sent.size(), 1u);
+  EXPECT_EQ(link->sent[0].registered().group_id(), a);
+  EXPECT_EQ(link->sent[0].registered().heartbeat_interval_ms(), 750);
+  EXPECT_TRUE(catalog.Find("special").has_value());
+  EXPECT_TRUE(registry.Remove(a).has_value());
+  EXPECT_TRUE(catalog.Find("special").has_value());  // b still serves it
+  EXPECT_TRUE(registry.Remove(b).has_value());
+  EXPECT_FALSE(catalog.Find("special").has_value());
+  EXPECT_FALSE(registry.Remove(b).has_value());
+  EXPECT_EQ(registry.size(), 0u);
+}
+
+TEST(GroupRegistryTest, AssignFillsSlotsAndCancelReachesOnlyKnownGroups) {
+  ModelCatalog catalog("tiny");
+  GroupRegistry registry(&catalog);
+  auto link = std::make_shared<RecordingLink>();
+  std::string key = registry.Add(Registration("g", 1), link, 1000, 0);
+  GroupRegistry::Group* g = registry.Find(key);
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(g->Serves("special", 64, 64));
+  EXPECT_FALSE(g->Serves("special", 1 << 20, 64));
+  EXPECT_FALSE(g->Serves("other", 64, 64));
+  EXPECT_TRUE(g->has_free_slot());
+  ::magi::internal::v1::JobSpec spec;
+  spec.set_chunks_total(3);
+  registry.Assign(*g, "j1", 2, spec, 1);
+  EXPECT_FALSE(g->has_free_slot());
+  ASSERT_EQ(link->sent.size(), 2u);
+  const auto& a = link->sent[1].assign();
+  EXPECT_EQ(a.job_id(), "j1");
+  EXPECT_EQ(a.attempt(), 2);
+  EXPECT_EQ(a.start_chunk(), 1);
+  EXPECT_EQ(a.spec().chunks_total(), 3);
+  registry.Cancel(key, "j1", 2, "deadline exceeded");
+  registry.Cancel("nobody#9", "j1", 2, "ignored");
+  ASSERT_EQ(link->sent.size(), 3u);
+  EXPECT_EQ(link->sent[2].cancel().reason(), "deadline exceeded");
+  EXPECT_EQ(link->sent[2].cancel().attempt(), 2);
+}
+
+TEST(GroupRegistryTest, SilentGroupsAreThoseNotHeardFromWithinTheTimeout) {
+  ModelCatalog catalog("tiny");
+  GroupRegistry registry(&catalog);
+  std::string a = registry.Add(Registration("a", 1), std::make_shared<RecordingLink>(), 1000, 0);
+  std::string b = registry.Add(Registration("b", 1), std::make_shared<RecordingLink>(), 1000, 0);
+  EXPECT_TRUE(registry.Touch(b, 9000));
+  EXPECT_FALSE(registry.Touch("nobody#1", 9000));
+  EXPECT_EQ(registry.Silent(10000, 5000), (std::vector<std::string>{a}));
+  EXPECT_TRUE(registry.Silent(4000, 5000).empty());
+  auto link = std::make_shared<RecordingLink>();
+  registry.Add(Registration("c", 1), link, 1000, 0);
+  registry.CloseAll(absl::UnavailableError("bye"));
+  EXPECT_TRUE(absl::IsUnavailable(link->closed));
+}
+
+}  // namespace
+}  // namespace magi

@@ -53,11 +53,9 @@ absl::StatusOr<std::unique_ptr<H264Encoder>> H264Encoder::Open(int width, int he
   av_dict_free(&opts);
   if (err < 0) return AvError(err, "video encode: opening libx264");
 
-  // Bicubic as ffmpeg's auto-inserted scale filter, but bit-exact with accurate rounding: the
-  // default SIMD paths may round differently by CPU and by buffer placement, and a resumed job
-  // must re-encode earlier chunks to the same bytes.
-  enc->sws_.reset(sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P,
-                                 SWS_BICUBIC | SWS_ACCURATE_RND | SWS_BITEXACT, nullptr, nullptr, nullptr));
+  // Same conversion as ffmpeg's auto-inserted scale filter (the CLI passes flags=bicubic).
+  enc->sws_.reset(sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height,
+                                 AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
   if (!enc->sws_) return absl::InternalError("video encode: cannot create the RGB->YUV scaler");
   return enc;
 }

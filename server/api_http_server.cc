@@ -200,10 +200,9 @@ class Router {
   }
 
   Reply Delete(const std::string& id) {
-    auto job = manager_->Cancel(id);  // no-op for a finished job
-    if (absl::IsNotFound(job.status())) return NoVideo(id);
-    if (!job.ok()) return ErrorReply(ApiErrorFromStatus(job.status()));
-    if (auto s = manager_->store().Delete(id); !s.ok()) return ErrorReply(ApiErrorFromStatus(s));
+    absl::Status s = manager_->DeleteJob(id);
+    if (absl::IsNotFound(s)) return NoVideo(id);
+    if (!s.ok()) return ErrorReply(ApiErrorFromStatus(s));
     return JsonReply(VideoDeletedObject(id));
   }
 

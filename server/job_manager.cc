@@ -294,6 +294,19 @@ absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& job_id) {
   return (*got)->ToJob();  // already finished: cancelling is a no-op
 }
 
+absl::Status JobManager::DeleteJob(const std::string& job_id) {
+  auto job = Cancel(job_id);  // ends an active job; a no-op for a finished one
+  if (!job.ok()) return job.status();
+  std::lock_guard<std::mutex> order(transition_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    unwritten_.erase(job_id);  // the ticker must not write it back after the delete
+  }
+  absl::Status s = store_->Delete(job_id);
+  if (!s.ok()) CountStoreError("delete", absl::StrCat("deleting job ", job_id), s);
+  return s;
+}
+
 absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& job_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);

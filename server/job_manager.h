@@ -95,6 +95,10 @@ class JobManager {
   // Detaches a subscriber (no more calls on it after this returns). Idempotent.
   void Unwatch(const JobSubscriber* subscriber);
   absl::StatusOr<::magi::v1::Job> Cancel(const std::string& job_id);
+  // Deletes a job's record, chunks and video (the HTTP API's DELETE). An unfinished job is
+  // cancelled first; a final record still waiting to be written goes with it. NotFound for an
+  // unknown id; a store error is returned and counted.
+  absl::Status DeleteJob(const std::string& job_id);
   absl::StatusOr<::magi::v1::Job> GetJob(const std::string& job_id);
   absl::StatusOr<::magi::v1::ListJobsResponse> ListJobs(const ::magi::v1::ListJobsRequest& request);
   // Path of the final MP4; FailedPrecondition unless the job succeeded.

@@ -227,6 +227,28 @@ TEST_F(JobManagerTest, CancelRunningJobTellsTheGroupAndFreesTheSlotOnDone) {
   EXPECT_TRUE(absl::IsNotFound(manager_->Cancel("j-none").status()));
 }
 
+TEST_F(JobManagerTest, DeleteJobCancelsARunningJobAndRemovesEveryTrace) {
+  auto a = manager_->Submit(Request(2));
+  auto b = manager_->Submit(Request(1));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  ASSERT_EQ(link->Assignments().size(), 1u);
+  ASSERT_TRUE(manager_->DeleteJob(a->job_id()).ok());
+  EXPECT_EQ(link->Cancels(), 1);  // the running job was stopped, not orphaned on its group
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(a->job_id()).status()));
+  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob(a->job_id())));
+  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob("j-none")));
+  // The group's late Done for the deleted job frees its slot for the next job.
+  manager_->OnWorkerMessage(g, Done(a->job_id(), 1, absl::StatusCode::kCancelled));
+  ASSERT_EQ(link->Assignments().size(), 2u);
+  EXPECT_EQ(link->Assignments()[1].assign().job_id(), b->job_id());
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(a->job_id()).status()));
+  // A queued job is deleted as well.
+  auto c = manager_->Submit(Request(1));
+  ASSERT_TRUE(manager_->DeleteJob(c->job_id()).ok());
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(c->job_id()).status()));
+}
+
 TEST_F(JobManagerTest, DeadlineFailsAQueuedJob) {
   auto r = Request(1);
   r.set_deadline_unix_ms(absl::ToUnixMillis(absl::Now()) + 100);

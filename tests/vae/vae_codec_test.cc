@@ -120,7 +120,12 @@ TEST_F(VaeCodecTest, DecodeChunkTakesTheWholeChunkOrItsEmittedFrames) {
   auto part = codec_->DecodeChunk(chunk.slice(2, 1, 3), 1, layout);
   ASSERT_TRUE(whole.ok()) << whole.status();
   ASSERT_TRUE(part.ok()) << part.status();
-  EXPECT_TRUE(at::equal(whole->frames, part->frames));
+  // The same frames: equal up to one uint8 level. Bit equality does not hold under CPU
+  // contention with 2 OpenMP threads (1 in 8 paired runs differed; never with
+  // OMP_NUM_THREADS=1): a thread-count-dependent rounding somewhere in the fp32 decode, noted in
+  // the tests issue. Wrong frames would differ by tens of levels.
+  ASSERT_EQ(whole->frames.sizes(), part->frames.sizes());
+  EXPECT_LE((whole->frames.to(at::kInt) - part->frames.to(at::kInt)).abs().max().item<int>(), 1);
   EXPECT_EQ(whole->frames.sizes(), (std::vector<int64_t>{8, 3, 48, 64}));
   EXPECT_EQ(whole->frames.scalar_type(), at::kByte);
   EXPECT_EQ(whole->relative_index, 0);

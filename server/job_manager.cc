@@ -1,5 +1,7 @@
 #include "server/job_manager.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -154,6 +156,15 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
       return existing.status();
     }
     if (existing->has_value()) {
+      // Both requests have every default filled in, so "the same request" is field equality
+      // (media bytes included): a retry gets its job, a different request under the key is
+      // refused rather than silently answered with another job.
+      if (!google::protobuf::util::MessageDifferencer::Equals((*existing)->request, valid->request())) {
+        if (metrics_) metrics_->JobsRejected("idempotency_conflict").Increment();
+        return absl::AlreadyExistsError(absl::StrCat(
+            "idempotency_key: '", valid->request().idempotency_key(), "' was used for job ",
+            (*existing)->job_id, " with a different request; use a new key for a new request"));
+      }
       std::lock_guard<std::mutex> lock(mu_);
       const JobRecord* mem = MemoryRecordLocked((*existing)->job_id);
       return JobViewLocked(mem ? *mem : **existing);
@@ -527,6 +538,7 @@ void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {
 
 void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool close_link) {
   std::vector<JobRecord> requeued;
+  std::vector<std::pair<std::string, int>> exhausted;  // job id, attempts made
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::optional<GroupRegistry::Group> group = registry_.Remove(key);
@@ -537,6 +549,12 @@ void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool
       if (it == active_.end() || it->second.group != key) continue;
       ActiveJob& job = it->second;
       job.group.clear();
+      if (job.rec.attempts >= options_.max_attempts) {
+        // A job that takes its group down every time must not hold the front of the queue
+        // forever: it fails with the last attempt's error (Finish, below, outside mu_).
+        exhausted.emplace_back(id, job.rec.attempts);
+        continue;
+      }
       job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
       job.queued_since_ms = NowMs();
       EnqueueLocked(job.rec, /*bypass_capacity=*/true);
@@ -546,6 +564,13 @@ void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool
     }
     // Closed with the group's removal, so nobody sees it gone from the registry but open.
     if (close_link) group->link->Close(why);
+  }
+  for (const auto& [id, attempts] : exhausted) {
+    Finish(id, ::magi::v1::JOB_STATE_FAILED,
+           absl::Status(why.code() == absl::StatusCode::kOk ? absl::StatusCode::kUnavailable : why.code(),
+                        absl::StrCat("gave up after ", attempts, " attempts (--max_attempts ",
+                                     options_.max_attempts, "); last attempt: worker group ", key,
+                                     " was lost: ", why.message())));
   }
   for (const JobRecord& rec : requeued) {
     if (absl::Status s = Persist(rec, "update"); !s.ok()) {

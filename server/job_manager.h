@@ -7,7 +7,8 @@
 //
 // A group whose stream breaks (or that misses heartbeats) is forgotten and its jobs are
 // re-queued at the front of their priority; the next assignment carries start_chunk, so
-// the job resumes from its last stored chunk. On start, jobs found QUEUED or RUNNING in the
+// the job resumes from its last stored chunk. A job that has had max_attempts attempts
+// is FAILED with the last group's error instead, so it cannot starve later jobs. On start, jobs found QUEUED or RUNNING in the
 // store are queued again the same way.
 //
 // Every state transition is written to the store before anyone hears of it (the worker of
@@ -65,6 +66,9 @@ struct JobManagerOptions {
   int retention_jobs = 1000;         // finished jobs kept (oldest deleted first)
   double retention_hours = 0;        // also delete finished jobs older than this; 0 = never
   double worker_timeout_seconds = 15;  // a group silent this long is considered gone
+  // A job whose group is lost this many times (attempts made) is FAILED with the last
+  // group's error instead of being re-queued again.
+  int max_attempts = 3;
   int heartbeat_interval_ms = 1000;  // what groups are told to use
   std::string default_model = "tiny";
   RequestLimits limits;
@@ -83,8 +87,9 @@ class JobManager {
 
   // --- public API ---
   // Validates and persists a job (or returns the existing one for a known idempotency
-  // key). InvalidArgument (field named), ResourceExhausted (queue full), Unavailable
-  // (draining), DeadlineExceeded (deadline already passed).
+  // key and the same request). InvalidArgument (field named), AlreadyExists (the key was
+  // used for a different request; names the key), ResourceExhausted (queue full),
+  // Unavailable (draining), DeadlineExceeded (deadline already passed).
   absl::StatusOr<::magi::v1::Job> Submit(const ::magi::v1::GenerateRequest& request);
   // Attaches `subscriber` to a job: an accepted event first if `accepted_first`, then the
   // stored chunks with index >= from_chunk (the first one carries the init segment), then

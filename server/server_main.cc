@@ -50,6 +50,9 @@ ABSL_FLAG(int, max_queue, 256, "queued jobs at most; more are refused with RESOU
 ABSL_FLAG(int, retention_jobs, 1000, "finished jobs kept (oldest deleted first)");
 ABSL_FLAG(double, retention_hours, 0, "also delete finished jobs older than this (0 = never)");
 ABSL_FLAG(double, worker_timeout_seconds, 15, "a worker group silent this long is considered gone");
+ABSL_FLAG(int, max_attempts, 3,
+          "a job whose worker group is lost this many times is FAILED with the last error "
+          "instead of being re-queued again");
 ABSL_FLAG(double, drain_timeout_seconds, 30, "on SIGTERM, wait this long for running jobs");
 ABSL_FLAG(std::string, default_model, "tiny", "model used when a request names none");
 ABSL_FLAG(int, local_workers, 0, "start this many local magi-worker groups (embedded default)");
@@ -127,6 +130,9 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--local-workers: ", absl::GetFlag(FLAGS_local_workers),
                              " is out of range; allowed [0, 64]"));
   }
+  if (absl::GetFlag(FLAGS_max_attempts) < 1) {
+    return Fail(absl::StrCat("--max-attempts: ", absl::GetFlag(FLAGS_max_attempts), " must be >= 1"));
+  }
   if (absl::GetFlag(FLAGS_worker_timeout_seconds) <= 0) {
     return Fail("--worker-timeout-seconds: must be > 0");
   }
@@ -144,6 +150,7 @@ int main(int argc, char** argv) {
   options.jobs.retention_jobs = absl::GetFlag(FLAGS_retention_jobs);
   options.jobs.retention_hours = absl::GetFlag(FLAGS_retention_hours);
   options.jobs.worker_timeout_seconds = absl::GetFlag(FLAGS_worker_timeout_seconds);
+  options.jobs.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.jobs.default_model = absl::GetFlag(FLAGS_default_model);
   // The embedded default model: local workers run MAGI-1 (--runner=model) on the "tiny"
   // set in <state-dir>/models/tiny, which the worker generates there on first start (the

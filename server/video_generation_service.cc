@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/job_manager.h"
+#include "proto/utf8_lenient.h"
 #include "server/outbound_queue.h"
 
 namespace magi {
@@ -116,6 +117,15 @@ class VideoStream final : public grpc::ServerWriteReactor<::magi::v1::VideoData>
   ::magi::v1::VideoData msg_;
 };
 
+// Requests arrive parsed without protobuf's UTF-8 check (proto/grpc_serialization_traits.h);
+// this is where a string field that is not UTF-8 is refused, by name.
+absl::Status CheckUtf8(const google::protobuf::Message& request) {
+  if (std::optional<std::string> field = FirstInvalidUtf8Field(request)) {
+    return absl::InvalidArgumentError(absl::StrCat(*field, ": is not valid UTF-8 (string fields must be UTF-8)"));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
@@ -127,6 +137,10 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
     grpc::CallbackServerContext* /*context*/, const ::magi::v1::GenerateRequest* request) {
   auto* stream = new EventStream(manager_);
+  if (auto s = CheckUtf8(*request); !s.ok()) {
+    stream->FinishWith(s);
+    return stream;
+  }
   auto job = manager_->Submit(*request);
   if (!job.ok()) {
     stream->FinishWith(job.status());
@@ -141,6 +155,7 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
 grpc::ServerUnaryReactor* VideoGenerationService::Submit(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GenerateRequest* request,
                                                          ::magi::v1::SubmitResponse* response) {
+  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->Submit(*request);
   if (job.ok()) *response->mutable_job() = std::move(*job);
   return Reply(context, job.status());
@@ -149,6 +164,10 @@ grpc::ServerUnaryReactor* VideoGenerationService::Submit(grpc::CallbackServerCon
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
     grpc::CallbackServerContext* /*context*/, const ::magi::v1::WatchRequest* request) {
   auto* stream = new EventStream(manager_);
+  if (auto s = CheckUtf8(*request); !s.ok()) {
+    stream->FinishWith(s);
+    return stream;
+  }
   if (auto s = manager_->Watch(request->job_id(), request->from_chunk(), stream->subscriber(),
                                /*accepted_first=*/false);
       !s.ok()) {
@@ -160,6 +179,7 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
 grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::CancelRequest* request,
                                                          ::magi::v1::Job* response) {
+  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->Cancel(request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
@@ -168,6 +188,7 @@ grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GetJobRequest* request,
                                                          ::magi::v1::Job* response) {
+  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->GetJob(request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
@@ -176,6 +197,7 @@ grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::ListJobs(grpc::CallbackServerContext* context,
                                                            const ::magi::v1::ListJobsRequest* request,
                                                            ::magi::v1::ListJobsResponse* response) {
+  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto page = manager_->ListJobs(*request);
   if (page.ok()) *response = std::move(*page);
   return Reply(context, page.status());
@@ -183,6 +205,7 @@ grpc::ServerUnaryReactor* VideoGenerationService::ListJobs(grpc::CallbackServerC
 
 grpc::ServerWriteReactor<::magi::v1::VideoData>* VideoGenerationService::GetVideo(
     grpc::CallbackServerContext* /*context*/, const ::magi::v1::GetVideoRequest* request) {
+  if (auto s = CheckUtf8(*request); !s.ok()) return new VideoStream(s);
   return new VideoStream(manager_->FinalVideoPath(request->job_id()));
 }
 

@@ -281,6 +281,7 @@ class E2e(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.OK)
         self.assertEqual([c.index for c in chunks], [2, 3, 4])
         self.assertTrue(chunks[0].init_segment)  # a fresh watcher can play from here
+        self.assertFalse(any(c.init_segment for c in chunks[1:]))
         self.assertEqual(events[-1][1].WhichOneof("event"), "completed")
         whole = b"".join(c.init_segment + c.fragment for c in first) + b"".join(c.fragment for c in chunks)
         self.assertEqual(whole, srv.video(job_id))
@@ -308,6 +309,11 @@ class E2e(unittest.TestCase):
         k1 = srv.stub.Submit(request(idempotency_key="k-1")).job
         k2 = srv.stub.Submit(request(idempotency_key="k-1")).job
         self.assertEqual(k1.job_id, k2.job_id)
+        # ... and the same key with a different request is refused, naming the key
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.stub.Submit(request(idempotency_key="k-1", seed=8))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+        self.assertTrue(cm.exception.details().startswith("idempotency_key: 'k-1'"), cm.exception.details())
         self.assertEqual(srv.metric("magi_queue_depth"), 2)
 
     def test_deadline(self):
@@ -507,6 +513,56 @@ class E2e(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.OK)
         self.assertEqual(len(chunks), 3)
         self.assertGreaterEqual(srv.metric('magi_jobs_rejected_total{reason="invalid_argument"}'), len(cases))
+
+    def test_invalid_utf8(self):
+        """A string field that is not UTF-8 is INVALID_ARGUMENT naming the field, on unary and
+        streaming calls (it used to be UNIMPLEMENTED with no message), and logs no
+        libprotobuf error. Python's protobuf cannot build such a message, so the requests are
+        hand-encoded bytes sent through a raw grpcio call."""
+        srv = self.server()
+        bad = b"\xff\xfebad"
+
+        def ld(tag, payload):  # a length-delimited field
+            return bytes([tag]) + bytes([len(payload)]) + payload
+
+        good_prompt = ld(0x1a, ld(0x12, b"fine"))
+        base = request().SerializeToString()
+        cases = [
+            ("Submit", "prompts[1].text", base + ld(0x1a, ld(0x12, bad))),
+            ("Submit", "prompts[0].text", ld(0x1a, ld(0x12, bad))),
+            ("Submit", "model", ld(0x0a, bad) + good_prompt),
+            ("Submit", "idempotency_key", base + ld(0x7a, bad)),
+            ("GetJob", "job_id", ld(0x0a, bad)),
+            ("Cancel", "job_id", ld(0x0a, bad)),
+            ("ListJobs", "page_token", ld(0x12, bad)),
+            ("Watch", "job_id", ld(0x0a, bad)),
+            ("Generate", "prompts[0].text", ld(0x1a, ld(0x12, bad))),
+            ("GetVideo", "job_id", ld(0x0a, bad)),
+        ]
+        streaming = {"Watch", "Generate", "GetVideo"}
+        for method, field, wire in cases:
+            with self.subTest(method=method, field=field):
+                path = "/magi.v1.VideoGeneration/" + method
+                if method in streaming:
+                    call = srv.channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        list(call(wire, timeout=10))
+                else:
+                    call = srv.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        call(wire, timeout=10)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, cm.exception.details())
+                self.assertTrue(cm.exception.details().startswith(field + ": is not valid UTF-8"),
+                                cm.exception.details())
+        # Valid multi-byte UTF-8 passes, and the server goes on serving.
+        r = request(chunks=1)
+        r.prompts[0].text = "renard roux dans la neige, \u96ea\u306e\u4e2d\U0001F98A"
+        _, chunks, code = collect(srv.stub.Generate(r))
+        self.assertEqual(code, grpc.StatusCode.OK)
+        self.assertEqual(len(chunks), 1)
+        srv.log.flush()
+        with open(srv.log.name, "rb") as f:
+            self.assertNotIn(b"invalid UTF-8", f.read())
 
     # -- operations ----------------------------------------------------------------------
     def test_health_metrics_and_drain(self):

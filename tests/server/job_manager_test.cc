@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+
 #include <filesystem>
 #include <mutex>
 
@@ -184,6 +186,60 @@ TEST_F(JobManagerTest, LostGroupRequeuesAndTheNextAttemptResumes) {
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(got->attempts(), 2);
   EXPECT_EQ(got->stats().attempts(), 2);
+}
+
+TEST_F(JobManagerTest, JobWhoseGroupDiesOnEveryAssignmentFailsAfterMaxAttempts) {
+  ASSERT_EQ(options_.max_attempts, 3);  // the default
+  auto poison = manager_->Submit(Request(2));
+  ASSERT_TRUE(poison.ok()) << poison.status();
+  auto later = manager_->Submit(Request(1));
+  ASSERT_TRUE(later.ok()) << later.status();
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto link = std::make_shared<FakeLink>();
+    std::string g = Connect(link);
+    ASSERT_EQ(link->Assignments().size(), 1u) << "attempt " << attempt;
+    // The re-queued job goes first every time: the later job waits while attempts remain.
+    EXPECT_EQ(link->Assignments()[0].assign().job_id(), poison->job_id());
+    EXPECT_EQ(link->Assignments()[0].assign().attempt(), attempt);
+    manager_->OnGroupLost(g, absl::UnavailableError("worker died: signal 9"));
+  }
+  auto got = manager_->GetJob(poison->job_id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(got->attempts(), 3);
+  EXPECT_EQ(got->error_code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_NE(got->error_message().find("worker died: signal 9"), std::string::npos) << got->error_message();
+  EXPECT_NE(got->error_message().find("3 attempts"), std::string::npos) << got->error_message();
+  // The later job is not starved: the next group gets it.
+  auto link = std::make_shared<FakeLink>();
+  Connect(link);
+  ASSERT_EQ(link->Assignments().size(), 1u);
+  EXPECT_EQ(link->Assignments()[0].assign().job_id(), later->job_id());
+}
+
+TEST_F(JobManagerTest, MaxAttemptsIsAFlagOfTheManager) {
+  options_.max_attempts = 1;
+  Open();
+  auto job = manager_->Submit(Request(1));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnGroupLost(g, absl::UnavailableError("gone"));
+  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_FAILED);
+}
+
+TEST_F(JobManagerTest, IdempotencyKeyIsTheSameJobForTheSameRequestOnly) {
+  auto r = Request(1);
+  r.set_idempotency_key("key-7");
+  auto first = manager_->Submit(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again = manager_->Submit(r);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->job_id(), first->job_id());
+  r.set_seed(99);
+  auto other = manager_->Submit(r);
+  ASSERT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists) << other.status();
+  EXPECT_TRUE(absl::StartsWith(other.status().message(), "idempotency_key: 'key-7'")) << other.status();
+  EXPECT_EQ(manager_->queued_jobs(), 1);
 }
 
 TEST_F(JobManagerTest, OutOfOrderChunkDropsTheGroup) {

@@ -73,6 +73,35 @@ TEST_F(WorkerAuthTest, BadFilesAreRefusedNamingTheFileWithoutEchoingTheToken) {
   }
 }
 
+TEST_F(WorkerAuthTest, ClientTokensFileMapsTokensToTenantsNamingItsFlag) {
+  auto entries = ReadTokenFile(Write("c", std::string("# token tenant\n") + kGood + " team-a\n  " + kOther +
+                                              "\tteam_b.2  \n"),
+                               "--client_tokens_file", /*with_tenant=*/true);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].token, kGood);
+  EXPECT_EQ((*entries)[0].tenant, "team-a");
+  EXPECT_EQ((*entries)[1].token, kOther);
+  EXPECT_EQ((*entries)[1].tenant, "team_b.2");
+  struct Case {
+    std::string text;
+    std::string expect;
+  } cases[] = {
+      {std::string(kGood) + "\n", "line 1: expected '<token> <tenant>', found 1 fields"},
+      {std::string(kGood) + " a b\n", "found 3 fields"},
+      {std::string(kGood) + " bad/tenant\n", "tenant 'bad/tenant' is not"},
+      {"0123456789abcdef-secret\x01 tenant\n", "printable ASCII"},
+      {"short-secret tenant\n", "this one 12"},
+  };
+  for (const auto& c : cases) {
+    auto bad = ReadTokenFile(Write("bad", c.text), "--client_tokens_file", true);
+    ASSERT_FALSE(bad.ok()) << c.text;
+    EXPECT_NE(bad.status().message().find(c.expect), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find("--client_tokens_file"), std::string::npos) << bad.status();
+    EXPECT_EQ(bad.status().message().find("secret"), std::string::npos) << bad.status();
+  }
+}
+
 TEST_F(WorkerAuthTest, ConstantTimeEqualsIsEquality) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_TRUE(ConstantTimeEquals("", ""));

@@ -377,6 +377,10 @@ absl::StatusOr<std::string> JobManager::RegisterGroup(
   std::string key;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = registry_.CheckModels(reg); !s.ok()) {
+      Log(absl::StrCat("worker group ", reg.group_id(), " refused: ", s.message()));
+      return s;
+    }
     key = registry_.Add(reg, std::move(link), options_.heartbeat_interval_ms, NowMs());
   }
   std::string models;

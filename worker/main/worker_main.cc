@@ -38,6 +38,9 @@ ABSL_FLAG(std::string, runner, "synthetic",
           "synthetic (test patterns, for tests and development) or model (MAGI-1)");
 ABSL_FLAG(int, synthetic_step_ms, 5, "synthetic runner: milliseconds per simulated step");
 ABSL_FLAG(std::string, model_dir, "", "model runner: folder with the model's config and weights");
+ABSL_FLAG(std::string, model_name, "",
+          "model runner: the model name this group registers (the server's catalog key, [A-Za-z0-9._-]{1,64}); "
+          "default: config.json serving_config.name, else the --model_dir folder's basename");
 ABSL_FLAG(bool, create_tiny_model, false,
           "model runner: generate the embedded 'tiny' model set in --model_dir if it is missing");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
@@ -129,6 +132,7 @@ int main(int argc, char** argv) {
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
+  ro.model_name = absl::GetFlag(FLAGS_model_name);
   std::unique_ptr<magi::RankGroup> group;
   if (world > 1) {
     if (ro.runner != "model") {

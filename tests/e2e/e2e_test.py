@@ -46,6 +46,60 @@ def request(chunks=3, steps=4, **kw):
     return r
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(addr, path):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (addr, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return None, ""
+
+
+def wait_http(addr, path, code, timeout=20):
+    end = time.time() + timeout
+    got = None
+    while time.time() < end:
+        got = http_get(addr, path)
+        if got[0] == code:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("%s%s: wanted %s, last %r" % (addr, path, code, got))
+
+
+class Worker:
+    """One magi-worker process dialing `srv`'s worker port, with its probes on a free port."""
+
+    def __init__(self, srv, *args):
+        self.http = "127.0.0.1:%d" % free_port()
+        self.log = open(os.path.join(srv.state_dir, "worker-%s.log" % self.http.split(":")[1]), "ab")
+        self.proc = subprocess.Popen(
+            [WORKER_BIN, "--server=" + srv.workers_addr,
+             "--worker_token_file=" + os.path.join(srv.state_dir, "worker_token"),
+             "--group_id=external", "--http_listen=" + self.http] + list(args),
+            stdout=self.log, stderr=self.log)
+
+    def get(self, path):
+        return http_get(self.http, path)
+
+    def wait(self, timeout=30):
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.log.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class Server:
     """One magi-server process with its local workers, on free ports and a temp state dir."""
 
@@ -565,6 +619,24 @@ class E2e(unittest.TestCase):
             self.assertNotIn(b"invalid UTF-8", f.read())
 
     # -- operations ----------------------------------------------------------------------
+    def test_worker_probes(self):
+        """magi-worker --http_listen: /healthz answers at once, /readyz only while the group is
+        registered with the server; other paths 404."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            wait_http(w.http, "/readyz", 200)
+            self.assertEqual(w.get("/healthz"), (200, "ok\n"))
+            self.assertEqual(w.get("/readyz"), (200, "ready\n"))
+            self.assertEqual(w.get("/metricz")[0], 404)
+            srv.wait_for_workers(1)
+            srv.kill9()  # the server is gone: not ready, still alive
+            code, body = wait_http(w.http, "/readyz", 503)
+            self.assertEqual(body, "not registered with the server\n")
+            self.assertEqual(w.get("/healthz")[0], 200)
+        finally:
+            w.kill()
+
     def test_health_metrics_and_drain(self):
         srv = self.server(step_ms=40)
         self.assertEqual(srv.get("/healthz")[0], 200)

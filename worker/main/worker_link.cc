@@ -11,6 +11,7 @@
 #include "magi/internal/v1/worker_pool.grpc.pb.h"
 #include "worker/main/job_executor.h"
 #include "worker/main/job_runner.h"
+#include "worker/main/worker_health.h"
 
 namespace magi {
 
@@ -129,6 +130,7 @@ absl::Status WorkerLink::RunSession() {
         std::lock_guard<std::mutex> lock(mu);
         if (in.registered().heartbeat_interval_ms() > 0) heartbeat_ms = in.registered().heartbeat_interval_ms();
         sessions_++;
+        if (options_.health) options_.health->SetRegistered(true);
         std::fprintf(stderr, "magi-worker: registered as %s\n", in.registered().group_id().c_str());
         break;
       }
@@ -151,6 +153,7 @@ absl::Status WorkerLink::RunSession() {
         break;
     }
   }
+  if (options_.health) options_.health->SetRegistered(false);
   {
     std::lock_guard<std::mutex> lock(mu);
     session_over = true;

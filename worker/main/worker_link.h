@@ -27,6 +27,7 @@ class Status;
 namespace magi {
 
 class JobRunner;
+class WorkerHealth;
 
 struct WorkerLinkOptions {
   std::string server = "127.0.0.1:50051";
@@ -36,6 +37,8 @@ struct WorkerLinkOptions {
   int world_size = 1;
   bool reconnect = true;  // false: Run() returns when the first stream ends
   absl::Duration max_backoff = absl::Seconds(2);
+  // Not owned; may be null. Told when the group is registered with the server (readiness).
+  WorkerHealth* health = nullptr;
 };
 
 class WorkerLink {

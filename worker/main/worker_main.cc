@@ -27,6 +27,7 @@
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
 #include "worker/main/runner_factory.h"
+#include "worker/main/worker_health.h"
 #include "worker/main/worker_link.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
@@ -53,6 +54,10 @@ ABSL_FLAG(std::string, master_addr, "127.0.0.1", "rendezvous host (rank 0's node
 ABSL_FLAG(int, master_port, 0, "rendezvous port (0: pick a free one; single node only)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda needs a LibTorch built with CUDA)");
 ABSL_FLAG(std::string, backend, "gloo", "collectives backend: gloo (CPU tensors) or nccl (CUDA tensors)");
+ABSL_FLAG(std::string, http_listen, "",
+          "serve /healthz and /readyz on this address (\"0.0.0.0:8081\"); empty: off. In a rank group "
+          "each node's first rank serves them (ready once the model is loaded and, on the leader, the group "
+          "is registered with the server)");
 ABSL_FLAG(int, dist_timeout_seconds, 60, "a rank silent this long makes the whole group exit");
 
 int main(int argc, char** argv) {
@@ -127,6 +132,19 @@ int main(int argc, char** argv) {
     if (!st.ok()) std::fprintf(stderr, "magi-worker: worker group: %s\n", std::string(st.message()).c_str());
     return st.ok() ? 0 : 1;
   }
+  // Probes: served from before the model loads (so /healthz answers during a long load) by
+  // this node's first rank, or by the single process.
+  magi::WorkerHealth health;
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  const bool serves_probes = local_rank == nullptr || std::string(local_rank) == "0";
+  if (!absl::GetFlag(FLAGS_http_listen).empty() && serves_probes) {
+    auto port = health.Serve(absl::GetFlag(FLAGS_http_listen));
+    if (!port.ok()) {
+      std::fprintf(stderr, "magi-worker: %s\n", std::string(port.status().message()).c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "magi-worker: /healthz and /readyz on port %d\n", *port);
+  }
   magi::RunnerOptions ro;
   ro.runner = absl::GetFlag(FLAGS_runner);
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
@@ -179,7 +197,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-worker: %s\n", std::string(runner.status().message()).c_str());
     return 2;
   }
+  health.SetLoaded();
   if (group != nullptr && group->rank() != 0) {
+    health.SetRegistered(true);  // followers are ready once loaded; the leader registers for the group
     absl::Status s = magi::RunGroupFollower(**runner, group->world());
     if (!s.ok()) std::fprintf(stderr, "magi-worker rank %d: %s\n", group->rank(), s.ToString().c_str());
     return s.ok() ? 0 : 1;
@@ -192,6 +212,7 @@ int main(int argc, char** argv) {
   lo.group_id = absl::GetFlag(FLAGS_group_id);
   lo.token_file = absl::GetFlag(FLAGS_worker_token_file);
   lo.reconnect = absl::GetFlag(FLAGS_reconnect);
+  lo.health = &health;
   magi::WorkerLink link(lo, runner->get());
   absl::Status s = link.Run();
   if (!s.ok()) std::fprintf(stderr, "magi-worker: %s\n", s.ToString().c_str());

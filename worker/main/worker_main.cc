@@ -59,6 +59,9 @@ ABSL_FLAG(std::string, http_listen, "",
           "each node's first rank serves them (ready once the model is loaded and, on the leader, the group "
           "is registered with the server)");
 ABSL_FLAG(int, dist_timeout_seconds, 60, "a rank silent this long makes the whole group exit");
+ABSL_FLAG(int, rendezvous_timeout_seconds, 1800,
+          "how long the ranks wait for each other at start (multi-node pods start minutes apart); ranks "
+          "other than 0 retry every 30 s and log what they wait for");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("magi-worker --server=ADDR [--runner=synthetic|model]");
@@ -125,7 +128,14 @@ int main(int argc, char** argv) {
     launch.master_addr = absl::GetFlag(FLAGS_master_addr);
     launch.master_port = absl::GetFlag(FLAGS_master_port);
     launch.quiet_followers = false;
-    launch.env = {absl::StrCat("MAGI_DIST_TIMEOUT_S=", absl::GetFlag(FLAGS_dist_timeout_seconds))};
+    const int rendezvous_s = absl::GetFlag(FLAGS_rendezvous_timeout_seconds);
+    if (rendezvous_s < 1 || rendezvous_s > 7 * 86400) {
+      std::fprintf(stderr, "magi-worker: --rendezvous_timeout_seconds: %d is out of range; allowed [1, 604800]\n",
+                   rendezvous_s);
+      return 2;
+    }
+    launch.env = {absl::StrCat("MAGI_DIST_TIMEOUT_S=", absl::GetFlag(FLAGS_dist_timeout_seconds)),
+                  absl::StrCat("MAGI_RENDEZVOUS_TIMEOUT_S=", rendezvous_s)};
     std::vector<std::string> args = {std::filesystem::canonical("/proc/self/exe").string()};
     for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
     absl::Status st = magi::RunLocalGroup(args, launch);

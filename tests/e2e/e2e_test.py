@@ -637,6 +637,26 @@ class E2e(unittest.TestCase):
         finally:
             w.kill()
 
+    def test_worker_stall_watchdog(self):
+        """A job that stops making progress (the synthetic runner's hang hook, as a wedged
+        collective) marks the worker stalled, ends its stream so the server re-queues the job,
+        and exits 3; a healthy worker then finishes the job from where it stopped."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=20", "--synthetic_hang_after_steps=6",
+                   "--step_timeout_seconds=1")
+        wait_http(w.http, "/readyz", 200)
+        job = srv.stub.Submit(request(chunks=3, steps=4)).job
+        t0 = time.time()
+        self.assertEqual(w.wait(timeout=30), 3)
+        self.assertLess(time.time() - t0, 20)
+        got = srv.wait_job(job.job_id, [pb.JOB_STATE_QUEUED], timeout=10)
+        self.assertEqual(got.chunks_done, 1)  # chunk 0 (4 steps) finished before the hang
+        good = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+        finally:
+            good.kill()
+
     def test_health_metrics_and_drain(self):
         srv = self.server(step_ms=40)
         self.assertEqual(srv.get("/healthz")[0], 200)

@@ -18,6 +18,8 @@ JobExecutor::~JobExecutor() = default;
 
 absl::Status JobExecutor::Run() {
   start_ = absl::Now();
+  Touch();
+  running_ = true;
   absl::Status status = [&]() -> absl::Status {
     if (job_.chunks_total() < 1 || job_.spec.frames_per_chunk() < 1) {
       return absl::InvalidArgumentError(absl::StrCat("assignment.spec: chunks_total ", job_.chunks_total(),
@@ -37,14 +39,17 @@ absl::Status JobExecutor::Run() {
   done.mutable_done()->set_code(static_cast<int>(status.code()));
   done.mutable_done()->set_message(std::string(status.message()));
   send_(done);
+  running_ = false;
   return status;
 }
 
 absl::Status JobExecutor::OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) {
+  Touch();
   return writer_->ReplayChunk(index, frames);
 }
 
 absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames) {
+  Touch();
   auto piece = writer_->WriteChunk(index, frames);
   if (!piece.ok()) return piece.status();
   WorkerMessage m;
@@ -66,6 +71,7 @@ absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames
 }
 
 void JobExecutor::OnProgress(const StepProgress& p) {
+  Touch();
   WorkerMessage m;
   auto* g = m.mutable_progress();
   g->set_job_id(job_.job_id);

@@ -40,6 +40,10 @@ class JobExecutor final : public FrameSink {
   absl::Status Run();
   void Cancel() { cancelled_ = true; }
   const std::string& job_id() const { return job_.job_id; }
+  // While Run() runs: true, and when the runner last showed progress (a step, a chunk, a
+  // replayed prefix chunk; the start of Run before the first). The stall watchdog reads them.
+  bool running() const { return running_.load(); }
+  absl::Time last_progress() const { return absl::FromUnixNanos(last_progress_ns_.load()); }
   int attempt() const { return attempt_; }
 
   // FrameSink
@@ -54,6 +58,9 @@ class JobExecutor final : public FrameSink {
   int attempt_ = 0;
   SendFn send_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<int64_t> last_progress_ns_{0};
+  void Touch() { last_progress_ns_ = absl::ToUnixNanos(absl::Now()); }
   std::unique_ptr<Fmp4ChunkWriter> writer_;
   absl::Time start_;
 };

@@ -11,7 +11,7 @@ namespace magi {
 
 absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& options) {
   if (options.runner == "synthetic") {
-    return std::unique_ptr<JobRunner>(new SyntheticFrameRunner(options.synthetic_step_delay));
+    return std::unique_ptr<JobRunner>(new SyntheticFrameRunner(options.synthetic_step_delay, options.synthetic_hang_after_steps));
   }
   if (options.runner == "model") {
     if (options.model_dir.empty()) {

@@ -44,6 +44,7 @@ absl::Status WorkerLink::Run() {
   while (!stop_) {
     int before = sessions_.load();
     last = RunSession();
+    if (stalled_) return absl::FailedPreconditionError(absl::StrCat("stalled: ", stall_reason_));
     if (!options_.reconnect || stop_) break;
     if (sessions_.load() > before) backoff = absl::Milliseconds(100);  // it had connected
     absl::SleepFor(backoff);
@@ -117,6 +118,25 @@ absl::Status WorkerLink::RunSession() {
       WorkerMessage hb;
       hb.mutable_heartbeat()->set_unix_ms(absl::ToUnixMillis(absl::Now()));
       if (executor) hb.mutable_heartbeat()->add_running_job_ids(executor->job_id());
+      if (executor && executor->running() && options_.step_timeout > absl::ZeroDuration() && !stalled_ &&
+          absl::Now() - executor->last_progress() > options_.step_timeout) {
+        stall_reason_ = absl::StrCat("job ", executor->job_id(), " made no progress for ",
+                                     absl::FormatDuration(absl::Now() - executor->last_progress()),
+                                     " (--step_timeout_seconds ", absl::ToInt64Seconds(options_.step_timeout),
+                                     "); a collective or the device is wedged");
+        stalled_ = true;
+        std::fprintf(stderr, "magi-worker: stalled: %s; ending the stream so the server re-queues it\n",
+                     stall_reason_.c_str());
+        if (options_.health) options_.health->SetStalled(stall_reason_);
+        lock.unlock();
+        if (options_.on_stall) options_.on_stall(stall_reason_);
+        {
+          std::lock_guard<std::mutex> ctx_lock(ctx_mu_);
+          if (ctx_) ctx_->TryCancel();
+        }
+        lock.lock();
+        continue;
+      }
       lock.unlock();
       send(hb);
       lock.lock();
@@ -162,6 +182,11 @@ absl::Status WorkerLink::RunSession() {
   }
   cv.notify_all();
   heartbeat.join();
+  if (stalled_ && job_thread.joinable()) {
+    // The wedged job never returns: abandon its thread and keep what it uses alive.
+    job_thread.detach();
+    executor.release();
+  }
   if (job_thread.joinable()) job_thread.join();
   {
     std::lock_guard<std::mutex> lock(write_mu);

@@ -12,6 +12,7 @@
 #define MAGI_WORKER_MAIN_WORKER_LINK_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,6 +40,14 @@ struct WorkerLinkOptions {
   absl::Duration max_backoff = absl::Seconds(2);
   // Not owned; may be null. Told when the group is registered with the server (readiness).
   WorkerHealth* health = nullptr;
+  // Stall watchdog: a running job whose runner shows no progress (a step, a chunk) for this
+  // long is taken as wedged (a hung collective never returns; the heartbeats keep beating
+  // on their own thread): the link marks health stalled, calls on_stall, and ends the
+  // stream, so the server re-queues the job (from its last finished chunk) on another group.
+  // The wedged job thread is abandoned and Run() returns FailedPrecondition "stalled: ..."
+  // without reconnecting; the process should exit. Zero: off.
+  absl::Duration step_timeout = absl::ZeroDuration();
+  std::function<void(const std::string& why)> on_stall;
 };
 
 class WorkerLink {
@@ -65,6 +74,8 @@ class WorkerLink {
   JobRunner* runner_;
   std::atomic<bool> stop_{false};
   std::atomic<int> sessions_{0};
+  std::atomic<bool> stalled_{false};
+  std::string stall_reason_;  // set once, before stalled_
   std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;
 };

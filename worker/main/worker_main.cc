@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/dashed_flags.h"
 #include "base/worker_token.h"
@@ -38,6 +39,11 @@ ABSL_FLAG(std::string, group_id, "worker", "name of this worker group (logs, met
 ABSL_FLAG(std::string, runner, "synthetic",
           "synthetic (test patterns, for tests and development) or model (MAGI-1)");
 ABSL_FLAG(int, synthetic_step_ms, 5, "synthetic runner: milliseconds per simulated step");
+ABSL_FLAG(int, synthetic_hang_after_steps, 0,
+          "tests only: the synthetic runner's job hangs for good after this many steps (stall watchdog tests)");
+ABSL_FLAG(int, step_timeout_seconds, 600,
+          "stall watchdog: a running job with no finished step for this long marks the worker stalled "
+          "(/healthz and /readyz 503), ends the stream so the server re-queues the job, and exits 3; 0: off");
 ABSL_FLAG(std::string, model_dir, "", "model runner: folder with the model's config and weights");
 ABSL_FLAG(std::string, model_name, "",
           "model runner: the model name this group registers (the server's catalog key, [A-Za-z0-9._-]{1,64}); "
@@ -158,6 +164,7 @@ int main(int argc, char** argv) {
   magi::RunnerOptions ro;
   ro.runner = absl::GetFlag(FLAGS_runner);
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
+  ro.synthetic_hang_after_steps = absl::GetFlag(FLAGS_synthetic_hang_after_steps);
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   ro.model_name = absl::GetFlag(FLAGS_model_name);
@@ -223,8 +230,20 @@ int main(int argc, char** argv) {
   lo.token_file = absl::GetFlag(FLAGS_worker_token_file);
   lo.reconnect = absl::GetFlag(FLAGS_reconnect);
   lo.health = &health;
+  if (absl::GetFlag(FLAGS_step_timeout_seconds) < 0) {
+    std::fprintf(stderr, "magi-worker: --step_timeout_seconds must be >= 0, got %d\n",
+                 absl::GetFlag(FLAGS_step_timeout_seconds));
+    return 2;
+  }
+  lo.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_seconds));
   magi::WorkerLink link(lo, runner->get());
   absl::Status s = link.Run();
   if (!s.ok()) std::fprintf(stderr, "magi-worker: %s\n", s.ToString().c_str());
+  if (absl::IsFailedPrecondition(s) && absl::StartsWith(s.message(), "stalled: ")) {
+    // A wedged job thread (and, in a group, wedged ranks) cannot be joined: exit now; the
+    // launcher takes the other ranks down and Kubernetes restarts the pod.
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
   return s.ok() ? 0 : 1;
 }

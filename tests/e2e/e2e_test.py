@@ -657,6 +657,30 @@ class E2e(unittest.TestCase):
         finally:
             good.kill()
 
+    def test_worker_sigterm_hands_back(self):
+        """SIGTERM (eviction): the worker turns unready, finishes the chunk in progress, leaves
+        the server and exits 0; the job is re-queued at once from that chunk and finishes on
+        another worker."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=100")
+        wait_http(w.http, "/readyz", 200)
+        job = srv.stub.Submit(request(chunks=5, steps=4)).job
+        srv.wait_job(job.job_id, [pb.JOB_STATE_RUNNING], timeout=10)
+        end = time.time() + 20
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id)).chunks_done < 1 and time.time() < end:
+            time.sleep(0.02)
+        w.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(w.wait(timeout=15), 0)
+        got = srv.wait_job(job.job_id, [pb.JOB_STATE_QUEUED], timeout=10)
+        self.assertGreaterEqual(got.chunks_done, 2)  # the chunk in progress at SIGTERM was finished
+        self.assertLess(got.chunks_done, 5)
+        good = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            done = srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+            self.assertEqual(done.chunks_done, 5)
+        finally:
+            good.kill()
+
     def test_health_metrics_and_drain(self):
         srv = self.server(step_ms=40)
         self.assertEqual(srv.get("/healthz")[0], 200)

@@ -33,6 +33,10 @@ absl::Status JobExecutor::Run() {
     return writer_->Finish().status();
   }();
   if (cancelled_ && status.ok()) status = absl::CancelledError("cancelled");
+  if (handed_back_ && !status.ok()) {
+    running_ = false;  // no JobDone: the server re-queues the job when the stream ends
+    return status;
+  }
   WorkerMessage done;
   done.mutable_done()->set_job_id(job_.job_id);
   done.mutable_done()->set_attempt(attempt_);
@@ -66,6 +70,10 @@ absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames
   if (!send_(m)) {
     cancelled_ = true;
     return absl::UnavailableError("server stream gone");
+  }
+  if (hand_back_ && index + 1 < job_.chunks_total()) {
+    handed_back_ = true;
+    cancelled_ = true;
   }
   return absl::OkStatus();
 }

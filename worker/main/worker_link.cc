@@ -29,6 +29,28 @@ void WorkerLink::Stop() {
   if (ctx_) ctx_->TryCancel();
 }
 
+void WorkerLink::Drain(absl::Duration grace) {
+  draining_ = true;
+  if (options_.health) options_.health->SetDraining();
+  const absl::Time deadline = absl::Now() + grace;
+  bool logged = false;
+  while (absl::Now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(exec_mu_);
+      if (current_ == nullptr || !current_->running()) break;
+      current_->HandBackAfterChunk();
+      if (!logged) {
+        std::fprintf(stderr, "magi-worker: draining: job %s stops after its current chunk (up to %s)\n",
+                     current_->job_id().c_str(), absl::FormatDuration(grace).c_str());
+        logged = true;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  std::fprintf(stderr, "magi-worker: draining: leaving the server, which re-queues any unfinished job\n");
+  Stop();
+}
+
 absl::Status WorkerLink::Refused(const grpc::Status& s) const {
   std::fprintf(stderr, "magi-worker: %s refused the worker token of %s: %s\n", options_.server.c_str(),
                options_.token_file.c_str(), s.error_message().c_str());
@@ -156,8 +178,14 @@ absl::Status WorkerLink::RunSession() {
       }
       case ServerMessage::kAssign: {
         if (job_thread.joinable()) job_thread.join();  // one slot: the previous job is done
+        std::lock_guard<std::mutex> exec_lock(exec_mu_);
+        if (draining_) {
+          std::fprintf(stderr, "magi-worker: draining: not starting job %s\n", in.assign().job_id().c_str());
+          break;
+        }
         std::lock_guard<std::mutex> lock(mu);
         executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
+        current_ = executor.get();
         job_thread = std::thread([ex = executor.get()] { ex->Run().IgnoreError(); });
         break;
       }
@@ -174,6 +202,10 @@ absl::Status WorkerLink::RunSession() {
     }
   }
   if (options_.health) options_.health->SetRegistered(false);
+  {
+    std::lock_guard<std::mutex> exec_lock(exec_mu_);
+    current_ = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(mu);
     session_over = true;

@@ -27,6 +27,7 @@ class Status;
 
 namespace magi {
 
+class JobExecutor;
 class JobRunner;
 class WorkerHealth;
 
@@ -62,6 +63,10 @@ class WorkerLink {
   // at once when no token_file is set.
   absl::Status Run();
   void Stop();
+  // Eviction (SIGTERM): takes no more jobs, lets the job in progress finish its current
+  // chunk (JobExecutor::HandBackAfterChunk) for at most `grace`, then ends the stream; the
+  // server re-queues the job from its last finished chunk. Run() then returns. Any thread.
+  void Drain(absl::Duration grace);
   // Streams opened and registered so far (tests).
   int sessions() const { return sessions_.load(); }
 
@@ -75,6 +80,9 @@ class WorkerLink {
   std::atomic<bool> stop_{false};
   std::atomic<int> sessions_{0};
   std::atomic<bool> stalled_{false};
+  std::atomic<bool> draining_{false};
+  std::mutex exec_mu_;
+  JobExecutor* current_ = nullptr;  // the session's job, for Drain
   std::string stall_reason_;  // set once, before stalled_
   std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;

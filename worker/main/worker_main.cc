@@ -9,7 +9,13 @@
 // With tp x cp > 1 the process is a launcher: it starts this node's ranks (torchrun-style
 // MASTER_ADDR / MASTER_PORT / RANK / WORLD_SIZE / LOCAL_RANK) and waits for them; rank 0
 // leads the group (dials the server), the other ranks follow it (rank_group_runner.h).
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -41,6 +47,9 @@ ABSL_FLAG(std::string, runner, "synthetic",
 ABSL_FLAG(int, synthetic_step_ms, 5, "synthetic runner: milliseconds per simulated step");
 ABSL_FLAG(int, synthetic_hang_after_steps, 0,
           "tests only: the synthetic runner's job hangs for good after this many steps (stall watchdog tests)");
+ABSL_FLAG(int, drain_timeout_seconds, 50,
+          "on SIGTERM: how long the job in progress may take to finish its current chunk before the worker "
+          "leaves the server (keep it under the pod's terminationGracePeriodSeconds)");
 ABSL_FLAG(int, step_timeout_seconds, 600,
           "stall watchdog: a running job with no finished step for this long marks the worker stalled "
           "(/healthz and /readyz 503), ends the stream so the server re-queues the job, and exits 3; 0: off");
@@ -237,7 +246,39 @@ int main(int argc, char** argv) {
   }
   lo.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_seconds));
   magi::WorkerLink link(lo, runner->get());
+  // SIGTERM (eviction, rolling update): drain and exit 0. The handler only writes to a pipe;
+  // a thread does the rest.
+  static int term_pipe[2] = {-1, -1};
+  std::atomic<bool> drained{false};
+  std::thread drainer;
+  if (::pipe2(term_pipe, O_CLOEXEC) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {
+      const char c = 't';
+      [[maybe_unused]] ssize_t n = ::write(term_pipe[1], &c, 1);
+    };
+    ::sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    drainer = std::thread([&] {
+      char c;
+      if (::read(term_pipe[0], &c, 1) != 1 || c != 't') return;
+      std::fprintf(stderr, "magi-worker: SIGTERM: draining\n");
+      drained = true;
+      link.Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_seconds)));
+    });
+  }
   absl::Status s = link.Run();
+  if (drainer.joinable()) {
+    if (!drained) {
+      const char c = 'x';  // wake the drainer so it ends
+      [[maybe_unused]] ssize_t n = ::write(term_pipe[1], &c, 1);
+    }
+    drainer.join();
+  }
+  if (drained) {
+    std::fprintf(stderr, "magi-worker: drained; exiting\n");
+    return 0;
+  }
   if (!s.ok()) std::fprintf(stderr, "magi-worker: %s\n", s.ToString().c_str());
   if (absl::IsFailedPrecondition(s) && absl::StartsWith(s.message(), "stalled: ")) {
     // A wedged job thread (and, in a group, wedged ranks) cannot be joined: exit now; the

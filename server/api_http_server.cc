@@ -23,6 +23,7 @@
 #include "api/video_object.h"
 #include "api/video_request.h"
 #include "server/job_manager.h"
+#include "worker/media/video_thumbnail.h"
 
 namespace magi {
 namespace {
@@ -216,9 +217,10 @@ class Router {
       }
       variant = v;
     }
-    if (variant != "video") {
+    if (variant != "video" && variant != "thumbnail") {
       return ErrorReply(400, "invalid_request_error", "invalid_value", "variant",
-                        absl::StrCat("variant: '", variant.substr(0, 32), "' is not available; allowed video"));
+                        absl::StrCat("variant: '", variant.substr(0, 32),
+                                     "' is not available; allowed video, thumbnail"));
     }
     auto path = manager_->FinalVideoPath(id);
     if (absl::IsNotFound(path.status())) return NoVideo(id);
@@ -230,6 +232,7 @@ class Router {
                                      "; its content is available once its status is completed"));
     }
     if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
+    if (variant == "thumbnail") return Thumbnail(id, *path);
     std::FILE* f = std::fopen(path->c_str(), "rb");
     if (f == nullptr) {
       return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
@@ -261,6 +264,20 @@ class Router {
       return ErrorReply(500, "server_error", "content_missing", "", "the video file shrank while reading");
     }
     reply.headers.emplace_back(http::field::content_range, absl::StrCat("bytes ", br.first, "-", br.last, "/", size));
+    return reply;
+  }
+
+  // The first frame as a JPEG, made from the stored MP4 on each request (one frame's
+  // decode; no second copy of the video on disk to keep consistent).
+  Reply Thumbnail(const std::string& id, const std::string& path) {
+    auto jpeg = VideoThumbnailJpeg(path);
+    if (!jpeg.ok()) {
+      return ErrorReply(500, "server_error", "thumbnail_failed", "",
+                        absl::StrCat("cannot make the thumbnail of '", id, "': ", jpeg.status().message()));
+    }
+    Reply reply;
+    reply.content_type = "image/jpeg";
+    reply.body = std::move(*jpeg);
     return reply;
   }
 

@@ -25,6 +25,7 @@
 #include "api/video_request.h"
 #include "server/job_manager.h"
 #include "server/realtime_video_session.h"
+#include "server/viewer_page.h"
 #include "worker/media/video_thumbnail.h"
 
 namespace magi {
@@ -112,6 +113,14 @@ class Router {
       if (read) return List(*query);
       return MethodNotAllowed(path, "GET, POST");
     }
+    if (path == "/" || path == "/viewer") {
+      if (!read) return MethodNotAllowed(path, "GET");
+      Reply r;
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string(ViewerPageHtml());
+      r.headers.emplace_back(http::field::cache_control, "no-store");
+      return r;
+    }
     if (path == "/v1/realtime/video") {
       Reply r = ErrorReply(426, "invalid_request_error", "upgrade_required", "",
                            "/v1/realtime/video is a WebSocket: send GET with Upgrade: websocket");
@@ -138,7 +147,7 @@ class Router {
                       absl::StrCat("Unknown request URL: ", req.method_string().to_string(), " ", path,
                                    ". Served: POST/GET /v1/videos, GET/DELETE /v1/videos/{id}, "
                                    "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix, "
-                                   "GET /v1/realtime/video (WebSocket)"));
+                                   "GET /v1/realtime/video (WebSocket), GET / (viewer)"));
   }
 
  private:

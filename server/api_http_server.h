@@ -11,6 +11,7 @@
 //   POST   /v1/videos/{id}/remix      same settings, new prompt
 //   GET    /v1/realtime/video         WebSocket: a video streamed as fMP4 chunks while it is
 //                                     made (server/realtime_video_session.h)
+//   GET    /, /viewer                 the browser viewer (server/viewer_page.h)
 //
 // Errors are OpenAI's error JSON (api/api_error.h). Built on Boost.Beast (asio): Debian
 // ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener

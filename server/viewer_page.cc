@@ -70,6 +70,8 @@ function start(ev) {
   const pending = [];  // [ArrayBuffer, isChunk]
   let expect = null;   // what the next binary message is: 'init' or 'chunk'
   let finished = false;
+  let appendingChunk = false;  // what the SourceBuffer is appending now (endOfStream's range
+                               // removal also fires updateend: it must not count as a chunk)
 
   function pump() {
     if (!sourceBuffer || sourceBuffer.updating) return;
@@ -78,7 +80,7 @@ function start(ev) {
       return;
     }
     const [data, isChunk] = pending[0];
-    sourceBuffer.__isChunk = isChunk;
+    appendingChunk = isChunk;
     sourceBuffer.appendBuffer(data);
     pending.shift();
   }
@@ -89,7 +91,9 @@ function start(ev) {
         sourceBuffer = media.addSourceBuffer('video/mp4; codecs="' + codecOf(data) + '"');
         sourceBuffer.mode = 'segments';
         sourceBuffer.addEventListener('updateend', () => {
-          if (sourceBuffer.__isChunk) {
+          const wasChunk = appendingChunk;
+          appendingChunk = false;
+          if (wasChunk) {
             state.chunks += 1;
             const b = video.buffered;
             state.bufferedEnds.push(b.length ? b.end(b.length - 1) : 0);

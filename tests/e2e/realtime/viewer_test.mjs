@@ -81,6 +81,10 @@ async function main() {
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok(played > 0.3, `the video did not play (currentTime ${played})`);
+  // Still one count per chunk after the stream ended (endOfStream also fires updateend).
+  const after = await page.evaluate(() => ({ ...window.magiViewer }));
+  assert.equal(after.chunks, st.chunksTotal, 'chunk counter after the end of the stream');
+  assert.equal(after.bufferedEnds.length, st.chunksTotal);
   await page.screenshot({ path: path.join(work, 'viewer.png') });
   assert.ok(fs.statSync(path.join(work, 'viewer.png')).size > 1000);
   check(`the <video> plays (currentTime ${played.toFixed(2)} s); screenshots ${work}/viewer_midrun.png, viewer.png`);

@@ -156,11 +156,15 @@ async function main() {
   m = (await b.next()).json;
   assert.equal(m.error.code, 'binary_not_accepted');
   assert.equal((await b.next()).closed.code, 1003);
-  // An oversized message (default limit 1 MiB) closes with 1009.
+  // An oversized message (default limit 1 MiB) ends the connection: Beast sends close 1009 as
+  // soon as the frame header declares too much, then closes the socket; a client still sending
+  // the rest may get the reset first and see 1006 (Boost 1.74's teardown drains little). Either
+  // way the message is not served.
   const big = connect(main.api);
   await big.open();
   big.send(JSON.stringify({ type: 'session.start', prompt: 'x'.repeat(2 << 20) }));
-  assert.equal((await big.next()).closed.code, 1009);
+  const bigClose = (await big.next()).closed;
+  assert.ok(bigClose && [1009, 1006].includes(bigClose.code), `close ${JSON.stringify(bigClose)}`);
   // A flood of control messages from a client: answered, bounded, the server stays up.
   const flood = connect(main.api);
   await flood.open();
@@ -171,7 +175,7 @@ async function main() {
   assert.equal(await videos(), before, 'nothing queued by the bad sessions');
   assert.equal((await fetch(`${base}/videos?limit=1`)).status, 200);
   check('bad input: missing prompt, bad size, not JSON, unknown type, unknown video (errors naming the field, ' +
-        'not fatal); binary message -> close 1003; 2 MiB message -> close 1009; 2000-message flood answered; nothing queued');
+        'not fatal); binary message -> close 1003; 2 MiB message -> closed (1009, or 1006 when reset mid-send); 2000-message flood answered; nothing queued');
 
   // session.stop cancels the session's video.
   const st = connect(main.api);

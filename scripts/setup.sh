@@ -19,6 +19,8 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libicu-dev
   # tests: GoogleTest, Python gRPC client, Prometheus server, linters, the OpenAI SDK test (node, curl)
   nodejs curl
+  # the realtime viewer's e2e test drives headless Chromium (puppeteer-core from npm)
+  chromium
   libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
 )
 

@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -23,6 +24,9 @@
 #include "api/video_object.h"
 #include "api/video_request.h"
 #include "server/job_manager.h"
+#include "server/realtime_video_session.h"
+#include "server/viewer_page.h"
+#include "worker/media/video_thumbnail.h"
 
 namespace magi {
 namespace {
@@ -77,6 +81,24 @@ class Router {
  public:
   Router(JobManager* manager, ApiServerOptions options) : manager_(manager), options_(std::move(options)) {}
 
+  JobManager* manager() const { return manager_; }
+
+  // The create route's submission (also the realtime stream's session.start): the job, or
+  // an error with `error` set to the API error a create answers.
+  absl::StatusOr<::magi::v1::Job> SubmitVideo(const VideoCreateParams& params, const std::string& idempotency_key,
+                                              ApiError* error) {
+    std::optional<ModelInfo> model = manager_->catalog().Find(params.model);
+    ::magi::v1::GenerateRequest request = ToGenerateRequest(params, model ? &*model : nullptr);
+    if (request.model().empty() && model) request.set_model(model->name());
+    if (!idempotency_key.empty()) request.set_idempotency_key(idempotency_key);
+    auto job = manager_->Submit(request);
+    if (!job.ok()) {
+      *error = SubmitErrorToApi(job.status(), params, request, model ? &*model : nullptr);
+      if (error->param == "idempotency_key") error->param = "Idempotency-Key";
+    }
+    return job;
+  }
+
   Reply Handle(const http::request<http::string_body>& req) {
     absl::string_view target(req.target().data(), req.target().size());
     size_t q = target.find('?');
@@ -90,6 +112,20 @@ class Router {
       if (method == http::verb::post) return Create(req);
       if (read) return List(*query);
       return MethodNotAllowed(path, "GET, POST");
+    }
+    if (path == "/" || path == "/viewer") {
+      if (!read) return MethodNotAllowed(path, "GET");
+      Reply r;
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string(ViewerPageHtml());
+      r.headers.emplace_back(http::field::cache_control, "no-store");
+      return r;
+    }
+    if (path == "/v1/realtime/video") {
+      Reply r = ErrorReply(426, "invalid_request_error", "upgrade_required", "",
+                           "/v1/realtime/video is a WebSocket: send GET with Upgrade: websocket");
+      r.headers.emplace_back(http::field::upgrade, "websocket");
+      return r;
     }
     if (absl::StartsWith(path, "/v1/videos/")) {
       std::vector<std::string> rest = absl::StrSplit(path.substr(11), '/');
@@ -110,7 +146,8 @@ class Router {
     return ErrorReply(404, "invalid_request_error", "unknown_url", "",
                       absl::StrCat("Unknown request URL: ", req.method_string().to_string(), " ", path,
                                    ". Served: POST/GET /v1/videos, GET/DELETE /v1/videos/{id}, "
-                                   "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix"));
+                                   "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix, "
+                                   "GET /v1/realtime/video (WebSocket), GET / (viewer)"));
   }
 
  private:
@@ -122,16 +159,9 @@ class Router {
   }
 
   Reply Submit(const VideoCreateParams& params, const std::string& idempotency_key) {
-    std::optional<ModelInfo> model = manager_->catalog().Find(params.model);
-    ::magi::v1::GenerateRequest request = ToGenerateRequest(params, model ? &*model : nullptr);
-    if (request.model().empty() && model) request.set_model(model->name());
-    if (!idempotency_key.empty()) request.set_idempotency_key(idempotency_key);
-    auto job = manager_->Submit(request);
-    if (!job.ok()) {
-      ApiError e = SubmitErrorToApi(job.status(), params, request, model ? &*model : nullptr);
-      if (e.param == "idempotency_key") e.param = "Idempotency-Key";
-      return ErrorReply(e);
-    }
+    ApiError error;
+    auto job = SubmitVideo(params, idempotency_key, &error);
+    if (!job.ok()) return ErrorReply(error);
     return JsonReply(VideoObject(*job));
   }
 
@@ -215,9 +245,10 @@ class Router {
       }
       variant = v;
     }
-    if (variant != "video") {
+    if (variant != "video" && variant != "thumbnail") {
       return ErrorReply(400, "invalid_request_error", "invalid_value", "variant",
-                        absl::StrCat("variant: '", variant.substr(0, 32), "' is not available; allowed video"));
+                        absl::StrCat("variant: '", variant.substr(0, 32),
+                                     "' is not available; allowed video, thumbnail"));
     }
     auto path = manager_->FinalVideoPath(id);
     if (absl::IsNotFound(path.status())) return NoVideo(id);
@@ -229,6 +260,7 @@ class Router {
                                      "; its content is available once its status is completed"));
     }
     if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
+    if (variant == "thumbnail") return Thumbnail(id, *path);
     std::FILE* f = std::fopen(path->c_str(), "rb");
     if (f == nullptr) {
       return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
@@ -260,6 +292,20 @@ class Router {
       return ErrorReply(500, "server_error", "content_missing", "", "the video file shrank while reading");
     }
     reply.headers.emplace_back(http::field::content_range, absl::StrCat("bytes ", br.first, "-", br.last, "/", size));
+    return reply;
+  }
+
+  // The first frame as a JPEG, made from the stored MP4 on each request (one frame's
+  // decode; no second copy of the video on disk to keep consistent).
+  Reply Thumbnail(const std::string& id, const std::string& path) {
+    auto jpeg = VideoThumbnailJpeg(path);
+    if (!jpeg.ok()) {
+      return ErrorReply(500, "server_error", "thumbnail_failed", "",
+                        absl::StrCat("cannot make the thumbnail of '", id, "': ", jpeg.status().message()));
+    }
+    Reply reply;
+    reply.content_type = "image/jpeg";
+    reply.body = std::move(*jpeg);
     return reply;
   }
 
@@ -312,6 +358,17 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit) return Send(TooLarge(), false);
     if (ec) return Fail(ec);
     http::request<http::string_body> req = parser_->release();
+    if (beast::websocket::is_upgrade(req) &&
+        absl::string_view(req.target().data(), req.target().size()).substr(0, req.target().find('?')) ==
+            "/v1/realtime/video") {
+      Router* router = router_;
+      RealtimeOptions realtime;
+      realtime.max_message_bytes = options_->ws_max_message_bytes;
+      StartRealtimeVideoSession(
+          stream_.release_socket(), std::move(req), router->manager(),
+          [router](const VideoCreateParams& p, ApiError* e) { return router->SubmitVideo(p, "", e); }, realtime);
+      return;
+    }
     Reply reply = router_->Handle(req);
     const bool keep_alive = req.keep_alive();
     head_ = req.method() == http::verb::head;
@@ -439,6 +496,10 @@ absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
   }
   if (options.max_body_bytes < 1024) {
     return absl::InvalidArgumentError(absl::StrCat("--api_max_body_bytes: ", options.max_body_bytes, " is below 1024"));
+  }
+  if (options.ws_max_message_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--api_ws_max_message_bytes: ", options.ws_max_message_bytes, " is below 1024"));
   }
   size_t colon = options.listen.rfind(':');
   if (colon == std::string::npos) return bad("expected HOST:PORT");

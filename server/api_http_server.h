@@ -9,6 +9,9 @@
 //   DELETE /v1/videos/{id}            cancel if unfinished, then delete its record and files
 //   GET    /v1/videos/{id}/content    the MP4 (variant=video), with HTTP Range requests
 //   POST   /v1/videos/{id}/remix      same settings, new prompt
+//   GET    /v1/realtime/video         WebSocket: a video streamed as fMP4 chunks while it is
+//                                     made (server/realtime_video_session.h)
+//   GET    /, /viewer                 the browser viewer (server/viewer_page.h)
 //
 // Errors are OpenAI's error JSON (api/api_error.h). Built on Boost.Beast (asio): Debian
 // ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener
@@ -34,6 +37,9 @@ struct ApiServerOptions {
   int64_t max_body_bytes = 48 << 20;      // a request body (an upload) at most; more -> 413
   int max_multipart_parts = 64;
   int threads = 4;
+  // GET /v1/realtime/video (server/realtime_video_session.h): a client message at most;
+  // more closes the WebSocket with code 1009.
+  int64_t ws_max_message_bytes = 1 << 20;
 };
 
 class ApiHttpServer {

@@ -39,6 +39,8 @@ ABSL_FLAG(std::string, api_listen, "127.0.0.1:8000",
 ABSL_FLAG(int64_t, api_max_body_bytes, 48 << 20,
           "largest request body the OpenAI-compatible API reads (uploads); larger -> HTTP 413");
 ABSL_FLAG(int, api_threads, 4, "threads serving the OpenAI-compatible API");
+ABSL_FLAG(int64_t, api_ws_max_message_bytes, 1 << 20,
+          "largest client message on the realtime WebSocket (/v1/realtime/video); more closes it with 1009");
 ABSL_FLAG(std::string, worker_listen, "",
           "gRPC address serving only the worker protocol (WorkerPool); empty = served on --listen "
           "(port 0 = pick one)");
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   options.api.listen = absl::GetFlag(FLAGS_api_listen);
   options.api.max_body_bytes = absl::GetFlag(FLAGS_api_max_body_bytes);
   options.api.threads = absl::GetFlag(FLAGS_api_threads);
+  options.api.ws_max_message_bytes = absl::GetFlag(FLAGS_api_ws_max_message_bytes);
   options.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
   options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));

@@ -42,6 +42,7 @@ CUDA_OMITS = {
     "prometheus": "test-only Prometheus server",
     "yamllint": "deploy tests only",
     "nodejs": "the OpenAI SDK e2e test only",
+    "chromium": "the headless-browser viewer e2e test only",
     "clang": "libFuzzer builds of fuzz/ only (the image builds with g++)",
     "libclang-rt-dev": "libFuzzer builds of fuzz/ only",
 }

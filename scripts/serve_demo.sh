@@ -72,7 +72,7 @@ HTTP=${BASH_REMATCH[2]}
 API=${BASH_REMATCH[3]}
 echo "serve_demo: magi-server pid $SERVER_PID, grpc $ADDR, http $HTTP, state $STATE"
 echo "serve_demo: OpenAI-compatible API: http://$API/v1 (e.g. curl http://$API/v1/videos)"
-curl -sf "http://$API/" | grep -q MediaSource || { echo "serve_demo: the viewer page at http://$API/ did not load; log: $LOG" >&2; exit 1; }
+curl -sf "http://$API/" | grep -c MediaSource >/dev/null || { echo "serve_demo: the viewer page at http://$API/ did not load; log: $LOG" >&2; exit 1; }
 echo "serve_demo: viewer: http://$API/ (streams a video while it is made; http://$API/?prompt=a+fox&seconds=4 starts one)"
 
 # Ready = /readyz answers 200 and a worker group has registered (the first start generates

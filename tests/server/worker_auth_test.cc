@@ -1,6 +1,6 @@
 // The worker token file format (base/worker_token.h) and the server's check
-// (server/worker_auth.h): what is accepted, what is refused and how, rotation, generation.
-#include "server/worker_auth.h"
+// (server/token_auth.h): what is accepted, what is refused and how, rotation, generation.
+#include "server/token_auth.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -114,9 +114,9 @@ TEST_F(WorkerAuthTest, ConstantTimeEqualsIsEquality) {
 }
 
 TEST_F(WorkerAuthTest, OnlyABearerTokenOfTheFileIsAccepted) {
-  auto auth = WorkerAuthenticator::FromFile(Write("t", std::string(kGood) + "\n" + kOther + "\n"), &metrics_);
+  auto auth = TokenAuthenticator::FromFile(Write("t", std::string(kGood) + "\n" + kOther + "\n"), TokenRole::kWorker, &metrics_);
   ASSERT_TRUE(auth.ok()) << auth.status();
-  WorkerAuthenticator& a = **auth;
+  TokenAuthenticator& a = **auth;
   EXPECT_TRUE(a.Check(std::string("Bearer ") + kGood, "ipv4:1.2.3.4:5").ok());
   EXPECT_TRUE(a.Check(std::string("bearer ") + kOther, "p").ok());  // the scheme is case-insensitive
 
@@ -140,9 +140,9 @@ TEST_F(WorkerAuthTest, OnlyABearerTokenOfTheFileIsAccepted) {
 
 TEST_F(WorkerAuthTest, ARotatedFileIsPickedUpWithoutRestartAndABrokenOneKeepsTheOldTokens) {
   std::string path = Write("t", std::string(kGood) + "\n");
-  auto auth = WorkerAuthenticator::FromFile(path, &metrics_);
+  auto auth = TokenAuthenticator::FromFile(path, TokenRole::kWorker, &metrics_);
   ASSERT_TRUE(auth.ok()) << auth.status();
-  WorkerAuthenticator& a = **auth;
+  TokenAuthenticator& a = **auth;
   EXPECT_TRUE(a.Check(std::string("Bearer ") + kGood, "p").ok());
   EXPECT_FALSE(a.Check(std::string("Bearer ") + kOther, "p").ok());
 
@@ -159,7 +159,7 @@ TEST_F(WorkerAuthTest, ARotatedFileIsPickedUpWithoutRestartAndABrokenOneKeepsThe
 }
 
 TEST_F(WorkerAuthTest, FromFileRefusesAnUnusableFile) {
-  auto auth = WorkerAuthenticator::FromFile(Write("empty", "\n"), &metrics_);
+  auto auth = TokenAuthenticator::FromFile(Write("empty", "\n"), TokenRole::kWorker, &metrics_);
   ASSERT_FALSE(auth.ok());
   EXPECT_EQ(auth.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(auth.status().message().find("holds no token"), std::string::npos) << auth.status();

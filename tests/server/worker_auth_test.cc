@@ -189,3 +189,31 @@ TEST_F(WorkerAuthTest, GeneratedTokenIsPrivateRandomAndReadable) {
 
 }  // namespace
 }  // namespace magi
+
+namespace magi {
+namespace {
+
+// The client role: the token's tenant comes back; refusals are counted apart from workers'.
+TEST_F(WorkerAuthTest, AClientTokenAuthenticatesAsItsTenant) {
+  auto auth = TokenAuthenticator::FromFile(
+      Write("c", std::string("# clients\n") + kGood + " alice\n" + kOther + " bob\n"), TokenRole::kClient, &metrics_);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  EXPECT_EQ(*(*auth)->Authenticate(std::string("Bearer ") + kGood, "p"), "alice");
+  EXPECT_EQ(*(*auth)->Authenticate(std::string("Bearer ") + kOther, "p"), "bob");
+  EXPECT_EQ((*auth)->Authenticate("", "p").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ((*auth)->Authenticate("Bearer 0123456789abcdef-not-a-token", "p").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  const std::string text = metrics_.Serialize();
+  EXPECT_NE(text.find("magi_client_auth_failures_total{reason=\"missing\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("magi_client_auth_failures_total{reason=\"invalid\"} 1"), std::string::npos) << text;
+  EXPECT_EQ(Failures("missing"), 0);  // worker refusals are a separate count
+  EXPECT_EQ(Failures("invalid"), 0);
+
+  // A worker token file (no tenants) is not a client tokens file.
+  auto workers = TokenAuthenticator::FromFile(Write("w", std::string(kGood) + "\n"), TokenRole::kClient, &metrics_);
+  ASSERT_FALSE(workers.ok());
+  EXPECT_NE(workers.status().message().find("--client_tokens_file"), std::string::npos) << workers.status();
+}
+
+}  // namespace
+}  // namespace magi

@@ -78,13 +78,13 @@ echo "serve_demo: OpenAI-compatible API: http://$API/v1 (e.g. curl http://$API/v
 T0=$(date +%s.%N)
 for _ in $(seq 1 600); do
   if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1 &&
-     curl -fsS "http://$HTTP/metrics" 2>/dev/null | grep -Eq '^magi_worker_groups_up [1-9]'; then
+     curl -fsS "http://$HTTP/metrics" 2>/dev/null | grep -Ec '^magi_worker_groups_up [1-9]' >/dev/null; then
     break
   fi
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "serve_demo: magi-server exited; log: $LOG" >&2; exit 1; }
   sleep 0.2
 done
-curl -fsS "http://$HTTP/metrics" | grep -Eq '^magi_worker_groups_up [1-9]' ||
+curl -fsS "http://$HTTP/metrics" | grep -Ec '^magi_worker_groups_up [1-9]' >/dev/null ||
   { echo "serve_demo: no worker group registered within 120 s; log: $LOG" >&2; exit 1; }
 printf 'serve_demo: ready after %.1f s (model set in %s/models/tiny)\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$STATE"
 

@@ -21,6 +21,8 @@ PACKAGES=(
   nodejs curl
   # the realtime viewer's e2e test drives headless Chromium (puppeteer-core from npm)
   chromium
+  # e2e TLS test: certificates generated at test time
+  openssl
   libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
 )
 

@@ -13,6 +13,11 @@
 //                                     made (server/realtime_video_session.h)
 //   GET    /, /viewer                 the browser viewer (server/viewer_page.h)
 //
+// With a client authenticator (--client_tokens_file) every request needs
+// `Authorization: Bearer <client token>` (else 401 with OpenAI's error JSON, code
+// invalid_api_key) and sees only its tenant's videos, as over gRPC; another tenant's video
+// id is a 404 like an unknown one.
+//
 // Errors are OpenAI's error JSON (api/api_error.h). Built on Boost.Beast (asio): Debian
 // ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener
 // (the realtime stream needs both), and body limits are enforced while reading.
@@ -31,6 +36,7 @@
 namespace magi {
 
 class JobManager;
+class TokenAuthenticator;
 
 struct ApiServerOptions {
   std::string listen;                     // host:port; port 0 picks a free port; empty = off
@@ -44,8 +50,8 @@ struct ApiServerOptions {
 
 class ApiHttpServer {
  public:
-  // `manager` must outlive the server.
-  explicit ApiHttpServer(JobManager* manager);
+  // `manager` and `client_auth` (null: no client authentication) must outlive the server.
+  ApiHttpServer(JobManager* manager, TokenAuthenticator* client_auth);
   ~ApiHttpServer();  // Stop()
   ApiHttpServer(const ApiHttpServer&) = delete;
   ApiHttpServer& operator=(const ApiHttpServer&) = delete;
@@ -60,6 +66,7 @@ class ApiHttpServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   JobManager* manager_;
+  TokenAuthenticator* client_auth_;
 };
 
 }  // namespace magi

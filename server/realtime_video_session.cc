@@ -60,10 +60,11 @@ class Relay final : public JobSubscriber {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(net::ip::tcp::socket socket, http::request<http::string_body> request, JobManager* manager,
-          RealtimeSubmitFn submit, RealtimeOptions options)
+          std::string tenant, RealtimeSubmitFn submit, RealtimeOptions options)
       : ws_(std::move(socket)),
         request_(std::move(request)),
         manager_(manager),
+        tenant_(std::move(tenant)),
         submit_(std::move(submit)),
         options_(options) {}
 
@@ -103,7 +104,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       case GenerateEvent::kCompleted: {
         json done{{"type", "done"}};
-        auto job = manager_->GetJob(job_id_);
+        auto job = manager_->GetJob(tenant_, job_id_);
         if (job.ok()) done["video"] = VideoObject(*job);
         Push(done.dump(-1, ' ', false, json::error_handler_t::replace), Out::kText, true);
         final_sent_ = true;
@@ -264,7 +265,7 @@ class Session : public std::enable_shared_from_this<Session> {
                          false, true);
       case RealtimeClientMessage::Type::kStop:
         if (job_id_.empty()) return PushClose(websocket::close_code::normal, "stopped");
-        if (auto job = manager_->Cancel(job_id_); !job.ok()) {
+        if (auto job = manager_->Cancel(tenant_, job_id_); !job.ok()) {
           return PushError(ApiErrorFromStatus(job.status()), false, true);
         }
         return;  // the job's failed (cancelled) event follows, then the close
@@ -285,7 +286,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!submitted.ok()) return PushError(error, false, true);
       job = std::move(*submitted);
     } else {
-      auto found = manager_->GetJob(msg.video_id);
+      auto found = manager_->GetJob(tenant_, msg.video_id);
       if (!found.ok()) {
         ApiError e = ApiErrorFromStatus(found.status(), "video_id");
         if (absl::IsNotFound(found.status())) {
@@ -301,7 +302,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                                                             json::error_handler_t::replace),
          Out::kText, false, true);
     const int from = msg.type == RealtimeClientMessage::Type::kResume ? msg.from_chunk : 0;
-    if (auto s = manager_->Watch(job_id_, from, relay_, /*accepted_first=*/false); !s.ok()) {
+    if (auto s = manager_->Watch(tenant_, job_id_, from, relay_, /*accepted_first=*/false); !s.ok()) {
       PushError(ApiErrorFromStatus(s), true, false);
       PushClose(websocket::close_code::internal_error, "watch failed");
     }
@@ -310,6 +311,7 @@ class Session : public std::enable_shared_from_this<Session> {
   websocket::stream<beast::tcp_stream> ws_;
   http::request<http::string_body> request_;
   JobManager* manager_;
+  const std::string tenant_;
   RealtimeSubmitFn submit_;
   const RealtimeOptions options_;
   std::shared_ptr<Relay> relay_;
@@ -338,8 +340,11 @@ void Relay::OnClose(const absl::Status& status) {
 }  // namespace
 
 void StartRealtimeVideoSession(net::ip::tcp::socket socket, http::request<http::string_body> request,
-                               JobManager* manager, RealtimeSubmitFn submit, const RealtimeOptions& options) {
-  std::make_shared<Session>(std::move(socket), std::move(request), manager, std::move(submit), options)->Run();
+                               JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
+                               const RealtimeOptions& options) {
+  std::make_shared<Session>(std::move(socket), std::move(request), manager, std::move(tenant), std::move(submit),
+                            options)
+      ->Run();
 }
 
 }  // namespace magi

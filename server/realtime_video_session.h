@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
@@ -46,11 +47,13 @@ using RealtimeSubmitFn =
     std::function<absl::StatusOr<::magi::v1::Job>(const VideoCreateParams& params, ApiError* error)>;
 
 // Takes over `socket`, whose HTTP `request` asked for the WebSocket upgrade, and serves it
-// until either side closes. `manager` must outlive the connection (the API server stops its
+// until either side closes. `tenant` is the caller's (authenticated at the upgrade): the
+// session sees only that tenant's jobs. `manager` must outlive the connection (the API server stops its
 // io_context, ending every session, before the manager goes).
 void StartRealtimeVideoSession(boost::asio::ip::tcp::socket socket,
                                boost::beast::http::request<boost::beast::http::string_body> request,
-                               JobManager* manager, RealtimeSubmitFn submit, const RealtimeOptions& options);
+                               JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
+                               const RealtimeOptions& options);
 
 }  // namespace magi
 

@@ -43,6 +43,7 @@ CUDA_OMITS = {
     "yamllint": "deploy tests only",
     "nodejs": "the OpenAI SDK e2e test only",
     "chromium": "the headless-browser viewer e2e test only",
+    "openssl": "the TLS e2e test's certificates only",
     "clang": "libFuzzer builds of fuzz/ only (the image builds with g++)",
     "libclang-rt-dev": "libFuzzer builds of fuzz/ only",
 }

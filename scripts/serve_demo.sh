@@ -72,19 +72,21 @@ HTTP=${BASH_REMATCH[2]}
 API=${BASH_REMATCH[3]}
 echo "serve_demo: magi-server pid $SERVER_PID, grpc $ADDR, http $HTTP, state $STATE"
 echo "serve_demo: OpenAI-compatible API: http://$API/v1 (e.g. curl http://$API/v1/videos)"
+curl -sf "http://$API/" | grep -c MediaSource >/dev/null || { echo "serve_demo: the viewer page at http://$API/ did not load; log: $LOG" >&2; exit 1; }
+echo "serve_demo: viewer: http://$API/ (streams a video while it is made; http://$API/?prompt=a+fox&seconds=4 starts one)"
 
 # Ready = /readyz answers 200 and a worker group has registered (the first start generates
 # the tiny model set before the worker dials in).
 T0=$(date +%s.%N)
 for _ in $(seq 1 600); do
   if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1 &&
-     curl -fsS "http://$HTTP/metrics" 2>/dev/null | grep -Eq '^magi_worker_groups_up [1-9]'; then
+     curl -fsS "http://$HTTP/metrics" 2>/dev/null | grep -Ec '^magi_worker_groups_up [1-9]' >/dev/null; then
     break
   fi
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "serve_demo: magi-server exited; log: $LOG" >&2; exit 1; }
   sleep 0.2
 done
-curl -fsS "http://$HTTP/metrics" | grep -Eq '^magi_worker_groups_up [1-9]' ||
+curl -fsS "http://$HTTP/metrics" | grep -Ec '^magi_worker_groups_up [1-9]' >/dev/null ||
   { echo "serve_demo: no worker group registered within 120 s; log: $LOG" >&2; exit 1; }
 printf 'serve_demo: ready after %.1f s (model set in %s/models/tiny)\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$STATE"
 

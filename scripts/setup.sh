@@ -19,6 +19,10 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libicu-dev
   # tests: GoogleTest, Python gRPC client, Prometheus server, linters, the OpenAI SDK test (node, curl)
   nodejs curl
+  # the realtime viewer's e2e test drives headless Chromium (puppeteer-core from npm)
+  chromium
+  # e2e TLS test: certificates generated at test time
+  openssl
   libgtest-dev libgmock-dev python3-grpcio python3-grpc-tools python3-protobuf prometheus yamllint
 )
 

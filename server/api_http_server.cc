@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -23,6 +24,10 @@
 #include "api/video_object.h"
 #include "api/video_request.h"
 #include "server/job_manager.h"
+#include "server/realtime_video_session.h"
+#include "server/viewer_page.h"
+#include "worker/media/video_thumbnail.h"
+#include "server/token_auth.h"
 
 namespace magi {
 namespace {
@@ -75,9 +80,54 @@ std::string Header(const http::request<http::string_body>& req, beast::string_vi
 // The routes, over the job manager. Stateless apart from the manager.
 class Router {
  public:
-  Router(JobManager* manager, ApiServerOptions options) : manager_(manager), options_(std::move(options)) {}
+  Router(JobManager* manager, TokenAuthenticator* client_auth, ApiServerOptions options)
+      : manager_(manager), client_auth_(client_auth), options_(std::move(options)) {}
 
-  Reply Handle(const http::request<http::string_body>& req) {
+  JobManager* manager() const { return manager_; }
+
+  // The caller's tenant from its Authorization header (the anonymous tenant when client
+  // authentication is off), or the 401 reply to send.
+  absl::StatusOr<std::string> Authenticate(const http::request<http::string_body>& req, const std::string& peer,
+                                           Reply* refusal) {
+    if (client_auth_ == nullptr) return std::string(kAnonymousTenant);
+    auto authenticated = client_auth_->Authenticate(Header(req, http::field::authorization), peer);
+    if (!authenticated.ok()) {
+      *refusal = ErrorReply(401, "invalid_request_error", "invalid_api_key", "",
+                            std::string(authenticated.status().message()));
+      refusal->headers.emplace_back(http::field::www_authenticate, "Bearer");
+      return authenticated.status();
+    }
+    return std::move(*authenticated);
+  }
+
+  // The create route's submission (also the realtime stream's session.start): the job, or
+  // an error with `error` set to the API error a create answers.
+  absl::StatusOr<::magi::v1::Job> SubmitVideo(const std::string& tenant, const VideoCreateParams& params,
+                                              const std::string& idempotency_key, ApiError* error) {
+    std::optional<ModelInfo> model = manager_->catalog().Find(params.model);
+    ::magi::v1::GenerateRequest request = ToGenerateRequest(params, model ? &*model : nullptr);
+    if (request.model().empty() && model) request.set_model(model->name());
+    if (!idempotency_key.empty()) request.set_idempotency_key(idempotency_key);
+    auto job = manager_->Submit(tenant, request);
+    if (!job.ok()) {
+      *error = SubmitErrorToApi(job.status(), params, request, model ? &*model : nullptr);
+      if (error->param == "idempotency_key") error->param = "Idempotency-Key";
+    }
+    return job;
+  }
+
+  // `peer` names the client in refusal logs.
+  Reply Handle(const http::request<http::string_body>& req, const std::string& peer) {
+    // Authentication comes first: without a valid token nothing of the request is looked at,
+    // and a job id tells nothing (401 for every route).
+    Reply refusal;
+    auto tenant = Authenticate(req, peer, &refusal);
+    if (!tenant.ok()) return refusal;
+    return Route(req, *tenant);
+  }
+
+ private:
+  Reply Route(const http::request<http::string_body>& req, const std::string& tenant) {
     absl::string_view target(req.target().data(), req.target().size());
     size_t q = target.find('?');
     absl::string_view path = target.substr(0, q);
@@ -87,33 +137,47 @@ class Router {
     const bool read = method == http::verb::get || method == http::verb::head;
 
     if (path == "/v1/videos") {
-      if (method == http::verb::post) return Create(req);
-      if (read) return List(*query);
+      if (method == http::verb::post) return Create(tenant, req);
+      if (read) return List(tenant, *query);
       return MethodNotAllowed(path, "GET, POST");
+    }
+    if (path == "/" || path == "/viewer") {
+      if (!read) return MethodNotAllowed(path, "GET");
+      Reply r;
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string(ViewerPageHtml());
+      r.headers.emplace_back(http::field::cache_control, "no-store");
+      return r;
+    }
+    if (path == "/v1/realtime/video") {
+      Reply r = ErrorReply(426, "invalid_request_error", "upgrade_required", "",
+                           "/v1/realtime/video is a WebSocket: send GET with Upgrade: websocket");
+      r.headers.emplace_back(http::field::upgrade, "websocket");
+      return r;
     }
     if (absl::StartsWith(path, "/v1/videos/")) {
       std::vector<std::string> rest = absl::StrSplit(path.substr(11), '/');
       if (rest.size() == 1 && !rest[0].empty()) {
-        if (read) return Retrieve(rest[0]);
-        if (method == http::verb::delete_) return Delete(rest[0]);
+        if (read) return Retrieve(tenant, rest[0]);
+        if (method == http::verb::delete_) return Delete(tenant, rest[0]);
         return MethodNotAllowed(path, "GET, DELETE");
       }
       if (rest.size() == 2 && !rest[0].empty() && rest[1] == "content") {
-        if (read) return Content(rest[0], *query, Header(req, http::field::range));
+        if (read) return Content(tenant, rest[0], *query, Header(req, http::field::range));
         return MethodNotAllowed(path, "GET");
       }
       if (rest.size() == 2 && !rest[0].empty() && rest[1] == "remix") {
-        if (method == http::verb::post) return Remix(rest[0], req);
+        if (method == http::verb::post) return Remix(tenant, rest[0], req);
         return MethodNotAllowed(path, "POST");
       }
     }
     return ErrorReply(404, "invalid_request_error", "unknown_url", "",
                       absl::StrCat("Unknown request URL: ", req.method_string().to_string(), " ", path,
                                    ". Served: POST/GET /v1/videos, GET/DELETE /v1/videos/{id}, "
-                                   "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix"));
+                                   "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix, "
+                                   "GET /v1/realtime/video (WebSocket), GET / (viewer)"));
   }
 
- private:
   Reply MethodNotAllowed(absl::string_view path, const std::string& allow) {
     Reply r = ErrorReply(405, "invalid_request_error", "method_not_allowed", "",
                          absl::StrCat(path, " allows ", allow));
@@ -121,33 +185,26 @@ class Router {
     return r;
   }
 
-  Reply Submit(const VideoCreateParams& params, const std::string& idempotency_key) {
-    std::optional<ModelInfo> model = manager_->catalog().Find(params.model);
-    ::magi::v1::GenerateRequest request = ToGenerateRequest(params, model ? &*model : nullptr);
-    if (request.model().empty() && model) request.set_model(model->name());
-    if (!idempotency_key.empty()) request.set_idempotency_key(idempotency_key);
-    auto job = manager_->Submit(request);
-    if (!job.ok()) {
-      ApiError e = SubmitErrorToApi(job.status(), params, request, model ? &*model : nullptr);
-      if (e.param == "idempotency_key") e.param = "Idempotency-Key";
-      return ErrorReply(e);
-    }
+  Reply Submit(const std::string& tenant, const VideoCreateParams& params, const std::string& idempotency_key) {
+    ApiError error;
+    auto job = SubmitVideo(tenant, params, idempotency_key, &error);
+    if (!job.ok()) return ErrorReply(error);
     return JsonReply(VideoObject(*job));
   }
 
-  Reply Create(const http::request<http::string_body>& req) {
+  Reply Create(const std::string& tenant, const http::request<http::string_body>& req) {
     auto params = ParseVideoCreate(Header(req, http::field::content_type), req.body(), options_.max_multipart_parts);
     if (!params.ok()) return ErrorReply(ApiErrorFromStatus(params.status()));
-    return Submit(*params, Header(req, "Idempotency-Key"));
+    return Submit(tenant, *params, Header(req, "Idempotency-Key"));
   }
 
-  Reply Remix(const std::string& id, const http::request<http::string_body>& req) {
+  Reply Remix(const std::string& tenant, const std::string& id, const http::request<http::string_body>& req) {
     auto params = ParseVideoRemix(Header(req, http::field::content_type), req.body(), options_.max_multipart_parts);
     if (!params.ok()) return ErrorReply(ApiErrorFromStatus(params.status()));
     // The source's request as stored (media bytes included), so an i2v remix keeps its image.
     auto source = manager_->store().Get(id);
     if (!source.ok()) return ErrorReply(ApiErrorFromStatus(source.status()));
-    if (!source->has_value()) return NoVideo(id);
+    if (!source->has_value() || (*source)->tenant != tenant) return NoVideo(id);
     ::magi::v1::GenerateRequest request = (*source)->request;
     request.clear_prompts();
     auto* p = request.add_prompts();
@@ -157,7 +214,7 @@ class Router {
     request.clear_deadline_unix_ms();
     const std::string key = Header(req, "Idempotency-Key");
     if (!key.empty()) request.set_idempotency_key(key);
-    auto job = manager_->Submit(request);
+    auto job = manager_->Submit(tenant, request);
     if (!job.ok()) {
       ApiError e = ApiErrorFromStatus(job.status());
       if (e.param == "prompts") e.param = "prompt";
@@ -173,14 +230,14 @@ class Router {
                       absl::StrCat("No video with id '", id.substr(0, 64), "'"));
   }
 
-  Reply Retrieve(const std::string& id) {
-    auto job = manager_->GetJob(id);
+  Reply Retrieve(const std::string& tenant, const std::string& id) {
+    auto job = manager_->GetJob(tenant, id);
     if (absl::IsNotFound(job.status())) return NoVideo(id);
     if (!job.ok()) return ErrorReply(ApiErrorFromStatus(job.status()));
     return JsonReply(VideoObject(*job));
   }
 
-  Reply List(const std::map<std::string, std::string>& query) {
+  Reply List(const std::string& tenant, const std::map<std::string, std::string>& query) {
     auto q = ParseVideoListQuery(query);
     if (!q.ok()) return ErrorReply(ApiErrorFromStatus(q.status()));
     // Every job the store keeps (retention bounds them), newest first, in pages of 1000.
@@ -188,7 +245,7 @@ class Router {
     ::magi::v1::ListJobsRequest page;
     page.set_page_size(1000);
     while (true) {
-      auto got = manager_->ListJobs(page);
+      auto got = manager_->ListJobs(tenant, page);
       if (!got.ok()) return ErrorReply(ApiErrorFromStatus(got.status()));
       for (auto& j : *got->mutable_jobs()) jobs.push_back(std::move(j));
       if (got->next_page_token().empty()) break;
@@ -199,14 +256,14 @@ class Router {
     return JsonReply(*out);
   }
 
-  Reply Delete(const std::string& id) {
-    absl::Status s = manager_->DeleteJob(id);
+  Reply Delete(const std::string& tenant, const std::string& id) {
+    absl::Status s = manager_->DeleteJob(tenant, id);
     if (absl::IsNotFound(s)) return NoVideo(id);
     if (!s.ok()) return ErrorReply(ApiErrorFromStatus(s));
     return JsonReply(VideoDeletedObject(id));
   }
 
-  Reply Content(const std::string& id, const std::map<std::string, std::string>& query, const std::string& range) {
+  Reply Content(const std::string& tenant, const std::string& id, const std::map<std::string, std::string>& query, const std::string& range) {
     std::string variant = "video";
     for (const auto& [k, v] : query) {
       if (k != "variant") {
@@ -215,20 +272,22 @@ class Router {
       }
       variant = v;
     }
-    if (variant != "video") {
+    if (variant != "video" && variant != "thumbnail") {
       return ErrorReply(400, "invalid_request_error", "invalid_value", "variant",
-                        absl::StrCat("variant: '", variant.substr(0, 32), "' is not available; allowed video"));
+                        absl::StrCat("variant: '", variant.substr(0, 32),
+                                     "' is not available; allowed video, thumbnail"));
     }
-    auto path = manager_->FinalVideoPath(id);
+    auto path = manager_->FinalVideoPath(tenant, id);
     if (absl::IsNotFound(path.status())) return NoVideo(id);
     if (absl::IsFailedPrecondition(path.status())) {
-      auto job = manager_->GetJob(id);
+      auto job = manager_->GetJob(tenant, id);
       const char* status = job.ok() ? VideoStatus(job->state()) : "unknown";
       return ErrorReply(400, "invalid_request_error", "video_not_ready", "video_id",
                         absl::StrCat("Video '", id.substr(0, 64), "' is ", status,
                                      "; its content is available once its status is completed"));
     }
     if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
+    if (variant == "thumbnail") return Thumbnail(id, *path);
     std::FILE* f = std::fopen(path->c_str(), "rb");
     if (f == nullptr) {
       return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
@@ -263,7 +322,22 @@ class Router {
     return reply;
   }
 
+  // The first frame as a JPEG, made from the stored MP4 on each request (one frame's
+  // decode; no second copy of the video on disk to keep consistent).
+  Reply Thumbnail(const std::string& id, const std::string& path) {
+    auto jpeg = VideoThumbnailJpeg(path);
+    if (!jpeg.ok()) {
+      return ErrorReply(500, "server_error", "thumbnail_failed", "",
+                        absl::StrCat("cannot make the thumbnail of '", id, "': ", jpeg.status().message()));
+    }
+    Reply reply;
+    reply.content_type = "image/jpeg";
+    reply.body = std::move(*jpeg);
+    return reply;
+  }
+
   JobManager* manager_;
+  TokenAuthenticator* client_auth_;  // null: no client authentication
   const ApiServerOptions options_;
 };
 
@@ -312,7 +386,29 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit) return Send(TooLarge(), false);
     if (ec) return Fail(ec);
     http::request<http::string_body> req = parser_->release();
-    Reply reply = router_->Handle(req);
+    beast::error_code peer_ec;
+    auto remote = stream_.socket().remote_endpoint(peer_ec);
+    const std::string peer =
+        peer_ec ? std::string("unknown") : absl::StrCat(remote.address().to_string(), ":", remote.port());
+    if (beast::websocket::is_upgrade(req) &&
+        absl::string_view(req.target().data(), req.target().size()).substr(0, req.target().find('?')) ==
+            "/v1/realtime/video") {
+      Router* router = router_;
+      Reply refusal;
+      auto tenant = router->Authenticate(req, peer, &refusal);
+      if (tenant.ok()) {
+        RealtimeOptions realtime;
+        realtime.max_message_bytes = options_->ws_max_message_bytes;
+        const std::string t = *tenant;
+        StartRealtimeVideoSession(
+            stream_.release_socket(), std::move(req), router->manager(), t,
+            [router, t](const VideoCreateParams& p, ApiError* e) { return router->SubmitVideo(t, p, "", e); },
+            realtime);
+        return;
+      }
+      // No upgrade without a valid token: the 401 goes back as a plain HTTP reply below.
+    }
+    Reply reply = router_->Handle(req, peer);
     const bool keep_alive = req.keep_alive();
     head_ = req.method() == http::verb::head;
     version_ = req.version();
@@ -408,8 +504,8 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct ApiHttpServer::Impl {
-  explicit Impl(JobManager* manager, const ApiServerOptions& o)
-      : options(o), router(manager, o), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
+  Impl(JobManager* manager, TokenAuthenticator* client_auth, const ApiServerOptions& o)
+      : options(o), router(manager, client_auth, o), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -426,7 +522,8 @@ struct ApiHttpServer::Impl {
   std::vector<std::thread> threads;
 };
 
-ApiHttpServer::ApiHttpServer(JobManager* manager) : manager_(manager) {}
+ApiHttpServer::ApiHttpServer(JobManager* manager, TokenAuthenticator* client_auth)
+    : manager_(manager), client_auth_(client_auth) {}
 
 ApiHttpServer::~ApiHttpServer() { Stop(); }
 
@@ -440,6 +537,10 @@ absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
   if (options.max_body_bytes < 1024) {
     return absl::InvalidArgumentError(absl::StrCat("--api_max_body_bytes: ", options.max_body_bytes, " is below 1024"));
   }
+  if (options.ws_max_message_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--api_ws_max_message_bytes: ", options.ws_max_message_bytes, " is below 1024"));
+  }
   size_t colon = options.listen.rfind(':');
   if (colon == std::string::npos) return bad("expected HOST:PORT");
   std::string host = options.listen.substr(0, colon);
@@ -451,7 +552,7 @@ absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
   beast::error_code ec;
   auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
   if (ec) return bad(absl::StrCat("'", host, "' is not an IP address"));
-  impl_ = std::make_unique<Impl>(manager_, options);
+  impl_ = std::make_unique<Impl>(manager_, client_auth_, options);
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   impl_->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);

@@ -9,6 +9,14 @@
 //   DELETE /v1/videos/{id}            cancel if unfinished, then delete its record and files
 //   GET    /v1/videos/{id}/content    the MP4 (variant=video), with HTTP Range requests
 //   POST   /v1/videos/{id}/remix      same settings, new prompt
+//   GET    /v1/realtime/video         WebSocket: a video streamed as fMP4 chunks while it is
+//                                     made (server/realtime_video_session.h)
+//   GET    /, /viewer                 the browser viewer (server/viewer_page.h)
+//
+// With a client authenticator (--client_tokens_file) every request needs
+// `Authorization: Bearer <client token>` (else 401 with OpenAI's error JSON, code
+// invalid_api_key) and sees only its tenant's videos, as over gRPC; another tenant's video
+// id is a 404 like an unknown one.
 //
 // Errors are OpenAI's error JSON (api/api_error.h). Built on Boost.Beast (asio): Debian
 // ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener
@@ -28,18 +36,22 @@
 namespace magi {
 
 class JobManager;
+class TokenAuthenticator;
 
 struct ApiServerOptions {
   std::string listen;                     // host:port; port 0 picks a free port; empty = off
   int64_t max_body_bytes = 48 << 20;      // a request body (an upload) at most; more -> 413
   int max_multipart_parts = 64;
   int threads = 4;
+  // GET /v1/realtime/video (server/realtime_video_session.h): a client message at most;
+  // more closes the WebSocket with code 1009.
+  int64_t ws_max_message_bytes = 1 << 20;
 };
 
 class ApiHttpServer {
  public:
-  // `manager` must outlive the server.
-  explicit ApiHttpServer(JobManager* manager);
+  // `manager` and `client_auth` (null: no client authentication) must outlive the server.
+  ApiHttpServer(JobManager* manager, TokenAuthenticator* client_auth);
   ~ApiHttpServer();  // Stop()
   ApiHttpServer(const ApiHttpServer&) = delete;
   ApiHttpServer& operator=(const ApiHttpServer&) = delete;
@@ -54,6 +66,7 @@ class ApiHttpServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   JobManager* manager_;
+  TokenAuthenticator* client_auth_;
 };
 
 }  // namespace magi

@@ -135,7 +135,8 @@ std::string JobManager::NewJobId() {
 // ---------------------------------------------------------------------------------------
 // Public API
 
-absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateRequest& request) {
+absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
+                                                   const ::magi::v1::GenerateRequest& request) {
   if (draining_) {
     if (metrics_) metrics_->JobsRejected("draining").Increment();
     return absl::UnavailableError("server is draining (shutting down); submit to another server or retry later");
@@ -150,7 +151,7 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
   }
   std::lock_guard<std::mutex> order(transition_mu_);
   if (!valid->request().idempotency_key().empty()) {
-    auto existing = store_->FindByIdempotencyKey(valid->request().idempotency_key());
+    auto existing = store_->FindByIdempotencyKey(tenant, valid->request().idempotency_key());
     if (!existing.ok()) {
       CountStoreError("read", "looking up an idempotency key", existing.status());
       return existing.status();
@@ -178,9 +179,23 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
                                                        " jobs waiting (--max-queue ",
                                                        scheduler_.capacity(), "); retry later"));
     }
+    if (options_.tenant_max_queued > 0) {
+      size_t queued = 0;
+      for (const auto& [id, job] : active_) {
+        if (job.group.empty() && job.rec.tenant == tenant) ++queued;
+      }
+      if (queued >= options_.tenant_max_queued) {
+        if (metrics_) metrics_->JobsRejected("tenant_quota").Increment();
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "tenant quota: tenant '", tenant.empty() ? "anonymous" : tenant, "' has ", queued,
+            " jobs queued (--tenant-max-queued ", options_.tenant_max_queued,
+            "); wait for one to start or cancel one"));
+      }
+    }
   }
   ActiveJob job;
   job.rec.job_id = NewJobId();
+  job.rec.tenant = tenant;
   job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
   job.rec.request = valid->request();
   job.rec.created_ms = NowMs();
@@ -212,8 +227,9 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const ::magi::v1::GenerateReq
   return view;
 }
 
-absl::Status JobManager::Watch(const std::string& job_id, int from_chunk,
+absl::Status JobManager::Watch(const std::string& tenant, const std::string& job_id, int from_chunk,
                                std::shared_ptr<JobSubscriber> subscriber, bool accepted_first) {
+  if (auto s = CheckOwner(tenant, job_id); !s.ok()) return s;
   if (from_chunk < 0) {
     return absl::InvalidArgumentError(absl::StrCat("from_chunk: ", from_chunk, " is negative; allowed >= 0"));
   }
@@ -276,7 +292,8 @@ absl::Status JobManager::Watch(const std::string& job_id, int from_chunk,
 
 void JobManager::Unwatch(const JobSubscriber* subscriber) { feed_->Detach(subscriber); }
 
-absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& job_id) {
+absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& tenant, const std::string& job_id) {
+  if (auto s = CheckOwner(tenant, job_id); !s.ok()) return s;
   std::lock_guard<std::mutex> order(transition_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -305,8 +322,8 @@ absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& job_id) {
   return (*got)->ToJob();  // already finished: cancelling is a no-op
 }
 
-absl::Status JobManager::DeleteJob(const std::string& job_id) {
-  auto job = Cancel(job_id);  // ends an active job; a no-op for a finished one
+absl::Status JobManager::DeleteJob(const std::string& tenant, const std::string& job_id) {
+  auto job = Cancel(tenant, job_id);  // ends an active job; a no-op for a finished one
   if (!job.ok()) return job.status();
   std::lock_guard<std::mutex> order(transition_mu_);
   {
@@ -318,10 +335,13 @@ absl::Status JobManager::DeleteJob(const std::string& job_id) {
   return s;
 }
 
-absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& job_id) {
+absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& tenant, const std::string& job_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (const JobRecord* mem = MemoryRecordLocked(job_id)) return JobViewLocked(*mem);
+    if (const JobRecord* mem = MemoryRecordLocked(job_id)) {
+      if (mem->tenant != tenant) return NotFound(job_id);
+      return JobViewLocked(*mem);
+    }
   }
   // Not active: finished, and its final record is in the store (written before the job left
   // active_), or unknown.
@@ -330,12 +350,28 @@ absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& job_id) {
     CountStoreError("read", absl::StrCat("reading job ", job_id), got.status());
     return got.status();
   }
-  if (!got->has_value()) return NotFound(job_id);
+  if (!got->has_value() || (*got)->tenant != tenant) return NotFound(job_id);
   return (*got)->ToJob();
 }
 
+absl::Status JobManager::CheckOwner(const std::string& tenant, const std::string& job_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const JobRecord* mem = MemoryRecordLocked(job_id)) {
+      return mem->tenant == tenant ? absl::OkStatus() : NotFound(job_id);
+    }
+  }
+  auto got = store_->Get(job_id);
+  if (!got.ok()) {
+    CountStoreError("read", absl::StrCat("reading job ", job_id), got.status());
+    return got.status();
+  }
+  if (!got->has_value() || (*got)->tenant != tenant) return NotFound(job_id);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<::magi::v1::ListJobsResponse> JobManager::ListJobs(
-    const ::magi::v1::ListJobsRequest& request) {
+    const std::string& tenant, const ::magi::v1::ListJobsRequest& request) {
   int page_size = request.page_size() == 0 ? 50 : request.page_size();
   if (page_size < 1 || page_size > 1000) {
     return absl::InvalidArgumentError(
@@ -344,7 +380,7 @@ absl::StatusOr<::magi::v1::ListJobsResponse> JobManager::ListJobs(
   if (!::magi::v1::JobState_IsValid(request.state())) {
     return absl::InvalidArgumentError(absl::StrCat("state: ", request.state(), " is not a JobState"));
   }
-  auto page = store_->List(request.state(), page_size, request.page_token());
+  auto page = store_->List(tenant, request.state(), page_size, request.page_token());
   if (!page.ok()) return page.status();
   std::lock_guard<std::mutex> lock(mu_);
   ::magi::v1::ListJobsResponse out;
@@ -356,8 +392,8 @@ absl::StatusOr<::magi::v1::ListJobsResponse> JobManager::ListJobs(
   return out;
 }
 
-absl::StatusOr<std::string> JobManager::FinalVideoPath(const std::string& job_id) {
-  auto job = GetJob(job_id);
+absl::StatusOr<std::string> JobManager::FinalVideoPath(const std::string& tenant, const std::string& job_id) {
+  auto job = GetJob(tenant, job_id);
   if (!job.ok()) return job.status();
   if (job->state() != ::magi::v1::JOB_STATE_SUCCEEDED) {
     return absl::FailedPreconditionError(absl::StrCat(

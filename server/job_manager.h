@@ -69,6 +69,9 @@ struct JobManagerOptions {
   // A job whose group is lost this many times (attempts made) is FAILED with the last
   // group's error instead of being re-queued again.
   int max_attempts = 3;
+  // Queued (not yet running) jobs one tenant may have at once; 0 = no per-tenant limit (the
+  // queue's max_queue still applies).
+  size_t tenant_max_queued = 0;
   int heartbeat_interval_ms = 1000;  // what groups are told to use
   std::string default_model = "tiny";
   RequestLimits limits;
@@ -86,28 +89,35 @@ class JobManager {
   JobManager& operator=(const JobManager&) = delete;
 
   // --- public API ---
-  // Validates and persists a job (or returns the existing one for a known idempotency
-  // key and the same request). InvalidArgument (field named), AlreadyExists (the key was
-  // used for a different request; names the key), ResourceExhausted (queue full),
-  // Unavailable (draining), DeadlineExceeded (deadline already passed).
-  absl::StatusOr<::magi::v1::Job> Submit(const ::magi::v1::GenerateRequest& request);
+  // Every call names the caller's tenant (kAnonymousTenant without client tokens): a job
+  // belongs to the tenant that submitted it, and for any other tenant its id is NotFound
+  // with the same message as an unknown id (no existence leak).
+  //
+  // Validates and persists a job of `tenant` (or returns the existing one for a known
+  // idempotency key of that tenant and the same request). InvalidArgument (field named),
+  // AlreadyExists (the key was used for a different request; names the key),
+  // ResourceExhausted (queue full, or the tenant has tenant_max_queued jobs queued; names
+  // the limit), Unavailable (draining), DeadlineExceeded (deadline already passed).
+  absl::StatusOr<::magi::v1::Job> Submit(const std::string& tenant, const ::magi::v1::GenerateRequest& request);
   // Attaches `subscriber` to a job: an accepted event first if `accepted_first`, then the
   // stored chunks with index >= from_chunk (the first one carries the init segment), then
   // live events; a finished job's stream ends after its final event. NotFound, or
   // InvalidArgument for a negative from_chunk.
-  absl::Status Watch(const std::string& job_id, int from_chunk,
+  absl::Status Watch(const std::string& tenant, const std::string& job_id, int from_chunk,
                      std::shared_ptr<JobSubscriber> subscriber, bool accepted_first);
   // Detaches a subscriber (no more calls on it after this returns). Idempotent.
   void Unwatch(const JobSubscriber* subscriber);
-  absl::StatusOr<::magi::v1::Job> Cancel(const std::string& job_id);
+  absl::StatusOr<::magi::v1::Job> Cancel(const std::string& tenant, const std::string& job_id);
   // Deletes a job's record, chunks and video (the HTTP API's DELETE). An unfinished job is
   // cancelled first; a final record still waiting to be written goes with it. NotFound for an
   // unknown id; a store error is returned and counted.
-  absl::Status DeleteJob(const std::string& job_id);
-  absl::StatusOr<::magi::v1::Job> GetJob(const std::string& job_id);
-  absl::StatusOr<::magi::v1::ListJobsResponse> ListJobs(const ::magi::v1::ListJobsRequest& request);
+  absl::Status DeleteJob(const std::string& tenant, const std::string& job_id);
+  absl::StatusOr<::magi::v1::Job> GetJob(const std::string& tenant, const std::string& job_id);
+  // The tenant's jobs only.
+  absl::StatusOr<::magi::v1::ListJobsResponse> ListJobs(const std::string& tenant,
+                                                        const ::magi::v1::ListJobsRequest& request);
   // Path of the final MP4; FailedPrecondition unless the job succeeded.
-  absl::StatusOr<std::string> FinalVideoPath(const std::string& job_id);
+  absl::StatusOr<std::string> FinalVideoPath(const std::string& tenant, const std::string& job_id);
 
   // --- worker groups ---
   // Registers a group; sends it Registered and possibly assignments through `link`.
@@ -156,6 +166,9 @@ class JobManager {
 
   JobManager(const JobManagerOptions& options, ServerMetrics* metrics);
   absl::Status Recover();
+  // OK when job `job_id` exists and belongs to `tenant`; otherwise NotFound(job_id) (or the
+  // store's error). Takes mu_ briefly; call without it.
+  absl::Status CheckOwner(const std::string& tenant, const std::string& job_id);
   void TickLoop();
   void Tick();
 

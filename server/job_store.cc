@@ -57,7 +57,7 @@ class Stmt {
 
 constexpr const char* kColumns =
     "seq, job_id, state, request, created_ms, started_ms, finished_ms, chunks_done, "
-    "chunks_total, attempts, error_code, error_message, stats, video_bytes";
+    "chunks_total, attempts, error_code, error_message, stats, video_bytes, tenant";
 
 absl::StatusOr<JobRecord> ReadRecord(Stmt& s) {
   JobRecord r;
@@ -77,6 +77,7 @@ absl::StatusOr<JobRecord> ReadRecord(Stmt& s) {
   r.error_message = s.Blob(11);
   r.stats.ParseFromString(s.Blob(12));
   r.video_bytes = s.Int(13);
+  r.tenant = s.Blob(14);
   return r;
 }
 
@@ -178,8 +179,6 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
            " idempotency_key TEXT, created_ms INTEGER, started_ms INTEGER, finished_ms INTEGER,"
            " deadline_ms INTEGER, chunks_done INTEGER, chunks_total INTEGER, attempts INTEGER,"
            " error_code INTEGER, error_message TEXT, stats BLOB, video_bytes INTEGER)",
-           "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(idempotency_key)"
-           " WHERE idempotency_key IS NOT NULL",
            "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq)",
            "CREATE TABLE IF NOT EXISTS chunks(job_id TEXT NOT NULL, idx INTEGER NOT NULL,"
            " frame_begin INTEGER, frame_end INTEGER, bytes INTEGER, PRIMARY KEY(job_id, idx))",
@@ -188,11 +187,41 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
       return absl::Status(s.code(), absl::StrCat(db_path, ": ", s.message()));
     }
   }
+  if (auto s = store->MigrateTenants(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(db_path, ": ", s.message()));
+  }
   return store;
 }
 
 JobStore::~JobStore() {
   if (db_) sqlite3_close_v2(db_);
+}
+
+absl::Status JobStore::MigrateTenants() {
+  // A database from before tenants has no tenant column: add it (existing jobs belong to the
+  // anonymous tenant) and make idempotency keys unique per tenant instead of globally.
+  bool has_tenant = false;
+  {
+    Stmt s(db_, "PRAGMA table_info(jobs)");
+    if (auto st = s.status("table_info"); !st.ok()) return st;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      if (s.Blob(1) == "tenant") has_tenant = true;
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "table_info(jobs)");
+  }
+  if (!has_tenant) {
+    if (auto s = Exec("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"); !s.ok()) return s;
+  }
+  for (const char* sql : {
+           "DROP INDEX IF EXISTS jobs_idempotency",
+           "CREATE UNIQUE INDEX IF NOT EXISTS jobs_tenant_idempotency ON jobs(tenant, idempotency_key)"
+           " WHERE idempotency_key IS NOT NULL",
+           "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq)",
+       }) {
+    if (auto s = Exec(sql); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status JobStore::Exec(const char* sql) {
@@ -218,7 +247,7 @@ absl::Status JobStore::Insert(JobRecord* r) {
   Stmt s(db_,
          "INSERT INTO jobs(job_id, state, priority, request, idempotency_key, created_ms,"
          " started_ms, finished_ms, deadline_ms, chunks_done, chunks_total, attempts, error_code,"
-         " error_message, stats, video_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+         " error_message, stats, video_bytes, tenant) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (auto st = s.status("insert"); !st.ok()) return st;
   s.BindText(1, r->job_id);
   s.Bind(2, r->state);
@@ -240,6 +269,7 @@ absl::Status JobStore::Insert(JobRecord* r) {
   s.BindText(14, r->error_message);
   s.Bind(15, r->stats.SerializeAsString());
   s.Bind(16, r->video_bytes);
+  s.BindText(17, r->tenant);
   int rc = s.Step();
   if (rc == SQLITE_CONSTRAINT) {
     return absl::AlreadyExistsError(absl::StrCat("job ", r->job_id, " or idempotency_key '",
@@ -285,11 +315,13 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::Get(const std::string& job_id
   return std::optional<JobRecord>(std::move(*r));
 }
 
-absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const std::string& key) {
+absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const std::string& tenant,
+                                                                     const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt s(db_, absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE idempotency_key=?").c_str());
+  Stmt s(db_, absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE tenant=? AND idempotency_key=?").c_str());
   if (auto st = s.status("find"); !st.ok()) return st;
-  s.BindText(1, key);
+  s.BindText(1, tenant);
+  s.BindText(2, key);
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobRecord>();
   if (rc != SQLITE_ROW) return SqlError(db_, "find idempotency key");
@@ -315,7 +347,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadUnfinished() {
   return out;
 }
 
-absl::StatusOr<JobPage> JobStore::List(::magi::v1::JobState state, int page_size,
+absl::StatusOr<JobPage> JobStore::List(const std::string& tenant, ::magi::v1::JobState state, int page_size,
                                        const std::string& page_token) {
   int64_t before = INT64_MAX;
   if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &before) || before <= 0)) {
@@ -323,12 +355,13 @@ absl::StatusOr<JobPage> JobStore::List(::magi::v1::JobState state, int page_size
         absl::StrCat("page_token: '", page_token, "' is not a token returned by ListJobs"));
   }
   std::lock_guard<std::mutex> lock(mu_);
-  std::string sql = absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE seq < ?",
+  std::string sql = absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE tenant = ? AND seq < ?",
                                  state == ::magi::v1::JOB_STATE_UNSPECIFIED ? "" : " AND state = ?",
                                  " ORDER BY seq DESC LIMIT ?");
   Stmt s(db_, sql.c_str());
   if (auto st = s.status("list"); !st.ok()) return st;
   int i = 1;
+  s.BindText(i++, tenant);
   s.Bind(i++, before);
   if (state != ::magi::v1::JOB_STATE_UNSPECIFIED) s.Bind(i++, state);
   s.Bind(i++, page_size + 1);

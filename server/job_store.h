@@ -32,8 +32,15 @@ struct sqlite3;
 
 namespace magi {
 
+// The tenant of every job when the server runs without --client_tokens_file (and of the
+// jobs of databases from before tenants existed).
+inline constexpr char kAnonymousTenant[] = "";
+
 struct JobRecord {
   std::string job_id;
+  // Who owns the job (server/token_auth.h: the tenant of the client token that submitted
+  // it); fixed at Insert. Only this tenant sees the job.
+  std::string tenant = kAnonymousTenant;
   int64_t seq = 0;  // assigned by Insert(); submission order
   ::magi::v1::JobState state = ::magi::v1::JOB_STATE_QUEUED;
   ::magi::v1::GenerateRequest request;  // validated, defaults filled, media bytes included
@@ -77,17 +84,18 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   // Persists a new job and sets record->seq. AlreadyExists if the job id or the (non-empty)
-  // idempotency key is taken.
+  // idempotency key is taken (keys are per tenant).
   absl::Status Insert(JobRecord* record);
   // Overwrites the mutable fields (state, times, counters, error, stats) of an existing job.
   absl::Status Update(const JobRecord& record);
   absl::StatusOr<std::optional<JobRecord>> Get(const std::string& job_id);
-  absl::StatusOr<std::optional<JobRecord>> FindByIdempotencyKey(const std::string& key);
+  // The job `tenant` submitted with idempotency key `key`, if any.
+  absl::StatusOr<std::optional<JobRecord>> FindByIdempotencyKey(const std::string& tenant, const std::string& key);
   // Jobs in state QUEUED or RUNNING, in submission order (for restart recovery).
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished();
-  // Newest first; `state` JOB_STATE_UNSPECIFIED = all. page_token from the previous page.
-  // InvalidArgument naming page_token if it is not one of ours.
-  absl::StatusOr<JobPage> List(::magi::v1::JobState state, int page_size,
+  // The jobs of `tenant`, newest first; `state` JOB_STATE_UNSPECIFIED = all. page_token from
+  // the previous page. InvalidArgument naming page_token if it is not one of ours.
+  absl::StatusOr<JobPage> List(const std::string& tenant, ::magi::v1::JobState state, int page_size,
                                const std::string& page_token);
 
   // Stores chunk `index` of a job (and the init segment, when non-empty) and sets the
@@ -114,6 +122,8 @@ class JobStore {
  private:
   explicit JobStore(std::string dir) : dir_(std::move(dir)) {}
   absl::Status Exec(const char* sql);
+  // Adds the tenant column to a database from before tenants; per-tenant idempotency index.
+  absl::Status MigrateTenants();
   std::string JobDir(const std::string& job_id) const;
 
   std::string dir_;

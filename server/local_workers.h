@@ -2,7 +2,7 @@
 // processes on this machine that dial back to the server, and restarts any that exits
 // (with a short back-off) until Stop(). Each child dies with the server (PR_SET_PDEATHSIG),
 // so a killed server never leaves orphans serving a stale address. Each is given the path of
-// the server's worker token file, so it can authenticate (server/worker_auth.h).
+// the server's worker token file, so it can authenticate (server/token_auth.h).
 //
 // Thread safety: Start/Stop from one thread; a supervisor thread reaps and restarts.
 // Owns the child processes; not copyable.

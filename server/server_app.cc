@@ -9,7 +9,7 @@
 #include "server/http_endpoints.h"
 #include "server/server_metrics.h"
 #include "server/video_generation_service.h"
-#include "server/worker_auth.h"
+#include "server/token_auth.h"
 #include "server/worker_pool_service.h"
 
 namespace magi {
@@ -18,19 +18,65 @@ ServerApp::ServerApp() = default;
 
 ServerApp::~ServerApp() { Shutdown(absl::ZeroDuration()); }
 
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  auto pem = ReadWholeFile(path);
+  if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': ", pem.status().message()));
+  if (pem->find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': not a PEM file"));
+  }
+  return pem;
+}
+
+// Insecure without --tls_cert/--tls_key; TLS (mTLS with --tls_client_ca) with them.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> PublicCredentials(const ServerOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
+  }
+  if (options.tls_cert.empty()) {
+    if (!options.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca: needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  auto cert = ReadPem(options.tls_cert, "--tls_cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(options.tls_key, "--tls_key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!options.tls_client_ca.empty()) {
+    auto ca = ReadPem(options.tls_client_ca, "--tls_client_ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 absl::Status ServerApp::Start(const ServerOptions& options) {
   metrics_ = std::make_unique<ServerMetrics>();
   auto manager = JobManager::Create(options.jobs, metrics_.get());
   if (!manager.ok()) return manager.status();
   manager_ = std::move(*manager);
-  public_service_ = std::make_unique<VideoGenerationService>(manager_.get());
+  if (!options.client_tokens_file.empty()) {
+    auto client_auth = TokenAuthenticator::FromFile(options.client_tokens_file, TokenRole::kClient, metrics_.get());
+    if (!client_auth.ok()) return client_auth.status();
+    client_auth_ = std::move(*client_auth);
+  }
+  public_service_ = std::make_unique<VideoGenerationService>(manager_.get(), client_auth_.get());
+  auto public_credentials = PublicCredentials(options);
+  if (!public_credentials.ok()) return public_credentials.status();
   worker_token_file_ = options.worker_token_file;
   if (worker_token_file_.empty()) {
     auto generated = WriteGeneratedWorkerToken(options.jobs.state_dir);
     if (!generated.ok()) return generated.status();
     worker_token_file_ = *generated;
   }
-  auto auth = WorkerAuthenticator::FromFile(worker_token_file_, metrics_.get());
+  auto auth = TokenAuthenticator::FromFile(worker_token_file_, TokenRole::kWorker, metrics_.get());
   if (!auth.ok()) return auth.status();
   worker_auth_ = std::move(*auth);
   worker_service_ = std::make_unique<WorkerPoolService>(manager_.get(), worker_auth_.get());
@@ -52,7 +98,7 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   };
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(options.listen, *public_credentials, &grpc_port_);
   configure(builder);
   builder.RegisterService(public_service_.get());
   if (!own_worker_listener) builder.RegisterService(worker_service_.get());
@@ -83,7 +129,7 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     http_port_ = *port;
   }
   if (!options.api.listen.empty()) {
-    api_ = std::make_unique<ApiHttpServer>(manager_.get());
+    api_ = std::make_unique<ApiHttpServer>(manager_.get(), client_auth_.get());
     auto port = api_->Start(options.api);
     if (!port.ok()) return port.status();
     api_port_ = *port;

@@ -2,7 +2,7 @@
 // scheduler), the public and worker gRPC services with grpc.health.v1 and reflection, and
 // the HTTP endpoints and the OpenAI-compatible HTTP API. magi-server's main, the tests and the benchmark all run it.
 // The worker service (magi.internal.v1.WorkerPool) always requires a worker token
-// (server/worker_auth.h); it is served on the public port or on its own listener.
+// (server/token_auth.h); it is served on the public port or on its own listener.
 //
 // Lifecycle: Start -> (serving) -> Drain (health NOT_SERVING, /readyz 503, admission
 // stopped, running jobs finish up to a timeout) -> Shutdown. Jobs still queued or running
@@ -31,7 +31,7 @@ class ServerMetrics;
 class HttpEndpoints;
 class VideoGenerationService;
 class WorkerPoolService;
-class WorkerAuthenticator;
+class TokenAuthenticator;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // gRPC; port 0 picks a free port
@@ -42,6 +42,16 @@ struct ServerOptions {
   // The worker tokens (base/worker_token.h). Empty: a fresh random token is written to
   // <state_dir>/worker_token (mode 0600) at every start; worker_token_file() names it.
   std::string worker_token_file;
+  // The client tokens ("<token> <tenant>" lines, base/worker_token.h; re-read when it
+  // changes). Set: every magi.v1 RPC and OpenAI API request needs a client token and sees
+  // only its tenant's jobs. Empty: no client authentication, one anonymous tenant.
+  std::string client_tokens_file;
+  // TLS for the public gRPC port (`listen`): PEM files of the server's certificate chain and
+  // private key; both or neither. With tls_client_ca (a PEM bundle) clients must present a
+  // certificate signed by it (mTLS). The worker listener stays as it is (use worker_listen).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
   int max_message_bytes = 64 << 20;        // requests carry images / prefix videos
   // The OpenAI-compatible HTTP API (server/api_http_server.h); api.listen empty = off.
   ApiServerOptions api;
@@ -77,7 +87,8 @@ class ServerApp {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<JobManager> manager_;
   std::unique_ptr<VideoGenerationService> public_service_;
-  std::unique_ptr<WorkerAuthenticator> worker_auth_;
+  std::unique_ptr<TokenAuthenticator> worker_auth_;
+  std::unique_ptr<TokenAuthenticator> client_auth_;  // null without client_tokens_file
   std::unique_ptr<WorkerPoolService> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> worker_server_;  // only with a separate worker_listen

@@ -4,7 +4,7 @@
 //               [--worker-listen=ADDR:PORT] [--worker-token-file=FILE] [--api-listen=127.0.0.1:8000]
 //               [--local-workers=N] [--max-queue=256] ...
 //
-// Worker groups must present a token of --worker-token-file (server/worker_auth.h); without
+// Worker groups must present a token of --worker-token-file (server/token_auth.h); without
 // the flag a fresh token is written to <state-dir>/worker_token (0600) at every start and
 // the local workers are given that file.
 //
@@ -39,12 +39,24 @@ ABSL_FLAG(std::string, api_listen, "127.0.0.1:8000",
 ABSL_FLAG(int64_t, api_max_body_bytes, 48 << 20,
           "largest request body the OpenAI-compatible API reads (uploads); larger -> HTTP 413");
 ABSL_FLAG(int, api_threads, 4, "threads serving the OpenAI-compatible API");
+ABSL_FLAG(int64_t, api_ws_max_message_bytes, 1 << 20,
+          "largest client message on the realtime WebSocket (/v1/realtime/video); more closes it with 1009");
 ABSL_FLAG(std::string, worker_listen, "",
           "gRPC address serving only the worker protocol (WorkerPool); empty = served on --listen "
           "(port 0 = pick one)");
 ABSL_FLAG(std::string, worker_token_file, "",
           "file with the worker token(s) that worker groups must present (one per line, re-read "
           "when it changes); empty = generate <state_dir>/worker_token (0600) at every start");
+ABSL_FLAG(std::string, client_tokens_file, "",
+          "file of '<token> <tenant>' lines (re-read when it changes); set = every gRPC call and "
+          "OpenAI API request needs 'authorization: Bearer <token>' and sees only its tenant's jobs; "
+          "empty = no client authentication (one anonymous tenant)");
+ABSL_FLAG(int, tenant_max_queued, 0,
+          "queued jobs one tenant may have at once; more are refused with RESOURCE_EXHAUSTED (0 = no limit)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve --listen over TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: clients of --listen must present a certificate it signed (mTLS)");
 ABSL_FLAG(std::string, state_dir, "magi-state", "folder for the job database, chunks and videos");
 ABSL_FLAG(int, max_queue, 256, "queued jobs at most; more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, retention_jobs, 1000, "finished jobs kept (oldest deleted first)");
@@ -133,6 +145,14 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_max_attempts) < 1) {
     return Fail(absl::StrCat("--max-attempts: ", absl::GetFlag(FLAGS_max_attempts), " must be >= 1"));
   }
+  if (absl::GetFlag(FLAGS_tenant_max_queued) < 0) {
+    return Fail(absl::StrCat("--tenant-max-queued: ", absl::GetFlag(FLAGS_tenant_max_queued), " must be >= 0"));
+  }
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_local_workers) > 0 &&
+      absl::GetFlag(FLAGS_worker_listen).empty()) {
+    return Fail("--tls-cert with --local-workers: local workers connect in plaintext; give them "
+                "their own --worker-listen (e.g. 127.0.0.1:0)");
+  }
   if (absl::GetFlag(FLAGS_worker_timeout_seconds) <= 0) {
     return Fail("--worker-timeout-seconds: must be > 0");
   }
@@ -144,7 +164,13 @@ int main(int argc, char** argv) {
   options.api.listen = absl::GetFlag(FLAGS_api_listen);
   options.api.max_body_bytes = absl::GetFlag(FLAGS_api_max_body_bytes);
   options.api.threads = absl::GetFlag(FLAGS_api_threads);
+  options.api.ws_max_message_bytes = absl::GetFlag(FLAGS_api_ws_max_message_bytes);
   options.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
+  options.client_tokens_file = absl::GetFlag(FLAGS_client_tokens_file);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.jobs.tenant_max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_tenant_max_queued));
   options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));
   options.jobs.retention_jobs = absl::GetFlag(FLAGS_retention_jobs);

@@ -35,6 +35,9 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   worker_auth_failures_total_ = &BuildCounter().Name("magi_worker_auth_failures_total")
                                      .Help("WorkerPool calls refused UNAUTHENTICATED (no, malformed or wrong worker token) by reason.")
                                      .Register(*registry_);
+  client_auth_failures_total_ = &BuildCounter().Name("magi_client_auth_failures_total")
+                                     .Help("magi.v1 RPCs and HTTP API requests refused UNAUTHENTICATED (no, malformed or wrong client token) by reason.")
+                                     .Register(*registry_);
   store_errors_total_ = &BuildCounter().Name("magi_store_errors_total")
                             .Help("Job store operations that failed, by operation (a failed state transition also fails its job).")
                             .Register(*registry_);
@@ -75,6 +78,10 @@ prometheus::Counter& ServerMetrics::JobsRejected(const std::string& reason) {
 
 prometheus::Counter& ServerMetrics::WorkerAuthFailures(const std::string& reason) {
   return worker_auth_failures_total_->Add({{"reason", reason}});
+}
+
+prometheus::Counter& ServerMetrics::ClientAuthFailures(const std::string& reason) {
+  return client_auth_failures_total_->Add({{"reason", reason}});
 }
 
 prometheus::Counter& ServerMetrics::StoreErrors(const std::string& op) {

@@ -34,6 +34,9 @@ class ServerMetrics {
   prometheus::Counter& JobsRejected(const std::string& reason);
   // WorkerPool calls refused by worker authentication; reason: missing | malformed | invalid.
   prometheus::Counter& WorkerAuthFailures(const std::string& reason);
+  // magi.v1 RPCs and HTTP API requests refused by client token authentication
+  // (--client_tokens_file); reason: missing | malformed | invalid.
+  prometheus::Counter& ClientAuthFailures(const std::string& reason);
   // Job store operations that failed; op: insert | update | put_chunk | final_video | delete | read.
   prometheus::Counter& StoreErrors(const std::string& op);
 
@@ -57,6 +60,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* jobs_total_;
   prometheus::Family<prometheus::Counter>* rejected_total_;
   prometheus::Family<prometheus::Counter>* worker_auth_failures_total_;
+  prometheus::Family<prometheus::Counter>* client_auth_failures_total_;
   prometheus::Family<prometheus::Counter>* store_errors_total_;
 };
 

@@ -9,6 +9,7 @@
 #include "server/job_manager.h"
 #include "proto/utf8_lenient.h"
 #include "server/outbound_queue.h"
+#include "server/token_auth.h"
 
 namespace magi {
 namespace {
@@ -134,19 +135,34 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 
 }  // namespace
 
+absl::StatusOr<std::string> VideoGenerationService::TenantOf(grpc::CallbackServerContext* context) const {
+  if (client_auth_ == nullptr) return std::string(kAnonymousTenant);
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(kWorkerTokenMetadataKey);
+  absl::string_view authorization;
+  if (it != metadata.end()) authorization = absl::string_view(it->second.data(), it->second.size());
+  return client_auth_->Authenticate(authorization, context->peer());
+}
+
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
-    grpc::CallbackServerContext* /*context*/, const ::magi::v1::GenerateRequest* request) {
+    grpc::CallbackServerContext* context, const ::magi::v1::GenerateRequest* request) {
   auto* stream = new EventStream(manager_);
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) {
+    stream->FinishWith(tenant.status());
+    return stream;
+  }
   if (auto s = CheckUtf8(*request); !s.ok()) {
     stream->FinishWith(s);
     return stream;
   }
-  auto job = manager_->Submit(*request);
+  auto job = manager_->Submit(*tenant, *request);
   if (!job.ok()) {
     stream->FinishWith(job.status());
     return stream;
   }
-  if (auto s = manager_->Watch(job->job_id(), 0, stream->subscriber(), /*accepted_first=*/true); !s.ok()) {
+  if (auto s = manager_->Watch(*tenant, job->job_id(), 0, stream->subscriber(), /*accepted_first=*/true);
+      !s.ok()) {
     stream->FinishWith(s);
   }
   return stream;
@@ -155,20 +171,27 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
 grpc::ServerUnaryReactor* VideoGenerationService::Submit(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GenerateRequest* request,
                                                          ::magi::v1::SubmitResponse* response) {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return Reply(context, tenant.status());
   if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
-  auto job = manager_->Submit(*request);
+  auto job = manager_->Submit(*tenant, *request);
   if (job.ok()) *response->mutable_job() = std::move(*job);
   return Reply(context, job.status());
 }
 
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
-    grpc::CallbackServerContext* /*context*/, const ::magi::v1::WatchRequest* request) {
+    grpc::CallbackServerContext* context, const ::magi::v1::WatchRequest* request) {
   auto* stream = new EventStream(manager_);
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) {
+    stream->FinishWith(tenant.status());
+    return stream;
+  }
   if (auto s = CheckUtf8(*request); !s.ok()) {
     stream->FinishWith(s);
     return stream;
   }
-  if (auto s = manager_->Watch(request->job_id(), request->from_chunk(), stream->subscriber(),
+  if (auto s = manager_->Watch(*tenant, request->job_id(), request->from_chunk(), stream->subscriber(),
                                /*accepted_first=*/false);
       !s.ok()) {
     stream->FinishWith(s);
@@ -179,8 +202,10 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
 grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::CancelRequest* request,
                                                          ::magi::v1::Job* response) {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return Reply(context, tenant.status());
   if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
-  auto job = manager_->Cancel(request->job_id());
+  auto job = manager_->Cancel(*tenant, request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
 }
@@ -188,8 +213,10 @@ grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GetJobRequest* request,
                                                          ::magi::v1::Job* response) {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return Reply(context, tenant.status());
   if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
-  auto job = manager_->GetJob(request->job_id());
+  auto job = manager_->GetJob(*tenant, request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
 }
@@ -197,16 +224,20 @@ grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::ListJobs(grpc::CallbackServerContext* context,
                                                            const ::magi::v1::ListJobsRequest* request,
                                                            ::magi::v1::ListJobsResponse* response) {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return Reply(context, tenant.status());
   if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
-  auto page = manager_->ListJobs(*request);
+  auto page = manager_->ListJobs(*tenant, *request);
   if (page.ok()) *response = std::move(*page);
   return Reply(context, page.status());
 }
 
 grpc::ServerWriteReactor<::magi::v1::VideoData>* VideoGenerationService::GetVideo(
-    grpc::CallbackServerContext* /*context*/, const ::magi::v1::GetVideoRequest* request) {
+    grpc::CallbackServerContext* context, const ::magi::v1::GetVideoRequest* request) {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return new VideoStream(tenant.status());
   if (auto s = CheckUtf8(*request); !s.ok()) return new VideoStream(s);
-  return new VideoStream(manager_->FinalVideoPath(request->job_id()));
+  return new VideoStream(manager_->FinalVideoPath(*tenant, request->job_id()));
 }
 
 }  // namespace magi

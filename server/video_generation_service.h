@@ -3,20 +3,31 @@
 // reactors, not threads: a stream ends when the job ends, when the client cancels or its
 // deadline passes (the job itself goes on; Watch re-attaches), or at shutdown.
 //
+// With a client authenticator (--client_tokens_file), every call must carry
+// `authorization: Bearer <client token>` metadata (else UNAUTHENTICATED, before the request
+// is looked at) and acts for the token's tenant: it submits jobs owned by that tenant and
+// sees only them. Without one, every call acts for kAnonymousTenant.
+//
 // Thread safety: gRPC calls it from many threads; all state lives in the JobManager.
-// Does not own the manager, which must outlive the gRPC server.
+// Does not own the manager or the authenticator, which must outlive the gRPC server.
 #ifndef MAGI_SERVER_VIDEO_GENERATION_SERVICE_H_
 #define MAGI_SERVER_VIDEO_GENERATION_SERVICE_H_
 
+#include <string>
+
+#include "absl/status/statusor.h"
 #include "magi/v1/video_generation.grpc.pb.h"
 
 namespace magi {
 
 class JobManager;
+class TokenAuthenticator;
 
 class VideoGenerationService final : public ::magi::v1::VideoGeneration::CallbackService {
  public:
-  explicit VideoGenerationService(JobManager* manager) : manager_(manager) {}
+  // `client_auth` null: no client authentication (one anonymous tenant).
+  VideoGenerationService(JobManager* manager, TokenAuthenticator* client_auth)
+      : manager_(manager), client_auth_(client_auth) {}
 
   grpc::ServerWriteReactor<::magi::v1::GenerateEvent>* Generate(
       grpc::CallbackServerContext* context, const ::magi::v1::GenerateRequest* request) override;
@@ -38,7 +49,11 @@ class VideoGenerationService final : public ::magi::v1::VideoGeneration::Callbac
       grpc::CallbackServerContext* context, const ::magi::v1::GetVideoRequest* request) override;
 
  private:
+  // The caller's tenant, or UNAUTHENTICATED.
+  absl::StatusOr<std::string> TenantOf(grpc::CallbackServerContext* context) const;
+
   JobManager* manager_;
+  TokenAuthenticator* client_auth_;
 };
 
 }  // namespace magi

@@ -6,7 +6,7 @@
 
 #include "server/job_manager.h"
 #include "server/outbound_queue.h"
-#include "server/worker_auth.h"
+#include "server/token_auth.h"
 #include "base/worker_token.h"
 
 namespace magi {

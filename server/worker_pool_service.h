@@ -2,7 +2,7 @@
 // stream is one worker group: the first message must be Register; after that the stream
 // carries assignments and cancellations down and chunks, progress, heartbeats and results
 // up. When the stream ends for any reason the JobManager re-queues the group's jobs.
-// Every call must carry a worker token (server/worker_auth.h): one without, or with a wrong
+// Every call must carry a worker token (server/token_auth.h): one without, or with a wrong
 // one, ends at once with UNAUTHENTICATED, before it could register or receive anything.
 //
 // Thread safety: gRPC calls it from many threads; state lives in the JobManager, which
@@ -15,19 +15,19 @@
 namespace magi {
 
 class JobManager;
-class WorkerAuthenticator;
+class TokenAuthenticator;
 
 class WorkerPoolService final : public ::magi::internal::v1::WorkerPool::CallbackService {
  public:
   // Neither is owned; both must outlive the gRPC server.
-  WorkerPoolService(JobManager* manager, WorkerAuthenticator* auth) : manager_(manager), auth_(auth) {}
+  WorkerPoolService(JobManager* manager, TokenAuthenticator* auth) : manager_(manager), auth_(auth) {}
 
   grpc::ServerBidiReactor<::magi::internal::v1::WorkerMessage, ::magi::internal::v1::ServerMessage>*
   Connect(grpc::CallbackServerContext* context) override;
 
  private:
   JobManager* manager_;
-  WorkerAuthenticator* auth_;
+  TokenAuthenticator* auth_;
 };
 
 }  // namespace magi

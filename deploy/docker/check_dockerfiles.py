@@ -42,6 +42,8 @@ CUDA_OMITS = {
     "prometheus": "test-only Prometheus server",
     "yamllint": "deploy tests only",
     "nodejs": "the OpenAI SDK e2e test only",
+    "chromium": "the headless-browser viewer e2e test only",
+    "openssl": "the TLS e2e test's certificates only",
     "clang": "libFuzzer builds of fuzz/ only (the image builds with g++)",
     "libclang-rt-dev": "libFuzzer builds of fuzz/ only",
 }

@@ -116,10 +116,10 @@ class Server:
         self.log = open(os.path.join(state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
         line = self.proc.stdout.readline().decode()
-        m = re.search(r"grpc=(\S+) http=(\S+) workers=(\S+)", line)
+        m = re.search(r"grpc=(\S+) http=(\S+) workers=(\S+) api=(\S+)", line)
         if not m:
             raise RuntimeError("server did not start: %r (log %s)" % (line, self.log.name))
-        self.addr, self.http, self.workers_addr = m.group(1), m.group(2), m.group(3)
+        self.addr, self.http, self.workers_addr, self.api = m.group(1), m.group(2), m.group(3), m.group(4)
         self.channel = grpc.insecure_channel(self.addr, options=[
             ("grpc.max_receive_message_length", 256 << 20),
             ("grpc.max_send_message_length", 256 << 20)])
@@ -769,6 +769,178 @@ class E2e(unittest.TestCase):
         with open(path, "wb") as f:
             f.write(srv.video(ids[0]))
         self.assertEqual(ffprobe_frames(path), FRAMES_PER_CHUNK)
+
+    # -- client tokens, tenants, TLS ---------------------------------------------------
+    TOKENS = {"alice": "alice-token-0123456789abcdef", "bob": "bob-token-0123456789abcdef01"}
+
+    def tokens_server(self, workers=1, step_ms=1, extra=()):
+        path = os.path.join(self.dir, "client_tokens")
+        with open(path, "w") as f:
+            f.write("# token tenant\n")
+            for tenant, token in self.TOKENS.items():
+                f.write("%s %s\n" % (token, tenant))
+        return self.server(workers=workers, step_ms=step_ms,
+                           extra=["--client-tokens-file=" + path] + list(extra)), path
+
+    @staticmethod
+    def auth(token):
+        return (("authorization", "Bearer " + token),)
+
+    def api_call(self, srv, method, path, token=None):
+        req = urllib.request.Request("http://%s%s" % (srv.api, path), method=method)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def test_client_tokens_and_tenants(self):
+        srv, tokens_path = self.tokens_server(step_ms=5)
+        alice, bob = self.auth(self.TOKENS["alice"]), self.auth(self.TOKENS["bob"])
+        wrong = "wrong-token-0123456789abcdef"
+
+        # Missing, malformed or wrong token: UNAUTHENTICATED on every RPC, counted.
+        for md in ((), (("authorization", "Basic abc"),), self.auth(wrong)):
+            for call in (lambda: srv.stub.Submit(request(chunks=1), metadata=md),
+                         lambda: srv.stub.GetJob(pb.GetJobRequest(job_id="x"), metadata=md),
+                         lambda: srv.stub.ListJobs(pb.ListJobsRequest(), metadata=md),
+                         lambda: srv.stub.Cancel(pb.CancelRequest(job_id="x"), metadata=md),
+                         lambda: list(srv.stub.Watch(pb.WatchRequest(job_id="x"), metadata=md)),
+                         lambda: list(srv.stub.GetVideo(pb.GetVideoRequest(job_id="x"), metadata=md)),
+                         lambda: list(srv.stub.Generate(request(chunks=1), metadata=md))):
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    call()
+                self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="missing"}'), 7)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="malformed"}'), 7)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="invalid"}'), 7)
+        self.assertEqual(srv.metric("magi_jobs_submitted_total"), 0)
+
+        # alice's finished job and alice's queued-or-running job.
+        done = srv.stub.Submit(request(chunks=1), metadata=alice).job.job_id
+        end = time.time() + 30
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=done), metadata=alice).state != pb.JOB_STATE_SUCCEEDED:
+            self.assertLess(time.time(), end)
+            time.sleep(0.05)
+        self.assertGreater(len(b"".join(d.data for d in srv.stub.GetVideo(
+            pb.GetVideoRequest(job_id=done), metadata=alice))), 0)
+        live = srv.stub.Submit(request(chunks=40, steps=50), metadata=alice).job.job_id  # ~10 s
+
+        def refusal(call):
+            with self.assertRaises(grpc.RpcError) as ctx:
+                call()
+            return ctx.exception.code(), ctx.exception.details()
+
+        for job_id in (done, live):
+            unknown = job_id[:-4] + "zzzz"
+            calls = {
+                "get": lambda i: srv.stub.GetJob(pb.GetJobRequest(job_id=i), metadata=bob),
+                "cancel": lambda i: srv.stub.Cancel(pb.CancelRequest(job_id=i), metadata=bob),
+                "watch": lambda i: list(srv.stub.Watch(pb.WatchRequest(job_id=i), metadata=bob)),
+                "video": lambda i: list(srv.stub.GetVideo(pb.GetVideoRequest(job_id=i), metadata=bob)),
+            }
+            for name, call in calls.items():
+                code, details = refusal(lambda: call(job_id))
+                ucode, udetails = refusal(lambda: call(unknown))
+                self.assertEqual(code, grpc.StatusCode.NOT_FOUND, (name, details))
+                # Exactly what an unknown id answers: nothing tells the job exists.
+                self.assertEqual((code, details.replace(job_id, "ID")), (ucode, udetails.replace(unknown, "ID")), name)
+        self.assertEqual(len(srv.stub.ListJobs(pb.ListJobsRequest(), metadata=bob).jobs), 0)
+        self.assertEqual(sorted(j.job_id for j in srv.stub.ListJobs(pb.ListJobsRequest(), metadata=alice).jobs),
+                         sorted([done, live]))
+        # bob's cancel did nothing; alice's own works.
+        self.assertNotEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=live), metadata=alice).state,
+                            pb.JOB_STATE_CANCELLED)
+        self.assertEqual(srv.stub.Cancel(pb.CancelRequest(job_id=live), metadata=alice).state, pb.JOB_STATE_CANCELLED)
+
+        # The OpenAI-compatible API: the same tokens and scoping; 401 with OpenAI's error JSON.
+        for token in (None, wrong):
+            for method, path in (("GET", "/v1/videos"), ("GET", "/v1/videos/" + done),
+                                 ("GET", "/v1/videos/%s/content" % done), ("DELETE", "/v1/videos/" + done),
+                                 ("POST", "/v1/videos")):
+                status, body = self.api_call(srv, method, path, token)
+                self.assertEqual(status, 401, (method, path, body))
+                err = json.loads(body)["error"]
+                self.assertEqual(err["code"], "invalid_api_key")
+                self.assertNotIn(wrong, body.decode())
+        self.assertEqual(self.api_call(srv, "GET", "/v1/videos/" + done, self.TOKENS["bob"])[0], 404)
+        self.assertEqual(self.api_call(srv, "GET", "/v1/videos/%s/content" % done, self.TOKENS["bob"])[0], 404)
+        self.assertEqual(self.api_call(srv, "DELETE", "/v1/videos/" + done, self.TOKENS["bob"])[0], 404)
+        self.assertEqual(json.loads(self.api_call(srv, "GET", "/v1/videos", self.TOKENS["bob"])[1])["data"], [])
+        status, body = self.api_call(srv, "GET", "/v1/videos/" + done, self.TOKENS["alice"])
+        self.assertEqual((status, json.loads(body)["id"]), (200, done))
+        self.assertEqual(self.api_call(srv, "GET", "/v1/videos/%s/content" % done, self.TOKENS["alice"])[0], 200)
+
+        # Tokens rotate without a restart: a new line is honoured once the file changes.
+        carol = "carol-token-0123456789abcdef"
+        with open(tokens_path, "a") as f:
+            f.write("%s carol\n" % carol)
+        self.assertEqual(len(srv.stub.ListJobs(pb.ListJobsRequest(), metadata=self.auth(carol)).jobs), 0)
+
+        with open(srv.log.name, "rb") as f:
+            log = f.read().decode(errors="replace")
+        self.assertIn("refused client call", log)
+        for token in [wrong, carol] + list(self.TOKENS.values()):
+            self.assertNotIn(token, log)
+
+    def test_tenant_queue_quota(self):
+        srv, _ = self.tokens_server(workers=0, extra=["--tenant-max-queued=2"])
+        alice, bob = self.auth(self.TOKENS["alice"]), self.auth(self.TOKENS["bob"])
+        for seed in range(2):
+            srv.stub.Submit(request(chunks=1, seed=seed), metadata=alice)
+        with self.assertRaises(grpc.RpcError) as ctx:
+            srv.stub.Submit(request(chunks=1, seed=9), metadata=alice)
+        self.assertEqual(ctx.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("--tenant-max-queued 2", ctx.exception.details())
+        srv.stub.Submit(request(chunks=1), metadata=bob)  # bob's quota is his own
+        self.assertEqual(srv.metric('magi_jobs_rejected_total{reason="tenant_quota"}'), 1)
+
+    def test_tls(self):
+        d = os.path.join(self.dir, "tls")
+        os.makedirs(d)
+
+        def openssl(*args):
+            subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+                "-days", "2", "-subj", "/CN=magi test CA")
+        for name in ("server", "client"):
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                    "-subj", "/CN=" + name)
+            with open(os.path.join(d, name + ".ext"), "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+
+        def read(n):
+            with open(os.path.join(d, n), "rb") as f:
+                return f.read()
+
+        tls = ["--tls-cert=" + os.path.join(d, "server.pem"), "--tls-key=" + os.path.join(d, "server.key"),
+               "--worker-listen=127.0.0.1:0"]
+        srv = self.server(step_ms=1, extra=tls)
+        secure = grpc.secure_channel(srv.addr, grpc.ssl_channel_credentials(root_certificates=read("ca.pem")))
+        events, chunks, code = collect(pbg.VideoGenerationStub(secure).Generate(request(chunks=1), timeout=60))
+        self.assertEqual((code, [c.index for c in chunks]), (grpc.StatusCode.OK, [0]))
+        secure.close()
+        # A plaintext client gets nothing from the TLS port.
+        with self.assertRaises(grpc.RpcError) as ctx:
+            srv.stub.ListJobs(pb.ListJobsRequest(), timeout=3)
+        self.assertIn(ctx.exception.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+
+        # mTLS: a client without a certificate signed by the client CA is refused.
+        srv2 = self.server(sub="mtls", step_ms=1, extra=tls + ["--tls-client-ca=" + os.path.join(d, "ca.pem")])
+        no_cert = grpc.secure_channel(srv2.addr, grpc.ssl_channel_credentials(root_certificates=read("ca.pem")))
+        with self.assertRaises(grpc.RpcError) as ctx:
+            pbg.VideoGenerationStub(no_cert).ListJobs(pb.ListJobsRequest(), timeout=3)
+        self.assertIn(ctx.exception.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+        no_cert.close()
+        with_cert = grpc.secure_channel(srv2.addr, grpc.ssl_channel_credentials(
+            root_certificates=read("ca.pem"), private_key=read("client.key"), certificate_chain=read("client.pem")))
+        self.assertEqual(len(pbg.VideoGenerationStub(with_cert).ListJobs(pb.ListJobsRequest(), timeout=10).jobs), 0)
+        with_cert.close()
 
     # -- the magi CLI --------------------------------------------------------------------
     def cli(self, srv, *args):

@@ -82,6 +82,33 @@ TEST(FragmentedMp4EncoderTest, EveryPrefixOfFragmentsIsAPlayableFile) {
   }
 }
 
+// A resumed job re-encodes earlier chunks and must reproduce their bytes: the same frames
+// give the same fragment whatever the heap held before. (x264's AVX-512 kernels broke this
+// on AVX-512 hosts: 1-5 of 59 fresh encoders differed at these sizes; the encoder caps x264
+// at AVX2 there.)
+TEST(FragmentedMp4EncoderTest, SameFramesGiveSameBytesWhateverTheHeapHeld) {
+  VideoEncodeOptions o;
+  o.preset = "veryfast";  // what served jobs use (jobspec)
+  o.fps = 8;
+  o.threads = 1;
+  for (auto [w, h] : std::vector<std::pair<int, int>>{{32, 32}, {32, 64}, {48, 48}}) {
+    const std::vector<RgbFrame> chunk = MakeFrames(w, h, 24, 48);
+    std::string first;
+    for (int run = 0; run < 40; ++run) {
+      std::vector<std::string> junk;  // leaves different garbage in freed heap blocks
+      for (int i = 0; i < run % 13; ++i) junk.emplace_back(1000 + 777 * i, static_cast<char>(37 * i + run));
+      junk.clear();
+      auto enc = FragmentedMp4Encoder::Create(w, h, o);
+      ASSERT_TRUE(enc.ok()) << enc.status();
+      ASSERT_TRUE((*enc)->Init().ok());
+      absl::StatusOr<std::string> frag = (*enc)->AddChunk(chunk);
+      ASSERT_TRUE(frag.ok()) << frag.status();
+      if (run == 0) first = *frag;
+      ASSERT_EQ(*frag, first) << w << "x" << h << " run " << run;
+    }
+  }
+}
+
 TEST(FragmentedMp4EncoderTest, FragmentDecodesAfterInitSegmentAlone) {
   // A client that joins late gets the init segment and a later fragment only.
   auto enc = FragmentedMp4Encoder::Create(32, 32);

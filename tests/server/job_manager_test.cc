@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 #include <filesystem>
 #include <mutex>
@@ -133,11 +134,11 @@ class JobManagerTest : public ::testing::Test {
 };
 
 TEST_F(JobManagerTest, RunsAJobAndStreamsChunksToWatchers) {
-  auto job = manager_->Submit(Request(2));
+  auto job = manager_->Submit(kAnonymousTenant, Request(2));
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->queue_position(), 0);
   auto sub = std::make_shared<FakeSubscriber>();
-  ASSERT_TRUE(manager_->Watch(job->job_id(), 0, sub, true).ok());
+  ASSERT_TRUE(manager_->Watch(kAnonymousTenant, job->job_id(), 0, sub, true).ok());
   EXPECT_TRUE(sub->events[0].has_accepted());
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
@@ -153,21 +154,21 @@ TEST_F(JobManagerTest, RunsAJobAndStreamsChunksToWatchers) {
   EXPECT_EQ(sub->Chunks(), (std::vector<int>{0, 1}));
   EXPECT_TRUE(sub->events.back().has_completed());
   EXPECT_TRUE(sub->closed && sub->status.ok());
-  auto got = manager_->GetJob(job->job_id());
+  auto got = manager_->GetJob(kAnonymousTenant, job->job_id());
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(got->video_bytes(), 8);  // "INIT" + "F0" + "F1"
-  auto path = manager_->FinalVideoPath(job->job_id());
+  auto path = manager_->FinalVideoPath(kAnonymousTenant, job->job_id());
   ASSERT_TRUE(path.ok());
   EXPECT_EQ(*ReadWholeFile(*path), "INITF0F1");
 }
 
 TEST_F(JobManagerTest, LostGroupRequeuesAndTheNextAttemptResumes) {
-  auto job = manager_->Submit(Request(3));
+  auto job = manager_->Submit(kAnonymousTenant, Request(3));
   auto link1 = std::make_shared<FakeLink>();
   std::string g1 = Connect(link1);
   manager_->OnWorkerMessage(g1, Chunk(job->job_id(), 1, 0));
   manager_->OnGroupLost(g1, absl::UnavailableError("killed"));
-  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
   // A message from the dead attempt is ignored.
   manager_->OnWorkerMessage(g1, Chunk(job->job_id(), 1, 1));
   auto link2 = std::make_shared<FakeLink>();
@@ -178,11 +179,11 @@ TEST_F(JobManagerTest, LostGroupRequeuesAndTheNextAttemptResumes) {
   EXPECT_EQ(a.start_chunk(), 1);
   // A stale attempt number from the new group is ignored too.
   manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 1, 1));
-  EXPECT_EQ(manager_->GetJob(job->job_id())->chunks_done(), 1);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, job->job_id())->chunks_done(), 1);
   manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 1));
   manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 2));
   manager_->OnWorkerMessage(g2, Done(job->job_id(), 2));
-  auto got = manager_->GetJob(job->job_id());
+  auto got = manager_->GetJob(kAnonymousTenant, job->job_id());
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(got->attempts(), 2);
   EXPECT_EQ(got->stats().attempts(), 2);
@@ -190,9 +191,9 @@ TEST_F(JobManagerTest, LostGroupRequeuesAndTheNextAttemptResumes) {
 
 TEST_F(JobManagerTest, JobWhoseGroupDiesOnEveryAssignmentFailsAfterMaxAttempts) {
   ASSERT_EQ(options_.max_attempts, 3);  // the default
-  auto poison = manager_->Submit(Request(2));
+  auto poison = manager_->Submit(kAnonymousTenant, Request(2));
   ASSERT_TRUE(poison.ok()) << poison.status();
-  auto later = manager_->Submit(Request(1));
+  auto later = manager_->Submit(kAnonymousTenant, Request(1));
   ASSERT_TRUE(later.ok()) << later.status();
   for (int attempt = 1; attempt <= 3; ++attempt) {
     auto link = std::make_shared<FakeLink>();
@@ -203,7 +204,7 @@ TEST_F(JobManagerTest, JobWhoseGroupDiesOnEveryAssignmentFailsAfterMaxAttempts) 
     EXPECT_EQ(link->Assignments()[0].assign().attempt(), attempt);
     manager_->OnGroupLost(g, absl::UnavailableError("worker died: signal 9"));
   }
-  auto got = manager_->GetJob(poison->job_id());
+  auto got = manager_->GetJob(kAnonymousTenant, poison->job_id());
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
   EXPECT_EQ(got->attempts(), 3);
@@ -220,57 +221,57 @@ TEST_F(JobManagerTest, JobWhoseGroupDiesOnEveryAssignmentFailsAfterMaxAttempts) 
 TEST_F(JobManagerTest, MaxAttemptsIsAFlagOfTheManager) {
   options_.max_attempts = 1;
   Open();
-  auto job = manager_->Submit(Request(1));
+  auto job = manager_->Submit(kAnonymousTenant, Request(1));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   manager_->OnGroupLost(g, absl::UnavailableError("gone"));
-  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, job->job_id())->state(), ::magi::v1::JOB_STATE_FAILED);
 }
 
 TEST_F(JobManagerTest, IdempotencyKeyIsTheSameJobForTheSameRequestOnly) {
   auto r = Request(1);
   r.set_idempotency_key("key-7");
-  auto first = manager_->Submit(r);
+  auto first = manager_->Submit(kAnonymousTenant, r);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto again = manager_->Submit(r);
+  auto again = manager_->Submit(kAnonymousTenant, r);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->job_id(), first->job_id());
   r.set_seed(99);
-  auto other = manager_->Submit(r);
+  auto other = manager_->Submit(kAnonymousTenant, r);
   ASSERT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists) << other.status();
   EXPECT_TRUE(absl::StartsWith(other.status().message(), "idempotency_key: 'key-7'")) << other.status();
   EXPECT_EQ(manager_->queued_jobs(), 1);
 }
 
 TEST_F(JobManagerTest, OutOfOrderChunkDropsTheGroup) {
-  auto job = manager_->Submit(Request(3));
+  auto job = manager_->Submit(kAnonymousTenant, Request(3));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 2));  // skips chunks 0 and 1
   EXPECT_TRUE(link->was_closed);
   EXPECT_EQ(manager_->groups_up(), 0);
-  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
 }
 
 TEST_F(JobManagerTest, WorkerFinishingEarlyFailsTheJob) {
-  auto job = manager_->Submit(Request(2));
+  auto job = manager_->Submit(kAnonymousTenant, Request(2));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
   manager_->OnWorkerMessage(g, Done(job->job_id(), 1));
-  auto got = manager_->GetJob(job->job_id());
+  auto got = manager_->GetJob(kAnonymousTenant, job->job_id());
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
   EXPECT_EQ(got->error_code(), static_cast<int>(absl::StatusCode::kInternal));
 }
 
 TEST_F(JobManagerTest, CancelRunningJobTellsTheGroupAndFreesTheSlotOnDone) {
-  auto a = manager_->Submit(Request(2));
-  auto b = manager_->Submit(Request(1));
+  auto a = manager_->Submit(kAnonymousTenant, Request(2));
+  auto b = manager_->Submit(kAnonymousTenant, Request(1));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   auto sub = std::make_shared<FakeSubscriber>();
-  ASSERT_TRUE(manager_->Watch(a->job_id(), 0, sub, false).ok());
-  auto cancelled = manager_->Cancel(a->job_id());
+  ASSERT_TRUE(manager_->Watch(kAnonymousTenant, a->job_id(), 0, sub, false).ok());
+  auto cancelled = manager_->Cancel(kAnonymousTenant, a->job_id());
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled->state(), ::magi::v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(link->Cancels(), 1);
@@ -280,47 +281,47 @@ TEST_F(JobManagerTest, CancelRunningJobTellsTheGroupAndFreesTheSlotOnDone) {
   manager_->OnWorkerMessage(g, Done(a->job_id(), 1, absl::StatusCode::kCancelled));
   ASSERT_EQ(link->Assignments().size(), 2u);
   EXPECT_EQ(link->Assignments()[1].assign().job_id(), b->job_id());
-  EXPECT_TRUE(absl::IsNotFound(manager_->Cancel("j-none").status()));
+  EXPECT_TRUE(absl::IsNotFound(manager_->Cancel(kAnonymousTenant, "j-none").status()));
 }
 
 TEST_F(JobManagerTest, DeleteJobCancelsARunningJobAndRemovesEveryTrace) {
-  auto a = manager_->Submit(Request(2));
-  auto b = manager_->Submit(Request(1));
+  auto a = manager_->Submit(kAnonymousTenant, Request(2));
+  auto b = manager_->Submit(kAnonymousTenant, Request(1));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   ASSERT_EQ(link->Assignments().size(), 1u);
-  ASSERT_TRUE(manager_->DeleteJob(a->job_id()).ok());
+  ASSERT_TRUE(manager_->DeleteJob(kAnonymousTenant, a->job_id()).ok());
   EXPECT_EQ(link->Cancels(), 1);  // the running job was stopped, not orphaned on its group
-  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(a->job_id()).status()));
-  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob(a->job_id())));
-  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob("j-none")));
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(kAnonymousTenant, a->job_id()).status()));
+  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob(kAnonymousTenant, a->job_id())));
+  EXPECT_TRUE(absl::IsNotFound(manager_->DeleteJob(kAnonymousTenant, "j-none")));
   // The group's late Done for the deleted job frees its slot for the next job.
   manager_->OnWorkerMessage(g, Done(a->job_id(), 1, absl::StatusCode::kCancelled));
   ASSERT_EQ(link->Assignments().size(), 2u);
   EXPECT_EQ(link->Assignments()[1].assign().job_id(), b->job_id());
-  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(a->job_id()).status()));
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(kAnonymousTenant, a->job_id()).status()));
   // A queued job is deleted as well.
-  auto c = manager_->Submit(Request(1));
-  ASSERT_TRUE(manager_->DeleteJob(c->job_id()).ok());
-  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(c->job_id()).status()));
+  auto c = manager_->Submit(kAnonymousTenant, Request(1));
+  ASSERT_TRUE(manager_->DeleteJob(kAnonymousTenant, c->job_id()).ok());
+  EXPECT_TRUE(absl::IsNotFound(manager_->GetJob(kAnonymousTenant, c->job_id()).status()));
 }
 
 TEST_F(JobManagerTest, DeadlineFailsAQueuedJob) {
   auto r = Request(1);
   r.set_deadline_unix_ms(absl::ToUnixMillis(absl::Now()) + 100);
-  auto job = manager_->Submit(r);
+  auto job = manager_->Submit(kAnonymousTenant, r);
   ASSERT_TRUE(job.ok());
-  for (int i = 0; i < 200 && manager_->GetJob(job->job_id())->state() == ::magi::v1::JOB_STATE_QUEUED; ++i) {
+  for (int i = 0; i < 200 && manager_->GetJob(kAnonymousTenant, job->job_id())->state() == ::magi::v1::JOB_STATE_QUEUED; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  auto got = manager_->GetJob(job->job_id());
+  auto got = manager_->GetJob(kAnonymousTenant, job->job_id());
   EXPECT_EQ(got->state(), ::magi::v1::JOB_STATE_FAILED);
   EXPECT_EQ(got->error_code(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
 }
 
 TEST_F(JobManagerTest, RestartRecoversQueuedAndRunningJobs) {
-  auto a = manager_->Submit(Request(2));
-  auto b = manager_->Submit(Request(2));
+  auto a = manager_->Submit(kAnonymousTenant, Request(2));
+  auto b = manager_->Submit(kAnonymousTenant, Request(2));
   auto link = std::make_shared<FakeLink>();
   std::string g = Connect(link);
   manager_->OnWorkerMessage(g, Chunk(a->job_id(), 1, 0));
@@ -332,16 +333,16 @@ TEST_F(JobManagerTest, RestartRecoversQueuedAndRunningJobs) {
   EXPECT_EQ(link2->Assignments()[0].assign().job_id(), a->job_id());  // keeps its place
   EXPECT_EQ(link2->Assignments()[0].assign().start_chunk(), 1);
   auto sub = std::make_shared<FakeSubscriber>();
-  ASSERT_TRUE(manager_->Watch(a->job_id(), 0, sub, false).ok());
+  ASSERT_TRUE(manager_->Watch(kAnonymousTenant, a->job_id(), 0, sub, false).ok());
   ASSERT_EQ(sub->Chunks(), (std::vector<int>{0}));  // replayed from disk
   EXPECT_EQ(sub->events[0].chunk().init_segment(), "INIT");
-  EXPECT_EQ(manager_->GetJob(b->job_id())->queue_position(), 0);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, b->job_id())->queue_position(), 0);
 }
 
 TEST_F(JobManagerTest, SilentGroupIsDroppedAndItsJobRequeued) {
   options_.worker_timeout_seconds = 0.2;
   Open();
-  auto job = manager_->Submit(Request(1));
+  auto job = manager_->Submit(kAnonymousTenant, Request(1));
   auto link = std::make_shared<FakeLink>();
   Connect(link);
   ASSERT_EQ(link->Assignments().size(), 1u);
@@ -349,11 +350,11 @@ TEST_F(JobManagerTest, SilentGroupIsDroppedAndItsJobRequeued) {
   EXPECT_EQ(manager_->groups_up(), 0);
   EXPECT_TRUE(link->was_closed);
   EXPECT_TRUE(absl::IsUnavailable(link->closed)) << link->closed;
-  EXPECT_EQ(manager_->GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(manager_->GetJob(kAnonymousTenant, job->job_id())->state(), ::magi::v1::JOB_STATE_QUEUED);
 }
 
 TEST_F(JobManagerTest, SeveralGroupsShareTheQueueByModelAndSize) {
-  auto a = manager_->Submit(Request(1));  // 64x64: only the big group can run it
+  auto a = manager_->Submit(kAnonymousTenant, Request(1));  // 64x64: only the big group can run it
   ASSERT_TRUE(a.ok()) << a.status();
   auto reg_small = Registration();
   reg_small.mutable_models(0)->set_max_width(32);
@@ -363,7 +364,7 @@ TEST_F(JobManagerTest, SeveralGroupsShareTheQueueByModelAndSize) {
   auto r32 = Request(1);
   r32.set_width(32);
   r32.set_height(32);
-  auto b = manager_->Submit(r32);
+  auto b = manager_->Submit(kAnonymousTenant, r32);
   ASSERT_TRUE(b.ok()) << b.status();
   ASSERT_EQ(small->Assignments().size(), 1u);
   EXPECT_EQ(small->Assignments()[0].assign().job_id(), b->job_id());  // skipped the 64x64 one
@@ -377,7 +378,7 @@ TEST_F(JobManagerTest, SeveralGroupsShareTheQueueByModelAndSize) {
 
 TEST_F(JobManagerTest, DrainingRefusesNewJobs) {
   manager_->StartDraining();
-  EXPECT_TRUE(absl::IsUnavailable(manager_->Submit(Request(1)).status()));
+  EXPECT_TRUE(absl::IsUnavailable(manager_->Submit(kAnonymousTenant, Request(1)).status()));
 }
 
 TEST_F(JobManagerTest, BadRegistrationIsRefused) {
@@ -386,6 +387,90 @@ TEST_F(JobManagerTest, BadRegistrationIsRefused) {
   auto key = manager_->RegisterGroup(r, std::make_shared<FakeLink>());
   EXPECT_TRUE(absl::IsInvalidArgument(key.status()));
   EXPECT_NE(key.status().message().find("register.models"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace magi
+
+namespace magi {
+namespace {
+
+// Another tenant's job is NotFound with exactly the message of an unknown id, through every
+// read and write of the API, whether the job is queued, running or finished (in the store).
+TEST_F(JobManagerTest, AnotherTenantsJobIsNotFoundLikeAnUnknownId) {
+  auto queued = manager_->Submit("alice", Request(2));
+  auto finished = manager_->Submit("alice", Request(1));
+  ASSERT_TRUE(queued.ok() && finished.ok());
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);  // one slot: takes the first job
+  manager_->OnWorkerMessage(g, Chunk(queued->job_id(), 1, 0));
+  manager_->OnWorkerMessage(g, Chunk(queued->job_id(), 1, 1));
+  manager_->OnWorkerMessage(g, Done(queued->job_id(), 1));
+  ASSERT_EQ(manager_->GetJob("alice", queued->job_id())->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(manager_->GetJob("alice", finished->job_id())->state(), ::magi::v1::JOB_STATE_RUNNING);
+
+  const absl::Status unknown = manager_->GetJob("bob", "no-such-job").status();
+  ASSERT_TRUE(absl::IsNotFound(unknown)) << unknown;
+  auto same_as_unknown = [&](const absl::Status& s, const std::string& id) {
+    EXPECT_TRUE(absl::IsNotFound(s)) << s;
+    EXPECT_EQ(s.message(), absl::StrCat("job_id: no job '", id, "'")) << s;
+  };
+  for (const std::string& id : {queued->job_id(), finished->job_id()}) {
+    same_as_unknown(manager_->GetJob("bob", id).status(), id);
+    same_as_unknown(manager_->GetJob(kAnonymousTenant, id).status(), id);
+    same_as_unknown(manager_->FinalVideoPath("bob", id).status(), id);
+    auto sub = std::make_shared<FakeSubscriber>();
+    same_as_unknown(manager_->Watch("bob", id, 0, sub, false), id);
+    EXPECT_TRUE(sub->events.empty());
+    same_as_unknown(manager_->Cancel("bob", id).status(), id);
+    same_as_unknown(manager_->DeleteJob("bob", id), id);
+  }
+  // Nothing above touched alice's jobs.
+  EXPECT_EQ(manager_->GetJob("alice", queued->job_id())->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(manager_->GetJob("alice", finished->job_id())->state(), ::magi::v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(manager_->FinalVideoPath("alice", queued->job_id()).ok());
+
+  ::magi::v1::ListJobsRequest all;
+  EXPECT_EQ(manager_->ListJobs("bob", all)->jobs_size(), 0);
+  EXPECT_EQ(manager_->ListJobs("alice", all)->jobs_size(), 2);
+  auto bobs = manager_->Submit("bob", Request(1));
+  ASSERT_TRUE(bobs.ok());
+  auto bob_list = manager_->ListJobs("bob", all);
+  ASSERT_EQ(bob_list->jobs_size(), 1);
+  EXPECT_EQ(bob_list->jobs(0).job_id(), bobs->job_id());
+  // The owner can still cancel.
+  EXPECT_EQ(manager_->Cancel("alice", finished->job_id())->state(), ::magi::v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(JobManagerTest, IdempotencyKeysArePerTenant) {
+  auto r = Request(1);
+  r.set_idempotency_key("shared-key");
+  auto a = manager_->Submit("alice", r);
+  ASSERT_TRUE(a.ok()) << a.status();
+  r.set_seed(5);  // a different request under the same key: fine for another tenant
+  auto b = manager_->Submit("bob", r);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NE(a->job_id(), b->job_id());
+  auto b_again = manager_->Submit("bob", r);
+  ASSERT_TRUE(b_again.ok());
+  EXPECT_EQ(b_again->job_id(), b->job_id());
+  EXPECT_EQ(manager_->Submit("alice", r).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(JobManagerTest, TenantQueueQuota) {
+  options_.tenant_max_queued = 2;
+  Open();
+  ASSERT_TRUE(manager_->Submit("alice", Request(1)).ok());
+  ASSERT_TRUE(manager_->Submit("alice", Request(1)).ok());
+  auto third = manager_->Submit("alice", Request(1));
+  ASSERT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  EXPECT_TRUE(absl::StrContains(third.status().message(), "--tenant-max-queued 2")) << third.status();
+  EXPECT_TRUE(absl::StrContains(third.status().message(), "'alice'")) << third.status();
+  EXPECT_TRUE(manager_->Submit("bob", Request(1)).ok());  // another tenant's room is its own
+  // A job that starts running leaves the queue: alice has room again.
+  auto link = std::make_shared<FakeLink>();
+  Connect(link);
+  EXPECT_TRUE(manager_->Submit("alice", Request(1)).ok());
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ TEST(WatchBackpressureTest, UnreadWatchStreamsHoldAWindowEachAndASlowReaderGetsE
   req.set_num_frames(kChunks * 24);
   req.set_width(64);
   req.set_height(64);
-  auto job = m.Submit(req);
+  auto job = m.Submit(kAnonymousTenant, req);
   ASSERT_TRUE(job.ok()) << job.status();
   for (int i = 0; i < kChunks; ++i) {
     WorkerMessage w;
@@ -87,7 +87,7 @@ TEST(WatchBackpressureTest, UnreadWatchStreamsHoldAWindowEachAndASlowReaderGetsE
   done.mutable_done()->set_job_id(job->job_id());
   done.mutable_done()->set_attempt(1);
   m.OnWorkerMessage(*key, done);
-  ASSERT_EQ(m.GetJob(job->job_id())->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(m.GetJob(kAnonymousTenant, job->job_id())->state(), ::magi::v1::JOB_STATE_SUCCEEDED);
   const int64_t video = static_cast<int64_t>(kChunks * kFragment + 4);
 
   grpc::ChannelArguments args;
@@ -136,7 +136,7 @@ TEST(WatchBackpressureTest, UnreadWatchStreamsHoldAWindowEachAndASlowReaderGetsE
     }
     EXPECT_TRUE(reader->Finish().ok());
     EXPECT_TRUE(completed);
-    auto path = m.FinalVideoPath(job->job_id());
+    auto path = m.FinalVideoPath(kAnonymousTenant, job->job_id());
     ASSERT_TRUE(path.ok());
     std::ifstream in(*path, std::ios::binary);
     std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

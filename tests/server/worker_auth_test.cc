@@ -1,6 +1,6 @@
 // The worker token file format (base/worker_token.h) and the server's check
-// (server/worker_auth.h): what is accepted, what is refused and how, rotation, generation.
-#include "server/worker_auth.h"
+// (server/token_auth.h): what is accepted, what is refused and how, rotation, generation.
+#include "server/token_auth.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -114,9 +114,9 @@ TEST_F(WorkerAuthTest, ConstantTimeEqualsIsEquality) {
 }
 
 TEST_F(WorkerAuthTest, OnlyABearerTokenOfTheFileIsAccepted) {
-  auto auth = WorkerAuthenticator::FromFile(Write("t", std::string(kGood) + "\n" + kOther + "\n"), &metrics_);
+  auto auth = TokenAuthenticator::FromFile(Write("t", std::string(kGood) + "\n" + kOther + "\n"), TokenRole::kWorker, &metrics_);
   ASSERT_TRUE(auth.ok()) << auth.status();
-  WorkerAuthenticator& a = **auth;
+  TokenAuthenticator& a = **auth;
   EXPECT_TRUE(a.Check(std::string("Bearer ") + kGood, "ipv4:1.2.3.4:5").ok());
   EXPECT_TRUE(a.Check(std::string("bearer ") + kOther, "p").ok());  // the scheme is case-insensitive
 
@@ -140,9 +140,9 @@ TEST_F(WorkerAuthTest, OnlyABearerTokenOfTheFileIsAccepted) {
 
 TEST_F(WorkerAuthTest, ARotatedFileIsPickedUpWithoutRestartAndABrokenOneKeepsTheOldTokens) {
   std::string path = Write("t", std::string(kGood) + "\n");
-  auto auth = WorkerAuthenticator::FromFile(path, &metrics_);
+  auto auth = TokenAuthenticator::FromFile(path, TokenRole::kWorker, &metrics_);
   ASSERT_TRUE(auth.ok()) << auth.status();
-  WorkerAuthenticator& a = **auth;
+  TokenAuthenticator& a = **auth;
   EXPECT_TRUE(a.Check(std::string("Bearer ") + kGood, "p").ok());
   EXPECT_FALSE(a.Check(std::string("Bearer ") + kOther, "p").ok());
 
@@ -159,7 +159,7 @@ TEST_F(WorkerAuthTest, ARotatedFileIsPickedUpWithoutRestartAndABrokenOneKeepsThe
 }
 
 TEST_F(WorkerAuthTest, FromFileRefusesAnUnusableFile) {
-  auto auth = WorkerAuthenticator::FromFile(Write("empty", "\n"), &metrics_);
+  auto auth = TokenAuthenticator::FromFile(Write("empty", "\n"), TokenRole::kWorker, &metrics_);
   ASSERT_FALSE(auth.ok());
   EXPECT_EQ(auth.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(auth.status().message().find("holds no token"), std::string::npos) << auth.status();
@@ -185,6 +185,34 @@ TEST_F(WorkerAuthTest, GeneratedTokenIsPrivateRandomAndReadable) {
 
   auto bad = WriteGeneratedWorkerToken((dir_ / "no" / "such").string());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace magi
+
+namespace magi {
+namespace {
+
+// The client role: the token's tenant comes back; refusals are counted apart from workers'.
+TEST_F(WorkerAuthTest, AClientTokenAuthenticatesAsItsTenant) {
+  auto auth = TokenAuthenticator::FromFile(
+      Write("c", std::string("# clients\n") + kGood + " alice\n" + kOther + " bob\n"), TokenRole::kClient, &metrics_);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  EXPECT_EQ(*(*auth)->Authenticate(std::string("Bearer ") + kGood, "p"), "alice");
+  EXPECT_EQ(*(*auth)->Authenticate(std::string("Bearer ") + kOther, "p"), "bob");
+  EXPECT_EQ((*auth)->Authenticate("", "p").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ((*auth)->Authenticate("Bearer 0123456789abcdef-not-a-token", "p").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  const std::string text = metrics_.Serialize();
+  EXPECT_NE(text.find("magi_client_auth_failures_total{reason=\"missing\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("magi_client_auth_failures_total{reason=\"invalid\"} 1"), std::string::npos) << text;
+  EXPECT_EQ(Failures("missing"), 0);  // worker refusals are a separate count
+  EXPECT_EQ(Failures("invalid"), 0);
+
+  // A worker token file (no tenants) is not a client tokens file.
+  auto workers = TokenAuthenticator::FromFile(Write("w", std::string(kGood) + "\n"), TokenRole::kClient, &metrics_);
+  ASSERT_FALSE(workers.ok());
+  EXPECT_NE(workers.status().message().find("--client_tokens_file"), std::string::npos) << workers.status();
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // The defaults reproduce the reference's output step (pipeline spec §6):
 // `ffmpeg -f rawvideo -pix_fmt rgb24 -r <fps> ... -pix_fmt yuv420p -vcodec libx264`, i.e. x264's
 // own defaults (CRF 23, preset medium, B-frames on), RGB->YUV by swscale bicubic, BT.601
-// limited range. MP4 bytes still depend on the x264 build and thread count, so tests compare
+// limited range. On AVX-512 hosts x264 is capped at AVX2 (its AVX-512 kernels are not
+// deterministic; see h264_encoder.cc), so with threads = 1 the same frames give the same bytes
+// in every run. MP4 bytes still depend on the x264 build and thread count, so tests compare
 // decoded frames, never container bytes.
 //
 // Plain value type; thread-compatible.

@@ -113,6 +113,18 @@ async function main() {
   assert.equal(Number(stream.nb_read_frames), 48);  // 6 s at 8 fps
   check(`downloadContent: ${mp4.length} bytes, ffprobe h264 64x64, 48 frames`);
 
+  // The thumbnail variant: a JPEG of the first frame at the video's size.
+  const thumbResponse = await client.videos.downloadContent(created.id, { variant: 'thumbnail' });
+  assert.equal(thumbResponse.headers.get('content-type'), 'image/jpeg');
+  const thumb = Buffer.from(await thumbResponse.arrayBuffer());
+  assert.equal(thumb.readUInt16BE(0), 0xffd8, 'JPEG start-of-image marker');
+  const thumbFile = path.join(work, 'thumb.jpg');
+  fs.writeFileSync(thumbFile, thumb);
+  const thumbProbe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,width,height',
+    '-of', 'json', thumbFile])).streams[0];
+  assert.deepEqual([thumbProbe.codec_name, thumbProbe.width, thumbProbe.height], ['mjpeg', 64, 64]);
+  check(`downloadContent variant=thumbnail: ${thumb.length} bytes JPEG, ffprobe mjpeg 64x64`);
+
   // Range requests (curl, as a browser's <video> or a download manager would).
   const head = execFileSync('curl', ['-s', '-D', '-', '-o', path.join(work, 'part.bin'), '-H', 'Range: bytes=10-109',
     `${base}/videos/${created.id}/content`]).toString();

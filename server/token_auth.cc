@@ -1,4 +1,4 @@
-#include "server/worker_auth.h"
+#include "server/token_auth.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -28,21 +28,37 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return diff == 0;
 }
 
-absl::StatusOr<std::unique_ptr<WorkerAuthenticator>> WorkerAuthenticator::FromFile(
-    const std::string& token_file, ServerMetrics* metrics) {
-  std::unique_ptr<WorkerAuthenticator> auth(new WorkerAuthenticator(token_file, metrics));
+namespace {
+
+const char* Flag(TokenRole role) {
+  return role == TokenRole::kWorker ? "--worker_token_file" : "--client_tokens_file";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::FromFile(const std::string& token_file,
+                                                                                  TokenRole role,
+                                                                                  ServerMetrics* metrics) {
+  std::unique_ptr<TokenAuthenticator> auth(new TokenAuthenticator(token_file, role, metrics));
   struct stat st;
   if (::stat(token_file.c_str(), &st) == 0) {
     auth->stamp_ = {static_cast<long long>(st.st_size), static_cast<unsigned long long>(st.st_ino),
                     st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
   }
-  auto tokens = ReadWorkerTokenFile(token_file);
-  if (!tokens.ok()) return tokens.status();
-  auth->tokens_ = std::move(*tokens);
+  auto entries = auth->Read();
+  if (!entries.ok()) return entries.status();
+  auth->entries_ = std::move(*entries);
   return auth;
 }
 
-void WorkerAuthenticator::ReloadIfChangedLocked() {
+absl::StatusOr<std::vector<TokenFileEntry>> TokenAuthenticator::Read() const {
+  if (token_file_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(Flag(role_), ": not set; a token file is required"));
+  }
+  return ReadTokenFile(token_file_, Flag(role_), /*with_tenant=*/role_ == TokenRole::kClient);
+}
+
+void TokenAuthenticator::ReloadIfChangedLocked() {
   struct stat st;
   FileStamp now;
   if (::stat(token_file_.c_str(), &st) == 0) {
@@ -51,41 +67,51 @@ void WorkerAuthenticator::ReloadIfChangedLocked() {
   }
   if (now == stamp_) return;
   stamp_ = now;
-  auto tokens = ReadWorkerTokenFile(token_file_);
-  if (!tokens.ok()) {
-    std::fprintf(stderr, "magi-server: worker token file changed but cannot be used (%s); keeping the previous tokens\n",
-                 std::string(tokens.status().message()).c_str());
+  auto entries = Read();
+  if (!entries.ok()) {
+    std::fprintf(stderr, "magi-server: %s changed but cannot be used (%s); keeping the previous tokens\n",
+                 Flag(role_), std::string(entries.status().message()).c_str());
     return;
   }
-  tokens_ = std::move(*tokens);
-  std::fprintf(stderr, "magi-server: worker token file %s reloaded (%zu token(s))\n", token_file_.c_str(),
-               tokens_.size());
+  entries_ = std::move(*entries);
+  std::fprintf(stderr, "magi-server: %s %s reloaded (%zu token(s))\n", Flag(role_), token_file_.c_str(),
+               entries_.size());
 }
 
-absl::Status WorkerAuthenticator::Check(absl::string_view authorization, absl::string_view peer) {
+absl::StatusOr<std::string> TokenAuthenticator::Authenticate(absl::string_view authorization,
+                                                             absl::string_view peer) {
+  const bool worker = role_ == TokenRole::kWorker;
   if (authorization.empty()) {
     return Refuse("missing", peer,
-                  "WorkerPool needs a worker token: send 'authorization: Bearer <token>' metadata "
-                  "(magi-worker --worker_token_file)");
+                  worker ? "WorkerPool needs a worker token: send 'authorization: Bearer <token>' metadata "
+                           "(magi-worker --worker_token_file)"
+                         : "this server requires a client token: send 'authorization: Bearer <token>'");
   }
   const size_t scheme = std::strlen(kWorkerTokenScheme);
   if (authorization.size() < scheme || !absl::EqualsIgnoreCase(authorization.substr(0, scheme), kWorkerTokenScheme)) {
-    return Refuse("malformed", peer, "WorkerPool authorization metadata must be 'Bearer <worker token>'");
+    return Refuse("malformed", peer,
+                  worker ? "WorkerPool authorization metadata must be 'Bearer <worker token>'"
+                         : "authorization must be 'Bearer <client token>'");
   }
   absl::string_view presented = absl::StripAsciiWhitespace(authorization.substr(scheme));
-  bool match = false;
+  const std::string* tenant = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ReloadIfChangedLocked();
     // No early exit: every configured token is compared.
-    for (const std::string& token : tokens_) match = ConstantTimeEquals(presented, token) | match;
+    for (const TokenFileEntry& e : entries_) {
+      if (ConstantTimeEquals(presented, e.token) && tenant == nullptr) tenant = &e.tenant;
+    }
+    if (tenant != nullptr) return *tenant;
   }
-  if (!match) return Refuse("invalid", peer, "worker token not accepted");
-  return absl::OkStatus();
+  return Refuse("invalid", peer, worker ? "worker token not accepted" : "client token not accepted");
 }
 
-absl::Status WorkerAuthenticator::Refuse(const char* reason, absl::string_view peer, const char* message) {
-  if (metrics_ != nullptr) metrics_->WorkerAuthFailures(reason).Increment();
+absl::Status TokenAuthenticator::Refuse(const char* reason, absl::string_view peer, const char* message) {
+  if (metrics_ != nullptr) {
+    (role_ == TokenRole::kWorker ? metrics_->WorkerAuthFailures(reason) : metrics_->ClientAuthFailures(reason))
+        .Increment();
+  }
   // At most one log line per second: a flood of bad calls must not flood the log.
   std::time_t now = std::time(nullptr);
   long suppressed = -1;
@@ -100,8 +126,8 @@ absl::Status WorkerAuthenticator::Refuse(const char* reason, absl::string_view p
     }
   }
   if (suppressed >= 0) {
-    std::fprintf(stderr, "magi-server: refused WorkerPool call from %s: %s token%s\n",
-                 std::string(peer).c_str(), reason,
+    std::fprintf(stderr, "magi-server: refused %s call from %s: %s token%s\n",
+                 role_ == TokenRole::kWorker ? "WorkerPool" : "client", std::string(peer).c_str(), reason,
                  suppressed > 0 ? absl::StrCat(" (", suppressed, " similar refusals not logged)").c_str() : "");
   }
   return absl::UnauthenticatedError(message);

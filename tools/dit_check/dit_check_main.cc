@@ -3,12 +3,19 @@
 // to "do these weights load and run here?".
 //
 //   magi-dit-check --config CONFIG.json --checkpoint PATH [--chunks N] [--height H --width W]
+//   magi-dit-check --model_dir DIR [--chunks N] [--height H --width W]
+//       a served model folder (docs/models.md): DIR/config.json, the DiT checkpoint its
+//       runtime_config.load names (relative paths are relative to DIR, as magi-worker resolves
+//       them), the T5 folder (config.json, spiece.model, safetensors), the VAE folder
+//       (config.json, safetensors) and special_tokens.npz when serving_config enables a token.
+//       The deploy's model-fetch Job runs this before it publishes a folder.
 //   magi-dit-check --write-tiny DIR     writes a tiny random model (config.json + model.safetensors)
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -29,14 +36,59 @@ int Fail(const std::string& msg) {
 int Usage() {
   std::fprintf(stderr,
                "usage: magi-dit-check --config CONFIG.json --checkpoint PATH [--chunks N] [--height H] [--width W]\n"
+               "       magi-dit-check --model_dir DIR [--chunks N] [--height H] [--width W]\n"
                "       magi-dit-check --write-tiny DIR\n");
   return 2;
+}
+
+namespace fs = std::filesystem;
+
+// A path from config.json, resolved as magi-worker resolves it (relative to the model folder).
+std::string Resolve(const fs::path& base, const std::string& p) {
+  const fs::path q(p);
+  return (q.is_absolute() ? q : base / q).string();
+}
+
+bool HasWeights(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0) return true;
+  }
+  return false;
+}
+
+// The files magi-worker --runner=model opens besides the DiT; "" when all are there, else
+// the first one missing, named with the config field that points at it.
+std::string CheckModelFolder(const fs::path& dir, const magi::MagiConfig& c) {
+  const std::string source = (dir / "config.json").string();
+  for (auto [field, value] : {std::pair<const char*, const std::string*>{"runtime_config.load", &c.runtime.load},
+                              {"runtime_config.t5_pretrained", &c.runtime.t5_pretrained},
+                              {"runtime_config.vae_pretrained", &c.runtime.vae_pretrained}}) {
+    if (value->empty()) return source + ": " + field + " is empty; magi-worker --runner=model needs it";
+  }
+  std::error_code ec;
+  const fs::path t5 = Resolve(dir, c.runtime.t5_pretrained);
+  const fs::path vae = Resolve(dir, c.runtime.vae_pretrained);
+  for (const fs::path& f : {t5 / "config.json", t5 / "spiece.model", vae / "config.json"}) {
+    if (!fs::is_regular_file(f, ec)) return source + ": " + f.string() + " does not exist (docs/models.md)";
+  }
+  if (!HasWeights(t5)) {
+    return source + ": runtime_config.t5_pretrained " + t5.string() +
+           " holds no *.safetensors (the released .bin shards need converting once; docs/t5.md)";
+  }
+  if (!HasWeights(vae)) return source + ": runtime_config.vae_pretrained " + vae.string() + " holds no *.safetensors";
+  if (c.serving.special_tokens.any() && !fs::is_regular_file(dir / "special_tokens.npz", ec)) {
+    return source + ": serving_config enables special tokens (PAD_HQ and PAD_DURATION unless turned off) but " +
+           (dir / "special_tokens.npz").string() + " does not exist";
+  }
+  return "";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, checkpoint, tiny_dir;
+  std::string config_path, checkpoint, tiny_dir, model_dir;
   int chunks = 2, height = -1, width = -1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -45,6 +97,7 @@ int main(int argc, char** argv) {
     if (a == "--config") config_path = v;
     else if (a == "--checkpoint") checkpoint = v;
     else if (a == "--write-tiny") tiny_dir = v;
+    else if (a == "--model_dir") model_dir = v;
     else if (a == "--chunks") chunks = std::atoi(v.c_str());
     else if (a == "--height") height = std::atoi(v.c_str());
     else if (a == "--width") width = std::atoi(v.c_str());
@@ -58,6 +111,15 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(std::string(s.message()));
     std::printf("wrote %s/config.json and %s/model.safetensors\n", tiny_dir.c_str(), tiny_dir.c_str());
     return 0;
+  }
+  if (!model_dir.empty()) {
+    if (!config_path.empty() || !checkpoint.empty()) return Fail("--model_dir replaces --config and --checkpoint");
+    auto folder = magi::LoadMagiConfig((fs::path(model_dir) / "config.json").string());
+    if (!folder.ok()) return Fail(std::string(folder.status().message()));
+    const std::string missing = CheckModelFolder(model_dir, *folder);
+    if (!missing.empty()) return Fail(missing);
+    config_path = (fs::path(model_dir) / "config.json").string();
+    checkpoint = Resolve(model_dir, folder->runtime.load);
   }
   if (config_path.empty() || checkpoint.empty()) return Usage();
   if (chunks < 1 || chunks > 64) return Fail("--chunks must be in [1, 64]");

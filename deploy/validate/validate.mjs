@@ -121,7 +121,11 @@ function podTemplates(doc) {
       return [{ tmpl: s.template, nodes: 1 }];
     case "LeaderWorkerSet": {
       const t = s.leaderWorkerTemplate ?? {};
-      return [t.leaderTemplate, t.workerTemplate].filter(Boolean).map((tmpl) => ({ tmpl, nodes: t.size ?? 1 }));
+      // Without a leaderTemplate the workerTemplate is the leader's too.
+      return [
+        t.leaderTemplate && { tmpl: t.leaderTemplate, nodes: t.size ?? 1, role: "leader" },
+        t.workerTemplate && { tmpl: t.workerTemplate, nodes: t.size ?? 1, role: t.leaderTemplate ? "worker" : "leader+worker" },
+      ].filter(Boolean);
     }
     default:
       return [];
@@ -155,6 +159,138 @@ function flag(container, flagName) {
   return undefined;
 }
 
+
+// --- What a real GPU cluster needs (issue 19) ----------------------------------------------
+const isWorker = (c) => (c.command ?? []).some((a) => a.endsWith("/magi-worker"));
+const isServer = (c) => (c.command ?? []).some((a) => a.endsWith("/magi-server"));
+function probePath(p) {
+  return p?.httpGet ? `GET ${p.httpGet.path}` : p?.tcpSocket ? "tcpSocket" : p?.grpc ? "grpc" : p?.exec ? "exec" : "none";
+}
+
+function checkServing(file, docs, pods) {
+  const pvcs = new Map(docs.filter((d) => d.kind === "PersistentVolumeClaim").map((d) => [d.metadata.name, d]));
+  const workerImages = new Set();
+  const served = new Map();  // model name -> workload names serving it
+  for (const { owner, tmpl, role } of pods) {
+    const spec = tmpl.spec ?? {};
+    for (const c of spec.containers ?? []) {
+      const cw = `${file}: ${name(owner)}${role ? ` ${role}` : ""} container ${c.name}`;
+      if (isWorker(c)) {
+        if (flag(c, "device") === "cuda") workerImages.add(c.image);
+        // Probes: /healthz for liveness, /readyz gating startup and readiness, on --http_listen.
+        const w = `${cw} has startup, readiness and liveness probes on --http_listen`;
+        const listen = flag(c, "http_listen");
+        const port = listen && Number(listen.split(":").pop());
+        const portName = (c.ports ?? []).find((p) => p.containerPort === port)?.name;
+        const onListen = (p) => !p?.httpGet || p.httpGet.port === port || (portName !== undefined && p.httpGet.port === portName);
+        const problems = [];
+        if (!listen) problems.push("probes need --http_listen (magi-worker serves /healthz and /readyz only there)");
+        else if (portName === undefined) problems.push(`--http_listen port ${port} is not a container port`);
+        for (const k of ["startupProbe", "readinessProbe", "livenessProbe"]) if (!c[k]) problems.push(`has no ${k}`);
+        if (c.livenessProbe && probePath(c.livenessProbe) !== "GET /healthz") problems.push(`livenessProbe must be GET /healthz, not ${probePath(c.livenessProbe)}`);
+        const lwsLeaderReady = owner.kind === "LeaderWorkerSet" && owner.spec?.startupPolicy === "LeaderReady";
+        for (const k of ["startupProbe", "readinessProbe"]) {
+          if (!c[k]) continue;
+          if (role === "leader" && lwsLeaderReady) {
+            // Workers are created after the leader is Ready; rank 0 loads only after they joined.
+            if (probePath(c[k]) === "GET /readyz") problems.push(`${k} GET /readyz on the leader with startupPolicy LeaderReady would deadlock the group (the workers start only after the leader is Ready)`);
+          } else if (role === "leader+worker" && lwsLeaderReady) {
+            problems.push("startupPolicy LeaderReady needs a leaderTemplate whose probes do not wait for /readyz");
+          } else if (probePath(c[k]) !== "GET /readyz") problems.push(`${k} must be GET /readyz, not ${probePath(c[k])}`);
+        }
+        for (const k of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+          if (c[k] && listen && !onListen(c[k])) problems.push(`${k} port ${c[k].httpGet.port} is not the --http_listen port ${port}`);
+        }
+        problems.length ? fail(w, problems.join("; ")) : ok(w);
+        // Model identity: the server's catalog key and the name clients send.
+        if (flag(c, "runner") === "model") {
+          const wm = `${cw} passes --model_name and --model_dir`;
+          const model = flag(c, "model_name");
+          const dir = flag(c, "model_dir");
+          if (!model) fail(wm, "--model_name not set: the group would register under its folder's config or basename, which a 24B and a 4.5B group may share");
+          else if (!/^[A-Za-z0-9._-]{1,64}$/.test(model)) fail(wm, `--model_name=${model} is not 1-64 of [A-Za-z0-9._-]`);
+          else if (!dir) fail(wm, "--model_dir not set");
+          else if (!(c.volumeMounts ?? []).some((m) => dir.startsWith(m.mountPath.replace(/\/?$/, "/")))) fail(wm, `--model_dir=${dir} is not under a mounted volume`);
+          else {
+            ok(`${wm} (${model})`);
+            if (!served.has(model)) served.set(model, new Set());
+            served.get(model).add(owner.metadata.name);
+          }
+        }
+        // The model volume is shared by every pod of every group, on any node.
+        for (const m of c.volumeMounts ?? []) {
+          const vol = (spec.volumes ?? []).find((v) => v.name === m.name);
+          const claim = vol?.persistentVolumeClaim?.claimName;
+          if (!claim || !pvcs.has(claim)) continue;
+          const wr = `${cw} model claim ${claim} is ReadWriteMany`;
+          const modes = pvcs.get(claim).spec?.accessModes ?? [];
+          modes.includes("ReadWriteMany") ? ok(wr) : fail(wr, `accessModes ${JSON.stringify(modes)}: worker pods on several nodes mount it and the model-fetch Job writes it, so it must be ReadWriteMany`);
+        }
+      }
+      if (isServer(c)) {
+        const w = `${cw} gets no GPU (NVIDIA_VISIBLE_DEVICES=void, no GPU resources, no CUDA/NCCL env)`;
+        const env = new Map((c.env ?? []).map((e) => [e.name, e.value]));
+        const problems = [];
+        if (env.get("NVIDIA_VISIBLE_DEVICES") !== "void") problems.push(`NVIDIA_VISIBLE_DEVICES is ${env.get("NVIDIA_VISIBLE_DEVICES") ?? "unset"}, not void (an image's =all hands it every GPU of the node)`);
+        for (const k of env.keys()) if (/^(CUDA_|NCCL_)/.test(k)) problems.push(`env ${k} is GPU configuration`);
+        for (const k of Object.keys({ ...c.resources?.requests, ...c.resources?.limits })) if (k.startsWith("nvidia.com/")) problems.push(`requests ${k}`);
+        problems.length ? fail(w, problems.join("; ")) : ok(w);
+      }
+    }
+  }
+  for (const { owner, tmpl } of pods) {
+    for (const c of tmpl.spec?.containers ?? []) {
+      if (!isServer(c) || !workerImages.size) continue;
+      const w = `${file}: ${name(owner)} container ${c.name} runs from an image without CUDA`;
+      workerImages.has(c.image) ? fail(w, `${c.image} is the CUDA workers' image; map magi-serve-server to the CPU image`) : ok(`${w} (${c.image})`);
+    }
+  }
+  for (const lws of docs.filter((d) => d.kind === "LeaderWorkerSet")) {
+    const w = `${file}: ${name(lws)} startupPolicy is LeaderReady`;
+    lws.spec?.startupPolicy === "LeaderReady" ? ok(w) : fail(w, `startupPolicy ${lws.spec?.startupPolicy ?? "unset (LeaderCreated)"}: workers would start before the leader pulled its image and listens`);
+  }
+  return served;
+}
+
+// --- KEDA ScaledObject (keda.sh/v1alpha1): no schema package; fields from KEDA's
+// apis/keda/v1alpha1/scaledobject_types.go, checked by hand like LeaderWorkerSet ------------
+const kedaFields = {
+  spec: ["scaleTargetRef", "pollingInterval", "initialCooldownPeriod", "cooldownPeriod", "idleReplicaCount",
+    "minReplicaCount", "maxReplicaCount", "advanced", "triggers", "fallback"],
+  target: ["apiVersion", "kind", "name", "envSourceContainerName"],
+  trigger: ["type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"],
+};
+function checkScaledObjects(file, docs, served) {
+  for (const so of docs.filter((d) => d.kind === "ScaledObject")) {
+    const w = `${file}: ${name(so)}`;
+    const problems = [];
+    const spec = so.spec ?? {};
+    if (so.apiVersion !== "keda.sh/v1alpha1") problems.push(`apiVersion ${so.apiVersion}, not keda.sh/v1alpha1`);
+    for (const k of unknownKeys(spec, kedaFields.spec)) problems.push(`spec has unknown field ${k}`);
+    for (const k of unknownKeys(spec.scaleTargetRef, kedaFields.target)) problems.push(`spec/scaleTargetRef has unknown field ${k}`);
+    for (const k of ["minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"])
+      if (spec[k] !== undefined && !isInt(spec[k], 0)) problems.push(`spec/${k} must be an integer >= 0`);
+    if ((spec.minReplicaCount ?? 0) > (spec.maxReplicaCount ?? 100)) problems.push("minReplicaCount > maxReplicaCount");
+    const ref = spec.scaleTargetRef ?? {};
+    const target = docs.find((d) => d.kind === (ref.kind ?? "Deployment") && d.metadata?.name === ref.name);
+    if (!target) problems.push(`scaleTargetRef ${ref.kind ?? "Deployment"}/${ref.name} is not in the manifests`);
+    else if (ref.apiVersion && ref.apiVersion !== target.apiVersion) problems.push(`scaleTargetRef apiVersion ${ref.apiVersion} != the target's ${target.apiVersion}`);
+    if (!(spec.triggers ?? []).length) problems.push("spec/triggers is empty");
+    for (const [i, t] of (spec.triggers ?? []).entries()) {
+      for (const k of unknownKeys(t, kedaFields.trigger)) problems.push(`triggers[${i}] has unknown field ${k}`);
+      if (t.type !== "prometheus") continue;
+      const md = t.metadata ?? {};
+      for (const k of ["serverAddress", "query", "threshold"]) if (typeof md[k] !== "string" || !md[k]) problems.push(`triggers[${i}].metadata.${k} must be a non-empty string`);
+      if (md.threshold !== undefined && !(Number(md.threshold) > 0)) problems.push(`triggers[${i}].metadata.threshold ${md.threshold} is not a positive number`);
+      // Per model: the query must select the model the target's groups serve.
+      const m = /model="([^"]*)"/.exec(md.query ?? "");
+      const targetModels = [...served.entries()].filter(([, owners]) => target && owners.has(target.metadata.name)).map(([k]) => k);
+      if (!m) problems.push(`triggers[${i}] query has no model="..." selector: it would scale on every model's queue`);
+      else if (target && !targetModels.includes(m[1])) problems.push(`triggers[${i}] query selects model ${m[1]} but ${ref.kind}/${ref.name} serves ${targetModels.join(", ") || "no model"}`);
+    }
+    problems.length ? fail(`${w} fields`, problems.join("; ")) : ok(`${w} fields (hand-checked: no KEDA schema package)`);
+  }
+}
 
 function checkConsistency(file, docs) {
   const pods = docs.flatMap((d) => podTemplates(d).map((p) => ({ owner: d, ...p })));
@@ -222,17 +358,22 @@ function checkConsistency(file, docs) {
       const device = flag(c, "device");
       const nproc = Number(flag(c, "nproc_per_node") ?? "1");
       if (device === "cuda") {
-        const req = c.resources?.requests?.["nvidia.com/gpu"];
-        const lim = c.resources?.limits?.["nvidia.com/gpu"];
+        // A whole GPU (nvidia.com/gpu) or a MIG slice (nvidia.com/mig-<profile>), one per rank.
+        const gpuKeys = [...new Set(Object.keys({ ...c.resources?.requests, ...c.resources?.limits })
+          .filter((k) => k === "nvidia.com/gpu" || k.startsWith("nvidia.com/mig-")))];
+        const key = gpuKeys.length === 1 ? gpuKeys[0] : "nvidia.com/gpu";
+        const req = c.resources?.requests?.[key];
+        const lim = c.resources?.limits?.[key];
         const w = `${cw} GPU request == limit == --nproc_per_node`;
-        String(req) === String(lim) && Number(lim) === nproc ? ok(`${w} (${nproc})`) : fail(w, `requests ${req}, limits ${lim}, --nproc_per_node ${nproc}`);
+        if (gpuKeys.length > 1) fail(w, `several GPU resources ${gpuKeys.join(", ")}: one kind per container`);
+        else String(req) === String(lim) && Number(lim) === nproc ? ok(`${w} (${nproc} ${key})`) : fail(w, `requests ${req}, limits ${lim}, --nproc_per_node ${nproc}`);
         const shm = (c.volumeMounts ?? []).find((m) => m.mountPath === "/dev/shm");
         const shmVol = (spec.volumes ?? []).find((v) => v.name === shm?.name);
         const w2 = `${cw} has a memory-backed /dev/shm for NCCL`;
         shmVol?.emptyDir?.medium === "Memory" ? ok(w2) : fail(w2, "missing");
       } else if (device === "cpu") {
         const w = `${cw} (cpu) requests no GPU and uses gloo`;
-        const gpu = c.resources?.limits?.["nvidia.com/gpu"] ?? c.resources?.requests?.["nvidia.com/gpu"];
+        const gpu = Object.keys({ ...c.resources?.requests, ...c.resources?.limits }).find((k) => k.startsWith("nvidia.com/"));
         !gpu && flag(c, "backend") === "gloo" ? ok(w) : fail(w, `nvidia.com/gpu=${gpu}, --backend=${flag(c, "backend")}`);
       }
       if (device !== undefined) {
@@ -306,6 +447,8 @@ function checkConsistency(file, docs) {
     const w = `${file}: ${name(pdb)} selects a pod template`;
     pods.some((p) => selects(pdb.spec.selector, p.tmpl.metadata?.labels)) ? ok(w) : fail(w, "selector matches no pod template");
   }
+  const served = checkServing(file, docs, pods);
+  checkScaledObjects(file, docs, served);
   for (const sm of byKind("ServiceMonitor")) {
     const w = `${file}: ${name(sm)} selects a Service with its endpoint ports`;
     const svc = services.filter((s) => selects(sm.spec.selector, s.metadata.labels));
@@ -323,6 +466,7 @@ for (const file of process.argv.slice(2)) {
       continue;
     }
     if (doc.apiVersion === "leaderworkerset.x-k8s.io/v1" && doc.kind === "LeaderWorkerSet") await validateLeaderWorkerSet(file, doc);
+    else if (doc.kind === "ScaledObject") continue;  // hand-checked in checkScaledObjects
     else await validateSchema(file, doc);
   }
   checkConsistency(file, docs);

@@ -70,10 +70,10 @@ done
 # to be reported with its own message.
 step "self-test: broken manifests must be rejected"
 base_yaml="$work/rendered/single-node.yaml"
-expect_failure() {  # name, sed expression, message the validator must print
-  local name="$1" expr="$2" message="$3" out="$work/broken-$1.yaml"
-  sed -e "$expr" "$base_yaml" > "$out"
-  if cmp -s "$out" "$base_yaml"; then
+expect_failure() {  # name, sed expression, message the validator must print [, rendered file]
+  local name="$1" expr="$2" message="$3" src="${4:-$base_yaml}" out="$work/broken-$1.yaml"
+  sed -e "$expr" "$src" > "$out"
+  if cmp -s "$out" "$src"; then
     echo "FAIL self-test $name: the sed expression changed nothing"; failed=1; return
   fi
   if node "$work/validate/validate.mjs" "$out" > "$out.log" 2>&1; then
@@ -95,6 +95,19 @@ expect_failure no-token '/--worker_token_file=/d' "not set: the server would gen
 expect_failure worker-port 's/--server=magi-server-workers:50052/--server=magi-server-workers:50051/' "has no port 50051"
 expect_failure netpol-port 's/- port: worker-pool/- port: workers/' "no container port workers"
 expect_failure dashed-flag 's/--state_dir=/--state-dir=/' "flags use underscores"
+# Issue 19: worker probes, LeaderReady, the RWX model claim, no GPU for the server, model names.
+lws_yaml="$work/rendered/multi-node.yaml"
+expect_failure no-startup-probe 's/startupProbe:/startupProbeOff:/' "has no startupProbe"
+expect_failure liveness-path 's|path: /healthz|path: /livez|' "livenessProbe must be GET /healthz"
+expect_failure readiness-path '0,/path: \/readyz/s//path: \/healthz/' "readinessProbe must be GET /readyz"
+expect_failure no-http-listen '/--http_listen=0.0.0.0:8081/d' "probes need --http_listen"
+expect_failure leader-created 's/startupPolicy: LeaderReady/startupPolicy: LeaderCreated/' "startupPolicy LeaderCreated" "$lws_yaml"
+expect_failure leader-readyz '/tcpSocket:/{N;s|tcpSocket:\n\( *\)port: rendezvous|httpGet:\n\1path: /readyz\n\1port: probes|}' "would deadlock the group" "$lws_yaml"
+expect_failure rwo-models 's/- ReadWriteMany/- ReadWriteOnce/' "must be ReadWriteMany"
+expect_failure server-gpu-env 's/value: void/value: all/' "NVIDIA_VISIBLE_DEVICES is all"
+expect_failure server-cuda-image 's|magi-serve:0.1.0-cpu|magi-serve:0.1.0-cuda|' "is the CUDA workers' image"
+expect_failure no-model-name '/--model_name=/d' "--model_name not set"
+expect_failure bad-model-name 's/--model_name=magi-1-24b/--model_name=magi 1/' "is not 1-64 of"
 printf 'a: 1\na: 2\n' > "$work/broken-duplicate.yaml"
 if yamllint -c "$deploy/.yamllint" "$work/broken-duplicate.yaml" >/dev/null 2>&1; then
   echo "FAIL self-test yamllint accepted a duplicate key"; failed=1

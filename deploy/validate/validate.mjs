@@ -297,6 +297,7 @@ function checkConsistency(file, docs) {
   const byKind = (k) => docs.filter((d) => d.kind === k);
   const pvcs = new Set(byKind("PersistentVolumeClaim").map((d) => d.metadata.name));
   const accounts = new Set(byKind("ServiceAccount").map((d) => d.metadata.name));
+  const priorityClasses = new Set(byKind("PriorityClass").map((d) => d.metadata.name));
   const services = byKind("Service");
   const tokenSecrets = new Set();
 
@@ -322,9 +323,21 @@ function checkConsistency(file, docs) {
         pvcs.has(v.persistentVolumeClaim.claimName) ? ok(w) : fail(w, `no PersistentVolumeClaim ${v.persistentVolumeClaim.claimName}`);
       }
     }
+    if (spec.priorityClassName) {
+      const w = `${where} priorityClassName is a PriorityClass in the manifests (or a system one)`;
+      priorityClasses.has(spec.priorityClassName) || spec.priorityClassName.startsWith("system-") ? ok(w) : fail(w, `no PriorityClass ${spec.priorityClassName}: the API server refuses the pods`);
+    }
     if (spec.serviceAccountName) {
       const w = `${where} serviceAccountName exists`;
       accounts.has(spec.serviceAccountName) ? ok(w) : fail(w, `no ServiceAccount ${spec.serviceAccountName}`);
+    }
+    for (const c of spec.initContainers ?? []) {
+      const w = `${where} init container ${c.name} image was set by kustomize (registry/name:tag)`;
+      /[/].*:[^/]+$/.test(c.image ?? "") ? ok(w) : fail(w, `image "${c.image}" still the placeholder: add the kind to the overlay's images configuration`);
+      for (const m of c.volumeMounts ?? []) {
+        const w2 = `${where} init container ${c.name} mount ${m.mountPath} has a volume`;
+        volumes.has(m.name) ? ok(w2) : fail(w2, `no volume ${m.name}`);
+      }
     }
     for (const c of spec.containers ?? []) {
       const cw = `${where} container ${c.name}`;

@@ -48,6 +48,45 @@ for o in "${overlays[@]}"; do
   fi
 done
 
+# Components (deploy/k8s/components): each rendered on the overlay it is meant for, validated
+# like an overlay. COMPONENT:OVERLAY[+COMPONENT...] (client-auth is in the production overlays).
+component_builds=(
+  models-storage-class:single-node model-fetch:single-node model-fetch:cpu
+  rdma:multi-node host-network:multi-node group-topology:multi-node
+  gpu-product:single-node gpu-product:multi-node runtime-class:single-node runtime-class:multi-node
+  priority-class:single-node priority-class:multi-node mig-4.5b:single-node
+  openshift:single-node+model-fetch openshift:multi-node openshift:cpu
+  keda-autoscaling:single-node
+)
+comp_dirs=()
+for dir in "$deploy"/k8s/components/*/; do comp_dirs+=("$(basename "$dir")"); done
+for c in "${comp_dirs[@]}"; do
+  [ "$c" = client-auth ] && continue
+  printf '%s\n' "${component_builds[@]}" | grep -q "^$c:" || { echo "FAIL component $c is not rendered by validate.sh (add it to component_builds)"; failed=1; }
+done
+# As an operator would: the component added to (a copy of) the overlay's kustomization, so that
+# the overlay's images and namespace apply to what it adds.
+for build in "${component_builds[@]}"; do
+  comp="${build%%:*}" rest="${build#*:}"
+  overlay="${rest%%+*}" extra=""
+  [ "$rest" != "$overlay" ] && extra="${rest#*+}"
+  out_name="component-$comp-on-$overlay${extra:+-with-$extra}"
+  tree="$work/components/$out_name"
+  rm -rf "$tree"; mkdir -p "$tree"; cp -R "$deploy/k8s/." "$tree/"
+  kfile="$tree/overlays/$overlay/kustomization.yaml"
+  if grep -q '^components:' "$kfile"; then
+    sed -i "/^components:/a\\  - ../../components/$comp" "$kfile"
+    [ -n "$extra" ] && sed -i "/^components:/a\\  - ../../components/$extra" "$kfile"
+  else
+    { echo "components:"; [ -n "$extra" ] && echo "  - ../../components/$extra"; echo "  - ../../components/$comp"; } >> "$kfile"
+  fi
+  if kubectl kustomize "$tree/overlays/$overlay" > "$work/rendered/$out_name.yaml"; then
+    echo "ok   rendered $out_name ($(grep -c '^kind:' "$work/rendered/$out_name.yaml") objects)"
+  else
+    echo "FAIL kubectl kustomize $out_name"; failed=1
+  fi
+done
+
 step "yamllint"
 yamllint -c "$deploy/.yamllint" "$deploy/k8s" "$work"/rendered/*.yaml && echo "ok   yamllint" || failed=1
 
@@ -107,6 +146,14 @@ expect_failure rwo-models 's/- ReadWriteMany/- ReadWriteOnce/' "must be ReadWrit
 expect_failure server-gpu-env 's/value: void/value: all/' "NVIDIA_VISIBLE_DEVICES is all"
 expect_failure server-cuda-image 's|magi-serve:0.1.0-cpu|magi-serve:0.1.0-cuda|' "is the CUDA workers' image"
 expect_failure no-model-name '/--model_name=/d' "--model_name not set"
+r="$work/rendered"
+expect_failure keda-model 's/model="magi-1-24b"/model="magi-1-4.5b"/' "selects model magi-1-4.5b but" "$r/component-keda-autoscaling-on-single-node.yaml"
+expect_failure keda-target 's/^    kind: StatefulSet$/    kind: Deployment/' "scaleTargetRef Deployment/magi-worker is not in the manifests" "$r/component-keda-autoscaling-on-single-node.yaml"
+expect_failure keda-no-model 's/{model="magi-1-24b"}//g' "has no model=" "$r/component-keda-autoscaling-on-single-node.yaml"
+expect_failure mig-count '0,/nvidia.com\/mig-3g.40gb: "1"/s//nvidia.com\/mig-3g.40gb: "2"/' "GPU request == limit" "$r/component-mig-4.5b-on-single-node.yaml"
+expect_failure mig-and-gpu 's/^\( *\)nvidia.com\/mig-3g.40gb: "1"/&\n\1nvidia.com\/gpu: "1"/' "several GPU resources" "$r/component-mig-4.5b-on-single-node.yaml"
+expect_failure priority-class 's/priorityClassName: magi-worker/priorityClassName: magi-workers/' "no PriorityClass magi-workers" "$r/component-priority-class-on-single-node.yaml"
+expect_failure fetch-init-mount '/mountPath: \/tmp$/{n;s/name: tmp$/name: scratch/}' "init container verify mount /tmp has a volume: no volume scratch" "$r/component-model-fetch-on-single-node.yaml"
 expect_failure bad-model-name 's/--model_name=magi-1-24b/--model_name=magi 1/' "is not 1-64 of"
 printf 'a: 1\na: 2\n' > "$work/broken-duplicate.yaml"
 if yamllint -c "$deploy/.yamllint" "$work/broken-duplicate.yaml" >/dev/null 2>&1; then

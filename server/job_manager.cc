@@ -78,7 +78,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
 
 JobManager::JobManager(const JobManagerOptions& options, ServerMetrics* metrics)
     : options_(options), metrics_(metrics), catalog_(options.default_model),
-      scheduler_(options.max_queue) {}
+      scheduler_(options.max_queue) {
+  // The default model's series exist (at 0) from the start.
+  if (metrics_) metrics_->TouchModel(catalog_.default_model());
+}
+
+std::string JobManager::ModelLabel(const JobRecord& rec) const {
+  return rec.request.model().empty() ? catalog_.default_model() : rec.request.model();
+}
 
 JobManager::~JobManager() {
   {
@@ -216,7 +223,7 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
       return s;
     }
     feed_->Open(job.rec.job_id, job.rec.chunks_total, {}, "");
-    if (metrics_) metrics_->jobs_submitted->Increment();
+    if (metrics_) metrics_->JobsSubmitted(ModelLabel(job.rec)).Increment();
     std::string id = job.rec.job_id;
     active_.emplace(id, std::move(job));
     view = JobViewLocked(active_.at(id).rec);
@@ -598,7 +605,7 @@ void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool
       job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
       job.queued_since_ms = NowMs();
       EnqueueLocked(job.rec, /*bypass_capacity=*/true);
-      if (metrics_) metrics_->jobs_requeued->Increment();
+      if (metrics_) metrics_->JobsRequeued(ModelLabel(job.rec)).Increment();
       Log(absl::StrCat("job ", id, " re-queued at chunk ", job.rec.chunks_done));
       requeued.push_back(job.rec);
     }
@@ -737,7 +744,7 @@ std::optional<JobRecord> JobManager::Finish(const std::string& job_id, JobState 
     std::lock_guard<std::mutex> lock(mu_);
     if (!written) unwritten_[job_id] = rec;
     if (metrics_) {
-      metrics_->JobsFinished(OutcomeOf(state, status)).Increment();
+      metrics_->JobsFinished(OutcomeOf(state, status), ModelLabel(rec)).Increment();
       if (state == ::magi::v1::JOB_STATE_SUCCEEDED) {
         metrics_->job_latency_seconds->Observe(rec.stats.total_seconds());
       }
@@ -836,8 +843,12 @@ int JobManager::RunningLocked() const {
 
 void JobManager::UpdateGaugesLocked() {
   if (!metrics_) return;
-  metrics_->queue_depth->Set(static_cast<double>(scheduler_.size()));
-  metrics_->jobs_running->Set(RunningLocked());
+  std::map<std::string, int> queued, running;
+  for (const auto& [id, job] : active_) {
+    if (!job.group.empty()) running[ModelLabel(job.rec)] += 1;
+    else if (scheduler_.Contains(id)) queued[ModelLabel(job.rec)] += 1;
+  }
+  metrics_->SetJobGauges(queued, running);
   metrics_->worker_groups_up->Set(static_cast<double>(registry_.size()));
 }
 

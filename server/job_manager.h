@@ -199,6 +199,8 @@ class JobManager {
   void EnqueueLocked(const JobRecord& rec, bool bypass_capacity);
   void UpdateGaugesLocked();
   int RunningLocked() const;
+  // The `model` label of a job's metrics: its model, or the default model when it named none.
+  std::string ModelLabel(const JobRecord& rec) const;
   std::string NewJobId();
 
   const JobManagerOptions options_;

@@ -11,25 +11,31 @@ prometheus::Histogram::BucketBoundaries SecondsBuckets() {
 
 }  // namespace
 
+const char* BuildVersion() { return MAGI_SERVE_VERSION; }
+const char* BuildRevision() { return MAGI_SERVE_REVISION; }
+
 ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
   using namespace prometheus;
-  queue_depth = &BuildGauge().Name("magi_queue_depth").Help("Jobs waiting for a worker group.")
-                     .Register(*registry_).Add({});
-  jobs_running = &BuildGauge().Name("magi_jobs_running").Help("Jobs assigned to a worker group.")
-                      .Register(*registry_).Add({});
+  BuildGauge().Name("magi_build_info")
+      .Help("Always 1; labels: version and git revision of this magi-server build.")
+      .Register(*registry_).Add({{"version", BuildVersion()}, {"revision", BuildRevision()}}).Set(1);
+  queue_depth_ = &BuildGauge().Name("magi_queue_depth").Help("Jobs waiting for a worker group, by model.")
+                      .Register(*registry_);
+  jobs_running_ = &BuildGauge().Name("magi_jobs_running").Help("Jobs assigned to a worker group, by model.")
+                       .Register(*registry_);
   worker_groups_up = &BuildGauge().Name("magi_worker_groups_up")
                           .Help("Worker groups connected and registered.").Register(*registry_).Add({});
-  jobs_submitted = &BuildCounter().Name("magi_jobs_submitted_total")
-                        .Help("Jobs accepted (persisted).").Register(*registry_).Add({});
-  jobs_requeued = &BuildCounter().Name("magi_jobs_requeued_total")
-                       .Help("Jobs put back in the queue because their worker group was lost.")
-                       .Register(*registry_).Add({});
+  jobs_submitted_total_ = &BuildCounter().Name("magi_jobs_submitted_total")
+                               .Help("Jobs accepted (persisted), by model.").Register(*registry_);
+  jobs_requeued_total_ = &BuildCounter().Name("magi_jobs_requeued_total")
+                              .Help("Jobs put back in the queue because their worker group was lost or left, by model.")
+                              .Register(*registry_);
   chunks_emitted = &BuildCounter().Name("magi_chunks_emitted_total")
                         .Help("Video chunks finished and stored.").Register(*registry_).Add({});
   chunk_bytes = &BuildCounter().Name("magi_chunk_bytes_total")
                      .Help("Bytes of fMP4 fragments stored.").Register(*registry_).Add({});
   jobs_total_ = &BuildCounter().Name("magi_jobs_total")
-                     .Help("Finished jobs by outcome.").Register(*registry_);
+                     .Help("Finished jobs by outcome and model.").Register(*registry_);
   rejected_total_ = &BuildCounter().Name("magi_jobs_rejected_total")
                          .Help("Requests refused at admission by reason.").Register(*registry_);
   worker_auth_failures_total_ = &BuildCounter().Name("magi_worker_auth_failures_total")
@@ -62,14 +68,55 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   chunk_delivery_lag_seconds = &BuildHistogram().Name("magi_chunk_delivery_lag_seconds")
                                     .Help("Time from a worker finishing a chunk to the server storing it.")
                                     .Register(*registry_).Add({}, SecondsBuckets());
-  for (const char* o : {"succeeded", "failed", "cancelled", "deadline_exceeded"}) JobsFinished(o);
   for (const char* r : {"invalid_argument", "queue_full", "draining", "deadline_exceeded"}) JobsRejected(r);
   for (const char* r : {"missing", "malformed", "invalid"}) WorkerAuthFailures(r);
   for (const char* op : {"insert", "update", "put_chunk", "final_video", "delete", "read"}) StoreErrors(op);
 }
 
-prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome) {
-  return jobs_total_->Add({{"outcome", outcome}});
+prometheus::Counter& ServerMetrics::JobsFinished(const std::string& outcome, const std::string& model) {
+  TouchModel(model);
+  return jobs_total_->Add({{"outcome", outcome}, {"model", model}});
+}
+
+prometheus::Counter& ServerMetrics::JobsSubmitted(const std::string& model) {
+  TouchModel(model);
+  return jobs_submitted_total_->Add({{"model", model}});
+}
+
+prometheus::Counter& ServerMetrics::JobsRequeued(const std::string& model) {
+  TouchModel(model);
+  return jobs_requeued_total_->Add({{"model", model}});
+}
+
+void ServerMetrics::TouchModel(const std::string& model) {
+  {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    if (!models_.insert(model).second) return;
+  }
+  // Family::Add returns the existing series for known labels: safe if two threads race here.
+  queue_depth_->Add({{"model", model}});
+  jobs_running_->Add({{"model", model}});
+  jobs_submitted_total_->Add({{"model", model}});
+  jobs_requeued_total_->Add({{"model", model}});
+  for (const char* o : {"succeeded", "failed", "cancelled", "deadline_exceeded"}) {
+    jobs_total_->Add({{"outcome", o}, {"model", model}});
+  }
+}
+
+void ServerMetrics::SetJobGauges(const std::map<std::string, int>& queued, const std::map<std::string, int>& running) {
+  for (const auto& [m, n] : queued) TouchModel(m);
+  for (const auto& [m, n] : running) TouchModel(m);
+  std::set<std::string> models;
+  {
+    std::lock_guard<std::mutex> lock(models_mu_);
+    models = models_;
+  }
+  for (const std::string& m : models) {
+    auto q = queued.find(m);
+    auto r = running.find(m);
+    queue_depth_->Add({{"model", m}}).Set(q == queued.end() ? 0 : q->second);
+    jobs_running_->Add({{"model", m}}).Set(r == running.end() ? 0 : r->second);
+  }
 }
 
 prometheus::Counter& ServerMetrics::JobsRejected(const std::string& reason) {

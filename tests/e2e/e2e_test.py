@@ -127,9 +127,16 @@ class Server:
         self.wait_for_workers(workers, timeout=worker_timeout)
 
     def metric(self, name):
+        """Sum of the samples of `name` (`metric` or `metric{label="value",...}`) whose labels
+        include the given ones (series with more labels, e.g. `model`, count); None if none."""
         text = self.get("/metrics")[1]
-        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-        return float(m.group(1)) if m else None
+        base, _, want = name.partition("{")
+        want = set(re.findall(r'(\w+)="([^"]*)"', want))
+        total = None
+        for m in re.finditer(r"^%s(?:\{([^}]*)\})? (\S+)$" % re.escape(base), text, re.M):
+            if want <= set(re.findall(r'(\w+)="([^"]*)"', m.group(1) or "")):
+                total = (total or 0.0) + float(m.group(2))
+        return total
 
     def get(self, path):
         try:
@@ -382,7 +389,7 @@ class E2e(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as cm:
             srv.stub.Submit(request(deadline_unix_ms=int(time.time() * 1000) - 1000))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertIn('magi_jobs_total{outcome="deadline_exceeded"} 1', srv.get("/metrics")[1])
+        self.assertEqual(srv.metric('magi_jobs_total{outcome="deadline_exceeded"}'), 1)
 
     # -- worker authentication ---------------------------------------------------------
     def test_worker_auth(self):

@@ -7,7 +7,9 @@ also gives the label names and values to check selectors such as {outcome="faile
 
 Every series selector in every PromQL expression (dashboard targets, template variable
 queries, alert expressions) is extracted; anything that is not a PromQL function, keyword or
-Grafana variable must be an exported metric, histogram series (_bucket/_sum/_count) included.
+Grafana variable must be an exported metric, histogram series (_bucket/_sum/_count) included,
+or one of the EXTERNAL metrics below (other exporters the dashboard and alerts rely on), whose
+selectors may use only that exporter's labels.
 
 Usage:
   check_metric_names.py (--source SERVER_DIR | --scrape METRICS.txt) FILE...
@@ -27,6 +29,24 @@ AGGREGATIONS = {"sum", "avg", "count", "min", "max", "stddev", "stdvar", "topk",
                 "count_values", "group", "limitk", "limit_ratio"}
 TARGET_LABELS = {"instance", "job"}
 GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+# Metrics of other exporters: name -> (exporter, labels its series carry).
+_DCGM_LABELS = {"gpu", "UUID", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION", "pod", "namespace", "container"}
+EXTERNAL = {
+    # NVIDIA dcgm-exporter, default counters (etc/default-counters.csv); pod/namespace/container
+    # come from its Kubernetes pod mapping (on in the GPU Operator).
+    "DCGM_FI_DEV_GPU_UTIL": ("dcgm-exporter", _DCGM_LABELS),
+    "DCGM_FI_DEV_FB_USED": ("dcgm-exporter", _DCGM_LABELS),
+    "DCGM_FI_DEV_FB_FREE": ("dcgm-exporter", _DCGM_LABELS),
+    "DCGM_FI_DEV_POWER_USAGE": ("dcgm-exporter", _DCGM_LABELS),
+    "DCGM_FI_DEV_GPU_TEMP": ("dcgm-exporter", _DCGM_LABELS),
+    "DCGM_FI_DEV_XID_ERRORS": ("dcgm-exporter", _DCGM_LABELS | {"err_code", "err_msg"}),
+    # kube-state-metrics.
+    "kube_pod_container_status_restarts_total": ("kube-state-metrics", {"namespace", "pod", "container", "uid"}),
+    # kubelet (/metrics), per mounted PersistentVolumeClaim.
+    "kubelet_volume_stats_available_bytes": ("kubelet", {"namespace", "persistentvolumeclaim"}),
+    "kubelet_volume_stats_capacity_bytes": ("kubelet", {"namespace", "persistentvolumeclaim"}),
+    "kubelet_volume_stats_used_bytes": ("kubelet", {"namespace", "persistentvolumeclaim"}),
+}
 IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
 
@@ -195,6 +215,13 @@ def main():
             for name, matchers in sels:
                 if name is None:
                     problems.append("selector without a metric name")
+                    continue
+                if name not in series and name in EXTERNAL:
+                    exporter, known = EXTERNAL[name]
+                    used.add(f"{name} ({exporter})")
+                    for label, _, _ in matchers:
+                        if label not in known and label not in TARGET_LABELS:
+                            problems.append(f"{name} ({exporter}) has no label {label}")
                     continue
                 if name not in series:
                     problems.append(f"{name} is not exported")

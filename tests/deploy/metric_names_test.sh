@@ -20,3 +20,17 @@ if "${check[@]}" "$work/broken.json" > "$work/broken.log" 2>&1; then
 fi
 grep -q "magi_queue_length is not exported" "$work/broken.log"
 echo "ok   self-test: unknown metric magi_queue_length rejected"
+
+# Self-test: other exporters' metrics are known by name and label.
+sed 's/DCGM_FI_DEV_GPU_UTIL/DCGM_FI_DEV_GPU_UTILIZATION/' "$dashboard" > "$work/broken-dcgm.json"
+if "${check[@]}" "$work/broken-dcgm.json" > "$work/broken-dcgm.log" 2>&1; then
+  echo "FAIL self-test: a dashboard using DCGM_FI_DEV_GPU_UTILIZATION was accepted"; exit 1
+fi
+grep -q "DCGM_FI_DEV_GPU_UTILIZATION is not exported" "$work/broken-dcgm.log"
+echo "ok   self-test: unknown exporter metric DCGM_FI_DEV_GPU_UTILIZATION rejected"
+sed 's/persistentvolumeclaim=/pvc=/' "$rules" > "$work/broken-rules.yaml"
+if "${check[@]}" "$work/broken-rules.yaml" > "$work/broken-rules.log" 2>&1; then
+  echo "FAIL self-test: an alert selecting kubelet_volume_stats_* by pvc= was accepted"; exit 1
+fi
+grep -q "kubelet_volume_stats_available_bytes (kubelet) has no label pvc" "$work/broken-rules.log"
+echo "ok   self-test: unknown label pvc of an exporter metric rejected"

@@ -22,6 +22,14 @@ c = json.load(open(sys.argv[1]))
 c["runtime_config"].update(load="../dit", t5_pretrained="t5", vae_pretrained="vae")
 json.dump(c, open(sys.argv[2], "w"))
 PY
+python3 - "$m/config.json" "$work/bad-config/config.json" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+c["runtime_config"]["num_steps"] = 6  # not a multiple of window_size 4
+os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True)
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect "inconsistent config.json" 1 "num_steps (6) must be divisible" --model_dir "$work/bad-config"
 expect "no T5 folder" 1 "t5/config.json does not exist" --model_dir "$m"
 mkdir -p "$m/t5" "$m/vae"; touch "$m/t5/config.json" "$m/t5/spiece.model" "$m/vae/config.json"
 expect "T5 without safetensors" 1 "t5_pretrained .* holds no \*.safetensors" --model_dir "$m"

@@ -6,7 +6,7 @@
 //   magi-dit-check --model_dir DIR [--chunks N] [--height H --width W]
 //       a served model folder (docs/models.md): DIR/config.json, the DiT checkpoint its
 //       runtime_config.load names (relative paths are relative to DIR, as magi-worker resolves
-//       them), the T5 folder (config.json, spiece.model, safetensors), the VAE folder
+//       them; config.json passes the worker's consistency checks), the T5 folder (config.json, spiece.model, safetensors), the VAE folder
 //       (config.json, safetensors) and special_tokens.npz when serving_config enables a token.
 //       The deploy's model-fetch Job runs this before it publishes a folder.
 //   magi-dit-check --write-tiny DIR     writes a tiny random model (config.json + model.safetensors)
@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
     if (!config_path.empty() || !checkpoint.empty()) return Fail("--model_dir replaces --config and --checkpoint");
     auto folder = magi::LoadMagiConfig((fs::path(model_dir) / "config.json").string());
     if (!folder.ok()) return Fail(std::string(folder.status().message()));
+    if (auto v = magi::ValidateMagiConfig(*folder); !v.ok()) return Fail(std::string(v.message()));
     const std::string missing = CheckModelFolder(model_dir, *folder);
     if (!missing.empty()) return Fail(missing);
     config_path = (fs::path(model_dir) / "config.json").string();

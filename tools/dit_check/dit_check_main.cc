@@ -4,10 +4,11 @@
 //
 //   magi-dit-check --config CONFIG.json --checkpoint PATH [--chunks N] [--height H --width W]
 //   magi-dit-check --model_dir DIR [--chunks N] [--height H --width W]
-//       a served model folder (docs/models.md): DIR/config.json, the DiT checkpoint its
-//       runtime_config.load names (relative paths are relative to DIR, as magi-worker resolves
-//       them; config.json passes the worker's consistency checks), the T5 folder (config.json, spiece.model, safetensors), the VAE folder
-//       (config.json, safetensors) and special_tokens.npz when serving_config enables a token.
+//       a served model folder (docs/models.md): DIR/config.json (parsed and checked for
+//       consistency as the worker does), the DiT checkpoint its runtime_config.load names
+//       (relative paths are relative to DIR, as magi-worker resolves them), the T5 folder
+//       (config.json, spiece.model, safetensors), the VAE folder (config.json, safetensors) and
+//       special_tokens.npz when serving_config enables a token.
 //       The deploy's model-fetch Job runs this before it publishes a folder.
 //   magi-dit-check --write-tiny DIR     writes a tiny random model (config.json + model.safetensors)
 #include <cstdio>

@@ -462,6 +462,13 @@ function checkConsistency(file, docs) {
   }
   const served = checkServing(file, docs, pods);
   checkScaledObjects(file, docs, served);
+  for (const pm of byKind("PodMonitor")) {
+    const w = `${file}: ${name(pm)} selects a pod template with its endpoint ports`;
+    const matched = pods.filter((p) => selects(pm.spec.selector, p.tmpl.metadata?.labels));
+    const names = new Set(matched.flatMap((m) => (m.tmpl.spec.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.name))));
+    const missing = (pm.spec.podMetricsEndpoints ?? []).filter((e) => !names.has(e.port));
+    !matched.length ? fail(w, "selector matches no pod template") : missing.length ? fail(w, `no container port ${missing.map((e) => e.port).join(", ")}`) : ok(w);
+  }
   for (const sm of byKind("ServiceMonitor")) {
     const w = `${file}: ${name(sm)} selects a Service with its endpoint ports`;
     const svc = services.filter((s) => selects(sm.spec.selector, s.metadata.labels));

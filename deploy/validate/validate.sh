@@ -147,6 +147,7 @@ expect_failure server-gpu-env 's/value: void/value: all/' "NVIDIA_VISIBLE_DEVICE
 expect_failure server-cuda-image 's|magi-serve:0.1.0-cpu|magi-serve:0.1.0-cuda|' "is the CUDA workers' image"
 expect_failure no-model-name '/--model_name=/d' "--model_name not set"
 r="$work/rendered"
+expect_failure podmonitor-port '/podMetricsEndpoints:/,/selector:/s/port: probes/port: metrics/' "no container port metrics"
 expect_failure keda-model 's/model="magi-1-24b"/model="magi-1-4.5b"/' "selects model magi-1-4.5b but" "$r/component-keda-autoscaling-on-single-node.yaml"
 expect_failure keda-target 's/^    kind: StatefulSet$/    kind: Deployment/' "scaleTargetRef Deployment/magi-worker is not in the manifests" "$r/component-keda-autoscaling-on-single-node.yaml"
 expect_failure keda-no-model 's/{model="magi-1-24b"}//g' "has no model=" "$r/component-keda-autoscaling-on-single-node.yaml"

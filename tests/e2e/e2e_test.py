@@ -636,7 +636,17 @@ class E2e(unittest.TestCase):
             self.assertEqual(w.get("/healthz"), (200, "ok\n"))
             self.assertEqual(w.get("/readyz"), (200, "ready\n"))
             self.assertEqual(w.get("/metricz")[0], 404)
+            code, metrics = w.get("/metrics")
+            self.assertEqual(code, 200)
+            self.assertRegex(metrics, r"(?m)^magi_worker_startup_seconds [0-9.e+-]+$")
+            self.assertGreater(float(re.search(r"(?m)^magi_worker_startup_seconds (\S+)$", metrics).group(1)), 0)
+            self.assertIn("\nmagi_worker_ready 1\n", metrics)
+            self.assertIn("\nmagi_worker_stalled 0\n", metrics)
             srv.wait_for_workers(1)
+            job = srv.stub.Submit(request(chunks=2, steps=4)).job
+            srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+            steps = re.search(r"(?m)^magi_worker_step_seconds_count (\S+)$", w.get("/metrics")[1])
+            self.assertEqual(float(steps.group(1)), 8)  # 2 chunks x 4 steps, each reported
             srv.kill9()  # the server is gone: not ready, still alive
             code, body = wait_http(w.http, "/readyz", 503)
             self.assertEqual(body, "not registered with the server\n")

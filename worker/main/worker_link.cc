@@ -100,6 +100,7 @@ absl::Status WorkerLink::RunSession() {
   std::mutex write_mu;
   std::atomic<bool> broken{false};
   auto send = [&](const WorkerMessage& m) -> bool {
+    if (options_.health && m.has_progress()) options_.health->ObserveStep(m.progress().step_seconds());
     std::lock_guard<std::mutex> lock(write_mu);
     if (broken) return false;
     if (!stream->Write(m)) {

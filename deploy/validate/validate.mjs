@@ -146,17 +146,17 @@ function parseDurationSeconds(text) {
   return Number(m[1]) * scale;
 }
 
-// Value of --flag_name=VALUE in a container's command/args. Our binaries use Abseil flags,
-// which only accept underscores, so a dashed spelling is reported as an error.
+// Value of --flag_name=VALUE in a container's command/args; the last one when repeated, as
+// Abseil takes it. Our binaries use Abseil flags, which only accept underscores, so a dashed
+// spelling is reported as an error.
 function flag(container, flagName) {
   const want = flagName.replaceAll("-", "_");
+  let value;
   for (const a of [...(container.command ?? []), ...(container.args ?? [])]) {
     const m = /^--([\w-]+)=(.*)$/.exec(a);
-    if (m && m[1].replaceAll("-", "_") === want) {
-      return m[2];
-    }
+    if (m && m[1].replaceAll("-", "_") === want) value = m[2];
   }
-  return undefined;
+  return value;
 }
 
 
@@ -243,6 +243,15 @@ function checkServing(file, docs, pods) {
       if (!isServer(c) || !workerImages.size) continue;
       const w = `${file}: ${name(owner)} container ${c.name} runs from an image without CUDA`;
       workerImages.has(c.image) ? fail(w, `${c.image} is the CUDA workers' image; map magi-serve-server to the CPU image`) : ok(`${w} (${c.image})`);
+    }
+  }
+  // The server's --default_model (what a request naming no model gets) must be served.
+  for (const { owner, tmpl } of pods) {
+    for (const c of tmpl.spec?.containers ?? []) {
+      if (!isServer(c) || !served.size) continue;
+      const w = `${file}: ${name(owner)} container ${c.name} --default_model is served by a worker group`;
+      const dm = flag(c, "default_model") ?? "tiny";
+      served.has(dm) ? ok(`${w} (${dm})`) : fail(w, `--default_model ${dm} is not among the served models ${[...served.keys()].join(", ")}: requests naming no model would get NOT_FOUND`);
     }
   }
   for (const lws of docs.filter((d) => d.kind === "LeaderWorkerSet")) {

@@ -20,6 +20,7 @@ for tool in npm yamllint promtool; do
 done
 
 work="${1:-$(mktemp -d)}"
+rm -rf "$work/rendered" "$work/components"  # no stale output of a removed overlay or component
 mkdir -p "$work/validate" "$work/rendered" "$work/rules"
 cp "$here/package.json" "$here/package-lock.json" "$here"/*.mjs "$work/validate/"
 
@@ -54,7 +55,7 @@ component_builds=(
   models-storage-class:single-node model-fetch:single-node model-fetch:cpu
   rdma:multi-node host-network:multi-node group-topology:multi-node
   gpu-product:single-node gpu-product:multi-node runtime-class:single-node runtime-class:multi-node
-  priority-class:single-node priority-class:multi-node mig-4.5b:single-node
+  priority-class:single-node priority-class:multi-node
   openshift:single-node+model-fetch openshift:multi-node openshift:cpu
   keda-autoscaling:single-node
 )
@@ -147,12 +148,14 @@ expect_failure server-gpu-env 's/value: void/value: all/' "NVIDIA_VISIBLE_DEVICE
 expect_failure server-cuda-image 's|magi-serve:0.1.0-cpu|magi-serve:0.1.0-cuda|' "is the CUDA workers' image"
 expect_failure no-model-name '/--model_name=/d' "--model_name not set"
 r="$work/rendered"
+expect_failure default-model '/--default_model=magi-1-24b/d' "--default_model tiny is not among the served models"
+expect_failure mig-default-model '/--default_model=magi-1-4.5b-distill/d' "--default_model magi-1-24b is not among the served models" "$r/mig-4.5b.yaml"
 expect_failure podmonitor-port '/podMetricsEndpoints:/,/selector:/s/port: probes/port: metrics/' "no container port metrics"
 expect_failure keda-model 's/model="magi-1-24b"/model="magi-1-4.5b"/' "selects model magi-1-4.5b but" "$r/component-keda-autoscaling-on-single-node.yaml"
 expect_failure keda-target 's/^    kind: StatefulSet$/    kind: Deployment/' "scaleTargetRef Deployment/magi-worker is not in the manifests" "$r/component-keda-autoscaling-on-single-node.yaml"
 expect_failure keda-no-model 's/{model="magi-1-24b"}//g' "has no model=" "$r/component-keda-autoscaling-on-single-node.yaml"
-expect_failure mig-count '0,/nvidia.com\/mig-3g.40gb: "1"/s//nvidia.com\/mig-3g.40gb: "2"/' "GPU request == limit" "$r/component-mig-4.5b-on-single-node.yaml"
-expect_failure mig-and-gpu 's/^\( *\)nvidia.com\/mig-3g.40gb: "1"/&\n\1nvidia.com\/gpu: "1"/' "several GPU resources" "$r/component-mig-4.5b-on-single-node.yaml"
+expect_failure mig-count '0,/nvidia.com\/mig-3g.40gb: "1"/s//nvidia.com\/mig-3g.40gb: "2"/' "GPU request == limit" "$r/mig-4.5b.yaml"
+expect_failure mig-and-gpu 's/^\( *\)nvidia.com\/mig-3g.40gb: "1"/&\n\1nvidia.com\/gpu: "1"/' "several GPU resources" "$r/mig-4.5b.yaml"
 expect_failure priority-class 's/priorityClassName: magi-worker/priorityClassName: magi-workers/' "no PriorityClass magi-workers" "$r/component-priority-class-on-single-node.yaml"
 expect_failure fetch-init-mount '/mountPath: \/tmp$/{n;s/name: tmp$/name: scratch/}' "init container verify mount /tmp has a volume: no volume scratch" "$r/component-model-fetch-on-single-node.yaml"
 expect_failure bad-model-name 's/--model_name=magi-1-24b/--model_name=magi 1/' "is not 1-64 of"

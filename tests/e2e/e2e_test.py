@@ -294,8 +294,9 @@ class E2e(unittest.TestCase):
         self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state, pb.JOB_STATE_SUCCEEDED)
 
     def test_cancel_mid_job(self):
+        # 40 chunks x 16 steps x 30 ms: ~19 s of work, cancelled after its second chunk.
         srv = self.server(step_ms=30)
-        job = srv.stub.Submit(request(chunks=10, steps=4)).job
+        job = srv.stub.Submit(request(chunks=40, steps=16)).job
         seen = []
 
         def until_chunk1(ev):
@@ -306,12 +307,15 @@ class E2e(unittest.TestCase):
         self.assertEqual(seen, [1])
         self.assertEqual(code, grpc.StatusCode.CANCELLED)
         self.assertEqual(events[-1][1].WhichOneof("event"), "failed")
-        self.assertLess(len(chunks), 10)
+        self.assertLess(len(chunks), 40)
         got = srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id))
         self.assertEqual(got.state, pb.JOB_STATE_CANCELLED)
-        # The worker is free again: a new job runs to the end.
+        # The worker stopped: the group's slot stays busy until the worker reports the job done,
+        # so a worker that kept computing would hold this job back for ~18 s more.
+        t0 = time.monotonic()
         _, _, code2 = collect(srv.stub.Generate(request(chunks=1)))
         self.assertEqual(code2, grpc.StatusCode.OK)
+        self.assertLess(time.monotonic() - t0, 8.0, "the worker kept computing the cancelled job")
         with self.assertRaises(grpc.RpcError) as cm:
             srv.stub.GetVideo(pb.GetVideoRequest(job_id=job.job_id)).next()
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)

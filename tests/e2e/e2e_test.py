@@ -487,6 +487,23 @@ class E2e(unittest.TestCase):
         self.assertEqual(streamed, srv.video(job_id))
         self.assertEqual(srv.video(job_id), self.reference_video(srv, req))
         self.assertGreaterEqual(srv.metric("magi_jobs_requeued_total"), 1)
+        # Resumed, not restarted: the second attempt starts after the chunks the client already
+        # had (0 and 1), so no chunk was computed twice (the server drops duplicates silently,
+        # which would hide a restart from chunk 0 from every check above).
+        # What the workers were told (their own log lines; local workers write to the server's
+        # stderr), not what the server meant to send.
+        srv.log.flush()
+        starts = []
+        for name in sorted(os.listdir(srv.state_dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(srv.state_dir, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                starts += re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
+                self.assertNotIn("sent chunk", text)  # a worker that recomputed stored chunks
+        starts.sort(key=lambda s: int(s[0]))
+        self.assertEqual(starts[0], ("1", "0"), starts)
+        later = [int(k) for a, k in starts[1:]]
+        self.assertTrue(later and all(k >= 2 for k in later), starts)
 
     def test_server_restart_recovers_jobs(self):
         srv = self.server(step_ms=25)

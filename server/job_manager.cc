@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
 
 JobManager::JobManager(const JobManagerOptions& options, ServerMetrics* metrics)
     : options_(options), metrics_(metrics), catalog_(options.default_model),
-      scheduler_(options.max_queue) {}
+      scheduler_(options.max_queue), rate_(options.tenant_submits_per_minute) {}
 
 JobManager::~JobManager() {
   {
@@ -191,6 +191,14 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
             " jobs queued (--tenant-max-queued ", options_.tenant_max_queued,
             "); wait for one to start or cancel one"));
       }
+    }
+    int64_t retry_ms = 0;
+    if (!rate_.TryTake(tenant, NowMs(), &retry_ms)) {
+      if (metrics_) metrics_->JobsRejected("tenant_rate").Increment();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "tenant rate: tenant '", tenant.empty() ? "anonymous" : tenant, "' submitted more than ",
+          rate_.per_minute(), " jobs in a minute (--tenant-submits-per-minute ", rate_.per_minute(),
+          "); retry in ", (retry_ms + 999) / 1000, " s"));
     }
   }
   ActiveJob job;

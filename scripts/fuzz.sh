@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs the media decoder fuzz target (libFuzzer + ASan/UBSan, clang) for a bounded time.
-# Usage: scripts/fuzz.sh [SECONDS]   (default 45). Exit 0 = no finding.
+# Runs the libFuzzer targets (clang, ASan/UBSan) for a bounded time each:
+#   media  — the media decoders (DecodeImage, DecodePrefixVideo), SECONDS (default 45)
+#   config — the config.json parser and its round trip, SECONDS / 2 (at least 10)
+# Usage: scripts/fuzz.sh [SECONDS]. Exit 0 = no finding; on a finding, the whole report and
+# the reproducer's path under build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-45}"
@@ -8,16 +11,26 @@ export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 bash fuzz/make_seeds.sh build-fuzz/seeds >/dev/null
-mkdir -p build-fuzz/corpus
-log=build-fuzz/last_run.log
-rc=0
-build-fuzz/fuzz_media_decode_libfuzzer build-fuzz/corpus build-fuzz/seeds \
-  -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=2048 -timeout=20 \
-  -artifact_prefix=build-fuzz/ -print_final_stats=1 >"$log" 2>&1 || rc=$?
-if [ "$rc" -ne 0 ]; then
-  # A finding: the whole report (sanitizer stack, reproducer path), not a cut of it.
-  cat "$log"
-  echo "fuzz: the fuzzer exited with status $rc; reproducer under build-fuzz/ (crash-*, timeout-*, oom-*)"
-  exit "$rc"
-fi
-tail -n 5 "$log"
+mkdir -p build-fuzz/seeds_config && cp configs/*.json build-fuzz/seeds_config/
+
+# run NAME TARGET SECONDS SEED_DIR [libFuzzer flags...]
+run() {
+  local name="$1" target="$2" secs="$3" seeds="$4"
+  shift 4
+  mkdir -p "build-fuzz/corpus_$name"
+  local log="build-fuzz/last_run_$name.log" rc=0
+  "build-fuzz/$target" "build-fuzz/corpus_$name" "$seeds" -max_total_time="$secs" -rss_limit_mb=2048 \
+    -artifact_prefix="build-fuzz/$name-" -print_final_stats=1 "$@" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # A finding: the whole report (sanitizer stack, reproducer path), not a cut of it.
+    cat "$log"
+    echo "fuzz: $target exited with status $rc; reproducer under build-fuzz/ ($name-crash-*, -timeout-*, -oom-*)"
+    return "$rc"
+  fi
+  echo "fuzz $name: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1), no finding"
+}
+status=0
+run media fuzz_media_decode_libfuzzer "$seconds" build-fuzz/seeds -max_len=262144 -timeout=20 || status=1
+config_seconds=$((seconds / 2 > 10 ? seconds / 2 : 10))
+run config fuzz_config_parse_libfuzzer "$config_seconds" build-fuzz/seeds_config -max_len=65536 -timeout=10 || status=1
+exit $status

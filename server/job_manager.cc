@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
 
 JobManager::JobManager(const JobManagerOptions& options, ServerMetrics* metrics)
     : options_(options), metrics_(metrics), catalog_(options.default_model),
-      scheduler_(options.max_queue) {
+      scheduler_(options.max_queue), rate_(options.tenant_submits_per_minute) {
   // The default model's series exist (at 0) from the start.
   if (metrics_) metrics_->TouchModel(catalog_.default_model());
 }
@@ -198,6 +198,14 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
             " jobs queued (--tenant-max-queued ", options_.tenant_max_queued,
             "); wait for one to start or cancel one"));
       }
+    }
+    int64_t retry_ms = 0;
+    if (!rate_.TryTake(tenant, NowMs(), &retry_ms)) {
+      if (metrics_) metrics_->JobsRejected("tenant_rate").Increment();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "tenant rate: tenant '", tenant.empty() ? "anonymous" : tenant, "' submitted more than ",
+          rate_.per_minute(), " jobs in a minute (--tenant-submits-per-minute ", rate_.per_minute(),
+          "); retry in ", (retry_ms + 999) / 1000, " s"));
     }
   }
   ActiveJob job;
@@ -488,7 +496,12 @@ void JobManager::HandleChunk(const std::string& key, const ::magi::internal::v1:
     if (!registry_.Touch(key, NowMs())) return;  // already dropped
     ActiveJob* job = JobForLocked(key, c.job_id(), c.attempt());
     if (!job) return;
-    if (c.index() < job->rec.chunks_done) return;  // a duplicate after a resume
+    if (c.index() < job->rec.chunks_done) {
+      // The current attempt started after this chunk: the worker recomputed it for nothing.
+      Log(absl::StrCat("job ", c.job_id(), " attempt ", c.attempt(), ": group ", key, " sent chunk ", c.index(),
+                       " again (already stored; the attempt started at a later chunk); dropped"));
+      return;
+    }
     bad = c.index() != job->rec.chunks_done || c.index() >= job->rec.chunks_total ||
           (c.index() == 0 && c.init_segment().empty()) || c.fragment().empty();
     if (bad) {

@@ -50,6 +50,7 @@
 #include "server/job_feed.h"
 #include "server/job_store.h"
 #include "server/model_catalog.h"
+#include "server/tenant_rate_limiter.h"
 #include "server/request_validator.h"
 #include "server/scheduler.h"
 
@@ -72,6 +73,9 @@ struct JobManagerOptions {
   // Queued (not yet running) jobs one tenant may have at once; 0 = no per-tenant limit (the
   // queue's max_queue still applies).
   size_t tenant_max_queued = 0;
+  // Jobs one tenant may submit per minute (a bucket of this many, refilled continuously);
+  // 0 = no rate limit. Idempotent retries of an existing job do not count.
+  int tenant_submits_per_minute = 0;
   int heartbeat_interval_ms = 1000;  // what groups are told to use
   std::string default_model = "tiny";
   RequestLimits limits;
@@ -96,8 +100,8 @@ class JobManager {
   // Validates and persists a job of `tenant` (or returns the existing one for a known
   // idempotency key of that tenant and the same request). InvalidArgument (field named),
   // AlreadyExists (the key was used for a different request; names the key),
-  // ResourceExhausted (queue full, or the tenant has tenant_max_queued jobs queued; names
-  // the limit), Unavailable (draining), DeadlineExceeded (deadline already passed).
+  // ResourceExhausted (queue full, the tenant has tenant_max_queued jobs queued, or it
+  // submitted faster than tenant_submits_per_minute; names the limit), Unavailable (draining), DeadlineExceeded (deadline already passed).
   absl::StatusOr<::magi::v1::Job> Submit(const std::string& tenant, const ::magi::v1::GenerateRequest& request);
   // Attaches `subscriber` to a job: an accepted event first if `accepted_first`, then the
   // stored chunks with index >= from_chunk (the first one carries the init segment), then
@@ -214,6 +218,7 @@ class JobManager {
   mutable std::mutex mu_;  // the in-memory state below; never held across disk I/O
   std::condition_variable idle_cv_;
   Scheduler scheduler_;
+  TenantRateLimiter rate_;  // guarded by mu_
   GroupRegistry registry_{&catalog_};
   std::map<std::string, ActiveJob> active_;  // queued and running jobs
   std::map<std::string, JobRecord> unwritten_;  // finished; the store refused the final record

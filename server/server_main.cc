@@ -53,6 +53,9 @@ ABSL_FLAG(std::string, client_tokens_file, "",
           "empty = no client authentication (one anonymous tenant)");
 ABSL_FLAG(int, tenant_max_queued, 0,
           "queued jobs one tenant may have at once; more are refused with RESOURCE_EXHAUSTED (0 = no limit)");
+ABSL_FLAG(int, tenant_submits_per_minute, 0,
+          "jobs one tenant may submit per minute (a burst of this many, then one every 60/N s); more are "
+          "refused with RESOURCE_EXHAUSTED (0 = no limit; idempotent retries do not count)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve --listen over TLS (with --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -148,6 +151,10 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_tenant_max_queued) < 0) {
     return Fail(absl::StrCat("--tenant-max-queued: ", absl::GetFlag(FLAGS_tenant_max_queued), " must be >= 0"));
   }
+  if (absl::GetFlag(FLAGS_tenant_submits_per_minute) < 0 || absl::GetFlag(FLAGS_tenant_submits_per_minute) > 1000000) {
+    return Fail(absl::StrCat("--tenant-submits-per-minute: ", absl::GetFlag(FLAGS_tenant_submits_per_minute),
+                             " must be in [0, 1000000]"));
+  }
   if (!absl::GetFlag(FLAGS_tls_cert).empty() && absl::GetFlag(FLAGS_local_workers) > 0 &&
       absl::GetFlag(FLAGS_worker_listen).empty()) {
     return Fail("--tls-cert with --local-workers: local workers connect in plaintext; give them "
@@ -171,6 +178,7 @@ int main(int argc, char** argv) {
   options.tls_key = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   options.jobs.tenant_max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_tenant_max_queued));
+  options.jobs.tenant_submits_per_minute = absl::GetFlag(FLAGS_tenant_submits_per_minute);
   options.jobs.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.jobs.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_queue));
   options.jobs.retention_jobs = absl::GetFlag(FLAGS_retention_jobs);

@@ -19,15 +19,16 @@ inline at::Tensor GatePostNormResidual(const at::Tensor& x, const at::Tensor& ga
   at::Tensor xf = x.to(at::kFloat).contiguous(), w = weight.to(at::kFloat).contiguous(),
              b = bias.to(at::kFloat).contiguous();
   const bool bf16 = out_dtype == at::kBFloat16;
-  at::Tensor g = gate.to(bf16 ? at::kBFloat16 : at::kFloat).contiguous();
-  at::Tensor r = residual.to(bf16 ? at::kBFloat16 : at::kFloat).contiguous();
+  // Gate and residual stay float32 whatever the output dtype, as in the CPU twin
+  // (kernels/fused_ops.cc): only the sum is rounded to out_dtype.
+  at::Tensor g = gate.to(at::kFloat).contiguous();
+  at::Tensor r = residual.to(at::kFloat).contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   cudaError_t err;
   if (bf16) {
     err = LaunchGatePostNormResidual<__nv_bfloat16>(
-        xf.data_ptr<float>(), reinterpret_cast<const __nv_bfloat16*>(g.data_ptr()), w.data_ptr<float>(),
-        b.data_ptr<float>(), reinterpret_cast<const __nv_bfloat16*>(r.data_ptr()),
+        xf.data_ptr<float>(), g.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(), r.data_ptr<float>(),
         reinterpret_cast<__nv_bfloat16*>(out.data_ptr()), rows, dim, static_cast<float>(eps), stream);
   } else {
     err = LaunchGatePostNormResidual<float>(xf.data_ptr<float>(), g.data_ptr<float>(), w.data_ptr<float>(),

@@ -6,8 +6,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ inline float ToFloat(float v) { return v; }
-__device__ inline float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <typename T>
 __device__ inline T FromFloat(float v);
 template <>
@@ -33,24 +31,24 @@ __device__ float BlockSum(float v, float* shared) {
 }
 
 template <typename T>
-__global__ void GatePostNormResidualKernel(const float* x, const T* gate, const float* weight, const float* bias,
-                                           const T* residual, T* out, int64_t dim, float eps) {
+__global__ void GatePostNormResidualKernel(const float* x, const float* gate, const float* weight, const float* bias,
+                                           const float* residual, T* out, int64_t dim, float eps) {
   __shared__ float shared[kThreads / 32];
   const int64_t row = blockIdx.x;
   const float* xr = x + row * dim;
-  const T* gr = gate + row * dim;
+  const float* gr = gate + row * dim;
   float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < dim; i += kThreads) sum += xr[i] * ToFloat(gr[i]);
+  for (int64_t i = threadIdx.x; i < dim; i += kThreads) sum += xr[i] * gr[i];
   const float mean = BlockSum(sum, shared) / dim;
   float sq = 0.0f;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) {
-    const float d = xr[i] * ToFloat(gr[i]) - mean;
+    const float d = xr[i] * gr[i] - mean;
     sq += d * d;
   }
   const float rstd = rsqrtf(BlockSum(sq, shared) / dim + eps);
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) {
-    const float y = (xr[i] * ToFloat(gr[i]) - mean) * rstd * (weight[i] + 1.0f) + bias[i];
-    out[row * dim + i] = FromFloat<T>(y + ToFloat(residual[row * dim + i]));
+    const float y = (xr[i] * gr[i] - mean) * rstd * (weight[i] + 1.0f) + bias[i];
+    out[row * dim + i] = FromFloat<T>(y + residual[row * dim + i]);
   }
 }
 
@@ -86,8 +84,8 @@ __global__ void RotaryKernel(float* x, const float* sin, const float* cos, int64
 }  // namespace
 
 template <typename T>
-cudaError_t LaunchGatePostNormResidual(const float* x, const T* gate, const float* weight, const float* bias,
-                                       const T* residual, T* out, int64_t rows, int64_t dim, float eps,
+cudaError_t LaunchGatePostNormResidual(const float* x, const float* gate, const float* weight, const float* bias,
+                                       const float* residual, T* out, int64_t rows, int64_t dim, float eps,
                                        cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   GatePostNormResidualKernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, gate, weight, bias, residual,
@@ -97,9 +95,9 @@ cudaError_t LaunchGatePostNormResidual(const float* x, const T* gate, const floa
 
 template cudaError_t LaunchGatePostNormResidual<float>(const float*, const float*, const float*, const float*,
                                                        const float*, float*, int64_t, int64_t, float, cudaStream_t);
-template cudaError_t LaunchGatePostNormResidual<__nv_bfloat16>(const float*, const __nv_bfloat16*, const float*,
-                                                               const float*, const __nv_bfloat16*, __nv_bfloat16*,
-                                                               int64_t, int64_t, float, cudaStream_t);
+template cudaError_t LaunchGatePostNormResidual<__nv_bfloat16>(const float*, const float*, const float*,
+                                                               const float*, const float*, __nv_bfloat16*, int64_t,
+                                                               int64_t, float, cudaStream_t);
 
 cudaError_t LaunchLayerNorm1p(const float* x, const float* weight, const float* bias, float* out, int64_t rows,
                               int64_t dim, float eps, cudaStream_t stream) {

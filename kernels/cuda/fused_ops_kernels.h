@@ -11,11 +11,11 @@
 namespace magi {
 namespace cuda {
 
-// out[r] = LN1p(x[r] * gate[r]) + residual[r]; T is float or __nv_bfloat16 for gate,
-// residual and out.
+// out[r] = LN1p(x[r] * gate[r]) + residual[r], all float32 until the sum is rounded to T
+// (float or __nv_bfloat16), as the CPU twin does.
 template <typename T>
-cudaError_t LaunchGatePostNormResidual(const float* x, const T* gate, const float* weight, const float* bias,
-                                       const T* residual, T* out, int64_t rows, int64_t dim, float eps,
+cudaError_t LaunchGatePostNormResidual(const float* x, const float* gate, const float* weight, const float* bias,
+                                       const float* residual, T* out, int64_t rows, int64_t dim, float eps,
                                        cudaStream_t stream);
 
 // out[r] = LN1p(x[r]) (float32 in and out).

@@ -301,8 +301,9 @@ class E2e(unittest.TestCase):
         self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state, pb.JOB_STATE_SUCCEEDED)
 
     def test_cancel_mid_job(self):
+        # 40 chunks x 16 steps x 30 ms: ~19 s of work, cancelled after its second chunk.
         srv = self.server(step_ms=30)
-        job = srv.stub.Submit(request(chunks=10, steps=4)).job
+        job = srv.stub.Submit(request(chunks=40, steps=16)).job
         seen = []
 
         def until_chunk1(ev):
@@ -313,12 +314,15 @@ class E2e(unittest.TestCase):
         self.assertEqual(seen, [1])
         self.assertEqual(code, grpc.StatusCode.CANCELLED)
         self.assertEqual(events[-1][1].WhichOneof("event"), "failed")
-        self.assertLess(len(chunks), 10)
+        self.assertLess(len(chunks), 40)
         got = srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id))
         self.assertEqual(got.state, pb.JOB_STATE_CANCELLED)
-        # The worker is free again: a new job runs to the end.
+        # The worker stopped: the group's slot stays busy until the worker reports the job done,
+        # so a worker that kept computing would hold this job back for ~18 s more.
+        t0 = time.monotonic()
         _, _, code2 = collect(srv.stub.Generate(request(chunks=1)))
         self.assertEqual(code2, grpc.StatusCode.OK)
+        self.assertLess(time.monotonic() - t0, 8.0, "the worker kept computing the cancelled job")
         with self.assertRaises(grpc.RpcError) as cm:
             srv.stub.GetVideo(pb.GetVideoRequest(job_id=job.job_id)).next()
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
@@ -490,6 +494,23 @@ class E2e(unittest.TestCase):
         self.assertEqual(streamed, srv.video(job_id))
         self.assertEqual(srv.video(job_id), self.reference_video(srv, req))
         self.assertGreaterEqual(srv.metric("magi_jobs_requeued_total"), 1)
+        # Resumed, not restarted: the second attempt starts after the chunks the client already
+        # had (0 and 1), so no chunk was computed twice (the server drops duplicates silently,
+        # which would hide a restart from chunk 0 from every check above).
+        # What the workers were told (their own log lines; local workers write to the server's
+        # stderr), not what the server meant to send.
+        srv.log.flush()
+        starts = []
+        for name in sorted(os.listdir(srv.state_dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(srv.state_dir, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                starts += re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
+                self.assertNotIn("sent chunk", text)  # a worker that recomputed stored chunks
+        starts.sort(key=lambda s: int(s[0]))
+        self.assertEqual(starts[0], ("1", "0"), starts)
+        later = [int(k) for a, k in starts[1:]]
+        self.assertTrue(later and all(k >= 2 for k in later), starts)
 
     def test_server_restart_recovers_jobs(self):
         srv = self.server(step_ms=25)

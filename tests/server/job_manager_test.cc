@@ -457,6 +457,46 @@ TEST_F(JobManagerTest, IdempotencyKeysArePerTenant) {
   EXPECT_EQ(manager_->Submit("alice", r).status().code(), absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(JobManagerTest, TenantSubmitRate) {
+  options_.tenant_submits_per_minute = 2;
+  Open();
+  auto keyed = Request(1);
+  keyed.set_idempotency_key("k1");
+  auto first = manager_->Submit("alice", keyed);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(manager_->Submit("alice", Request(1)).ok());
+  auto third = manager_->Submit("alice", Request(1));
+  ASSERT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  EXPECT_TRUE(absl::StrContains(third.status().message(), "--tenant-submits-per-minute 2")) << third.status();
+  EXPECT_TRUE(absl::StrContains(third.status().message(), "'alice'")) << third.status();
+  EXPECT_TRUE(absl::StrContains(third.status().message(), "retry in 30 s")) << third.status();
+  // A retry of an accepted job is answered, not rate limited; another tenant has its own rate.
+  auto retry = manager_->Submit("alice", keyed);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->job_id(), first->job_id());
+  EXPECT_TRUE(manager_->Submit("bob", Request(1)).ok());
+}
+
+TEST(TenantRateLimiterTest, BurstThenOneEveryInterval) {
+  TenantRateLimiter limiter(6);  // 6 per minute: a burst of 6, then one every 10 s
+  int64_t retry = 0;
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(limiter.TryTake("t", 1000, &retry)) << i;
+  EXPECT_FALSE(limiter.TryTake("t", 1000, &retry));
+  EXPECT_EQ(retry, 10000);
+  EXPECT_FALSE(limiter.TryTake("t", 10999, &retry));
+  EXPECT_EQ(retry, 1);
+  EXPECT_TRUE(limiter.TryTake("t", 11000, &retry));
+  EXPECT_FALSE(limiter.TryTake("t", 11000, &retry));
+  EXPECT_TRUE(limiter.TryTake("u", 11000, &retry));  // per tenant
+  // A long pause refills to the burst, not beyond.
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(limiter.TryTake("t", 3600000, &retry)) << i;
+  EXPECT_FALSE(limiter.TryTake("t", 3600000, &retry));
+  // A clock that steps back neither refills nor breaks the bucket.
+  EXPECT_FALSE(limiter.TryTake("t", 5000, &retry));
+  TenantRateLimiter off;
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(off.TryTake("t", 0, &retry));
+}
+
 TEST_F(JobManagerTest, TenantQueueQuota) {
   options_.tenant_max_queued = 2;
   Open();

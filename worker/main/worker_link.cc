@@ -185,6 +185,8 @@ absl::Status WorkerLink::RunSession() {
           break;
         }
         std::lock_guard<std::mutex> lock(mu);
+        std::fprintf(stderr, "magi-worker: job %s attempt %d starts at chunk %d\n", in.assign().job_id().c_str(),
+                     static_cast<int>(in.assign().attempt()), static_cast<int>(in.assign().start_chunk()));
         executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
         current_ = executor.get();
         job_thread = std::thread([ex = executor.get()] { ex->Run().IgnoreError(); });

@@ -512,12 +512,15 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
     at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
     at::Tensor kv_all = kv_cur;
     if (use_cache) {
-      MAGI_ASSIGN_OR_RETURN(at::Tensor prefix, a.kv_cache->Read(static_cast<int>(li), prefix_tokens));
+      // [cached prefix | this window] in one buffer on the model's device: the prefix is
+      // copied once, straight from the cache.
+      kv_all = at::empty({prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
+      MAGI_RETURN_IF_ERROR(a.kv_cache->ReadInto(static_cast<int>(li), prefix_tokens, kv_all.narrow(0, 0, prefix_tokens)));
       if (a.update_kv_cache) {
         const int64_t n = a.distill_nearly_clean_chunk ? (R - 1) * M : R * M;
         MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), prefix_tokens, kv_cur.narrow(0, 0, n)));
       }
-      kv_all = at::cat({prefix.to(dev, kv_cur.scalar_type()), kv_cur}, 0);
+      kv_all.narrow(0, prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
     }
     at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
                                    scale);                                     // [N*S, Hc, hd]

@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "parallel/layout.h"
@@ -25,6 +27,8 @@ struct RunnerOptions {
   absl::Duration synthetic_step_delay = absl::Milliseconds(5);
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
+  // "model": where this rank computes (ModelRunnerOptions::device); cuda:LOCAL_RANK on a GPU.
+  c10::Device device = c10::Device(c10::kCPU);
   // "model" in a rank group: this rank's layout and communicators (not owned).
   ShardLayout layout;
   Communicator* tp_comm = nullptr;

@@ -108,6 +108,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-worker: --backend=nccl moves CUDA tensors; use --device=cuda, or --backend=gloo on CPU\n");
     return 2;
   }
+  if (world > 1 && backend == "nccl") {
+    // RankGroup::Join builds Gloo groups only in this build (parallel/rank_group.h); the
+    // NCCL TP/CP groups arrive with its CollectiveBackend option (issue 12, item 4). Refuse
+    // rather than move CUDA tensors through Gloo under a flag that says NCCL.
+    std::fprintf(stderr, "magi-worker: --backend=nccl with --tp x --cp > 1 needs NCCL rank groups, which this "
+                         "build's parallel/rank_group does not have; use --tp=1 --cp=1 per GPU, or --backend=gloo\n");
+    return 2;
+  }
+  if (device == "cuda" && nproc > static_cast<int>(at::getNumGPUs())) {
+    std::fprintf(stderr, "magi-worker: --device=cuda: %d rank(s) on this node need as many GPUs, %d visible\n", nproc,
+                 static_cast<int>(at::getNumGPUs()));
+    return 2;
+  }
   if (world > 1 && std::getenv("WORLD_SIZE") == nullptr) {
     // Launcher: this node's ranks are this same command with torchrun-style variables.
     magi::LaunchOptions launch;
@@ -150,15 +163,6 @@ int main(int argc, char** argv) {
   if (world > 1) {
     if (ro.runner != "model") {
       std::fprintf(stderr, "magi-worker: --tp/--cp > 1 shard the model: they need --runner=model\n");
-      return 2;
-    }
-    if (backend == "nccl") {
-      // RankGroup::Join builds Gloo groups only in this build (parallel/rank_group.h); the
-      // NCCL TP/CP groups arrive with its CollectiveBackend option (issue 12, item 4). Refuse
-      // rather than move CUDA tensors through Gloo under a flag that says NCCL.
-      std::fprintf(stderr, "magi-worker: --backend=nccl with --tp x --cp > 1 needs NCCL rank groups, which this "
-                           "build's parallel/rank_group does not have; use --tp=1 --cp=1 per GPU, or "
-                           "--backend=gloo\n");
       return 2;
     }
     // Followers wait in a broadcast between jobs: collectives may wait long; dead or hung

@@ -23,6 +23,7 @@
 #include "tests/engine/host_backed_device.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
+#include "parallel/communicator.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/dit.h"
 #include "worker/model/kv_cache.h"
@@ -196,6 +197,38 @@ TEST_F(DeviceHygieneTest, Bf16DitForwardRunsOnTheModelsDevice) {
   EXPECT_EQ(got.device(), dev);
   // bf16 GEMMs take the device path (native bf16) instead of the CPU's float64 one.
   EXPECT_LT(MaxDiff(got, want), 5e-2 * want.abs().max().item<double>());
+}
+
+// A TP rank uploads only its shard: loading rank 0 of TP 2 onto the device allocates there
+// about half of what TP 1 does (the sharded linears halve; norms, embedders, adaLN and the
+// output head are replicated), and exactly the bytes the model says it keeps. Loading the
+// whole tensor to the device and cutting it there (the code before this test) allocated the
+// whole model's bytes at every TP rank.
+TEST_F(DeviceHygieneTest, ATensorParallelRankUploadsOnlyItsShard) {
+  const c10::Device dev = HostBackedDevice();
+  std::unique_ptr<Communicator> comm = MakeSingleRankCommunicator("tp");
+  struct Load {
+    int64_t uploaded = 0, kept = 0;
+  };
+  auto load = [&](int tp) -> Load {
+    auto ckpt = Checkpoint::Open(dit_path_);
+    EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+    DitModel::Options o;
+    o.device = dev;
+    o.distill = true;
+    o.layout.tp_size = tp;
+    o.tp_comm = comm.get();
+    const int64_t before = HostBackedBytesAllocated();
+    auto model = DitModel::Load(config_.model, **ckpt, o);
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok()) return {};
+    return {HostBackedBytesAllocated() - before, (*model)->weight_bytes()};
+  };
+  const Load whole = load(1), half = load(2);
+  EXPECT_EQ(whole.uploaded, whole.kept);
+  EXPECT_EQ(half.uploaded, half.kept);
+  EXPECT_GT(half.uploaded, whole.uploaded / 4);
+  EXPECT_LT(half.uploaded, whole.uploaded * 3 / 4);
 }
 
 TEST_F(DeviceHygieneTest, EngineLoopKeepsItsStateOnTheModelsDevice) {

@@ -1,5 +1,6 @@
 #include "tests/engine/host_backed_device.h"
 
+#include <atomic>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -13,6 +14,7 @@ namespace magi {
 namespace {
 
 const c10::Device kHost(c10::DeviceType::PrivateUse1, 0);
+std::atomic<int64_t> allocated_bytes{0};
 
 void DropStorageRef(void* ctx) { delete static_cast<c10::Storage*>(ctx); }
 
@@ -57,10 +59,11 @@ class Aliases {
     auto orig = originals_.find(t.unsafeGetTensorImpl());
     if (orig != originals_.end()) return orig->second;
     auto it = host_of_.find(t.storage().unsafeGetStorageImpl());
-    c10::Storage host = it != host_of_.end() && it->second.data() == t.storage().data()
-                            ? it->second
-                            : ShareStorage(t.storage(), kHost, /*resizable=*/false);
-    return WithStorage(std::move(host), c10::DispatchKey::PrivateUse1, t);
+    if (it != host_of_.end() && it->second.data() == t.storage().data()) {
+      return WithStorage(it->second, c10::DispatchKey::PrivateUse1, t);  // a view of an argument
+    }
+    allocated_bytes += static_cast<int64_t>(t.storage().nbytes());  // memory new to the device
+    return WithStorage(ShareStorage(t.storage(), kHost, /*resizable=*/false), c10::DispatchKey::PrivateUse1, t);
   }
 
   // After an op that wrote `alias` (in place or out=): the original host-backed tensor takes
@@ -71,6 +74,7 @@ class Aliases {
     c10::TensorImpl* impl = orig->second.unsafeGetTensorImpl();
     if (orig->second.storage().data() != alias.storage().data() ||
         orig->second.storage().nbytes() != alias.storage().nbytes()) {
+      allocated_bytes += static_cast<int64_t>(alias.storage().nbytes());
       impl->set_storage_keep_dtype(ShareStorage(alias.storage(), kHost, /*resizable=*/false));
     }
     impl->set_sizes_and_strides(alias.sizes(), alias.strides());
@@ -197,5 +201,7 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
 namespace magi {
 
 c10::Device HostBackedDevice() { return kHost; }
+
+int64_t HostBackedBytesAllocated() { return allocated_bytes.load(); }
 
 }  // namespace magi

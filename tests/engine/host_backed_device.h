@@ -14,12 +14,19 @@
 #ifndef MAGI_TESTS_ENGINE_HOST_BACKED_DEVICE_H_
 #define MAGI_TESTS_ENGINE_HOST_BACKED_DEVICE_H_
 
+#include <cstdint>
+
 #include <c10/core/Device.h>
 
 namespace magi {
 
 // The host-backed device (privateuseone:0). Registers the backend on first call.
 c10::Device HostBackedDevice();
+
+// Bytes of memory ever allocated for tensors on the device, process-wide (never decreases):
+// what uploads to it and computation on it created. Differences between two readings tell
+// what the code in between allocated there.
+int64_t HostBackedBytesAllocated();
 
 }  // namespace magi
 

@@ -65,6 +65,7 @@ TEST(BlendNearlyClean, SevenTenthsThreeTenths) {
 
 TEST(GuidedVelocity, ThreePassesWithTheReferenceShapes) {
   FakeDenoiser model(1, 2, 4);
+  model.call_offsets = {100.f, 200.f, 300.f};  // B1, B2, B3 differ, so each coefficient matters
   GuidanceStep s = Step(3, /*extra=*/true, /*nearly=*/false);
   auto v = GuidedVelocity(model, nullptr, Cfg(3), s);
   // slice_point 0 with an extra chunk needs a cache in the real model; the fake has none to read.
@@ -86,9 +87,14 @@ TEST(GuidedVelocity, ThreePassesWithTheReferenceShapes) {
   EXPECT_TRUE(at::equal(b3.x[1], s.x.narrow(2, 4, 2)[0]));
   // Extra slot returns its input latent.
   EXPECT_TRUE(at::equal(v->narrow(2, 0, 2), s.x.narrow(2, 0, 2)));
-  // Chunk 1 at t = 0.1 (bucket 2): (1 − 1.5)·B3 + (1.5 − 7.5)·B2 + 7.5·B1 with B1 = B2 = B3 = t − x.
-  at::Tensor u = model.calls[2].t[0][0] - s.x.narrow(2, 2, 2);
-  EXPECT_TRUE(at::allclose(v->narrow(2, 2, 2), u, 1e-5, 1e-5));
+  // Chunks 1 (t = 0.1, bucket 2) and 2 (t = 0.05, bucket 1), both prev 1.5 / text 7.5:
+  // (1 − 1.5)·B3 + (1.5 − 7.5)·B2 + 7.5·B1 with Bk = t − x + offset_k
+  // = (t − x) − 0.5·300 − 6·200 + 7.5·100 = (t − x) − 600. Swapping any two coefficients, or
+  // any set summing to 1 other than these, gives another constant.
+  for (int j = 1; j <= 2; ++j) {
+    at::Tensor u = s.t[j] - s.x.narrow(2, 2 * j, 2) - 600.f;
+    EXPECT_TRUE(at::allclose(v->narrow(2, 2 * j, 2), u, 1e-4, 1e-3)) << "chunk " << j;
+  }
 }
 
 TEST(GuidedVelocity, NearlyCleanAppendsAndBlends) {

@@ -39,12 +39,40 @@ TEST(ConfigTest, ParsesEveryShippedReleaseConfig) {
   EXPECT_EQ(c24->runtime.num_steps, 16);
 }
 
+// The writer reproduces every field of a shipped config with its value (the parser is strict,
+// so every field of these files is one it reads): a field the writer drops, renames or
+// mangles fails here; re-parsing the output gives the same output again.
 TEST(ConfigTest, RoundTripsThroughJson) {
-  auto c = ParseMagiConfig(ShippedConfig("magi_24B_base.json"), "24B");
-  ASSERT_TRUE(c.ok());
-  auto again = ParseMagiConfig(MagiConfigToJson(*c), "roundtrip");
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(MagiConfigToJson(*again), MagiConfigToJson(*c));
+  for (const char* name : {"magi_4.5B_base.json", "magi_4.5B_distill.json", "magi_4.5B_distill_quant.json",
+                           "magi_24B_base.json", "magi_24B_distill.json", "magi_24B_distill_quant.json"}) {
+    const nlohmann::json original = nlohmann::json::parse(ShippedConfig(name));
+    auto c = ParseMagiConfig(original.dump(), name);
+    ASSERT_TRUE(c.ok()) << name << ": " << c.status();
+    const std::string text = MagiConfigToJson(*c);
+    const nlohmann::json written = nlohmann::json::parse(text);
+    int fields = 0;
+    for (const auto& [section, body] : original.items()) {
+      ASSERT_TRUE(written.contains(section)) << name << ": section " << section << " not written";
+      if (!body.is_object()) {
+        EXPECT_EQ(written[section], body) << name << ": " << section;
+        continue;
+      }
+      for (const auto& [key, value] : body.items()) {
+        ++fields;
+        ASSERT_TRUE(written[section].contains(key)) << name << ": " << section << "." << key << " not written";
+        const nlohmann::json& got = written[section][key];
+        if (value.is_number() && got.is_number()) {
+          EXPECT_DOUBLE_EQ(got.get<double>(), value.get<double>()) << name << ": " << section << "." << key;
+        } else {
+          EXPECT_EQ(got, value) << name << ": " << section << "." << key;
+        }
+      }
+    }
+    EXPECT_GT(fields, 40) << name;
+    auto again = ParseMagiConfig(text, "roundtrip");
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(MagiConfigToJson(*again), text) << name;
+  }
 }
 
 // Applies `edit` to the 4.5B base config and expects an error mentioning `field`.
@@ -95,6 +123,21 @@ TEST(ConfigTest, ServingConfigDefaultsToTheRunScriptsAndIsStrict) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->serving.special_tokens, c->serving.special_tokens);
   EXPECT_EQ(again->serving.prev_chunks_scale, 0.5);
+  EXPECT_EQ(again->serving.name, "");  // not written when unset
+  // serving_config.name: the served model name, round-tripped, validated.
+  j["serving_config"] = {{"name", "magi-1-24b_v1.0"}};
+  auto named = ParseMagiConfig(j.dump(), "named.json");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->serving.name, "magi-1-24b_v1.0");
+  auto named_again = ParseMagiConfig(MagiConfigToJson(*named), "roundtrip");
+  ASSERT_TRUE(named_again.ok()) << named_again.status();
+  EXPECT_EQ(named_again->serving.name, "magi-1-24b_v1.0");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", "a b"}}; }, "serving_config.name: model name 'a b' is invalid");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", ""}}; }, "allowed: 1-64 characters of [A-Za-z0-9._-]");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", std::string(65, 'x')}}; }, "serving_config.name");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", 7}}; }, "serving_config.name must be a string");
+  EXPECT_TRUE(CheckModelName("4.5b-distill", "x").ok());
+  EXPECT_NE(CheckModelName("a/b", "--model_name").message().find("--model_name"), std::string::npos);
   // Strict: unknown keys (listing the allowed ones), wrong types, ranges.
   ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "unknown field serving_config.pad_hd");
   ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "allowed: pad_static, pad_dynamic");

@@ -33,7 +33,9 @@ TEST(ParallelGroupTest, ADeadRankFailsTheGroupInsteadOfHanging) {
   auto st = RunLocalGroup({MAGI_RANK_PROBE, "die"}, o);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(std::string(st.message()).find("rank 1 exited with code 7"), std::string::npos) << st;
-  EXPECT_LT(Seconds(t0), 30.0);
+  // The launcher sees the exit at once (measured 2.7-3.7 s from launch, mostly start-up): well
+  // before the 5 s collective timeout would fire on the survivors, with room for a loaded host.
+  EXPECT_LT(Seconds(t0), 10.0);
 }
 
 TEST(ParallelGroupTest, AHungRankIsDetectedWithinTheTimeout) {
@@ -46,7 +48,9 @@ TEST(ParallelGroupTest, AHungRankIsDetectedWithinTheTimeout) {
   ASSERT_FALSE(st.ok());
   // Rank 0 gives up (heartbeat monitor exit 3, or the collective's own timeout, exit 4).
   EXPECT_NE(std::string(st.message()).find("rank 0"), std::string::npos) << st;
-  EXPECT_LT(Seconds(t0), 30.0);
+  // 3 s timeout + 1 s grace + start-up: measured 6.3-6.5 s; 12 s leaves room for a loaded host
+  // and fails a detector that waits several timeouts.
+  EXPECT_LT(Seconds(t0), 12.0);
 }
 
 // The DiT's golden forward cases through launched groups (spec parallel.md §5).

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/sdpa.h"
+
 namespace magi {
 namespace {
 
@@ -18,15 +20,48 @@ int64_t BlockRows() {
   return rows;
 }
 
+void CheckArgs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::vector<TokenRange>& q_ranges,
+               const std::vector<TokenRange>& k_ranges) {
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "RangeAttention: q, k, v must be [S, heads, d]");
+  TORCH_CHECK(q_ranges.size() == k_ranges.size(), "RangeAttention: q_ranges and k_ranges differ in length");
+  TORCH_CHECK(q.size(1) % k.size(1) == 0, "RangeAttention: heads must be a multiple of K/V groups");
+  TORCH_CHECK(k.size(1) == v.size(1) && k.size(0) == v.size(0), "RangeAttention: k and v must have the same tokens and groups");
+}
+
 }  // namespace
+
+at::Tensor RangeAttentionSdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
+                              double scale) {
+  CheckArgs(q, k, v, q_ranges, k_ranges);
+  const int64_t heads = q.size(1), groups = k.size(1), d = q.size(2), dv = v.size(2);
+  const int64_t rep = heads / groups;
+  at::Tensor out = at::zeros({q.size(0), heads, dv}, q.options());
+  for (size_t i = 0; i < q_ranges.size(); ++i) {
+    const auto [q0, q1] = q_ranges[i];
+    const auto [k0, k1] = k_ranges[i];
+    if (q1 <= q0 || k1 <= k0) continue;
+    const int64_t mq = q1 - q0, mk = k1 - k0;
+    // [M, heads, d] -> [1, heads, M, d]; GQA by expanding each K/V group over its rep query
+    // heads (the fused kernels of older LibTorch take equal head counts).
+    auto kv_heads = [&](const at::Tensor& t, int64_t width) {
+      at::Tensor s = t.narrow(0, k0, mk).to(q.scalar_type());
+      if (rep > 1) s = s.unsqueeze(2).expand({mk, groups, rep, width}).reshape({mk, heads, width});
+      return s.transpose(0, 1).unsqueeze(0);
+    };
+    at::Tensor qs = q.narrow(0, q0, mq).transpose(0, 1).unsqueeze(0);
+    at::Tensor o = ScaledDotProductAttention(qs, kv_heads(k, d), kv_heads(v, dv), scale);  // [1, heads, Mq, dv]
+    out.narrow(0, q0, mq).copy_(o.squeeze(0).transpose(0, 1));
+  }
+  return out;
+}
 
 at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
                           double scale) {
-  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3, "RangeAttention: q, k, v must be [S, heads, d]");
-  TORCH_CHECK(q_ranges.size() == k_ranges.size(), "RangeAttention: q_ranges and k_ranges differ in length");
+  if (q.is_cuda()) return RangeAttentionSdpa(q, k, v, q_ranges, k_ranges, scale);
+  CheckArgs(q, k, v, q_ranges, k_ranges);
   const int64_t heads = q.size(1), groups = k.size(1), d = q.size(2), dv = v.size(2);
-  TORCH_CHECK(heads % groups == 0, "RangeAttention: heads must be a multiple of K/V groups");
   const int64_t rep = heads / groups;
   at::Tensor out = at::zeros({q.size(0), heads, dv}, q.options());
   // GQA without copying K/V per head: the rep query heads of a group share one GEMM against

@@ -5,6 +5,11 @@
 // packed variable-length cross-attention. GQA: query head h uses K/V head h / (Hq / G).
 // Softmax and accumulation run in float32; the output has q's dtype. A pair with an empty
 // key range produces zeros (flash-attention behaviour). Query ranges must not overlap.
+//
+// Devices: on CUDA tensors RangeAttention runs RangeAttentionSdpa (LibTorch's flash /
+// memory-efficient attention per (query range, key range) pair, as the reference's
+// non-Hopper path loops flash-attn over chunks); elsewhere the blocked float32 bmm +
+// softmax path below. The two are compared by tests/kernels/attention_twin_test.cc.
 #ifndef MAGI_KERNELS_ATTENTION_H_
 #define MAGI_KERNELS_ATTENTION_H_
 
@@ -22,6 +27,15 @@ using TokenRange = std::pair<int64_t, int64_t>;  // [begin, end)
 at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
                           double scale);
+
+// The fused path, callable on any device (the twin test runs it on CPU through ATen's math
+// SDPA). Same contract, except the numerics are the fused kernel's: with bf16/fp16 inputs
+// flash attention rounds the probabilities to the input dtype before the value product
+// (as the reference's flash-attn does), so results differ from the float32 path by about
+// the input dtype's precision.
+at::Tensor RangeAttentionSdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
+                              double scale);
 
 }  // namespace magi
 

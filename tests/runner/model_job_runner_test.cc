@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "jobspec/job_spec.h"
+#include "tests/engine/host_backed_device.h"
 #include "tests/runner/fake_group.h"
 #include "worker/main/rank_group_runner.h"
 #include "worker/main/tiny_model.h"
@@ -207,6 +208,46 @@ TEST_F(ModelJobRunnerTest, ImageAndVideoPrefixModesMakeTheRequestedFrames) {
     ASSERT_EQ(sink.chunks.size(), 2u) << mode;
     EXPECT_EQ(sink.chunks[0].second.size(), 24u) << mode;
     EXPECT_EQ(sink.chunks[1].second.size(), 24u) << mode;
+  }
+}
+
+// The runner on another device (tests/engine/host_backed_device.h: CUDA's same-device rule,
+// computed on the CPU): the DiT, its KV cache and the VAE live there, the T5 stays on the CPU
+// (the tiny config's t5_device), the image prefix crosses over; every mode must make the CPU
+// runner's video, to a rounding step of the uint8 frames.
+TEST_F(ModelJobRunnerTest, OnAnotherDeviceMakesTheCpusVideo) {
+  const std::string png = MakeMedia(*dir_, "device.png", "-frames:v 1");
+  ASSERT_FALSE(png.empty());
+  ModelRunnerOptions o;
+  o.device = HostBackedDevice();
+  auto on_device = ModelJobRunner::Load((*dir_ / "tiny").string(), o);
+  ASSERT_TRUE(on_device.ok()) << on_device.status();
+  EXPECT_EQ((*on_device)->placement(), "DiT privateuseone:0 (KV cache there too), VAE privateuseone:0 float32, T5 cpu");
+  EXPECT_EQ(runner_->placement(), "DiT cpu (KV cache there too), VAE cpu float32, T5 cpu");
+  for (auto mode : {::magi::v1::MODE_T2V, ::magi::v1::MODE_I2V}) {
+    RunnerJob job = Job(48, 0, [&](auto& r) {
+      r.set_mode(mode);
+      if (mode == ::magi::v1::MODE_I2V) r.set_image(png);
+    });
+    RecordingSink want, got;
+    ASSERT_TRUE(runner_->Run(job, want).ok()) << mode;
+    absl::Status s = (*on_device)->Run(job, got);
+    ASSERT_TRUE(s.ok()) << mode << ": " << s;
+    ASSERT_EQ(got.chunks.size(), want.chunks.size()) << mode;
+    int worst = 0;
+    for (size_t c = 0; c < want.chunks.size(); ++c) {
+      ASSERT_EQ(got.chunks[c].second.size(), want.chunks[c].second.size()) << mode;
+      for (size_t f = 0; f < want.chunks[c].second.size(); ++f) {
+        const RgbFrame& fa = got.chunks[c].second[f];
+        const RgbFrame& fb = want.chunks[c].second[f];
+        ASSERT_EQ(fa.width, fb.width);
+        ASSERT_EQ(fa.height, fb.height);
+        const auto& a = fa.rgb24;
+        const auto& b = fb.rgb24;
+        for (size_t i = 0; i < static_cast<size_t>(fa.width) * fa.height * 3; ++i) worst = std::max(worst, std::abs(int{a[i]} - int{b[i]}));
+      }
+    }
+    EXPECT_LE(worst, 2) << mode;
   }
 }
 

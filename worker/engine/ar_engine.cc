@@ -1,6 +1,7 @@
 #include "worker/engine/ar_engine.h"
 
 #include <chrono>
+#include <exception>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -144,6 +145,16 @@ absl::StatusOr<StagePlan> ArEngine::Plan(const GenerateRequest& request) const {
 }
 
 absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request, const GenerateCallbacks& cb) {
+  try {
+    return GenerateImpl(request, cb);
+  } catch (const std::exception& e) {
+    // ATen reports device, shape and allocation errors (a GPU out of memory, a tensor on the
+    // wrong device) by exception; keep them inside this module.
+    return absl::InternalError(absl::StrCat("generation failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& request, const GenerateCallbacks& cb) {
   const auto start = std::chrono::steady_clock::now();
   const MagiConfig& c = config_;
   const RuntimeConfig& rt = c.runtime;

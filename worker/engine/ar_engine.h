@@ -123,7 +123,8 @@ class ArEngine {
   ArEngine& operator=(const ArEngine&) = delete;
 
   // Runs one request to the end (or to an error / cancellation). Bad requests are
-  // InvalidArgument naming the field.
+  // InvalidArgument naming the field; an ATen error on the way (device mismatch, out of
+  // memory) is an Internal error carrying ATen's message.
   absl::StatusOr<GenerateResult> Generate(const GenerateRequest& request, const GenerateCallbacks& callbacks = {});
 
   // The plan a request would run (same validation as Generate()).
@@ -136,6 +137,7 @@ class ArEngine {
 
  private:
   ArEngine(const MagiConfig& config, Denoiser& model, const EngineOptions& options);
+  absl::StatusOr<GenerateResult> GenerateImpl(const GenerateRequest& request, const GenerateCallbacks& callbacks);
   MagiConfig config_;
   Denoiser& model_;
   EngineOptions options_;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 
@@ -11,12 +12,23 @@ WindowedKvCache::WindowedKvCache(int num_layers, int64_t tokens_per_chunk, int g
     : tokens_per_chunk_(tokens_per_chunk), groups_(groups), head_dim_(head_dim), options_(options), layers_(num_layers) {}
 
 absl::StatusOr<at::Tensor> WindowedKvCache::Read(int layer, int64_t end) {
+  at::Tensor out = at::empty({std::max<int64_t>(end, 0), groups_, 2 * head_dim_}, options_);
+  MAGI_RETURN_IF_ERROR(ReadInto(layer, end, out));
+  return out;
+}
+
+absl::Status WindowedKvCache::ReadInto(int layer, int64_t end, const at::Tensor& dst) {
   if (layer < 0 || layer >= static_cast<int>(layers_.size())) {
     return absl::OutOfRangeError(absl::StrCat("kv cache: layer ", layer, " of ", layers_.size()));
   }
-  if (end % tokens_per_chunk_ != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("kv cache: read end ", end, " is not a multiple of the ",
+  if (end < 0 || end % tokens_per_chunk_ != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv cache: read end ", end, " is not a non-negative multiple of the ",
                                                    tokens_per_chunk_, " tokens of a chunk"));
+  }
+  if (dst.dim() != 3 || dst.size(0) != end || dst.size(1) != groups_ || dst.size(2) != 2 * head_dim_) {
+    return absl::InvalidArgumentError(absl::StrCat("kv cache: read of ", end, " rows of layer ", layer,
+                                                   " needs a [", end, ", ", groups_, ", ", 2 * head_dim_,
+                                                   "] buffer"));
   }
   const auto& chunks = layers_[layer];
   const int end_chunk = static_cast<int>(end / tokens_per_chunk_);
@@ -26,13 +38,13 @@ absl::StatusOr<at::Tensor> WindowedKvCache::Read(int layer, int64_t end) {
                                                         ") but chunk ", c, " was never written"));
     }
   }
-  at::Tensor out = at::empty({end, groups_, 2 * head_dim_}, options_);
+  at::Tensor out = dst;
   const int zero_chunks = std::min(dropped_below_, end_chunk);
   if (zero_chunks > 0) out.narrow(0, 0, zero_chunks * tokens_per_chunk_).zero_();
   for (int c = zero_chunks; c < end_chunk; ++c) {
     out.narrow(0, c * tokens_per_chunk_, tokens_per_chunk_).copy_(chunks.at(c));
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::Status WindowedKvCache::Write(int layer, int64_t start, const at::Tensor& kv) {

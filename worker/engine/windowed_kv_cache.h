@@ -3,7 +3,8 @@
 // plan says, for every step, the lowest chunk any later step reads (keep_cache_from), so
 // with the shipped kv ranges the memory stays constant however long the video is.
 //
-// Read(layer, end) returns a fresh [end, G, 2*hd] tensor whose dropped rows are zero
+// Read(layer, end) returns a fresh [end, G, 2*hd] tensor (ReadInto fills the caller's) whose
+// dropped rows are zero
 // (the DiT only attends within kv_range, which never reaches them); reading a row that was
 // never written, or a dropped row that a range needs, is the caller's bug and the zero
 // rows make it visible in tests rather than silently reusing stale keys.
@@ -32,6 +33,8 @@ class WindowedKvCache : public KvCache {
 
   absl::StatusOr<at::Tensor> Read(int layer, int64_t end) override;
   absl::Status Write(int layer, int64_t start, const at::Tensor& kv) override;
+  // Copies the chunks straight into `dst` (dropped rows zeroed), without Read()'s tensor.
+  absl::Status ReadInto(int layer, int64_t end, const at::Tensor& dst) override;
 
   // Frees chunks [0, chunk) of every layer; later writes below `chunk` are errors.
   void DropBelow(int chunk);

@@ -1,6 +1,7 @@
 #include "worker/main/model_job_runner.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <numeric>
@@ -129,6 +130,7 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   // DiT (+ the null caption rows stored with it).
   MAGI_ASSIGN_OR_RETURN(r->dit_checkpoint_, Checkpoint::Open(Resolve(base, rt.load)));
   DitModel::Options dit_options;
+  dit_options.device = options.device;
   dit_options.distill = r->config_.engine.distill;
   dit_options.layout = options.layout;
   dit_options.tp_comm = options.tp_comm;
@@ -162,7 +164,16 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   // T5 + tokenizer.
   const std::string t5_dir = Resolve(base, rt.t5_pretrained);
   MAGI_ASSIGN_OR_RETURN(r->tokenizer_, T5Tokenizer::Load((fs::path(t5_dir) / "spiece.model").string()));
-  MAGI_ASSIGN_OR_RETURN(r->t5_, T5Encoder::LoadFolder(t5_dir));
+  c10::Device t5_device(c10::kCPU);
+  if (rt.t5_device == "cuda") {
+    if (options.device.is_cuda()) {
+      t5_device = options.device;
+    } else {
+      std::fprintf(stderr, "magi-worker: %s: runtime_config.t5_device is \"cuda\" but this worker runs on %s; "
+                   "the T5 runs on the CPU\n", source.c_str(), options.device.str().c_str());
+    }
+  }
+  MAGI_ASSIGN_OR_RETURN(r->t5_, T5Encoder::LoadFolder(t5_dir, t5_device));
   if (r->t5_->config().d_model != r->config_.model.caption_channels) {
     return absl::InvalidArgumentError(absl::StrCat(t5_dir, "/config.json: d_model ", r->t5_->config().d_model,
                                                    " must equal the DiT's model_config.caption_channels ",
@@ -174,12 +185,16 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   }
   CaptionEncoderOptions co;
   co.max_length = r->config_.model.caption_max_length;
-  co.cache_bytes = 16ll << 20;
+  // The embedding cache's default budget (256 MB of host memory): about 19 prompts of the
+  // released models (800 x 4096 float32 = 13 MB each; 16 MB held one), since a T5 on the CPU
+  // takes seconds per prompt.
   r->captions_ = std::make_unique<CaptionEncoder>(r->tokenizer_.get(), r->t5_.get(), co);
   // VAE (not on a group follower: only the leader encodes prefixes and decodes chunks).
   if (options.follower) return r;
   ViTVae::Options vo;
-  vo.compute = VaeCompute::kFloat32;  // CPU: float32 is both faster and exact
+  vo.device = options.device;
+  // CPU: float32 is both faster and exact; GPU: the reference's bf16 dtype flow.
+  vo.compute = options.device.is_cuda() ? VaeCompute::kBFloat16 : VaeCompute::kFloat32;
   const std::string vae_dir = Resolve(base, rt.vae_pretrained);
   MAGI_ASSIGN_OR_RETURN(r->vae_, ViTVae::LoadFolder(vae_dir, vo));
   if (r->vae_->config().z_chans != r->config_.model.latent_channels()) {
@@ -202,6 +217,15 @@ std::string ModelJobRunner::conditioning() const {
   return absl::StrCat("special tokens ", names.empty() ? "none" : absl::StrJoin(names, ", "),
                       special_token_file_.empty() ? "" : absl::StrCat(" (", special_token_file_, ")"),
                       ", prev_chunks_scale ", config_.serving.prev_chunks_scale);
+}
+
+std::string ModelJobRunner::placement() const {
+  std::string vae = "none";
+  if (vae_ != nullptr) {
+    vae = absl::StrCat(vae_->options().device.str(), vae_->compute_dtype() == at::kBFloat16 ? " bf16" : " float32");
+  }
+  return absl::StrCat("DiT ", dit_->options().device.str(), " (KV cache there too), VAE ", vae, ", T5 ",
+                      t5_->device().str());
 }
 
 int ModelJobRunner::frames_per_chunk() const {
@@ -362,13 +386,15 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, Genera
   if (r.mode() == pb::MODE_I2V) {
     MAGI_ASSIGN_OR_RETURN(RgbFrame image, DecodeImage("image", r.image(), r.width(), r.height()));
     MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo({image})));
-    req.prefix = z.to(at::kFloat);  // the first emitted chunk's first frame is the image's
+    // On the host: it may travel to the followers over the (Gloo) world group; the engine
+    // moves it to the model's device. The first emitted chunk's first frame is the image's.
+    req.prefix = z.to(at::kCPU, at::kFloat);
   } else if (r.mode() == pb::MODE_V2V) {
     MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> frames,
                           DecodePrefixVideo("prefix_video", r.prefix_video(), r.width(), r.height(), rt.fps));
     MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo(frames)));
     if (z.size(2) < 1) return Bad("prefix_video", "too short: it encodes to no latent frame");
-    req.prefix = z.to(at::kFloat);
+    req.prefix = z.to(at::kCPU, at::kFloat);
   } else if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V) {
     return Bad("mode", absl::StrCat(static_cast<int>(r.mode()), " is not a known mode"));
   }

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "absl/status/statusor.h"
 #include "parallel/layout.h"
@@ -72,6 +73,13 @@ struct ModelRunnerOptions {
   int max_width = 512;
   int max_height = 512;
   int max_steps = 64;
+  // Where this rank computes: the DiT, its KV cache and the VAE live here (a worker on a GPU
+  // passes cuda:LOCAL_RANK). The T5 runs here when runtime_config.t5_device is "cuda" and
+  // this is a CUDA device, on the CPU otherwise (a CPU worker given a config that asks for
+  // "cuda" says so on stderr and keeps the T5 on the CPU; its embedding cache hides the cost
+  // of repeated prompts). The VAE computes in float32 on the CPU (faster there, and exact)
+  // and in the reference's bf16 dtype flow on a GPU.
+  c10::Device device = c10::Device(c10::kCPU);
   // This rank's share of the DiT in a worker group (TP x CP); single rank by default. Every
   // rank of a group runs the same job with the same inputs (worker/main/rank_group_runner.h).
   ShardLayout layout;
@@ -114,6 +122,9 @@ class ModelJobRunner final : public JobRunner {
   // One line for logs: "special tokens PAD_HQ, PAD_DURATION (DIR/special_tokens.npz),
   // prev_chunks_scale 0.7" (or "special tokens none, ...").
   std::string conditioning() const;
+  // Where the networks run, one line for logs: "DiT cuda:0 (KV cache there too), VAE cuda:0
+  // bf16, T5 cpu" ("VAE none" on a group follower).
+  std::string placement() const;
 
  private:
   ModelJobRunner() = default;

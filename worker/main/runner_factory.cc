@@ -21,6 +21,7 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
       if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
     }
     ModelRunnerOptions mo;
+    mo.device = options.device;
     mo.model_name = options.model_name;
     mo.layout = options.layout;
     mo.tp_comm = options.tp_comm;
@@ -30,8 +31,8 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     auto runner = ModelJobRunner::Load(options.model_dir, mo);
     if (!runner.ok()) return runner.status();
     // The conditioning every job of this model gets (config.json serving_config).
-    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s\n", (*runner)->model_name().c_str(), options.model_dir.c_str(),
-                 (*runner)->conditioning().c_str());
+    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s; %s\n", (*runner)->model_name().c_str(),
+                 options.model_dir.c_str(), (*runner)->conditioning().c_str(), (*runner)->placement().c_str());
     return std::unique_ptr<JobRunner>(std::move(*runner));
   }
   return absl::InvalidArgumentError(

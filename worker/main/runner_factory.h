@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "parallel/layout.h"
@@ -26,6 +28,8 @@ struct RunnerOptions {
   int synthetic_hang_after_steps = 0;  // "synthetic": test hook (SyntheticFrameRunner)
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
+  // "model": where this rank computes (ModelRunnerOptions::device); cuda:LOCAL_RANK on a GPU.
+  c10::Device device = c10::Device(c10::kCPU);
   // "model": the served name (--model_name); "" = config.json serving_config.name, else the
   // folder's basename (ModelRunnerOptions::model_name).
   std::string model_name;

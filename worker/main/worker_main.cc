@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <ATen/Context.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -117,21 +118,33 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-worker: --backend must be gloo or nccl, got '%s'\n", backend.c_str());
     return 2;
   }
-  if (device == "cuda" && !at::hasCUDA()) {
-    std::fprintf(stderr, "magi-worker: --device=cuda: this build's LibTorch has no CUDA (Debian's is CPU-only); "
-                         "build against an official CUDA LibTorch or use --device=cpu --backend=gloo\n");
+  if (device == "cuda" && !c10::impl::hasDeviceGuardImpl(c10::DeviceType::CUDA)) {
+    std::fprintf(stderr,
+                 "magi-worker: --device=cuda: this magi-worker was built against a LibTorch without CUDA (Debian's "
+                 "libtorch is CPU-only); build it against an official CUDA LibTorch 2.x (docs/gpu.md), or use "
+                 "--device=cpu --backend=gloo\n");
     return 2;
   }
-  if (device == "cuda" || backend == "nccl") {
-    // The model code is device-agnostic and the NCCL communicator builds (parallel/
-    // nccl_communicator.h), but the worker does not yet place the model on the GPU nor pick
-    // NCCL for its groups: refuse rather than silently run on the CPU.
-    std::fprintf(stderr, "magi-worker: --device=cuda / --backend=nccl are not wired into magi-worker yet; "
-                         "use --device=cpu --backend=gloo\n");
+  if (device == "cuda" && !at::hasCUDA()) {
+    std::fprintf(stderr, "magi-worker: --device=cuda: this LibTorch has CUDA but no CUDA GPU is visible (check the "
+                         "driver, CUDA_VISIBLE_DEVICES and the container's GPU request)\n");
     return 2;
   }
   if (backend == "nccl" && device != "cuda") {
     std::fprintf(stderr, "magi-worker: --backend=nccl moves CUDA tensors; use --device=cuda, or --backend=gloo on CPU\n");
+    return 2;
+  }
+  if (world > 1 && backend == "nccl") {
+    // RankGroup::Join builds Gloo groups only in this build (parallel/rank_group.h); the
+    // NCCL TP/CP groups arrive with its CollectiveBackend option (issue 12, item 4). Refuse
+    // rather than move CUDA tensors through Gloo under a flag that says NCCL.
+    std::fprintf(stderr, "magi-worker: --backend=nccl with --tp x --cp > 1 needs NCCL rank groups, which this "
+                         "build's parallel/rank_group does not have; use --tp=1 --cp=1 per GPU, or --backend=gloo\n");
+    return 2;
+  }
+  if (device == "cuda" && nproc > static_cast<int>(at::getNumGPUs())) {
+    std::fprintf(stderr, "magi-worker: --device=cuda: %d rank(s) on this node need as many GPUs, %d visible\n", nproc,
+                 static_cast<int>(at::getNumGPUs()));
     return 2;
   }
   if (world > 1 && std::getenv("WORLD_SIZE") == nullptr) {
@@ -177,15 +190,27 @@ int main(int argc, char** argv) {
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   ro.model_name = absl::GetFlag(FLAGS_model_name);
+  // torchrun's variables (a single rank without them): LOCAL_RANK picks this rank's GPU.
+  auto rdv = magi::RendezvousFromEnv();
+  if (!rdv.ok()) {
+    std::fprintf(stderr, "magi-worker: %s\n", std::string(rdv.status().message()).c_str());
+    return 2;
+  }
+  if (device == "cuda") {
+    const int gpus = static_cast<int>(at::getNumGPUs());
+    if (rdv->local_rank < 0 || rdv->local_rank >= gpus) {
+      std::fprintf(stderr,
+                   "magi-worker: --device=cuda: LOCAL_RANK %d has no GPU: %d CUDA device(s) visible "
+                   "(CUDA_VISIBLE_DEVICES); run at most one rank per GPU on a node (--nproc_per_node <= %d)\n",
+                   rdv->local_rank, gpus, gpus);
+      return 2;
+    }
+    ro.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rdv->local_rank));
+  }
   std::unique_ptr<magi::RankGroup> group;
   if (world > 1) {
     if (ro.runner != "model") {
       std::fprintf(stderr, "magi-worker: --tp/--cp > 1 shard the model: they need --runner=model\n");
-      return 2;
-    }
-    auto rdv = magi::RendezvousFromEnv();
-    if (!rdv.ok()) {
-      std::fprintf(stderr, "magi-worker: %s\n", std::string(rdv.status().message()).c_str());
       return 2;
     }
     // Followers wait in a broadcast between jobs: collectives may wait long; dead or hung

@@ -103,25 +103,30 @@ struct DitModel::Impl {
 
 namespace {
 
+// One rank's share of a linear weight: rows (dim 0) or columns (dim 1) [begin, begin + n).
+// n < 0 keeps the whole tensor.
+struct Slice {
+  int dim = 0;
+  int64_t begin = 0;
+  int64_t n = -1;
+  at::Tensor Cut(const at::Tensor& t) const { return n < 0 ? t : t.narrow(dim, begin, n); }
+};
+
+// Reads weights from the mapped checkpoint and places them on the model's device. Every
+// tensor is cut to this rank's shard on the mapped host tensor first and only then converted
+// and copied: a TP rank never converts or uploads the rows it does not keep, and only the
+// pages of its slice are read from the file. On CPU a tensor whose stored dtype is the target
+// dtype stays an alias of the mapping (no copy).
 class Loader {
  public:
   Loader(Checkpoint& ckpt, at::Device device, int64_t* bytes) : ckpt_(ckpt), device_(device), bytes_(bytes) {}
 
-  // A float tensor of `shape`, converted to `dtype` (nullopt keeps the stored dtype).
+  // A float tensor of `shape`, cut by `slice`, converted to `dtype` (nullopt keeps the stored
+  // dtype) on the device.
   absl::StatusOr<at::Tensor> Float(const std::string& key, const std::vector<int64_t>& shape,
-                                   std::optional<at::ScalarType> dtype) {
+                                   std::optional<at::ScalarType> dtype, const Slice& slice = {}) {
     MAGI_ASSIGN_OR_RETURN(at::Tensor t, ckpt_.Take(key, shape, kFloatTypes));
-    at::Tensor out = dtype ? t.to(device_, *dtype) : t.to(device_);
-    *bytes_ += out.nbytes();
-    return out;
-  }
-
-  // Rows [begin, begin + n) of dim `dim` of a loaded linear, made contiguous (one rank's
-  // shard; only the pages of that slice are ever read from the mapped file).
-  static void Shard(Linear& l, int dim, int64_t begin, int64_t n) {
-    l.weight = l.weight.narrow(dim, begin, n).contiguous();
-    if (l.bias.defined() && dim == 0) l.bias = l.bias.narrow(0, begin, n).contiguous();
-    if (l.fp8 && dim == 1) l.divisor = l.divisor.narrow(0, begin, n).contiguous();
+    return Place(slice.Cut(t), dtype);
   }
 
   absl::StatusOr<Norm> LoadNorm(const std::string& prefix, int64_t dim, std::optional<at::ScalarType> dtype) {
@@ -131,11 +136,13 @@ class Loader {
     return n;
   }
 
-  // A linear layer; fp8 when the checkpoint stores its weight as F8_E4M3.
+  // A linear layer [out, in] (this rank's `slice` of it); fp8 when the checkpoint stores its
+  // weight as F8_E4M3. A row slice cuts the bias too, a column slice the fp8 divisor.
   absl::StatusOr<Linear> LoadLinear(const std::string& prefix, int64_t out, int64_t in, bool has_bias,
-                                    std::optional<at::ScalarType> dtype, bool fp8_allowed) {
+                                    std::optional<at::ScalarType> dtype, bool fp8_allowed, const Slice& slice = {}) {
     Linear l;
     const std::string wkey = prefix + ".weight";
+    const Slice vector_slice = slice.n >= 0 ? Slice{0, slice.begin, slice.n} : Slice{};
     const StTensorInfo* info = ckpt_.Find(wkey);
     if (info != nullptr && info->dtype == StDtype::kF8E4M3) {
       if (!fp8_allowed) {
@@ -144,32 +151,40 @@ class Loader {
       }
       MAGI_ASSIGN_OR_RETURN(at::Tensor codes, ckpt_.Take(wkey, {1, out, in}, {StDtype::kF8E4M3}));
       l.fp8 = true;
-      l.weight = DecodeE4M3(codes).view({out, in}).to(device_, at::kBFloat16);
+      const at::Tensor kept = slice.Cut(codes.view({out, in})).contiguous();
+      l.weight = DecodeE4M3(kept).to(device_, at::kBFloat16);
       MAGI_ASSIGN_OR_RETURN(at::Tensor wscale, ckpt_.Take(prefix + ".weight_scale", {1}, {StDtype::kF32}));
       l.smoothed = ckpt_.Contains(prefix + ".smooth_scale");
-      at::Tensor iscale;
+      at::Tensor iscale, divisor;
       if (l.smoothed) {
         MAGI_ASSIGN_OR_RETURN(iscale, ckpt_.Take(prefix + ".input_scale", {1}, {StDtype::kF32}));
         MAGI_ASSIGN_OR_RETURN(at::Tensor smooth, ckpt_.Take(prefix + ".smooth_scale", {1, in}, {StDtype::kF32}));
-        l.divisor = smooth.view({in}).to(device_, at::kFloat);
+        divisor = smooth.view({in});
       } else {
         MAGI_ASSIGN_OR_RETURN(iscale, ckpt_.Take(prefix + ".input_scale", {in}, {StDtype::kF32}));
-        l.divisor = iscale.to(device_, at::kFloat);
+        divisor = iscale;
       }
-      l.output_scale = static_cast<double>(iscale[0].item<float>()) * static_cast<double>(wscale[0].item<float>());
+      if (slice.dim == 1) divisor = vector_slice.Cut(divisor);  // per input channel
+      l.divisor = divisor.to(device_, at::kFloat).contiguous();
       // The reference multiplies the two fp32 scales in fp32.
       l.output_scale = static_cast<double>(static_cast<float>(iscale[0].item<float>() * wscale[0].item<float>()));
-      *bytes_ += codes.nbytes() + l.divisor.nbytes();
+      *bytes_ += kept.nbytes() + l.divisor.nbytes();
       return l;
     }
-    MAGI_ASSIGN_OR_RETURN(l.weight, Float(wkey, {out, in}, dtype));
+    MAGI_ASSIGN_OR_RETURN(l.weight, Float(wkey, {out, in}, dtype, slice));
     if (has_bias) {
-      MAGI_ASSIGN_OR_RETURN(l.bias, Float(prefix + ".bias", {out}, dtype));
+      MAGI_ASSIGN_OR_RETURN(l.bias, Float(prefix + ".bias", {out}, dtype, slice.dim == 0 ? vector_slice : Slice{}));
     }
     return l;
   }
 
  private:
+  absl::StatusOr<at::Tensor> Place(const at::Tensor& host, std::optional<at::ScalarType> dtype) {
+    at::Tensor out = (dtype ? host.to(device_, *dtype) : host.to(device_)).contiguous();
+    *bytes_ += out.nbytes();
+    return out;
+  }
+
   Checkpoint& ckpt_;
   at::Device device_;
   int64_t* bytes_;
@@ -232,15 +247,26 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
     const std::string sa = p + "self_attention.";
     const bool fp8_ok = i >= 1 && i <= m.num_layers - 2;  // first and last layer stay bf16
     Layer l;
+    // Megatron split (a whole tensor without TP): q/qx/k/v/kv_xattn/fc1 by output rows (own
+    // heads, groups, MLP columns), linear_proj/fc2 by input columns. Heads are contiguous per
+    // group, and with tp | 8 the own self/cross heads of linear_proj are one contiguous column
+    // block. GLU: fc1 is [all gate; all up]; fc1 keeps this rank's gate rows and fc1_up its up
+    // rows, so SiLU(gate) * up stays local and both come out of their GEMMs contiguous.
+    const int t = lay.tp_size, r = lay.tp_rank;
+    const int64_t F = m.ffn_hidden_size, Fl = F / t;
+    auto rows = [&](int64_t total) { return Slice{0, r * total / t, total / t}; };
+    const Slice cols_proj{1, r * 2 * Qd / t, 2 * Qd / t}, cols_fc2{1, r * Fl, Fl};
     MAGI_ASSIGN_OR_RETURN(l.ada, L.LoadLinear(p + "ada_modulate_layer.proj.0", 2 * D, Dc, true, pd, false));
     MAGI_ASSIGN_OR_RETURN(l.qkv_pre_norm, L.LoadNorm(sa + "linear_qkv.layer_norm", D, std::nullopt));
-    MAGI_ASSIGN_OR_RETURN(l.q, L.LoadLinear(sa + "linear_qkv.q", Qd, D, false, pd, fp8_ok));
-    MAGI_ASSIGN_OR_RETURN(l.qx, L.LoadLinear(sa + "linear_qkv.qx", Qd, D, false, pd, fp8_ok));
-    MAGI_ASSIGN_OR_RETURN(l.k, L.LoadLinear(sa + "linear_qkv.k", Kd, D, false, pd, fp8_ok));
-    MAGI_ASSIGN_OR_RETURN(l.v, L.LoadLinear(sa + "linear_qkv.v", Kd, D, false, pd, fp8_ok));
-    MAGI_ASSIGN_OR_RETURN(l.kv_xattn, L.LoadLinear(sa + "linear_kv_xattn", 2 * Kd, Dx, false, pd, false));
-    // linear_proj runs in fp32 (autocast) outside fp8 layers: keep the stored dtype, upcast at use.
-    MAGI_ASSIGN_OR_RETURN(l.proj, L.LoadLinear(sa + "linear_proj", D, 2 * Qd, false, std::nullopt, fp8_ok));
+    MAGI_ASSIGN_OR_RETURN(l.q, L.LoadLinear(sa + "linear_qkv.q", Qd, D, false, pd, fp8_ok, rows(Qd)));
+    MAGI_ASSIGN_OR_RETURN(l.qx, L.LoadLinear(sa + "linear_qkv.qx", Qd, D, false, pd, fp8_ok, rows(Qd)));
+    MAGI_ASSIGN_OR_RETURN(l.k, L.LoadLinear(sa + "linear_qkv.k", Kd, D, false, pd, fp8_ok, rows(Kd)));
+    MAGI_ASSIGN_OR_RETURN(l.v, L.LoadLinear(sa + "linear_qkv.v", Kd, D, false, pd, fp8_ok, rows(Kd)));
+    MAGI_ASSIGN_OR_RETURN(l.kv_xattn,
+                          L.LoadLinear(sa + "linear_kv_xattn", 2 * Kd, Dx, false, pd, false, rows(2 * Kd)));
+    // linear_proj runs in fp32 (the reference's fp32 autocast) outside fp8 layers: its weight
+    // is upcast once here (exact from bf16) instead of at every forward.
+    MAGI_ASSIGN_OR_RETURN(l.proj, L.LoadLinear(sa + "linear_proj", D, 2 * Qd, false, f32, fp8_ok, cols_proj));
     MAGI_ASSIGN_OR_RETURN(l.q_norm, L.LoadNorm(sa + "q_layernorm", hd, f32));
     MAGI_ASSIGN_OR_RETURN(l.k_norm, L.LoadNorm(sa + "k_layernorm", hd, f32));
     // The xattn QK-norms are not upcast: w + 1 is evaluated in the stored dtype (§3.7c).
@@ -249,49 +275,15 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
     MAGI_ASSIGN_OR_RETURN(l.attn_post_norm, L.LoadNorm(p + "self_attn_post_norm", D, f32));
     MAGI_ASSIGN_OR_RETURN(l.mlp_pre_norm, L.LoadNorm(p + "mlp.layer_norm", D, std::nullopt));
     MAGI_ASSIGN_OR_RETURN(l.mlp_post_norm, L.LoadNorm(p + "mlp_post_norm", D, f32));
-    MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(p + "mlp.linear_fc1", m.fc1_out(), D, false, pd, fp8_ok));
-    MAGI_ASSIGN_OR_RETURN(l.fc2, L.LoadLinear(p + "mlp.linear_fc2", D, m.ffn_hidden_size, false, pd, fp8_ok));
-    if (lay.tp_size > 1) {
-      // Megatron split: q/qx/k/v/kv_xattn/fc1 by output rows (own heads, groups, MLP
-      // columns), linear_proj/fc2 by input columns. Heads are contiguous per group, and with
-      // tp | 8 the own self/cross heads of linear_proj are one contiguous column block.
-      const int t = lay.tp_size, r = lay.tp_rank;
-      Loader::Shard(l.q, 0, r * Qd / t, Qd / t);
-      Loader::Shard(l.qx, 0, r * Qd / t, Qd / t);
-      Loader::Shard(l.k, 0, r * Kd / t, Kd / t);
-      Loader::Shard(l.v, 0, r * Kd / t, Kd / t);
-      Loader::Shard(l.kv_xattn, 0, r * 2 * Kd / t, 2 * Kd / t);
-      Loader::Shard(l.proj, 1, r * 2 * Qd / t, 2 * Qd / t);
-      const int64_t F = m.ffn_hidden_size, Fl = F / t;
-      if (m.gated_linear_unit) {
-        // Gate and up halves sharded together so SiLU(gate) * up stays local.
-        l.fc1.weight = at::cat({l.fc1.weight.narrow(0, r * Fl, Fl), l.fc1.weight.narrow(0, F + r * Fl, Fl)}, 0);
-      } else {
-        Loader::Shard(l.fc1, 0, r * Fl, Fl);
-      }
-      Loader::Shard(l.fc2, 1, r * Fl, Fl);
-    }
+    const std::string fc1 = p + "mlp.linear_fc1";
+    MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, r * Fl, Fl}));
     if (m.gated_linear_unit) {
-      const int64_t half = l.fc1.weight.size(0) / 2;
-      l.fc1_up = l.fc1;
-      Loader::Shard(l.fc1_up, 0, half, half);
-      Loader::Shard(l.fc1, 0, 0, half);
+      MAGI_ASSIGN_OR_RETURN(l.fc1_up, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, F + r * Fl, Fl}));
     }
+    MAGI_ASSIGN_OR_RETURN(l.fc2, L.LoadLinear(p + "mlp.linear_fc2", D, F, false, pd, fp8_ok, cols_fc2));
     layers.push_back(std::move(l));
   }
   if (options.strict) MAGI_RETURN_IF_ERROR(ckpt.CheckAllUsed());
-  if (lay.tp_size > 1) {
-    // Count what this rank keeps, not what it read.
-    weight_bytes = x_embed_w.nbytes() + t_mlp0.weight.nbytes() + t_mlp2.weight.nbytes() +
-                   y_proj_xattn.weight.nbytes() + y_proj_adaln.weight.nbytes() + null_caption.nbytes() +
-                   final_w.nbytes();
-    for (const Layer& l : layers) {
-      for (const Linear* lin : {&l.ada, &l.q, &l.qx, &l.k, &l.v, &l.kv_xattn, &l.proj, &l.fc1, &l.fc2, &l.fc1_up}) {
-        if (!lin->weight.defined()) continue;
-        weight_bytes += lin->weight.nbytes() + (lin->bias.defined() ? lin->bias.nbytes() : 0);
-      }
-    }
-  }
   return absl::OkStatus();
 }
 
@@ -520,12 +512,15 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
     at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
     at::Tensor kv_all = kv_cur;
     if (use_cache) {
-      MAGI_ASSIGN_OR_RETURN(at::Tensor prefix, a.kv_cache->Read(static_cast<int>(li), prefix_tokens));
+      // [cached prefix | this window] in one buffer on the model's device: the prefix is
+      // copied once, straight from the cache.
+      kv_all = at::empty({prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
+      MAGI_RETURN_IF_ERROR(a.kv_cache->ReadInto(static_cast<int>(li), prefix_tokens, kv_all.narrow(0, 0, prefix_tokens)));
       if (a.update_kv_cache) {
         const int64_t n = a.distill_nearly_clean_chunk ? (R - 1) * M : R * M;
         MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), prefix_tokens, kv_cur.narrow(0, 0, n)));
       }
-      kv_all = at::cat({prefix.to(dev, kv_cur.scalar_type()), kv_cur}, 0);
+      kv_all.narrow(0, prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
     }
     at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
                                    scale);                                     // [N*S, Hc, hd]
@@ -541,7 +536,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
     if (L.proj.fp8) {
       attn_out = ApplyLinear(L.proj, merged).to(f32);
     } else {
-      attn_out = gemm::Linear(merged.to(f32), L.proj.weight.to(f32));
+      attn_out = gemm::Linear(merged.to(f32), L.proj.weight);  // fp32 weight (cached at load)
     }
     MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
     // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.

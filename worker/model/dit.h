@@ -5,7 +5,11 @@
 // key range. Dtypes: params_dtype float32 (goldens, tests) or bfloat16 (released
 // checkpoints, with the reference's dtype flow, spec §7); fp8 checkpoints are decoded to
 // bf16-exact weights at load with their scales kept (spec parallel.md §4, dit.md §6.3).
-// Devices: any device ATen supports; the weights live on Options::device.
+// Devices: any device ATen supports; the weights live on Options::device (each cut to this
+// rank's TP shard on the mapped host tensor first, so a rank copies only what it keeps), and
+// Forward() takes its inputs from any device and returns the velocity there. Memory: non-fp8
+// linear_proj weights are held in float32 (the reference runs that GEMM in fp32; caching the
+// upcast costs 2 bytes per parameter of that layer, e.g. 150 MB per 24B layer at TP 1).
 //
 // Thread safety: Forward() is const and may run concurrently on different KvCache objects.
 // The model caches nothing between calls; KV state lives in the caller's KvCache.

@@ -6,6 +6,19 @@
 
 namespace magi {
 
+absl::Status KvCache::ReadInto(int layer, int64_t end, const at::Tensor& dst) {
+  auto rows = Read(layer, end);
+  if (!rows.ok()) return rows.status();
+  if (dst.sizes() != rows->sizes()) {
+    return absl::InvalidArgumentError(absl::StrCat("kv cache: read of ", end, " rows of layer ", layer,
+                                                   " into a buffer of ", dst.dim() > 0 ? dst.size(0) : 0,
+                                                   " rows (or of other row shape)"));
+  }
+  at::Tensor out = dst;
+  out.copy_(*rows);
+  return absl::OkStatus();
+}
+
 DenseKvCache::DenseKvCache(int num_layers, int64_t max_tokens, int groups, int head_dim, at::TensorOptions options) {
   for (int l = 0; l < num_layers; ++l) {
     buffers_.push_back(at::full({max_tokens, groups, 2 * head_dim}, NAN, options));

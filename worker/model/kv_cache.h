@@ -25,6 +25,11 @@ class KvCache {
   virtual absl::StatusOr<at::Tensor> Read(int layer, int64_t end) = 0;
   // Stores `kv` [n, G, 2*hd] at rows [start, start + n) of `layer`.
   virtual absl::Status Write(int layer, int64_t start, const at::Tensor& kv) = 0;
+  // Copies rows [0, end) of `layer` into `dst` ([end, G, 2*hd]; dtype and device converted by
+  // the copy), with the errors of Read(). The DiT reads the cached prefix straight into its
+  // key buffer with it: one copy per layer where Read() and a concatenation make two. The
+  // default goes through Read().
+  virtual absl::Status ReadInto(int layer, int64_t end, const at::Tensor& dst);
 };
 
 // The whole video's cache in one preallocated buffer per layer ([max_tokens, G, 2*hd]),

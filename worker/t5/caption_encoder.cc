@@ -47,7 +47,8 @@ absl::StatusOr<EncodedCaption> CaptionEncoder::Encode(std::string_view prompt) {
   const int64_t L = options_.max_length;
   at::Tensor ids = at::tensor(tokens.input_ids, at::TensorOptions().dtype(at::kLong)).view({1, L});
   at::Tensor mask = at::tensor(tokens.attention_mask, at::TensorOptions().dtype(at::kLong)).view({1, L});
-  MAGI_ASSIGN_OR_RETURN(out.embedding, encoder_->Encode(ids, mask));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor embedding, encoder_->Encode(ids, mask));
+  out.embedding = embedding.to(at::kCPU);  // a T5 on a GPU: the cache and the engine's caption rows live on the host
   out.mask = mask;
   out.valid_tokens = tokens.valid();
   if (options_.cache_bytes > 0) cache_.Insert(key, CachedEmbedding{out.embedding, out.mask});

@@ -28,7 +28,7 @@ struct CaptionEncoderOptions {
 
 struct EncodedCaption {
   std::string cleaned;   // the text that was tokenised
-  at::Tensor embedding;  // [1, max_length, d_model] float32
+  at::Tensor embedding;  // [1, max_length, d_model] float32 on the CPU (wherever the T5 runs)
   at::Tensor mask;       // [1, max_length] int64
   int64_t valid_tokens = 0;
   bool cache_hit = false;

@@ -1,6 +1,7 @@
 #include "worker/t5/t5_encoder.h"
 
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <limits>
 
@@ -42,9 +43,10 @@ namespace {
 
 const std::vector<StDtype> kFloatTypes = {StDtype::kF32, StDtype::kBF16, StDtype::kF16};
 
-absl::StatusOr<at::Tensor> TakeF32(Checkpoint& ckpt, const std::string& key, const std::vector<int64_t>& shape) {
+absl::StatusOr<at::Tensor> TakeF32On(Checkpoint& ckpt, const std::string& key, const std::vector<int64_t>& shape,
+                                   c10::Device device) {
   MAGI_ASSIGN_OR_RETURN(at::Tensor t, ckpt.Take(key, shape, kFloatTypes));
-  return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
+  return t.to(device, at::kFloat);  // no copy for F32 on CPU
 }
 
 // HF T5LayerNorm: no mean subtraction, no bias, variance in fp32, weight applied last.
@@ -57,7 +59,11 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w) { return gemm::Matmu
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::Load(const T5Config& config, Checkpoint& ckpt) {
+absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::Load(const T5Config& config, Checkpoint& ckpt,
+                                                            c10::Device device) {
+  auto TakeF32 = [&](Checkpoint& c, const std::string& key, const std::vector<int64_t>& shape) {
+    return TakeF32On(c, key, shape, device);
+  };
   std::unique_ptr<T5Encoder> enc(new T5Encoder(config));
   const int64_t D = config.d_model, I = config.inner_dim(), F = config.d_ff;
   // The embedding is tied: HF safetensors exports store `shared.weight` only, torch.save'd
@@ -99,13 +105,13 @@ absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::Load(const T5Config& confi
 }
 
 absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::LoadFiles(const std::string& config_path,
-                                                                 const std::string& weights) {
+                                                                 const std::string& weights, c10::Device device) {
   MAGI_ASSIGN_OR_RETURN(T5Config config, LoadT5Config(config_path));
   MAGI_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(weights));
-  return Load(config, *ckpt);
+  return Load(config, *ckpt, device);
 }
 
-absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::LoadFolder(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::LoadFolder(const std::string& dir, c10::Device device) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("T5 model folder '", dir, "' does not exist or is not a directory"));
@@ -126,11 +132,11 @@ absl::StatusOr<std::unique_ptr<T5Encoder>> T5Encoder::LoadFolder(const std::stri
         "' holds only PyTorch .bin weights (pytorch_model*.bin); convert them to safetensors once as "
         "described in docs/t5.md"));
   }
-  return LoadFiles(config_path, dir);
+  return LoadFiles(config_path, dir, device);
 }
 
 at::Tensor T5Encoder::PositionBias(int64_t length) const {
-  at::Tensor pos = at::arange(length, at::TensorOptions().dtype(at::kLong));
+  at::Tensor pos = at::arange(length, at::TensorOptions().dtype(at::kLong).device(relative_bias_.device()));
   at::Tensor rel = pos.unsqueeze(0) - pos.unsqueeze(1);  // [q, k] = k - q
   at::Tensor buckets = T5RelativePositionBucket(rel, /*bidirectional=*/true, config_.relative_attention_num_buckets,
                                                 config_.relative_attention_max_distance);
@@ -139,6 +145,15 @@ at::Tensor T5Encoder::PositionBias(int64_t length) const {
 }
 
 absl::StatusOr<at::Tensor> T5Encoder::Encode(const at::Tensor& ids, const at::Tensor& mask, Trace* trace) const {
+  try {
+    return EncodeImpl(ids, mask, trace);
+  } catch (const std::exception& e) {
+    // ATen reports device and allocation errors by exception; keep them inside this module.
+    return absl::InternalError(absl::StrCat("T5 encode failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<at::Tensor> T5Encoder::EncodeImpl(const at::Tensor& ids, const at::Tensor& mask, Trace* trace) const {
   if (!ids.defined() || ids.dim() != 2 || ids.size(1) < 1) {
     return absl::InvalidArgumentError("T5 input_ids must be a [batch, length] tensor with length >= 1");
   }
@@ -149,7 +164,7 @@ absl::StatusOr<at::Tensor> T5Encoder::Encode(const at::Tensor& ids, const at::Te
   if (at::isFloatingType(ids.scalar_type()) || ids.scalar_type() == at::kBool) {
     return absl::InvalidArgumentError("T5 input_ids must be an integer tensor");
   }
-  at::Tensor id64 = ids.to(at::kLong);
+  at::Tensor id64 = ids.to(device(), at::kLong);
   if (id64.numel() > 0) {
     const int64_t lo = id64.min().item<int64_t>(), hi = id64.max().item<int64_t>();
     if (lo < 0 || hi >= config_.vocab_size) {
@@ -157,7 +172,7 @@ absl::StatusOr<at::Tensor> T5Encoder::Encode(const at::Tensor& ids, const at::Te
                                                      "], got values in [", lo, ", ", hi, "]"));
     }
   }
-  at::Tensor maskf = mask.to(at::kFloat);
+  at::Tensor maskf = mask.to(device(), at::kFloat);
   if (!at::logical_or(maskf == 0, maskf == 1).all().item<bool>()) {
     return absl::InvalidArgumentError("T5 attention_mask must hold only 0 and 1");
   }

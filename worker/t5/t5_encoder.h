@@ -8,7 +8,9 @@
 //
 // Weights: the HF layout (`shared.weight` and/or its tied twin `encoder.embed_tokens.weight`,
 // `encoder.block.{i}.layer.{0,1}...`, `encoder.final_layer_norm.weight`), F32/BF16/F16;
-// F32 tensors alias the mapped checkpoint (no copy), others are converted to F32 once.
+// F32 tensors alias the mapped checkpoint (no copy) on CPU, others are converted to F32 once.
+// Device: the weights live on the device given at load (runtime_config.t5_device: CPU, or the
+// rank's GPU); Encode() takes its inputs from any device and computes there.
 //
 // Thread safety: immutable after Load(); Encode() may run from several threads at once.
 // Not copyable; owns (a view of) its weights.
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "absl/status/statusor.h"
 #include "worker/t5/t5_config.h"
@@ -45,25 +48,30 @@ class T5Encoder {
 
   // Takes every tensor of the encoder from `ckpt` (shapes and dtypes checked) and fails
   // with the key names on anything missing, misshapen, or (strictly) left unused.
-  static absl::StatusOr<std::unique_ptr<T5Encoder>> Load(const T5Config& config, Checkpoint& ckpt);
+  // The weights are placed on `device`.
+  static absl::StatusOr<std::unique_ptr<T5Encoder>> Load(const T5Config& config, Checkpoint& ckpt,
+                                                         c10::Device device = c10::Device(c10::kCPU));
   // `config_path` is a HF config.json; `weights` a .safetensors file, an index.json or a folder.
   static absl::StatusOr<std::unique_ptr<T5Encoder>> LoadFiles(const std::string& config_path,
-                                                              const std::string& weights);
+                                                              const std::string& weights,
+                                                              c10::Device device = c10::Device(c10::kCPU));
   // A HF model folder: config.json + model.safetensors (or sharded with an index). A folder
   // holding only PyTorch `.bin` files gets an error pointing at docs/t5.md (conversion).
-  static absl::StatusOr<std::unique_ptr<T5Encoder>> LoadFolder(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<T5Encoder>> LoadFolder(const std::string& dir,
+                                                               c10::Device device = c10::Device(c10::kCPU));
 
   T5Encoder(const T5Encoder&) = delete;
   T5Encoder& operator=(const T5Encoder&) = delete;
 
   // ids, mask: [B, L] integer tensors (mask 0/1, the same shape, ids in [0, vocab_size)).
-  // Returns last_hidden_state, float32 [B, L, d_model], on the weights' device (CPU).
+  // Returns last_hidden_state, float32 [B, L, d_model], on the weights' device.
   absl::StatusOr<at::Tensor> Encode(const at::Tensor& ids, const at::Tensor& mask, Trace* trace = nullptr) const;
 
-  // Relative position bias [1, H, L, L] (no mask), float32.
+  // Relative position bias [1, H, L, L] (no mask), float32, on the weights' device.
   at::Tensor PositionBias(int64_t length) const;
 
   const T5Config& config() const { return config_; }
+  c10::Device device() const { return shared_.device(); }
   // Bytes of weight tensors held (aliased or owned).
   int64_t weight_bytes() const;
 
@@ -72,6 +80,7 @@ class T5Encoder {
     at::Tensor ln0, q, k, v, o, ln1, wi0, wi1, wo;
   };
   explicit T5Encoder(const T5Config& config) : config_(config) {}
+  absl::StatusOr<at::Tensor> EncodeImpl(const at::Tensor& ids, const at::Tensor& mask, Trace* trace) const;
 
   T5Config config_;
   at::Tensor shared_;          // [vocab, d_model]

@@ -20,7 +20,8 @@
 #
 #   scripts/gpu_check.sh [--golden DIR] [--python PY] [--build-dir DIR] [--out DIR] [--jobs N]
 # Environment: MAGI_ABSL_SOURCE_DIR (an abseil-cpp source tree, needed for old-ABI wheels),
-#   NCCL_ROOT (an NCCL install when neither the nvidia-nccl wheel nor the toolkit has one).
+#   NCCL_ROOT (an NCCL install when neither the nvidia-nccl wheel nor the toolkit has one),
+#   GPU_CHECK_TIME_SCALE (multiplies every step's time limit; default 1, for slow machines).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -55,7 +56,7 @@ record() {  # record PASS|FAIL|SKIP name detail
 }
 # run_step NAME SECONDS CMD...: output to $OUT/NAME.log (tail shown on failure); sets $rc.
 run_step() {
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(( $2 * ${GPU_CHECK_TIME_SCALE:-1} )); shift 2
   local s=$(date +%s)
   timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
   rc=$?
@@ -124,7 +125,8 @@ note "$GPU_LINE; $TORCH_LINE; nvcc $NVCC_LINE"
 CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Release -DMAGI_CORE_ONLY=ON -DMAGI_WITH_CUDA=ON -DMAGI_PREFER_VENDORED=ON
             "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX" "-DCMAKE_CUDA_COMPILER=$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=$ARCH"
             "-DCUDAToolkit_ROOT=$(dirname "$(dirname "$NVCC")")")
-command -v ninja >/dev/null 2>&1 && CMAKE_ARGS+=(-G Ninja)
+# Ninja when there is one, for a fresh build dir (an existing one keeps its generator).
+command -v ninja >/dev/null 2>&1 && [ ! -f "$BUILD/CMakeCache.txt" ] && CMAKE_ARGS+=(-G Ninja)
 NCCL_ROOT=${NCCL_ROOT:-$WHEEL_NCCL}
 [ -n "$NCCL_ROOT" ] && CMAKE_ARGS+=("-DNCCL_ROOT=$NCCL_ROOT")
 [ -n "$golden" ] && CMAKE_ARGS+=("-DMAGI_GOLDEN_DIR=$golden")  # the test suites' golden folder

@@ -154,9 +154,13 @@ if [ $HAVE_TESTS -eq 1 ]; then
 fi
 BIN=$BUILD
 # ---- 1. CUDA self-check ----------------------------------------------------------------------
+# On this box a GPU is the point: "no usable CUDA device" is a failure here, not a skip.
 run_step cuda_check 60 "$BIN/tools/cuda_check/magi-cuda-check"
-if [ $rc -eq 0 ]; then record PASS cuda-check "$(head -n 1 "$OUT/cuda_check.log"); $(grep -m1 'LayerNorm1p' "$OUT/cuda_check.log")"
-else record FAIL cuda-check "exit $rc ($OUT/cuda_check.log)"; fi
+if [ $rc -eq 0 ] && grep -q 'LayerNorm1p kernel: ok' "$OUT/cuda_check.log"; then
+  record PASS cuda-check "$(head -n 1 "$OUT/cuda_check.log"); $(grep -m1 'device 0' "$OUT/cuda_check.log" | sed 's/^ *//')"
+else
+  record FAIL cuda-check "exit $rc: $(tail -n 1 "$OUT/cuda_check.log") ($OUT/cuda_check.log)"
+fi
 # ---- 2./3. goldens ---------------------------------------------------------------------------
 golden_line() { grep -E '^[0-9]+ passed' "$OUT/$1.log" | tail -n 1; }
 if [ -z "$golden" ]; then
@@ -178,8 +182,12 @@ fi
 # ---- 4./5. NCCL ------------------------------------------------------------------------------
 run_step nccl_one_rank 60 env MASTER_ADDR=127.0.0.1 MASTER_PORT=29611 RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 \
   "$BIN/tests/parallel/rank_probe" nccl1
-[ $rc -eq 0 ] && record PASS nccl-1-rank "$(tail -n 1 "$OUT/nccl_one_rank.log")" \
-              || record FAIL nccl-1-rank "exit $rc ($OUT/nccl_one_rank.log)"
+# The probe also passes where it may refuse (no GPU); here it must have run the collectives.
+if [ $rc -eq 0 ] && grep -q 'one-rank NCCL communicator on cuda:0 .*: ok' "$OUT/nccl_one_rank.log"; then
+  record PASS nccl-1-rank "$(tail -n 1 "$OUT/nccl_one_rank.log")"
+else
+  record FAIL nccl-1-rank "exit $rc: $(tail -n 1 "$OUT/nccl_one_rank.log") ($OUT/nccl_one_rank.log)"
+fi
 if [ "$NGPU" -ge 2 ]; then
   two_ranks() {
     local pids=() r bad=0
@@ -191,8 +199,11 @@ if [ "$NGPU" -ge 2 ]; then
     return $bad
   }
   run_step nccl_two_ranks 90 bash -c "$(declare -f two_ranks); BIN='$BIN'; two_ranks"
-  [ $rc -eq 0 ] && record PASS nccl-2-ranks "$(grep -m1 'rank 0' "$OUT/nccl_two_ranks.log")" \
-                || record FAIL nccl-2-ranks "exit $rc ($OUT/nccl_two_ranks.log)"
+  if [ $rc -eq 0 ] && [ "$(grep -c 'NCCL tp group and Gloo world group on cuda:[01]: ok' "$OUT/nccl_two_ranks.log")" -eq 2 ]; then
+    record PASS nccl-2-ranks "$(grep -m1 'rank 0' "$OUT/nccl_two_ranks.log")"
+  else
+    record FAIL nccl-2-ranks "exit $rc: $(tail -n 1 "$OUT/nccl_two_ranks.log") ($OUT/nccl_two_ranks.log)"
+  fi
 else
   record SKIP nccl-2-ranks "one GPU: NCCL needs a device per rank"
 fi

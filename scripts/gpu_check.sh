@@ -130,10 +130,13 @@ command -v ninja >/dev/null 2>&1 && [ ! -f "$BUILD/CMakeCache.txt" ] && CMAKE_AR
 NCCL_ROOT=${NCCL_ROOT:-$WHEEL_NCCL}
 [ -n "$NCCL_ROOT" ] && CMAKE_ARGS+=("-DNCCL_ROOT=$NCCL_ROOT")
 [ -n "$golden" ] && CMAKE_ARGS+=("-DMAGI_GOLDEN_DIR=$golden")  # the test suites' golden folder
+if [ -z "${MAGI_ABSL_SOURCE_DIR:-}" ] && [ "$TORCH_CXX11" = 0 ] && [ -d "$ROOT/third_party/abseil-cpp" ]; then
+  MAGI_ABSL_SOURCE_DIR=$ROOT/third_party/abseil-cpp  # old-ABI wheel: build Abseil with its flags
+fi
 if [ -n "${MAGI_ABSL_SOURCE_DIR:-}" ]; then
   CMAKE_ARGS+=("-DMAGI_ABSL_SOURCE_DIR=$MAGI_ABSL_SOURCE_DIR")
 elif [ "$TORCH_CXX11" = 0 ]; then
-  record FAIL abseil "this wheel uses the old C++ ABI (_GLIBCXX_USE_CXX11_ABI=0) and the vendored Debian Abseil the new one: set MAGI_ABSL_SOURCE_DIR to an abseil-cpp 20220623 source tree"
+  record FAIL abseil "this wheel uses the old C++ ABI (_GLIBCXX_USE_CXX11_ABI=0) and the vendored Debian Abseil the new one: vendor Abseil sources (ABSL_SOURCE=... scripts/vendor_core_deps.sh) or set MAGI_ABSL_SOURCE_DIR"
   finish
 elif [ ! -d "$ROOT/third_party/absl" ]; then
   note "no third_party/absl (scripts/vendor_core_deps.sh): relying on an installed Abseil"

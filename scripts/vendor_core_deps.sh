@@ -9,6 +9,8 @@
 # (_GLIBCXX_USE_CXX11_ABI=1): it links with LibTorch builds that use the same ABI (PyTorch
 # wheels from 2.7 on, the cxx11-abi libtorch archives). For an old-ABI wheel pass an Abseil
 # source tree instead (-DMAGI_ABSL_SOURCE_DIR, or MAGI_ABSL_SOURCE_DIR for gpu_check.sh).
+# With ABSL_SOURCE=/path/to/abseil-cpp (a 20220623 source tree) it is copied too, as
+# third_party/abseil-cpp; gpu_check.sh builds it when the wheel uses the old ABI.
 #   scripts/vendor_core_deps.sh [OUT_DIR]      (default ./third_party; idempotent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,12 @@ if [ -e /usr/src/googletest/CMakeLists.txt ]; then
   cp -r /usr/src/googletest "$out/googletest"
 else
   echo "vendor_core_deps: no /usr/src/googletest (libgtest-dev): the box will build no test suite"
+fi
+if [ -n "${ABSL_SOURCE:-}" ]; then
+  [ -f "$ABSL_SOURCE/absl/status/status.h" ] || { echo "vendor_core_deps: $ABSL_SOURCE is no abseil-cpp tree" >&2; exit 1; }
+  rm -rf "$out/abseil-cpp"
+  mkdir -p "$out/abseil-cpp"
+  (cd "$ABSL_SOURCE" && tar --exclude=.git -cf - .) | (cd "$out/abseil-cpp" && tar -xf -)
 fi
 echo "vendor_core_deps: $(du -sh "$out" | cut -f1) in $out: absl ($(ls "$out/absl/lib/$multiarch"/*.a | wc -l) static" \
      "libraries), nlohmann-json headers, googletest $( [ -d "$out/googletest" ] && echo sources || echo absent)"

@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -186,6 +189,9 @@ absl::StatusOr<RendezvousOptions> RendezvousFromEnv() {
   auto rank = EnvInt("RANK", 0, 0, *world - 1);
   auto local = EnvInt("LOCAL_RANK", 0, 0, *world - 1);
   auto timeout = EnvInt("MAGI_DIST_TIMEOUT_S", 60, 1, 86400);
+  auto rendezvous = EnvInt("MAGI_RENDEZVOUS_TIMEOUT_S", 1800, 1, 7 * 86400);
+  if (!rendezvous.ok()) return rendezvous.status();
+  o.rendezvous_timeout = std::chrono::seconds(*rendezvous);
   if (!rank.ok()) return rank.status();
   if (!local.ok()) return local.status();
   if (!timeout.ok()) return timeout.status();
@@ -226,8 +232,52 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     so.port = static_cast<uint16_t>(o.master_port);
     so.isServer = o.rank == 0;
     so.numWorkers = o.world_size;
-    so.timeout = o.timeout;
-    g->impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    // Every rank waits up to the rendezvous timeout: rank 0 for the others to connect, the
+    // others for rank 0 to listen (c10d's client keeps retrying the connect). A thread logs
+    // what is awaited every `rendezvous_retry` until it is done.
+    using std::chrono::duration_cast;
+    using ms = std::chrono::milliseconds;
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + o.rendezvous_timeout;
+    auto waited_s = [&] {
+      return static_cast<long long>(
+          duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count());
+    };
+    auto left = [&] { return std::max(ms(1), duration_cast<ms>(deadline - std::chrono::steady_clock::now())); };
+    const std::string awaited = o.rank == 0 ? absl::StrCat("the other ", o.world_size - 1, " rank(s) to connect")
+                                            : std::string("rank 0 to listen");
+    std::fprintf(stderr, "magi rank %d: rendezvous at %s:%d (world %d): waiting for %s, up to %llds\n", o.rank,
+                 o.master_addr.c_str(), o.master_port, o.world_size, awaited.c_str(),
+                 static_cast<long long>(duration_cast<std::chrono::seconds>(o.rendezvous_timeout).count()));
+    std::mutex log_mu;
+    std::condition_variable log_cv;
+    bool joined = false;
+    std::thread logger([&] {
+      std::unique_lock<std::mutex> lock(log_mu);
+      while (!log_cv.wait_for(lock, o.rendezvous_retry, [&] { return joined; })) {
+        std::fprintf(stderr, "magi rank %d: still waiting for %s at %s:%d after %llds\n", o.rank, awaited.c_str(),
+                     o.master_addr.c_str(), o.master_port, waited_s());
+      }
+    });
+    auto stop_logger = [&] {
+      {
+        std::lock_guard<std::mutex> lock(log_mu);
+        joined = true;
+      }
+      log_cv.notify_all();
+      if (logger.joinable()) logger.join();
+    };
+    so.timeout = o.rendezvous_timeout;
+    try {
+      g->impl_->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+      // The process groups wait for their peers' addresses through the store until the
+      // deadline; afterwards its operations use the heartbeat timeout.
+      g->impl_->store->setTimeout(left());
+    } catch (...) {
+      stop_logger();
+      throw;
+    }
+    stop_logger();
     auto make = [&](const std::string& prefix, int rank, int size) {
       auto opts = c10d::ProcessGroupGloo::Options::create(
           o.collective_timeout.count() > 0 ? o.collective_timeout : o.timeout);
@@ -246,6 +296,8 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
                        : std::make_unique<C10dCommunicator>(
                              "cp", make(absl::StrCat("cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
     }
+    g->impl_->store->setTimeout(o.timeout);
+    std::fprintf(stderr, "magi rank %d: rendezvous done after %llds\n", o.rank, waited_s());
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rendezvous at ", o.master_addr, ":", o.master_port, " as rank ", o.rank,
                                                " of ", o.world_size, " failed: ", e.what()));

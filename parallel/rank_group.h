@@ -49,6 +49,12 @@ struct RendezvousOptions {
   // How long one collective may wait; longer than `timeout` for ranks that idle in a
   // broadcast until the next job arrives (dead peers are still caught by the heartbeats).
   std::chrono::milliseconds collective_timeout = std::chrono::milliseconds(0);
+  // How long Join waits for the rendezvous (every rank of the group reachable): long for
+  // multi-node groups whose pods start minutes apart (image pulls, scheduling). Ranks other
+  // than 0 keep retrying to connect to MASTER_ADDR:MASTER_PORT until this deadline; every
+  // rank logs what it waits for every `rendezvous_retry`.
+  std::chrono::milliseconds rendezvous_timeout = std::chrono::seconds(1800);
+  std::chrono::milliseconds rendezvous_retry = std::chrono::seconds(30);
   // Backend of the TP and CP groups (the world group is always Gloo).
   CollectiveBackend backend = CollectiveBackend::kGloo;
   // kNccl: the CUDA ordinal this rank's communicators use; -1 means local_rank (one process
@@ -56,7 +62,8 @@ struct RendezvousOptions {
   int cuda_device = -1;
 };
 
-// Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (and MAGI_DIST_TIMEOUT_S).
+// Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (and MAGI_DIST_TIMEOUT_S,
+// MAGI_RENDEZVOUS_TIMEOUT_S).
 // Missing variables default to a single rank; malformed ones are errors naming the variable.
 absl::StatusOr<RendezvousOptions> RendezvousFromEnv();
 

@@ -34,6 +34,13 @@ absl::Status GroupRegistry::Validate(const ::magi::internal::v1::Register& reg) 
   return absl::OkStatus();
 }
 
+absl::Status GroupRegistry::CheckModels(const ::magi::internal::v1::Register& reg) const {
+  for (const auto& m : reg.models()) {
+    if (auto s = catalog_->CheckCompatible(m); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 std::string GroupRegistry::Add(const ::magi::internal::v1::Register& reg,
                                std::shared_ptr<WorkerGroupLink> link, int heartbeat_interval_ms,
                                int64_t now_ms) {

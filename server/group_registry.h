@@ -53,6 +53,9 @@ class GroupRegistry {
 
   // OK, or InvalidArgument naming the register field a group got wrong.
   static absl::Status Validate(const ::magi::internal::v1::Register& registration);
+  // OK, or FailedPrecondition when a model the group declares disagrees with a group already
+  // serving that name (ModelCatalog::CheckCompatible).
+  absl::Status CheckModels(const ::magi::internal::v1::Register& registration) const;
   // Adds a validated group, registers its models in the catalog and sends it Registered
   // (with `heartbeat_interval_ms`). Returns its key.
   std::string Add(const ::magi::internal::v1::Register& registration,

@@ -2,11 +2,9 @@
 //   GET /healthz  200 "ok" while the process serves at all (liveness)
 //   GET /readyz   200 "ready", or 503 "draining" once SIGTERM stopped admission (readiness)
 //   GET /metrics  Prometheus text exposition of ServerMetrics
-// HEAD works on each; other methods get 405; any other path 404 (never civetweb's own
-// file serving or error pages).
-// Served by civetweb (what prometheus-cpp's own exposer uses) on its own threads.
+// HEAD works on each; other methods get 405; any other path 404 (base/http_server.h).
 //
-// Thread safety: Start/Stop from one thread; handlers run on civetweb threads and only read
+// Thread safety: Start/Stop from one thread; handlers run on the HTTP server's thread and only read
 // thread-safe state. Does not own the metrics or the readiness callback's state.
 #ifndef MAGI_SERVER_HTTP_ENDPOINTS_H_
 #define MAGI_SERVER_HTTP_ENDPOINTS_H_
@@ -17,11 +15,9 @@
 
 #include "absl/status/statusor.h"
 
-class CivetServer;
-class CivetHandler;
-
 namespace magi {
 
+class HttpServer;
 class ServerMetrics;
 
 class HttpEndpoints {
@@ -39,8 +35,7 @@ class HttpEndpoints {
  private:
   const ServerMetrics* metrics_;
   std::function<bool()> ready_;
-  std::unique_ptr<CivetHandler> router_;
-  std::unique_ptr<CivetServer> server_;
+  std::unique_ptr<HttpServer> server_;
 };
 
 }  // namespace magi

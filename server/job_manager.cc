@@ -413,6 +413,10 @@ absl::StatusOr<std::string> JobManager::RegisterGroup(
   std::string key;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = registry_.CheckModels(reg); !s.ok()) {
+      Log(absl::StrCat("worker group ", reg.group_id(), " refused: ", s.message()));
+      return s;
+    }
     key = registry_.Add(reg, std::move(link), options_.heartbeat_interval_ms, NowMs());
   }
   std::string models;
@@ -477,7 +481,12 @@ void JobManager::HandleChunk(const std::string& key, const ::magi::internal::v1:
     if (!registry_.Touch(key, NowMs())) return;  // already dropped
     ActiveJob* job = JobForLocked(key, c.job_id(), c.attempt());
     if (!job) return;
-    if (c.index() < job->rec.chunks_done) return;  // a duplicate after a resume
+    if (c.index() < job->rec.chunks_done) {
+      // The current attempt started after this chunk: the worker recomputed it for nothing.
+      Log(absl::StrCat("job ", c.job_id(), " attempt ", c.attempt(), ": group ", key, " sent chunk ", c.index(),
+                       " again (already stored; the attempt started at a later chunk); dropped"));
+      return;
+    }
     bad = c.index() != job->rec.chunks_done || c.index() >= job->rec.chunks_total ||
           (c.index() == 0 && c.init_segment().empty()) || c.fragment().empty();
     if (bad) {

@@ -4,6 +4,9 @@
 #include <iterator>
 #include <set>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 namespace magi {
 
 ModelInfo DefaultTinyModel() {
@@ -42,6 +45,36 @@ ModelCatalog::ModelCatalog(std::string default_model) : default_model_(std::move
 void ModelCatalog::Register(const std::string& source, const ModelInfo& info) {
   std::lock_guard<std::mutex> lock(mu_);
   registered_[info.name()][source] = info;
+}
+
+absl::Status ModelCatalog::CheckCompatible(const ModelInfo& info) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto reg = registered_.find(info.name());
+  if (reg == registered_.end() || reg->second.empty()) return absl::OkStatus();
+  const auto& [source, have] = *reg->second.begin();
+  auto differ = [&](const char* field, const std::string& theirs, const std::string& mine) -> absl::Status {
+    if (theirs == mine) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", info.name(), "': ", field, " ", mine, " disagrees with ", theirs, " declared by group ", source,
+        " serving the same name; give different models different names (magi-worker --model_name or "
+        "config.json serving_config.name)"));
+  };
+  const std::pair<const char*, int64_t (*)(const ModelInfo&)> ints[] = {
+      {"frames_per_chunk", [](const ModelInfo& m) -> int64_t { return m.frames_per_chunk(); }},
+      {"latent_frames_per_chunk", [](const ModelInfo& m) -> int64_t { return m.latent_frames_per_chunk(); }},
+      {"frames_multiple", [](const ModelInfo& m) -> int64_t { return m.frames_multiple(); }},
+      {"steps_multiple", [](const ModelInfo& m) -> int64_t { return m.steps_multiple(); }},
+      {"size_multiple", [](const ModelInfo& m) -> int64_t { return m.size_multiple(); }},
+      {"min_size", [](const ModelInfo& m) -> int64_t { return m.min_size(); }},
+      {"default_fps", [](const ModelInfo& m) -> int64_t { return m.default_fps(); }},
+      {"default_seed", [](const ModelInfo& m) -> int64_t { return m.default_seed(); }},
+  };
+  for (const auto& [field, get] : ints) {
+    if (auto s = differ(field, absl::StrCat(get(have)), absl::StrCat(get(info))); !s.ok()) return s;
+  }
+  auto list = [](const auto& xs) { return absl::StrCat("[", absl::StrJoin(xs, ", "), "]"); };
+  if (auto s = differ("special_tokens", list(have.special_tokens()), list(info.special_tokens())); !s.ok()) return s;
+  return differ("cfg_numbers", list(have.cfg_numbers()), list(info.cfg_numbers()));
 }
 
 void ModelCatalog::Unregister(const std::string& source) {

@@ -46,6 +46,60 @@ def request(chunks=3, steps=4, **kw):
     return r
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(addr, path):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (addr, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return None, ""
+
+
+def wait_http(addr, path, code, timeout=20):
+    end = time.time() + timeout
+    got = None
+    while time.time() < end:
+        got = http_get(addr, path)
+        if got[0] == code:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("%s%s: wanted %s, last %r" % (addr, path, code, got))
+
+
+class Worker:
+    """One magi-worker process dialing `srv`'s worker port, with its probes on a free port."""
+
+    def __init__(self, srv, *args):
+        self.http = "127.0.0.1:%d" % free_port()
+        self.log = open(os.path.join(srv.state_dir, "worker-%s.log" % self.http.split(":")[1]), "ab")
+        self.proc = subprocess.Popen(
+            [WORKER_BIN, "--server=" + srv.workers_addr,
+             "--worker_token_file=" + os.path.join(srv.state_dir, "worker_token"),
+             "--group_id=external", "--http_listen=" + self.http] + list(args),
+            stdout=self.log, stderr=self.log)
+
+    def get(self, path):
+        return http_get(self.http, path)
+
+    def wait(self, timeout=30):
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.log.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class Server:
     """One magi-server process with its local workers, on free ports and a temp state dir."""
 
@@ -240,8 +294,9 @@ class E2e(unittest.TestCase):
         self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state, pb.JOB_STATE_SUCCEEDED)
 
     def test_cancel_mid_job(self):
+        # 40 chunks x 16 steps x 30 ms: ~19 s of work, cancelled after its second chunk.
         srv = self.server(step_ms=30)
-        job = srv.stub.Submit(request(chunks=10, steps=4)).job
+        job = srv.stub.Submit(request(chunks=40, steps=16)).job
         seen = []
 
         def until_chunk1(ev):
@@ -252,12 +307,15 @@ class E2e(unittest.TestCase):
         self.assertEqual(seen, [1])
         self.assertEqual(code, grpc.StatusCode.CANCELLED)
         self.assertEqual(events[-1][1].WhichOneof("event"), "failed")
-        self.assertLess(len(chunks), 10)
+        self.assertLess(len(chunks), 40)
         got = srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id))
         self.assertEqual(got.state, pb.JOB_STATE_CANCELLED)
-        # The worker is free again: a new job runs to the end.
+        # The worker stopped: the group's slot stays busy until the worker reports the job done,
+        # so a worker that kept computing would hold this job back for ~18 s more.
+        t0 = time.monotonic()
         _, _, code2 = collect(srv.stub.Generate(request(chunks=1)))
         self.assertEqual(code2, grpc.StatusCode.OK)
+        self.assertLess(time.monotonic() - t0, 8.0, "the worker kept computing the cancelled job")
         with self.assertRaises(grpc.RpcError) as cm:
             srv.stub.GetVideo(pb.GetVideoRequest(job_id=job.job_id)).next()
         self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
@@ -429,6 +487,23 @@ class E2e(unittest.TestCase):
         self.assertEqual(streamed, srv.video(job_id))
         self.assertEqual(srv.video(job_id), self.reference_video(srv, req))
         self.assertGreaterEqual(srv.metric("magi_jobs_requeued_total"), 1)
+        # Resumed, not restarted: the second attempt starts after the chunks the client already
+        # had (0 and 1), so no chunk was computed twice (the server drops duplicates silently,
+        # which would hide a restart from chunk 0 from every check above).
+        # What the workers were told (their own log lines; local workers write to the server's
+        # stderr), not what the server meant to send.
+        srv.log.flush()
+        starts = []
+        for name in sorted(os.listdir(srv.state_dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(srv.state_dir, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                starts += re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
+                self.assertNotIn("sent chunk", text)  # a worker that recomputed stored chunks
+        starts.sort(key=lambda s: int(s[0]))
+        self.assertEqual(starts[0], ("1", "0"), starts)
+        later = [int(k) for a, k in starts[1:]]
+        self.assertTrue(later and all(k >= 2 for k in later), starts)
 
     def test_server_restart_recovers_jobs(self):
         srv = self.server(step_ms=25)
@@ -565,6 +640,68 @@ class E2e(unittest.TestCase):
             self.assertNotIn(b"invalid UTF-8", f.read())
 
     # -- operations ----------------------------------------------------------------------
+    def test_worker_probes(self):
+        """magi-worker --http_listen: /healthz answers at once, /readyz only while the group is
+        registered with the server; other paths 404."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            wait_http(w.http, "/readyz", 200)
+            self.assertEqual(w.get("/healthz"), (200, "ok\n"))
+            self.assertEqual(w.get("/readyz"), (200, "ready\n"))
+            self.assertEqual(w.get("/metricz")[0], 404)
+            srv.wait_for_workers(1)
+            srv.kill9()  # the server is gone: not ready, still alive
+            code, body = wait_http(w.http, "/readyz", 503)
+            self.assertEqual(body, "not registered with the server\n")
+            self.assertEqual(w.get("/healthz")[0], 200)
+        finally:
+            w.kill()
+
+    def test_worker_stall_watchdog(self):
+        """A job that stops making progress (the synthetic runner's hang hook, as a wedged
+        collective) marks the worker stalled, ends its stream so the server re-queues the job,
+        and exits 3; a healthy worker then finishes the job from where it stopped."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=20", "--synthetic_hang_after_steps=6",
+                   "--step_timeout_seconds=1")
+        wait_http(w.http, "/readyz", 200)
+        job = srv.stub.Submit(request(chunks=3, steps=4)).job
+        t0 = time.time()
+        self.assertEqual(w.wait(timeout=30), 3)
+        self.assertLess(time.time() - t0, 20)
+        got = srv.wait_job(job.job_id, [pb.JOB_STATE_QUEUED], timeout=10)
+        self.assertEqual(got.chunks_done, 1)  # chunk 0 (4 steps) finished before the hang
+        good = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+        finally:
+            good.kill()
+
+    def test_worker_sigterm_hands_back(self):
+        """SIGTERM (eviction): the worker turns unready, finishes the chunk in progress, leaves
+        the server and exits 0; the job is re-queued at once from that chunk and finishes on
+        another worker."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=100")
+        wait_http(w.http, "/readyz", 200)
+        job = srv.stub.Submit(request(chunks=5, steps=4)).job
+        srv.wait_job(job.job_id, [pb.JOB_STATE_RUNNING], timeout=10)
+        end = time.time() + 20
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=job.job_id)).chunks_done < 1 and time.time() < end:
+            time.sleep(0.02)
+        w.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(w.wait(timeout=15), 0)
+        got = srv.wait_job(job.job_id, [pb.JOB_STATE_QUEUED], timeout=10)
+        self.assertGreaterEqual(got.chunks_done, 2)  # the chunk in progress at SIGTERM was finished
+        self.assertLess(got.chunks_done, 5)
+        good = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
+        try:
+            done = srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+            self.assertEqual(done.chunks_done, 5)
+        finally:
+            good.kill()
+
     def test_health_metrics_and_drain(self):
         srv = self.server(step_ms=40)
         self.assertEqual(srv.get("/healthz")[0], 200)

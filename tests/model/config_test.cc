@@ -95,6 +95,21 @@ TEST(ConfigTest, ServingConfigDefaultsToTheRunScriptsAndIsStrict) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->serving.special_tokens, c->serving.special_tokens);
   EXPECT_EQ(again->serving.prev_chunks_scale, 0.5);
+  EXPECT_EQ(again->serving.name, "");  // not written when unset
+  // serving_config.name: the served model name, round-tripped, validated.
+  j["serving_config"] = {{"name", "magi-1-24b_v1.0"}};
+  auto named = ParseMagiConfig(j.dump(), "named.json");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->serving.name, "magi-1-24b_v1.0");
+  auto named_again = ParseMagiConfig(MagiConfigToJson(*named), "roundtrip");
+  ASSERT_TRUE(named_again.ok()) << named_again.status();
+  EXPECT_EQ(named_again->serving.name, "magi-1-24b_v1.0");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", "a b"}}; }, "serving_config.name: model name 'a b' is invalid");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", ""}}; }, "allowed: 1-64 characters of [A-Za-z0-9._-]");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", std::string(65, 'x')}}; }, "serving_config.name");
+  ExpectError([](auto& j) { j["serving_config"] = {{"name", 7}}; }, "serving_config.name must be a string");
+  EXPECT_TRUE(CheckModelName("4.5b-distill", "x").ok());
+  EXPECT_NE(CheckModelName("a/b", "--model_name").message().find("--model_name"), std::string::npos);
   // Strict: unknown keys (listing the allowed ones), wrong types, ranges.
   ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "unknown field serving_config.pad_hd");
   ExpectError([](auto& j) { j["serving_config"] = {{"pad_hd", true}}; }, "allowed: pad_static, pad_dynamic");

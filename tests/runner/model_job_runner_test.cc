@@ -107,6 +107,30 @@ class ModelJobRunnerTest : public ::testing::Test {
 fs::path* ModelJobRunnerTest::dir_ = nullptr;
 ModelJobRunner* ModelJobRunnerTest::runner_ = nullptr;
 
+// The served name: --model_name, else serving_config.name, else the folder's basename.
+TEST_F(ModelJobRunnerTest, ModelNameComesFromTheFlagTheConfigOrTheFolder) {
+  EXPECT_EQ(runner_->model_name(), "tiny");  // the tiny set names itself in serving_config
+  EXPECT_EQ(runner_->Models()[0].name(), "tiny");
+  ModelRunnerOptions named;
+  named.model_name = "magi-1-24b";
+  auto r = ModelJobRunner::Load((*dir_ / "tiny").string(), named);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->Models()[0].name(), "magi-1-24b");
+  named.model_name = "bad name";
+  auto bad = ModelJobRunner::Load((*dir_ / "tiny").string(), named);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--model_name: model name 'bad name' is invalid"), std::string::npos);
+  // A copy without serving_config.name serves under its folder's name.
+  const fs::path copy = *dir_ / "magi-4.5b-copy";
+  fs::copy(*dir_ / "tiny", copy, fs::copy_options::recursive);
+  MagiConfig c = TinyModelSetConfig();
+  c.serving.name.clear();
+  std::ofstream((copy / "config.json").string()) << MagiConfigToJson(c);
+  auto by_folder = ModelJobRunner::Load(copy.string() + "/");
+  ASSERT_TRUE(by_folder.ok()) << by_folder.status();
+  EXPECT_EQ((*by_folder)->Models()[0].name(), "magi-4.5b-copy");
+}
+
 TEST_F(ModelJobRunnerTest, MakesEveryChunkAndStreamsThemAsTheyFinish) {
   RecordingSink sink;
   ASSERT_TRUE(runner_->Run(Job(4 * 24), sink).ok());

@@ -59,6 +59,38 @@ TEST(GroupRegistryTest, AddSendsRegisteredAndTheCatalogFollowsTheGroups) {
   EXPECT_EQ(registry.size(), 0u);
 }
 
+// One name, one model: a group declaring a known name with other chunking / tokens is
+// refused; differing limits merge (the most permissive wins).
+TEST(GroupRegistryTest, GroupsDeclaringOneNameMustAgreeOnTheModel) {
+  ModelCatalog catalog("tiny");
+  GroupRegistry registry(&catalog);
+  auto first = Registration("small", 1);
+  EXPECT_TRUE(registry.CheckModels(first).ok());
+  registry.Add(first, std::make_shared<RecordingLink>(), 1000, 0);
+  auto bigger = Registration("big", 1);
+  bigger.mutable_models(0)->set_max_width(1024);
+  EXPECT_TRUE(registry.CheckModels(bigger).ok());
+  registry.Add(bigger, std::make_shared<RecordingLink>(), 1000, 0);
+  EXPECT_EQ(catalog.Find("special")->max_width(), 1024);
+  auto other = Registration("other", 1);
+  other.mutable_models(0)->set_frames_per_chunk(48);
+  absl::Status s = registry.CheckModels(other);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("model 'special': frames_per_chunk 48 disagrees with 24"), std::string::npos) << s;
+  other = Registration("other", 1);
+  other.mutable_models(0)->clear_special_tokens();
+  s = registry.CheckModels(other);
+  EXPECT_NE(s.message().find("special_tokens [] disagrees with [PAD_HQ, PAD_DURATION]"), std::string::npos) << s;
+  // Under its own name the same declaration is a separate catalog entry.
+  other.mutable_models(0)->set_name("special-4.5b");
+  EXPECT_TRUE(registry.CheckModels(other).ok());
+  // The built-in "tiny" is replaced, not compared against.
+  auto tiny = Registration("t", 1);
+  tiny.mutable_models(0)->set_name("tiny");
+  tiny.mutable_models(0)->set_frames_per_chunk(48);
+  EXPECT_TRUE(registry.CheckModels(tiny).ok());
+}
+
 TEST(GroupRegistryTest, AssignFillsSlotsAndCancelReachesOnlyKnownGroups) {
   ModelCatalog catalog("tiny");
   GroupRegistry registry(&catalog);

@@ -7,8 +7,8 @@
 //     guidance mixing, Euler steps, emission) must match bit for bit, and every forward's
 //     inputs are compared with what the reference passed;
 //  2. model: the engine runs with our DiT on the folder's weights; every inner forward's
-//     output (<= 1e-4 of max|ref|), every emitted chunk and final_latents (<= 1e-3), and the
-//     final dense KV cache (<= 1e-4) are compared; a second run with the windowed cache must
+//     output (<= 5e-5 of max|ref|), every emitted chunk and final_latents (<= 1e-4), and the
+//     final dense KV cache (<= 5e-5) are compared; a second run with the windowed cache must
 //     give identical chunks.
 // Both runs use the case's recorded run-script env (ar_env.h): special tokens in the caption
 // rows, prev_chunks_scale in the guidance. An env the checker cannot apply fails the case.
@@ -34,9 +34,17 @@
 namespace magi {
 namespace {
 
-constexpr double kForwardTolerance = 1e-4;
-constexpr double kLatentTolerance = 1e-3;
-constexpr double kKvTolerance = 1e-4;
+// Tolerances (max|diff| / max|ref|) from the golden README's rounding-level probe (the
+// reference against itself with attention summed in another order) and what we observe on
+// folder A (magi-golden prints each ratio):
+//  - inner forwards: probe <= 2.9e-5 on single forwards; ours <= 1.1e-5 -> 5e-5.
+//  - chunks / final_latents: the README's float32 acceptance for the w4 runs is 1e-4 (probe
+//    <= 6.1e-5 on cfg3, whose text scale 7.5 amplifies); ours <= 7.2e-6 -> 1e-4.
+//  - final KV cache: ours <= 1.4e-5 -> 5e-5.
+// (The README's general suggestion, 1e-4 / 1e-3, left a port 10-100x worse than ours green.)
+constexpr double kForwardTolerance = 5e-5;
+constexpr double kLatentTolerance = 1e-4;
+constexpr double kKvTolerance = 5e-5;
 
 using nlohmann::json;
 

@@ -24,7 +24,12 @@ GoldenComparison CompareToReference(const at::Tensor& ours, const at::Tensor& re
   at::Tensor b = ref.detach().to(at::kCPU).to(at::kDouble);
   at::Tensor valid = ~at::isnan(b);
   c.compared = valid.sum().item<int64_t>();
-  if (c.compared == 0) return c;
+  if (c.compared == 0) {
+    // Nothing to compare is a failure, never a pass: an all-NaN or empty reference checks nothing.
+    c.error = b.numel() == 0 ? "the reference tensor is empty" : "the reference has no value that is not NaN";
+    c.max_diff = INFINITY;
+    return c;
+  }
   at::Tensor av = a.masked_select(valid), bv = b.masked_select(valid);
   if (!at::isfinite(av).all().item<bool>()) {
     c.error = "non-finite values where the reference is finite";

@@ -37,7 +37,8 @@ struct GoldenComparison {
 };
 
 // Compares in float64 on CPU. NaN entries of `ref` are skipped (never written by the
-// reference); a NaN or inf in `ours` where `ref` is finite is an error.
+// reference); a NaN or inf in `ours` where `ref` is finite is an error, and so is a reference
+// with nothing to compare (empty or all NaN).
 GoldenComparison CompareToReference(const at::Tensor& ours, const at::Tensor& ref);
 
 // Collects one line per case: "PASS name max|diff|=... max|ref|=... ratio=..." and counts.

@@ -18,6 +18,8 @@ JobExecutor::~JobExecutor() = default;
 
 absl::Status JobExecutor::Run() {
   start_ = absl::Now();
+  Touch();
+  running_ = true;
   absl::Status status = [&]() -> absl::Status {
     if (job_.chunks_total() < 1 || job_.spec.frames_per_chunk() < 1) {
       return absl::InvalidArgumentError(absl::StrCat("assignment.spec: chunks_total ", job_.chunks_total(),
@@ -31,20 +33,27 @@ absl::Status JobExecutor::Run() {
     return writer_->Finish().status();
   }();
   if (cancelled_ && status.ok()) status = absl::CancelledError("cancelled");
+  if (handed_back_ && !status.ok()) {
+    running_ = false;  // no JobDone: the server re-queues the job when the stream ends
+    return status;
+  }
   WorkerMessage done;
   done.mutable_done()->set_job_id(job_.job_id);
   done.mutable_done()->set_attempt(attempt_);
   done.mutable_done()->set_code(static_cast<int>(status.code()));
   done.mutable_done()->set_message(std::string(status.message()));
   send_(done);
+  running_ = false;
   return status;
 }
 
 absl::Status JobExecutor::OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) {
+  Touch();
   return writer_->ReplayChunk(index, frames);
 }
 
 absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames) {
+  Touch();
   auto piece = writer_->WriteChunk(index, frames);
   if (!piece.ok()) return piece.status();
   WorkerMessage m;
@@ -62,10 +71,15 @@ absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames
     cancelled_ = true;
     return absl::UnavailableError("server stream gone");
   }
+  if (hand_back_ && index + 1 < job_.chunks_total()) {
+    handed_back_ = true;
+    cancelled_ = true;
+  }
   return absl::OkStatus();
 }
 
 void JobExecutor::OnProgress(const StepProgress& p) {
+  Touch();
   WorkerMessage m;
   auto* g = m.mutable_progress();
   g->set_job_id(job_.job_id);

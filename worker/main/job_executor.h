@@ -39,7 +39,15 @@ class JobExecutor final : public FrameSink {
   // Runs to the end; returns the status also sent as JobDone (unless the stream is gone).
   absl::Status Run();
   void Cancel() { cancelled_ = true; }
+  // Eviction: the job stops after the chunk in progress is sent (the last chunk still ends
+  // the job normally) and no JobDone follows, so the server re-queues it from that chunk
+  // when the stream ends (WorkerLink::Drain).
+  void HandBackAfterChunk() { hand_back_ = true; }
   const std::string& job_id() const { return job_.job_id; }
+  // While Run() runs: true, and when the runner last showed progress (a step, a chunk, a
+  // replayed prefix chunk; the start of Run before the first). The stall watchdog reads them.
+  bool running() const { return running_.load(); }
+  absl::Time last_progress() const { return absl::FromUnixNanos(last_progress_ns_.load()); }
   int attempt() const { return attempt_; }
 
   // FrameSink
@@ -54,6 +62,11 @@ class JobExecutor final : public FrameSink {
   int attempt_ = 0;
   SendFn send_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<bool> hand_back_{false};
+  std::atomic<bool> handed_back_{false};
+  std::atomic<int64_t> last_progress_ns_{0};
+  void Touch() { last_progress_ns_ = absl::ToUnixNanos(absl::Now()); }
   std::unique_ptr<Fmp4ChunkWriter> writer_;
   absl::Time start_;
 };

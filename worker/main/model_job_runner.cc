@@ -104,6 +104,19 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   MAGI_ASSIGN_OR_RETURN(r->config_, LoadMagiConfig((base / "config.json").string()));
   MAGI_RETURN_IF_ERROR(ValidateMagiConfig(r->config_));
   MAGI_RETURN_IF_ERROR(ValidateEngineConfig(r->config_));
+  if (!options.model_name.empty()) {
+    MAGI_RETURN_IF_ERROR(CheckModelName(options.model_name, "--model_name"));
+  } else if (!r->config_.serving.name.empty()) {
+    r->options_.model_name = r->config_.serving.name;
+  } else {
+    fs::path folder = base.lexically_normal();
+    if (folder.filename().empty()) folder = folder.parent_path();  // "dir/" -> "dir"
+    r->options_.model_name = folder.filename().string();
+    MAGI_RETURN_IF_ERROR(CheckModelName(
+        r->options_.model_name,
+        absl::StrCat("model folder '", model_dir, "' (its basename is the default name; set --model_name or "
+                     "serving_config.name)")));
+  }
   const RuntimeConfig& rt = r->config_.runtime;
   const std::string source = (base / "config.json").string();
   for (auto [field, value] : {std::pair<const char*, const std::string*>{"runtime_config.load", &rt.load},

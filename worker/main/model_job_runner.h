@@ -63,7 +63,10 @@ class VaeCodec;
 class ViTVae;
 
 struct ModelRunnerOptions {
-  std::string model_name = "tiny";  // the name served (ModelInfo.name)
+  // The name served (ModelInfo.name, the server's catalog key): this when set (magi-worker
+  // --model_name), else config.json's serving_config.name, else the model folder's basename.
+  // Resolved by Load(); see model_name().
+  std::string model_name;
   // Limits reported in Models() (the server validates requests against them).
   int max_frames = 960;
   int max_width = 512;
@@ -106,6 +109,8 @@ class ModelJobRunner final : public JobRunner {
   // Video frames per job chunk: chunk_width x temporal_downsample_factor.
   int frames_per_chunk() const;
   const MagiConfig& config() const { return config_; }
+  // The resolved name this runner serves (ModelRunnerOptions::model_name).
+  const std::string& model_name() const { return options_.model_name; }
   // One line for logs: "special tokens PAD_HQ, PAD_DURATION (DIR/special_tokens.npz),
   // prev_chunks_scale 0.7" (or "special tokens none, ...").
   std::string conditioning() const;

@@ -11,7 +11,7 @@ namespace magi {
 
 absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& options) {
   if (options.runner == "synthetic") {
-    return std::unique_ptr<JobRunner>(new SyntheticFrameRunner(options.synthetic_step_delay));
+    return std::unique_ptr<JobRunner>(new SyntheticFrameRunner(options.synthetic_step_delay, options.synthetic_hang_after_steps));
   }
   if (options.runner == "model") {
     if (options.model_dir.empty()) {
@@ -21,6 +21,7 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
       if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
     }
     ModelRunnerOptions mo;
+    mo.model_name = options.model_name;
     mo.layout = options.layout;
     mo.tp_comm = options.tp_comm;
     mo.group_comm = options.group_comm;
@@ -29,7 +30,7 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     auto runner = ModelJobRunner::Load(options.model_dir, mo);
     if (!runner.ok()) return runner.status();
     // The conditioning every job of this model gets (config.json serving_config).
-    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s\n", mo.model_name.c_str(), options.model_dir.c_str(),
+    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s\n", (*runner)->model_name().c_str(), options.model_dir.c_str(),
                  (*runner)->conditioning().c_str());
     return std::unique_ptr<JobRunner>(std::move(*runner));
   }

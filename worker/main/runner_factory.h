@@ -23,8 +23,12 @@ class Communicator;
 struct RunnerOptions {
   std::string runner = "synthetic";
   absl::Duration synthetic_step_delay = absl::Milliseconds(5);
+  int synthetic_hang_after_steps = 0;  // "synthetic": test hook (SyntheticFrameRunner)
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
+  // "model": the served name (--model_name); "" = config.json serving_config.name, else the
+  // folder's basename (ModelRunnerOptions::model_name).
+  std::string model_name;
   // "model" in a rank group: this rank's layout and communicators (not owned).
   ShardLayout layout;
   Communicator* tp_comm = nullptr;

@@ -94,6 +94,9 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
       absl::Time step_begin = absl::Now();
       if (step_delay_ > absl::ZeroDuration()) absl::SleepFor(step_delay_);
       ++done_steps;
+      if (hang_after_steps_ > 0 && done_steps > hang_after_steps_) {
+        for (;;) absl::SleepFor(absl::Hours(1));  // test hook: a wedged step never returns
+      }
       double elapsed = absl::ToDoubleSeconds(absl::Now() - begin);
       StepProgress p;
       p.chunk = c;

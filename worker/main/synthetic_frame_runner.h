@@ -23,8 +23,10 @@ namespace magi {
 
 class SyntheticFrameRunner final : public JobRunner {
  public:
-  explicit SyntheticFrameRunner(absl::Duration step_delay = absl::Milliseconds(5))
-      : step_delay_(step_delay) {}
+  // `hang_after_steps` > 0 (tests of the stall watchdog only): the job blocks for good after
+  // that many steps, ignoring cancellation, as a wedged collective does.
+  explicit SyntheticFrameRunner(absl::Duration step_delay = absl::Milliseconds(5), int hang_after_steps = 0)
+      : step_delay_(step_delay), hang_after_steps_(hang_after_steps) {}
 
   std::string name() const override { return "synthetic"; }
   std::vector<::magi::internal::v1::ModelInfo> Models() const override;
@@ -37,6 +39,7 @@ class SyntheticFrameRunner final : public JobRunner {
 
  private:
   absl::Duration step_delay_;
+  int hang_after_steps_ = 0;
 };
 
 }  // namespace magi

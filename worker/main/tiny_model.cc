@@ -231,6 +231,7 @@ MagiConfig TinyModelSetConfig() {
   r.t5_pretrained = "t5";
   r.t5_device = "cpu";
   r.vae_pretrained = "vae";
+  c.serving.name = "tiny";  // served as "tiny" whatever the folder is called
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include "magi/internal/v1/worker_pool.grpc.pb.h"
 #include "worker/main/job_executor.h"
 #include "worker/main/job_runner.h"
+#include "worker/main/worker_health.h"
 
 namespace magi {
 
@@ -28,6 +29,28 @@ void WorkerLink::Stop() {
   if (ctx_) ctx_->TryCancel();
 }
 
+void WorkerLink::Drain(absl::Duration grace) {
+  draining_ = true;
+  if (options_.health) options_.health->SetDraining();
+  const absl::Time deadline = absl::Now() + grace;
+  bool logged = false;
+  while (absl::Now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(exec_mu_);
+      if (current_ == nullptr || !current_->running()) break;
+      current_->HandBackAfterChunk();
+      if (!logged) {
+        std::fprintf(stderr, "magi-worker: draining: job %s stops after its current chunk (up to %s)\n",
+                     current_->job_id().c_str(), absl::FormatDuration(grace).c_str());
+        logged = true;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  std::fprintf(stderr, "magi-worker: draining: leaving the server, which re-queues any unfinished job\n");
+  Stop();
+}
+
 absl::Status WorkerLink::Refused(const grpc::Status& s) const {
   std::fprintf(stderr, "magi-worker: %s refused the worker token of %s: %s\n", options_.server.c_str(),
                options_.token_file.c_str(), s.error_message().c_str());
@@ -43,6 +66,7 @@ absl::Status WorkerLink::Run() {
   while (!stop_) {
     int before = sessions_.load();
     last = RunSession();
+    if (stalled_) return absl::FailedPreconditionError(absl::StrCat("stalled: ", stall_reason_));
     if (!options_.reconnect || stop_) break;
     if (sessions_.load() > before) backoff = absl::Milliseconds(100);  // it had connected
     absl::SleepFor(backoff);
@@ -116,6 +140,25 @@ absl::Status WorkerLink::RunSession() {
       WorkerMessage hb;
       hb.mutable_heartbeat()->set_unix_ms(absl::ToUnixMillis(absl::Now()));
       if (executor) hb.mutable_heartbeat()->add_running_job_ids(executor->job_id());
+      if (executor && executor->running() && options_.step_timeout > absl::ZeroDuration() && !stalled_ &&
+          absl::Now() - executor->last_progress() > options_.step_timeout) {
+        stall_reason_ = absl::StrCat("job ", executor->job_id(), " made no progress for ",
+                                     absl::FormatDuration(absl::Now() - executor->last_progress()),
+                                     " (--step_timeout_seconds ", absl::ToInt64Seconds(options_.step_timeout),
+                                     "); a collective or the device is wedged");
+        stalled_ = true;
+        std::fprintf(stderr, "magi-worker: stalled: %s; ending the stream so the server re-queues it\n",
+                     stall_reason_.c_str());
+        if (options_.health) options_.health->SetStalled(stall_reason_);
+        lock.unlock();
+        if (options_.on_stall) options_.on_stall(stall_reason_);
+        {
+          std::lock_guard<std::mutex> ctx_lock(ctx_mu_);
+          if (ctx_) ctx_->TryCancel();
+        }
+        lock.lock();
+        continue;
+      }
       lock.unlock();
       send(hb);
       lock.lock();
@@ -129,13 +172,22 @@ absl::Status WorkerLink::RunSession() {
         std::lock_guard<std::mutex> lock(mu);
         if (in.registered().heartbeat_interval_ms() > 0) heartbeat_ms = in.registered().heartbeat_interval_ms();
         sessions_++;
+        if (options_.health) options_.health->SetRegistered(true);
         std::fprintf(stderr, "magi-worker: registered as %s\n", in.registered().group_id().c_str());
         break;
       }
       case ServerMessage::kAssign: {
         if (job_thread.joinable()) job_thread.join();  // one slot: the previous job is done
+        std::lock_guard<std::mutex> exec_lock(exec_mu_);
+        if (draining_) {
+          std::fprintf(stderr, "magi-worker: draining: not starting job %s\n", in.assign().job_id().c_str());
+          break;
+        }
         std::lock_guard<std::mutex> lock(mu);
+        std::fprintf(stderr, "magi-worker: job %s attempt %d starts at chunk %d\n", in.assign().job_id().c_str(),
+                     static_cast<int>(in.assign().attempt()), static_cast<int>(in.assign().start_chunk()));
         executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
+        current_ = executor.get();
         job_thread = std::thread([ex = executor.get()] { ex->Run().IgnoreError(); });
         break;
       }
@@ -151,6 +203,11 @@ absl::Status WorkerLink::RunSession() {
         break;
     }
   }
+  if (options_.health) options_.health->SetRegistered(false);
+  {
+    std::lock_guard<std::mutex> exec_lock(exec_mu_);
+    current_ = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(mu);
     session_over = true;
@@ -159,6 +216,11 @@ absl::Status WorkerLink::RunSession() {
   }
   cv.notify_all();
   heartbeat.join();
+  if (stalled_ && job_thread.joinable()) {
+    // The wedged job never returns: abandon its thread and keep what it uses alive.
+    job_thread.detach();
+    executor.release();
+  }
   if (job_thread.joinable()) job_thread.join();
   {
     std::lock_guard<std::mutex> lock(write_mu);

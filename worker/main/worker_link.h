@@ -12,6 +12,7 @@
 #define MAGI_WORKER_MAIN_WORKER_LINK_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,7 +27,9 @@ class Status;
 
 namespace magi {
 
+class JobExecutor;
 class JobRunner;
+class WorkerHealth;
 
 struct WorkerLinkOptions {
   std::string server = "127.0.0.1:50051";
@@ -36,6 +39,16 @@ struct WorkerLinkOptions {
   int world_size = 1;
   bool reconnect = true;  // false: Run() returns when the first stream ends
   absl::Duration max_backoff = absl::Seconds(2);
+  // Not owned; may be null. Told when the group is registered with the server (readiness).
+  WorkerHealth* health = nullptr;
+  // Stall watchdog: a running job whose runner shows no progress (a step, a chunk) for this
+  // long is taken as wedged (a hung collective never returns; the heartbeats keep beating
+  // on their own thread): the link marks health stalled, calls on_stall, and ends the
+  // stream, so the server re-queues the job (from its last finished chunk) on another group.
+  // The wedged job thread is abandoned and Run() returns FailedPrecondition "stalled: ..."
+  // without reconnecting; the process should exit. Zero: off.
+  absl::Duration step_timeout = absl::ZeroDuration();
+  std::function<void(const std::string& why)> on_stall;
 };
 
 class WorkerLink {
@@ -50,6 +63,10 @@ class WorkerLink {
   // at once when no token_file is set.
   absl::Status Run();
   void Stop();
+  // Eviction (SIGTERM): takes no more jobs, lets the job in progress finish its current
+  // chunk (JobExecutor::HandBackAfterChunk) for at most `grace`, then ends the stream; the
+  // server re-queues the job from its last finished chunk. Run() then returns. Any thread.
+  void Drain(absl::Duration grace);
   // Streams opened and registered so far (tests).
   int sessions() const { return sessions_.load(); }
 
@@ -62,6 +79,11 @@ class WorkerLink {
   JobRunner* runner_;
   std::atomic<bool> stop_{false};
   std::atomic<int> sessions_{0};
+  std::atomic<bool> stalled_{false};
+  std::atomic<bool> draining_{false};
+  std::mutex exec_mu_;
+  JobExecutor* current_ = nullptr;  // the session's job, for Drain
+  std::string stall_reason_;  // set once, before stalled_
   std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;
 };

@@ -9,7 +9,13 @@
 // With tp x cp > 1 the process is a launcher: it starts this node's ranks (torchrun-style
 // MASTER_ADDR / MASTER_PORT / RANK / WORLD_SIZE / LOCAL_RANK) and waits for them; rank 0
 // leads the group (dials the server), the other ranks follow it (rank_group_runner.h).
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -20,6 +26,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/dashed_flags.h"
 #include "base/worker_token.h"
@@ -27,6 +34,7 @@
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
 #include "worker/main/runner_factory.h"
+#include "worker/main/worker_health.h"
 #include "worker/main/worker_link.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
@@ -37,7 +45,18 @@ ABSL_FLAG(std::string, group_id, "worker", "name of this worker group (logs, met
 ABSL_FLAG(std::string, runner, "synthetic",
           "synthetic (test patterns, for tests and development) or model (MAGI-1)");
 ABSL_FLAG(int, synthetic_step_ms, 5, "synthetic runner: milliseconds per simulated step");
+ABSL_FLAG(int, synthetic_hang_after_steps, 0,
+          "tests only: the synthetic runner's job hangs for good after this many steps (stall watchdog tests)");
+ABSL_FLAG(int, drain_timeout_seconds, 50,
+          "on SIGTERM: how long the job in progress may take to finish its current chunk before the worker "
+          "leaves the server (keep it under the pod's terminationGracePeriodSeconds)");
+ABSL_FLAG(int, step_timeout_seconds, 600,
+          "stall watchdog: a running job with no finished step for this long marks the worker stalled "
+          "(/healthz and /readyz 503), ends the stream so the server re-queues the job, and exits 3; 0: off");
 ABSL_FLAG(std::string, model_dir, "", "model runner: folder with the model's config and weights");
+ABSL_FLAG(std::string, model_name, "",
+          "model runner: the model name this group registers (the server's catalog key, [A-Za-z0-9._-]{1,64}); "
+          "default: config.json serving_config.name, else the --model_dir folder's basename");
 ABSL_FLAG(bool, create_tiny_model, false,
           "model runner: generate the embedded 'tiny' model set in --model_dir if it is missing");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
@@ -50,7 +69,14 @@ ABSL_FLAG(std::string, master_addr, "127.0.0.1", "rendezvous host (rank 0's node
 ABSL_FLAG(int, master_port, 0, "rendezvous port (0: pick a free one; single node only)");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda needs a LibTorch built with CUDA)");
 ABSL_FLAG(std::string, backend, "gloo", "collectives backend: gloo (CPU tensors) or nccl (CUDA tensors)");
+ABSL_FLAG(std::string, http_listen, "",
+          "serve /healthz and /readyz on this address (\"0.0.0.0:8081\"); empty: off. In a rank group "
+          "each node's first rank serves them (ready once the model is loaded and, on the leader, the group "
+          "is registered with the server)");
 ABSL_FLAG(int, dist_timeout_seconds, 60, "a rank silent this long makes the whole group exit");
+ABSL_FLAG(int, rendezvous_timeout_seconds, 1800,
+          "how long the ranks wait for each other at start (multi-node pods start minutes apart); ranks "
+          "other than 0 retry every 30 s and log what they wait for");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("magi-worker --server=ADDR [--runner=synthetic|model]");
@@ -117,18 +143,40 @@ int main(int argc, char** argv) {
     launch.master_addr = absl::GetFlag(FLAGS_master_addr);
     launch.master_port = absl::GetFlag(FLAGS_master_port);
     launch.quiet_followers = false;
-    launch.env = {absl::StrCat("MAGI_DIST_TIMEOUT_S=", absl::GetFlag(FLAGS_dist_timeout_seconds))};
+    const int rendezvous_s = absl::GetFlag(FLAGS_rendezvous_timeout_seconds);
+    if (rendezvous_s < 1 || rendezvous_s > 7 * 86400) {
+      std::fprintf(stderr, "magi-worker: --rendezvous_timeout_seconds: %d is out of range; allowed [1, 604800]\n",
+                   rendezvous_s);
+      return 2;
+    }
+    launch.env = {absl::StrCat("MAGI_DIST_TIMEOUT_S=", absl::GetFlag(FLAGS_dist_timeout_seconds)),
+                  absl::StrCat("MAGI_RENDEZVOUS_TIMEOUT_S=", rendezvous_s)};
     std::vector<std::string> args = {std::filesystem::canonical("/proc/self/exe").string()};
     for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
     absl::Status st = magi::RunLocalGroup(args, launch);
     if (!st.ok()) std::fprintf(stderr, "magi-worker: worker group: %s\n", std::string(st.message()).c_str());
     return st.ok() ? 0 : 1;
   }
+  // Probes: served from before the model loads (so /healthz answers during a long load) by
+  // this node's first rank, or by the single process.
+  magi::WorkerHealth health;
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  const bool serves_probes = local_rank == nullptr || std::string(local_rank) == "0";
+  if (!absl::GetFlag(FLAGS_http_listen).empty() && serves_probes) {
+    auto port = health.Serve(absl::GetFlag(FLAGS_http_listen));
+    if (!port.ok()) {
+      std::fprintf(stderr, "magi-worker: %s\n", std::string(port.status().message()).c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "magi-worker: /healthz and /readyz on port %d\n", *port);
+  }
   magi::RunnerOptions ro;
   ro.runner = absl::GetFlag(FLAGS_runner);
   ro.synthetic_step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_synthetic_step_ms));
+  ro.synthetic_hang_after_steps = absl::GetFlag(FLAGS_synthetic_hang_after_steps);
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
+  ro.model_name = absl::GetFlag(FLAGS_model_name);
   std::unique_ptr<magi::RankGroup> group;
   if (world > 1) {
     if (ro.runner != "model") {
@@ -175,7 +223,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-worker: %s\n", std::string(runner.status().message()).c_str());
     return 2;
   }
+  health.SetLoaded();
   if (group != nullptr && group->rank() != 0) {
+    health.SetRegistered(true);  // followers are ready once loaded; the leader registers for the group
     absl::Status s = magi::RunGroupFollower(**runner, group->world());
     if (!s.ok()) std::fprintf(stderr, "magi-worker rank %d: %s\n", group->rank(), s.ToString().c_str());
     return s.ok() ? 0 : 1;
@@ -188,8 +238,53 @@ int main(int argc, char** argv) {
   lo.group_id = absl::GetFlag(FLAGS_group_id);
   lo.token_file = absl::GetFlag(FLAGS_worker_token_file);
   lo.reconnect = absl::GetFlag(FLAGS_reconnect);
+  lo.health = &health;
+  if (absl::GetFlag(FLAGS_step_timeout_seconds) < 0) {
+    std::fprintf(stderr, "magi-worker: --step_timeout_seconds must be >= 0, got %d\n",
+                 absl::GetFlag(FLAGS_step_timeout_seconds));
+    return 2;
+  }
+  lo.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_seconds));
   magi::WorkerLink link(lo, runner->get());
+  // SIGTERM (eviction, rolling update): drain and exit 0. The handler only writes to a pipe;
+  // a thread does the rest.
+  static int term_pipe[2] = {-1, -1};
+  std::atomic<bool> drained{false};
+  std::thread drainer;
+  if (::pipe2(term_pipe, O_CLOEXEC) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {
+      const char c = 't';
+      [[maybe_unused]] ssize_t n = ::write(term_pipe[1], &c, 1);
+    };
+    ::sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    drainer = std::thread([&] {
+      char c;
+      if (::read(term_pipe[0], &c, 1) != 1 || c != 't') return;
+      std::fprintf(stderr, "magi-worker: SIGTERM: draining\n");
+      drained = true;
+      link.Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_seconds)));
+    });
+  }
   absl::Status s = link.Run();
+  if (drainer.joinable()) {
+    if (!drained) {
+      const char c = 'x';  // wake the drainer so it ends
+      [[maybe_unused]] ssize_t n = ::write(term_pipe[1], &c, 1);
+    }
+    drainer.join();
+  }
+  if (drained) {
+    std::fprintf(stderr, "magi-worker: drained; exiting\n");
+    return 0;
+  }
   if (!s.ok()) std::fprintf(stderr, "magi-worker: %s\n", s.ToString().c_str());
+  if (absl::IsFailedPrecondition(s) && absl::StartsWith(s.message(), "stalled: ")) {
+    // A wedged job thread (and, in a group, wedged ranks) cannot be joined: exit now; the
+    // launcher takes the other ranks down and Kubernetes restarts the pod.
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
   return s.ok() ? 0 : 1;
 }

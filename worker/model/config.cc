@@ -211,6 +211,18 @@ absl::Status ParseEngine(const json& j, const std::string& src, EngineConfig* e)
 
 }  // namespace
 
+absl::Status CheckModelName(const std::string& name, const std::string& what) {
+  bool ok = !name.empty() && name.size() <= 64;
+  for (char ch : name) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-');
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": model name '", name.substr(0, 80), "' is invalid; allowed: 1-64 characters of [A-Za-z0-9._-]"));
+  }
+  return absl::OkStatus();
+}
+
 // serving_config's key for a token flag: its environment name lower-cased.
 std::string ServingKey(const SpecialTokenFlags::Field& f) {
   std::string key = f.env;
@@ -228,12 +240,17 @@ absl::Status ParseServing(const json& j, const std::string& src, ServingConfig* 
     if (j.contains(key)) MAGI_RETURN_IF_ERROR(r.Bool(key.c_str(), &(sv->special_tokens.*f.member)));
   }
   if (j.contains("prev_chunks_scale")) MAGI_RETURN_IF_ERROR(r.Double("prev_chunks_scale", &sv->prev_chunks_scale, 0.0, 1.0));
+  if (j.contains("name")) {
+    MAGI_RETURN_IF_ERROR(r.String("name", &sv->name, false));
+    MAGI_RETURN_IF_ERROR(CheckModelName(sv->name, absl::StrCat(src, ": serving_config.name")));
+  }
   if (auto s = r.CheckNoUnknown(); !s.ok()) {
     std::vector<std::string> keys;
     for (const SpecialTokenFlags::Field& f : SpecialTokenFlags::Fields()) {
       keys.push_back(ServingKey(f));
     }
     keys.push_back("prev_chunks_scale");
+    keys.push_back("name");
     return absl::InvalidArgumentError(absl::StrCat(s.message(), "; allowed: ", absl::StrJoin(keys, ", ")));
   }
   return absl::OkStatus();
@@ -386,6 +403,7 @@ std::string MagiConfigToJson(const MagiConfig& c) {
     serving[ServingKey(f)] = c.serving.special_tokens.*f.member;
   }
   serving["prev_chunks_scale"] = c.serving.prev_chunks_scale;
+  if (!c.serving.name.empty()) serving["name"] = c.serving.name;
   j["serving_config"] = serving;
   return j.dump(4);
 }

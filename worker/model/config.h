@@ -96,14 +96,21 @@ struct EngineConfig {
 // reference's run-script environment (spec pipeline.md §8.5) per model. Every key is
 // optional; unknown keys are errors. Keys: the lower-cased variable names pad_static,
 // pad_dynamic, pad_borderness, pad_hq, pad_three_d_model, pad_two_d_anime, pad_duration,
-// neg_prompt (true/false), and prev_chunks_scale (number in [0, 1]). A config.json without
+// neg_prompt (true/false), prev_chunks_scale (number in [0, 1]) and name (the model name the
+// worker registers with the server, [A-Za-z0-9._-]{1,64}; magi-worker --model_name overrides
+// it, and without either the folder's basename is used). A config.json without
 // the section (the released ones) gets the run scripts' defaults: pad_hq and pad_duration
 // on, the rest off, prev_chunks_scale 0.7. Any token on needs special_tokens.npz next to
 // config.json.
 struct ServingConfig {
   SpecialTokenFlags special_tokens = SpecialTokenFlags::RunScriptDefaults();
   double prev_chunks_scale = 0.7;
+  std::string name;  // "" = not set (the worker falls back to --model_name / the folder name)
 };
+
+// A served model name: 1-64 characters of [A-Za-z0-9._-]. InvalidArgument naming `what`
+// (the flag or field) and the allowed form.
+absl::Status CheckModelName(const std::string& name, const std::string& what);
 
 // serving_config's key for a token flag (its environment name lower-cased, "pad_hq").
 std::string ServingKey(const SpecialTokenFlags::Field& f);

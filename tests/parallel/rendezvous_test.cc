@@ -1,0 +1,66 @@
+// Rendezvous waits: a rank that starts before rank 0 retries until rank 0 appears (pods of
+// a multi-node group start minutes apart), and gives up with a clear error at the deadline.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "parallel/rank_group.h"
+
+namespace magi {
+namespace {
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+RendezvousOptions Options(int port, int rank) {
+  RendezvousOptions o;
+  o.master_port = port;
+  o.rank = rank;
+  o.local_rank = rank;
+  o.world_size = 2;
+  o.timeout = std::chrono::seconds(10);
+  o.rendezvous_timeout = std::chrono::seconds(30);
+  o.rendezvous_retry = std::chrono::seconds(1);
+  return o;
+}
+
+TEST(RendezvousTest, ARankStartedBeforeRankZeroWaitsForIt) {
+  const int port = FreePort();
+  absl::StatusOr<std::unique_ptr<RankGroup>> follower;
+  std::thread t([&] { follower = RankGroup::Join(Options(port, 1), 1, 2); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // rank 1 retries meanwhile
+  auto leader = RankGroup::Join(Options(port, 0), 1, 2);
+  t.join();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  ASSERT_TRUE(follower.ok()) << follower.status();
+  EXPECT_EQ((*follower)->rank(), 1);
+}
+
+TEST(RendezvousTest, GivesUpAtTheDeadlineNamingTheAddress) {
+  RendezvousOptions o = Options(FreePort(), 1);
+  o.rendezvous_timeout = std::chrono::milliseconds(2500);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = RankGroup::Join(o, 1, 2);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rendezvous at 127.0.0.1:"), std::string::npos) << r.status();
+  EXPECT_GE(s, 0.9);  // it waited (c10d rounds its connect timeout down to whole seconds)
+  EXPECT_LT(s, 15.0);
+}
+
+}  // namespace
+}  // namespace magi

@@ -6,7 +6,13 @@
 //   - achieved GFLOP/s of the forward (analytic FLOPs / wall time),
 //   - at::mm GFLOP/s on the same GEMM shapes measured in the same run, and their ratio,
 //   - peak RSS growth during load divided by the checkpoint's bytes.
-// Usage: bench_dit_forward [--threads N] [--reps N] [--layers N]
+// Usage: bench_dit_forward [--threads N] [--reps N] [--layers N] [--shape medium|4.5b]
+//                          [--device cpu|cuda[:N]] [--dtype both|fp32|bf16]
+//   --shape 4.5b: one MAGI-1 4.5B-shaped layer (hidden 3072, 24 heads / 8 groups, GELU MLP
+//   12288, caption width 4096) over one 720p chunk (6 x 45 x 80 = 21,600 tokens), the shape
+//   scripts/gpu_check.sh measures on a GPU; --layers defaults to 1 there.
+//   --device cuda: weights and inputs on the GPU; times include a device synchronisation;
+//   the RSS figures are then host-side only (reported, not targets).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,20 +33,61 @@ namespace magi {
 namespace {
 
 constexpr int kCaptionValid = 100;
-constexpr int kChunks = kMediumChunks, kChunkFrames = kMediumChunkFrames, kTokH = kMediumTokH, kTokW = kMediumTokW;
+
+// The token grid of the measured window: chunks x (frames x tok_h x tok_w).
+struct Window {
+  int chunks = kMediumChunks, frames = kMediumChunkFrames, tok_h = kMediumTokH, tok_w = kMediumTokW;
+  int64_t tokens() const { return int64_t{chunks} * frames * tok_h * tok_w; }
+};
+
+// MAGI-1 4.5B per-layer shape (spec parallel.md notation table).
+ModelConfig FourPointFiveBLayers(int layers, ParamsDtype dtype) {
+  ModelConfig m = MediumDitConfig(layers, dtype);
+  m.hidden_size = 3072;
+  m.ffn_hidden_size = 12288;
+  m.num_attention_heads = 24;
+  m.num_query_groups = 8;
+  m.kv_channels = 128;
+  m.gated_linear_unit = false;
+  return m;
+}
+
+// The medium window's arguments on another grid (same caption, chunk j sees chunks [0, j]).
+DitForwardArgs WindowArgs(const ModelConfig& m, const Window& w, c10::Device device) {
+  DitForwardArgs a = MediumWindowArgs(m, kCaptionValid);
+  a.x = at::randn({1, m.in_channels, w.chunks * w.frames, w.tok_h * 2, w.tok_w * 2});
+  a.t = a.t.narrow(1, 0, w.chunks).contiguous();
+  a.y = a.y.narrow(0, 0, w.chunks).contiguous();
+  a.xattn_mask = a.xattn_mask.narrow(0, 0, w.chunks).contiguous();
+  a.kv_range = at::zeros({w.chunks, 2}, at::kInt);
+  const int64_t chunk_tokens = int64_t{w.frames} * w.tok_h * w.tok_w;
+  for (int j = 0; j < w.chunks; ++j) a.kv_range[j][1] = (j + 1) * chunk_tokens;
+  a.denoising_range_num = w.chunks;
+  // Tensor inputs on the model's device; kv_range stays on the host (it is read there).
+  a.x = a.x.to(device);
+  a.t = a.t.to(device);
+  a.y = a.y.to(device);
+  a.xattn_mask = a.xattn_mask.to(device);
+  a.caption_dropout_mask = a.caption_dropout_mask.to(device);
+  return a;
+}
+
+// A host read of one element: waits for every kernel queued before it (CUDA), free on CPU.
+void Sync(const at::Tensor& t) { (void)t.flatten()[0].item<float>(); }
 
 // at::mm rate on the forward's dense GEMMs (tokens x in -> out), same dtype, same run.
-double GemmGflops(const ModelConfig& m, at::ScalarType dtype, int reps) {
-  const int64_t S = int64_t{kChunks} * kChunkFrames * kTokH * kTokW, D = m.hidden_size;
+double GemmGflops(const ModelConfig& m, at::ScalarType dtype, int reps, int64_t S, c10::Device device) {
+  const int64_t D = m.hidden_size;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
       {D, m.query_dim()}, {D, m.query_dim()}, {D, m.kv_dim()}, {D, m.kv_dim()},
       {2 * m.query_dim(), D}, {D, m.fc1_out()}, {m.ffn_hidden_size, D}};
   double flops = 0, seconds = 0;
   for (const auto& [in, out] : shapes) {
-    at::Tensor x = at::randn({S, in}).to(dtype), w = at::randn({in, out}).to(dtype);
-    at::mm(x, w);  // warm-up
+    at::Tensor x = at::randn({S, in}).to(device, dtype), w = at::randn({in, out}).to(device, dtype), y;
+    Sync(at::mm(x, w));  // warm-up
     const double t0 = NowSeconds();
-    for (int r = 0; r < reps; ++r) at::mm(x, w);
+    for (int r = 0; r < reps; ++r) y = at::mm(x, w);
+    Sync(y);
     seconds += NowSeconds() - t0;
     flops += 2.0 * S * in * out * reps;
   }
@@ -48,18 +95,63 @@ double GemmGflops(const ModelConfig& m, at::ScalarType dtype, int reps) {
 }
 
 int Run(int argc, char** argv) {
-  int threads = 2, reps = 2, layers = 8;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  int threads = 2, reps = 2, layers = -1;
+  std::string shape = "medium", device_name = "cpu", dtypes = "both";
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "bench_dit_forward: %s needs a value\n", argv[i]);
+      return 2;
+    }
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--layers")) layers = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--shape")) shape = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--dtype")) dtypes = argv[i + 1];
+    else {
+      std::fprintf(stderr, "bench_dit_forward: unknown option '%s'\n", argv[i]);
+      return 2;
+    }
   }
+  if (shape != "medium" && shape != "4.5b") {
+    std::fprintf(stderr, "bench_dit_forward: --shape must be medium or 4.5b, got '%s'\n", shape.c_str());
+    return 2;
+  }
+  if (dtypes != "both" && dtypes != "fp32" && dtypes != "bf16") {
+    std::fprintf(stderr, "bench_dit_forward: --dtype must be both, fp32 or bf16, got '%s'\n", dtypes.c_str());
+    return 2;
+  }
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(device_name);
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "bench_dit_forward: --device must be cpu or cuda[:N], got '%s'\n", device_name.c_str());
+    return 2;
+  }
+  if (device.is_cuda() && !at::hasCUDA()) {
+    std::fprintf(stderr, "bench_dit_forward: --device %s: this LibTorch has no CUDA\n", device_name.c_str());
+    return 2;
+  }
+  const bool big = shape == "4.5b";
+  if (layers < 0) layers = big ? 1 : 8;
+  if (reps < 1 || layers < 1 || threads < 1) {
+    std::fprintf(stderr, "bench_dit_forward: --reps, --layers and --threads must be >= 1\n");
+    return 2;
+  }
+  Window win;
+  if (big) win = Window{1, 6, 45, 80};
   at::set_num_threads(threads);
-  std::printf("bench_dit_forward: hidden 1024, %d layers, 8 heads / 4 groups, GLU, window 4 x (6x12x20) tokens, "
-              "%d threads, %d reps\n", layers, threads, reps);
-  for (ParamsDtype dt : {ParamsDtype::kFloat32, ParamsDtype::kBFloat16}) {
+  std::printf("bench_dit_forward: %s, %d layer(s), window %d x (%dx%dx%d) = %lld tokens, %s, %d threads, %d reps\n",
+              big ? "4.5B shape (hidden 3072, 24 heads / 8 groups, GELU 12288)"
+                  : "hidden 1024, 8 heads / 4 groups, GLU",
+              layers, win.chunks, win.frames, win.tok_h, win.tok_w, static_cast<long long>(win.tokens()),
+              device.str().c_str(), threads, reps);
+  std::vector<ParamsDtype> run;
+  if (dtypes != "bf16") run.push_back(ParamsDtype::kFloat32);
+  if (dtypes != "fp32") run.push_back(ParamsDtype::kBFloat16);
+  for (ParamsDtype dt : run) {
     const char* name = dt == ParamsDtype::kFloat32 ? "fp32" : "bf16";
-    const ModelConfig m = MediumDitConfig(layers, dt);
+    const ModelConfig m = big ? FourPointFiveBLayers(layers, dt) : MediumDitConfig(layers, dt);
     const std::string path =
         (std::filesystem::temp_directory_path() / ("magi_bench_dit_" + std::to_string(::getpid()) + ".safetensors"))
             .string();
@@ -71,41 +163,51 @@ int Run(int argc, char** argv) {
     ResetPeakRss();
     const int64_t rss0 = ProcStatusKb("VmRSS");
     auto ckpt = Checkpoint::Open(path);
-    auto model = ckpt.ok() ? DitModel::Load(m, **ckpt, {}) : absl::StatusOr<std::unique_ptr<DitModel>>(ckpt.status());
+    DitModel::Options options;
+    options.device = device;
+    auto model =
+        ckpt.ok() ? DitModel::Load(m, **ckpt, options) : absl::StatusOr<std::unique_ptr<DitModel>>(ckpt.status());
     if (!model.ok()) {
       std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
       return 1;
     }
     // A one-chunk forward over a tiny grid reads every weight page with negligible
     // activations: the RSS growth up to here is what loading costs.
-    DitForwardArgs touch = MediumWindowArgs(m, kCaptionValid);
-    touch.x = at::randn({1, 16, kChunkFrames, 4, 4});
-    touch.t = touch.t.narrow(1, 0, 1);
-    touch.y = touch.y.narrow(0, 0, 1);
-    touch.xattn_mask = touch.xattn_mask.narrow(0, 0, 1);
-    touch.kv_range = at::tensor({0, kChunkFrames * 4}, at::kInt).view({1, 2});
-    touch.denoising_range_num = 1;
+    DitForwardArgs touch = WindowArgs(m, Window{1, win.frames, 2, 2}, device);
     if (auto w = (*model)->Forward(touch); !w.ok()) {
       std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
       return 1;
+    } else {
+      Sync(*w);
     }
     const int64_t peak_load_kb = ProcStatusKb("VmHWM") - rss0;
-    DitForwardArgs args = MediumWindowArgs(m, kCaptionValid);
+    DitForwardArgs args = WindowArgs(m, win, device);
     ResetPeakRss();
     const int64_t rss1 = ProcStatusKb("VmRSS");
     if (auto w = (*model)->Forward(args); !w.ok()) {
       std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
       return 1;
+    } else {
+      Sync(*w);
     }
     const int64_t activations_kb = ProcStatusKb("VmHWM") - rss1;
-    const int64_t S = int64_t{kChunks} * kChunkFrames * kTokH * kTokW;
-    const int64_t M = S / kChunks;
-    const double flops = DitModel::ForwardFlops(m, S, (M * (1 + 2 + 3 + 4)) / kChunks, kCaptionValid, kChunks);
+    const int64_t S = win.tokens();
+    const int64_t M = S / win.chunks;
+    // Chunk j sees j + 1 chunks: mean keys per query M (1 + ... + chunks) / chunks.
+    const double flops =
+        DitModel::ForwardFlops(m, S, M * (win.chunks * (win.chunks + 1) / 2) / win.chunks, kCaptionValid, win.chunks);
     const double t0 = NowSeconds();
-    for (int r = 0; r < reps; ++r) (void)(*model)->Forward(args);
+    for (int r = 0; r < reps; ++r) {
+      auto w = (*model)->Forward(args);
+      if (!w.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(w.status().message()).c_str());
+        return 1;
+      }
+      if (r + 1 == reps) Sync(*w);
+    }
     const double sec = (NowSeconds() - t0) / reps;
     const double achieved = flops / sec / 1e9;
-    const double gemm = GemmGflops(m, dt == ParamsDtype::kFloat32 ? at::kFloat : at::kBFloat16, 3);
+    const double gemm = GemmGflops(m, dt == ParamsDtype::kFloat32 ? at::kFloat : at::kBFloat16, 3, S, device);
     std::printf("%s: forward %.3f s, %.1f GFLOP -> %.1f GFLOP/s; at::mm on the same GEMMs %.1f GFLOP/s; "
                 "ratio %.2f (target >= 0.8 for fp32)\n",
                 name, sec, flops / 1e9, achieved, gemm, achieved / gemm);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -18,9 +19,18 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/torch_compat.h"
+#ifdef MAGI_HAVE_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
 
 namespace magi {
 namespace {
+
+// ProcessGroupGloo is a c10d::ProcessGroup up to 1.13 and a c10d::Backend from 2.0.
+static_assert(std::is_base_of<C10dCollectives, c10d::ProcessGroupGloo>::value,
+              "base/torch_compat.h: C10dCollectives must be ProcessGroupGloo's base class in this LibTorch");
 
 // Gloo rejects bf16 in every collective: move its bits as fp16 (same width).
 at::Tensor MovableView(const at::Tensor& t) {
@@ -29,9 +39,14 @@ at::Tensor MovableView(const at::Tensor& t) {
 
 int64_t RowBytes(const at::Tensor& t) { return t.dim() == 0 ? t.element_size() : t.numel() / std::max<int64_t>(1, t.size(0)) * t.element_size(); }
 
+// Gloo moves CPU tensors. The world group of an NCCL layout may be handed a CUDA tensor (a
+// control message); it travels through host memory: a synchronous copy each way, which is
+// what control traffic can afford and the TP/CP data path (NCCL) never pays.
+at::Tensor ToHost(const at::Tensor& t) { return t.is_cpu() ? t : t.to(at::kCPU); }
+
 class C10dCommunicator : public Communicator {
  public:
-  C10dCommunicator(std::string name, c10::intrusive_ptr<c10d::ProcessGroup> pg)
+  C10dCommunicator(std::string name, c10::intrusive_ptr<C10dCollectives> pg)
       : name_(std::move(name)), pg_(std::move(pg)) {}
   int rank() const override { return pg_->getRank(); }
   int size() const override { return pg_->getSize(); }
@@ -40,7 +55,7 @@ class C10dCommunicator : public Communicator {
   absl::Status AllReduceSum(at::Tensor& tensor, const std::string& label) override {
     return Guard("all-reduce", label, [&] {
       const bool low = tensor.scalar_type() == at::kBFloat16 || tensor.scalar_type() == at::kHalf;
-      std::vector<at::Tensor> bufs = {low ? tensor.to(at::kFloat) : tensor.contiguous()};
+      std::vector<at::Tensor> bufs = {low ? ToHost(tensor).to(at::kFloat) : ToHost(tensor).contiguous()};
       pg_->allreduce(bufs)->wait();
       if (!bufs[0].is_same(tensor)) tensor.copy_(bufs[0]);
       const int n = size();
@@ -60,8 +75,9 @@ class C10dCommunicator : public Communicator {
       }
       std::vector<int64_t> shape = input.sizes().vec();
       shape[0] = max_rows;
-      at::Tensor padded = at::zeros(shape, input.options());
-      padded.narrow(0, 0, input.size(0)).copy_(input);
+      const at::Tensor host = ToHost(input);
+      at::Tensor padded = at::zeros(shape, host.options());
+      padded.narrow(0, 0, input.size(0)).copy_(host);
       std::vector<at::Tensor> in = {MovableView(padded)};
       std::vector<std::vector<at::Tensor>> out(1);
       for (int i = 0; i < n; ++i) out[0].push_back(at::empty_like(in[0]));
@@ -69,7 +85,8 @@ class C10dCommunicator : public Communicator {
       std::vector<at::Tensor> parts;
       for (int i = 0; i < n; ++i) parts.push_back(out[0][i].narrow(0, 0, rows_per_rank[i]));
       at::Tensor cat = at::cat(parts, 0);
-      *output = input.scalar_type() == at::kBFloat16 ? cat.view(at::kBFloat16) : cat;
+      if (input.scalar_type() == at::kBFloat16) cat = cat.view(at::kBFloat16);
+      *output = input.is_cpu() ? cat : cat.to(input.device());
       stats_.Add(label, (total - rows_per_rank[rank()]) * RowBytes(input));
     });
   }
@@ -84,18 +101,19 @@ class C10dCommunicator : public Communicator {
       }
       std::vector<int64_t> shape = input.sizes().vec();
       shape[0] = total;
-      at::Tensor in = MovableView(input.contiguous());
+      at::Tensor in = MovableView(ToHost(input).contiguous());
       at::Tensor out = at::empty(shape, in.options());
       std::vector<int64_t> send = send_rows, recv = recv_rows;
       pg_->alltoall_base(out, in, recv, send)->wait();
-      *output = input.scalar_type() == at::kBFloat16 ? out.view(at::kBFloat16) : out;
+      if (input.scalar_type() == at::kBFloat16) out = out.view(at::kBFloat16);
+      *output = input.is_cpu() ? out : out.to(input.device());
       stats_.Add(label, sent_out * RowBytes(input));
     });
   }
 
   absl::Status Broadcast(at::Tensor& tensor, int root, const std::string& label) override {
     return Guard("broadcast", label, [&] {
-      std::vector<at::Tensor> bufs = {MovableView(tensor.contiguous())};
+      std::vector<at::Tensor> bufs = {MovableView(ToHost(tensor).contiguous())};
       c10d::BroadcastOptions opts;
       opts.rootRank = root;
       pg_->broadcast(bufs, opts)->wait();
@@ -121,7 +139,7 @@ class C10dCommunicator : public Communicator {
   }
 
   std::string name_;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  c10::intrusive_ptr<C10dCollectives> pg_;
 };
 
 absl::StatusOr<int> EnvInt(const char* name, int fallback, int lo, int hi) {
@@ -136,6 +154,24 @@ absl::StatusOr<int> EnvInt(const char* name, int fallback, int lo, int hi) {
 }
 
 }  // namespace
+
+absl::StatusOr<CollectiveBackend> ParseCollectiveBackend(absl::string_view name) {
+  if (name == "gloo") return CollectiveBackend::kGloo;
+  if (name == "nccl") return CollectiveBackend::kNccl;
+  return absl::InvalidArgumentError(absl::StrCat("collectives backend must be gloo or nccl, got '", name, "'"));
+}
+
+const char* CollectiveBackendName(CollectiveBackend backend) {
+  return backend == CollectiveBackend::kNccl ? "nccl" : "gloo";
+}
+
+bool NcclCompiledIn() {
+#ifdef MAGI_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
 
 struct RankGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
@@ -172,6 +208,12 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     return absl::InvalidArgumentError(absl::StrCat("layout tp ", tp, " x cp ", cp, " needs WORLD_SIZE = ", tp * cp,
                                                    ", got ", o.world_size));
   }
+  const bool nccl = o.backend == CollectiveBackend::kNccl;
+  if (nccl && !NcclCompiledIn()) {
+    return absl::FailedPreconditionError(
+        "the nccl backend is not in this build: configure with -DMAGI_WITH_CUDA=ON and a CUDA toolkit with NCCL");
+  }
+  const int cuda_device = o.cuda_device >= 0 ? o.cuda_device : o.local_rank;
   std::unique_ptr<RankGroup> g(new RankGroup());
   g->options_ = o;
   g->impl_ = std::make_unique<Impl>();
@@ -246,17 +288,62 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
     };
     g->world_ = std::make_unique<C10dCommunicator>("world", make("world", o.rank, o.world_size));
-    g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
-                     : std::make_unique<C10dCommunicator>(
-                           "tp", make(absl::StrCat("tp", g->layout_.cp_rank), g->layout_.tp_rank, tp));
-    g->cp_ = cp == 1 ? MakeSingleRankCommunicator("cp")
-                     : std::make_unique<C10dCommunicator>(
-                           "cp", make(absl::StrCat("cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
+    if (!nccl) {
+      g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
+                       : std::make_unique<C10dCommunicator>(
+                             "tp", make(absl::StrCat("tp", g->layout_.cp_rank), g->layout_.tp_rank, tp));
+      g->cp_ = cp == 1 ? MakeSingleRankCommunicator("cp")
+                       : std::make_unique<C10dCommunicator>(
+                             "cp", make(absl::StrCat("cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
+    }
     g->impl_->store->setTimeout(o.timeout);
     std::fprintf(stderr, "magi rank %d: rendezvous done after %llds\n", o.rank, waited_s());
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rendezvous at ", o.master_addr, ":", o.master_port, " as rank ", o.rank,
                                                " of ", o.world_size, " failed: ", e.what()));
+  }
+  if (nccl) {
+#ifdef MAGI_HAVE_NCCL
+    // Agree over the world group that every rank has its GPU before any rank enters
+    // ncclCommInitRank, which would wait forever for a rank that failed locally.
+    const absl::Status device_ok = CheckCudaDevice(cuda_device);
+    at::Tensor flag = at::full({1}, device_ok.ok() ? 0 : 1, at::kLong), flags;
+    if (absl::Status s = g->world_->AllGather(flag, std::vector<int64_t>(o.world_size, 1), &flags, "nccl.device_check");
+        !s.ok()) {
+      return s;
+    }
+    std::vector<std::string> failing;
+    for (int r = 0; r < o.world_size; ++r) {
+      if (flags[r].item<int64_t>() != 0) failing.push_back(std::to_string(r));
+    }
+    if (!failing.empty()) {
+      return absl::Status(
+          device_ok.ok() ? absl::StatusCode::kUnavailable : device_ok.code(),
+          absl::StrCat("rank ", o.rank, " of ", o.world_size, ": the nccl backend needs one CUDA device per rank; rank(s) ",
+                       absl::StrJoin(failing, ", "), " could not use theirs",
+                       device_ok.ok() ? std::string()
+                                      : absl::StrCat("; this rank's cuda:", cuda_device, ": ", device_ok.message())));
+    }
+    // Every rank initialises its TP communicator, then its CP one: ncclCommInitRank blocks
+    // until the whole group has called it, and this order is the same on all ranks.
+    auto make_nccl = [&](const std::string& name, int index, int rank, int size)
+        -> absl::StatusOr<std::unique_ptr<Communicator>> {
+      if (size == 1) return MakeSingleRankCommunicator(name);
+      c10d::PrefixStore ids(absl::StrCat("nccl/", name, index), g->impl_->store);
+      auto comm = MakeNcclCommunicator(name, ids, rank, size, cuda_device);
+      if (!comm.ok()) {
+        return absl::Status(comm.status().code(), absl::StrCat("rank ", o.rank, " of ", o.world_size, ", ", name,
+                                                               " group ", index, ": ", comm.status().message()));
+      }
+      return comm;
+    };
+    auto tp_comm = make_nccl("tp", g->layout_.cp_rank, g->layout_.tp_rank, tp);
+    if (!tp_comm.ok()) return tp_comm.status();
+    auto cp_comm = make_nccl("cp", g->layout_.tp_rank, g->layout_.cp_rank, cp);
+    if (!cp_comm.ok()) return cp_comm.status();
+    g->tp_ = std::move(*tp_comm);
+    g->cp_ = std::move(*cp_comm);
+#endif
   }
   return g;
 }

@@ -4,9 +4,12 @@
 // (global = tp_rank + cp_rank * tp), so a TP group is consecutive ranks and a CP group
 // strides by tp.
 //
-// Backend by device: Gloo for CPU tensors (Debian's LibTorch), NCCL for CUDA tensors where
-// the build has it. A peer monitor (heartbeats through the store) turns a rank that died or
-// hangs into a clear error on every other rank within `timeout`.
+// Backends: with CollectiveBackend::kGloo every group is Gloo (CPU tensors; Debian's
+// LibTorch). With kNccl the TP and CP groups are direct NCCL communicators on this rank's GPU
+// (parallel/nccl_communicator.h; the unique ids travel through the same TCPStore), and the
+// world group stays Gloo for control messages (job metadata, barriers; a CUDA tensor given to
+// it is staged through host memory). A peer monitor (heartbeats through the store) turns a
+// rank that died or hangs into a clear error on every other rank within `timeout`.
 #ifndef MAGI_PARALLEL_RANK_GROUP_H_
 #define MAGI_PARALLEL_RANK_GROUP_H_
 
@@ -15,10 +18,24 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "parallel/communicator.h"
 #include "parallel/layout.h"
 
 namespace magi {
+
+enum class CollectiveBackend {
+  kGloo,  // every group Gloo: CPU tensors
+  kNccl,  // TP and CP groups NCCL (CUDA tensors on cuda_device); the world group Gloo
+};
+
+// "gloo" or "nccl"; anything else is an InvalidArgument naming the allowed values.
+absl::StatusOr<CollectiveBackend> ParseCollectiveBackend(absl::string_view name);
+const char* CollectiveBackendName(CollectiveBackend backend);
+
+// Whether this build has the NCCL communicator (configured with MAGI_WITH_CUDA and the CUDA
+// toolkit). Whether a GPU is there is another question, answered when a group is joined.
+bool NcclCompiledIn();
 
 struct RendezvousOptions {
   std::string master_addr = "127.0.0.1";
@@ -38,6 +55,11 @@ struct RendezvousOptions {
   // rank logs what it waits for every `rendezvous_retry`.
   std::chrono::milliseconds rendezvous_timeout = std::chrono::seconds(1800);
   std::chrono::milliseconds rendezvous_retry = std::chrono::seconds(30);
+  // Backend of the TP and CP groups (the world group is always Gloo).
+  CollectiveBackend backend = CollectiveBackend::kGloo;
+  // kNccl: the CUDA ordinal this rank's communicators use; -1 means local_rank (one process
+  // per GPU, as torchrun starts them).
+  int cuda_device = -1;
 };
 
 // Reads MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK (and MAGI_DIST_TIMEOUT_S,
@@ -49,6 +71,9 @@ class RankGroup {
  public:
   // Rendezvous and build the world, TP and CP groups for a tp x cp layout
   // (world_size must equal tp * cp). Blocks until every rank has joined or the timeout.
+  // kNccl fails with FailedPrecondition when the build has no NCCL, and with Unavailable
+  // (naming the group and the CUDA device) when the device or NCCL cannot be initialised;
+  // a group of one never initialises NCCL (but still needs a build that has it).
   static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp);
   ~RankGroup();
   RankGroup(const RankGroup&) = delete;

@@ -21,6 +21,10 @@ elif [ "${MAGI_REQUIRE_GOLDEN:-0}" = "1" ]; then
 else
   echo "== no golden folder at $GOLDEN_ROOT: golden checks not run"
 fi
+# The core-only configuration (what a GPU box builds, docs/gpu.md) must keep building: its
+# own build dir, objects from ccache, then the DiT forward goldens with its magi-golden.
+echo "== core-only build (-DMAGI_CORE_ONLY=ON) and forward goldens"
+bash scripts/core_check.sh "$GOLDEN_ROOT/A" || status=1
 echo "== media decoder fuzzing (bounded)"
 bash scripts/fuzz.sh "${MAGI_FUZZ_SECONDS:-45}" || status=1
 # A test that fails once is run again alone; a pass on the rerun is reported as FLAKY (a

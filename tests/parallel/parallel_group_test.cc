@@ -53,6 +53,26 @@ TEST(ParallelGroupTest, AHungRankIsDetectedWithinTheTimeout) {
   EXPECT_LT(Seconds(t0), 12.0);
 }
 
+// The nccl backend: on GPUs (one per rank, CUDA LibTorch) the probe runs the collectives on
+// the NCCL TP group and the Gloo world group; without GPUs every rank must refuse clearly
+// instead of falling back to Gloo or hanging in ncclCommInitRank (rank_probe_main.cc).
+TEST(ParallelGroupTest, NcclBackendRunsOnGpusOrEveryRankRefusesClearly) {
+  LaunchOptions o;
+  o.world_size = 2;
+  o.env = {"MAGI_DIST_TIMEOUT_S=20"};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto st = RunLocalGroup({MAGI_RANK_PROBE, "nccl"}, o);
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_LT(Seconds(t0), 60.0);
+}
+
+TEST(ParallelGroupTest, OneRankNcclCommunicatorRunsOnAGpuOrRefusesClearly) {
+  LaunchOptions o;
+  o.world_size = 1;
+  auto st = RunLocalGroup({MAGI_RANK_PROBE, "nccl1"}, o);
+  EXPECT_TRUE(st.ok()) << st;
+}
+
 // The DiT's golden forward cases through launched groups (spec parallel.md §5).
 void ExpectGoldenPasses(const std::string& kind, const std::vector<std::string>& extra, int min_passed) {
   const std::string golden = MAGI_GOLDEN_DIR;

@@ -134,12 +134,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "magi-worker: --backend=nccl moves CUDA tensors; use --device=cuda, or --backend=gloo on CPU\n");
     return 2;
   }
-  if (world > 1 && backend == "nccl") {
-    // RankGroup::Join builds Gloo groups only in this build (parallel/rank_group.h); the
-    // NCCL TP/CP groups arrive with its CollectiveBackend option (issue 12, item 4). Refuse
-    // rather than move CUDA tensors through Gloo under a flag that says NCCL.
-    std::fprintf(stderr, "magi-worker: --backend=nccl with --tp x --cp > 1 needs NCCL rank groups, which this "
-                         "build's parallel/rank_group does not have; use --tp=1 --cp=1 per GPU, or --backend=gloo\n");
+  if (world > 1 && backend == "nccl" && !magi::NcclCompiledIn()) {
+    // Refuse rather than move CUDA tensors through Gloo under a flag that says NCCL.
+    std::fprintf(stderr, "magi-worker: --backend=nccl with --tp x --cp > 1 needs NCCL rank groups, and this "
+                         "magi-worker was built without NCCL (configure with the CUDA toolkit, MAGI_WITH_CUDA=ON; "
+                         "docs/gpu.md)\n");
     return 2;
   }
   if (device == "cuda" && nproc > static_cast<int>(at::getNumGPUs())) {
@@ -216,6 +215,15 @@ int main(int argc, char** argv) {
     // Followers wait in a broadcast between jobs: collectives may wait long; dead or hung
     // peers are caught by the heartbeats within --dist_timeout_seconds.
     rdv->collective_timeout = std::chrono::hours(24 * 7);
+    // TP and CP collectives over NCCL on this rank's GPU (cuda:LOCAL_RANK), or Gloo on CPU; the
+    // world group (control messages) is Gloo either way.
+    auto parsed_backend = magi::ParseCollectiveBackend(backend);
+    if (!parsed_backend.ok()) {
+      std::fprintf(stderr, "magi-worker: --backend: %s\n", std::string(parsed_backend.status().message()).c_str());
+      return 2;
+    }
+    rdv->backend = *parsed_backend;
+    if (device == "cuda") rdv->cuda_device = rdv->local_rank;
     auto joined = magi::RankGroup::Join(*rdv, tp, cp);
     if (!joined.ok()) {
       std::fprintf(stderr, "magi-worker: %s\n", std::string(joined.status().message()).c_str());

@@ -173,9 +173,22 @@ bool NcclCompiledIn() {
 #endif
 }
 
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 struct RankGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   std::thread monitor;
+  // The store's sockets keep the rendezvous timeout (up to days), so a store call can block
+  // that long: e.g. a peer frozen (SIGSTOP, a paused VM) in the middle of writing its
+  // heartbeat can leave the store's server waiting for the rest of that message. The
+  // watchdog bounds each of the monitor's store calls by the heartbeat timeout.
+  std::thread watchdog;
+  std::atomic<int64_t> store_call_since_ms{0};  // steady-clock ms when the pending call began; 0 = none
   std::atomic<bool> stop{false};
 };
 
@@ -357,6 +370,7 @@ void RankGroup::StartPeerMonitor() {
     std::vector<std::chrono::steady_clock::time_point> seen(n, std::chrono::steady_clock::now());
     int64_t beat = 0;
     while (!impl_->stop.load()) {
+      impl_->store_call_since_ms.store(SteadyMs());
       try {
         const std::string v = std::to_string(++beat);
         impl_->store->set(absl::StrCat("magi/heartbeat/", me), std::vector<uint8_t>(v.begin(), v.end()));
@@ -386,7 +400,24 @@ void RankGroup::StartPeerMonitor() {
         std::fflush(stderr);
         std::_Exit(3);
       }
+      impl_->store_call_since_ms.store(0);
       std::this_thread::sleep_for(period);
+    }
+  });
+  impl_->watchdog = std::thread([this] {
+    const int64_t limit_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count();
+    while (!impl_->stop.load()) {
+      const int64_t since = impl_->store_call_since_ms.load();
+      if (since != 0 && SteadyMs() - since > limit_ms) {
+        std::fprintf(stderr,
+                     "magi rank %d: the rendezvous store at %s:%d has not answered the heartbeat for %lld s "
+                     "(a peer frozen mid-write?); exiting\n",
+                     options_.rank, options_.master_addr.c_str(), options_.master_port,
+                     static_cast<long long>(limit_ms / 1000));
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
 }
@@ -394,7 +425,10 @@ void RankGroup::StartPeerMonitor() {
 RankGroup::~RankGroup() {
   if (impl_ && impl_->monitor.joinable()) {
     impl_->stop.store(true);
+    // While this waits for the monitor, the watchdog still runs: a monitor stuck in a store
+    // call ends the process within the heartbeat timeout instead of hanging its exit.
     impl_->monitor.join();
+    if (impl_->watchdog.joinable()) impl_->watchdog.join();
   }
 }
 

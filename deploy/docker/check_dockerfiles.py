@@ -341,8 +341,20 @@ def check_packages(repo, report, state):
     for pkg in every:
         report.check(pkg in known, f"apt package {pkg} exists in this Debian release")
     closure = apt_closure(cpu_rt) | BASE_PACKAGES
+    with open(os.path.join(repo, "deploy", "docker", "Dockerfile")) as f:
+        cuda_copies = [l for l in f.read().splitlines() if l.strip().startswith("COPY --from=cuda")]
     for target, path in sorted(state.get("binaries", {}).items()):
         for lib, pkg in needed_packages(path).items():
+            toolkit = re.match(r"^(libcudart|libnccl|libcublas|libcublasLt|libcudnn)\.so", lib)
+            if toolkit:
+                # A CUDA-toolkit library (this build has MAGI_WITH_CUDA: the toolkit is here).
+                # The CPU image builds without the toolkit, so its binaries do not link it; the
+                # CUDA image must copy it from the NVIDIA stage (its version is that image's).
+                name = toolkit.group(1) + ".so"
+                report.check(any(name in l for l in cuda_copies),
+                             f"{target}: {lib} comes from the CUDA toolkit, which the CUDA image copies",
+                             f"deploy/docker/Dockerfile has no 'COPY --from=cuda ...{name}*' line")
+                continue
             report.check(pkg is not None and pkg in closure,
                          f"{target}: {lib} is provided by the runtime packages ({pkg})",
                          f"owned by {pkg}, which no runtime package pulls in: add it to both Dockerfiles")

@@ -69,7 +69,11 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                                     .Help("Time from a worker finishing a chunk to the server storing it.")
                                     .Register(*registry_).Add({}, SecondsBuckets());
   for (const char* r : {"invalid_argument", "queue_full", "draining", "deadline_exceeded"}) JobsRejected(r);
-  for (const char* r : {"missing", "malformed", "invalid"}) WorkerAuthFailures(r);
+  for (const char* r : {"missing", "malformed", "invalid"}) {
+    WorkerAuthFailures(r);
+    ClientAuthFailures(r);  // at 0 without client tokens too, so rate() and the alert see a series
+  }
+  for (const char* r : {"tenant_quota", "tenant_rate", "idempotency_conflict"}) JobsRejected(r);
   for (const char* op : {"insert", "update", "put_chunk", "final_video", "delete", "read"}) StoreErrors(op);
 }
 

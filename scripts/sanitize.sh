@@ -22,7 +22,7 @@ case "$kind" in
         export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
         ;;
   tsan) flags="-fsanitize=thread -fno-omit-frame-pointer"
-        export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" ;;
+        export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp" ;;
   *) echo "usage: $0 [asan|tsan] [TEST_TARGET...]" >&2; exit 2 ;;
 esac
 dir="build-$kind"

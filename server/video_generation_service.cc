@@ -135,6 +135,14 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 
 }  // namespace
 
+absl::StatusOr<std::string> VideoGenerationService::Caller(grpc::CallbackServerContext* context,
+                                                            const google::protobuf::Message& request) const {
+  auto tenant = TenantOf(context);
+  if (!tenant.ok()) return tenant.status();
+  if (auto s = CheckUtf8(request); !s.ok()) return s;
+  return tenant;
+}
+
 absl::StatusOr<std::string> VideoGenerationService::TenantOf(grpc::CallbackServerContext* context) const {
   if (client_auth_ == nullptr) return std::string(kAnonymousTenant);
   const auto& metadata = context->client_metadata();
@@ -147,13 +155,9 @@ absl::StatusOr<std::string> VideoGenerationService::TenantOf(grpc::CallbackServe
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
     grpc::CallbackServerContext* context, const ::magi::v1::GenerateRequest* request) {
   auto* stream = new EventStream(manager_);
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) {
     stream->FinishWith(tenant.status());
-    return stream;
-  }
-  if (auto s = CheckUtf8(*request); !s.ok()) {
-    stream->FinishWith(s);
     return stream;
   }
   auto job = manager_->Submit(*tenant, *request);
@@ -171,9 +175,8 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Generate(
 grpc::ServerUnaryReactor* VideoGenerationService::Submit(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GenerateRequest* request,
                                                          ::magi::v1::SubmitResponse* response) {
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) return Reply(context, tenant.status());
-  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->Submit(*tenant, *request);
   if (job.ok()) *response->mutable_job() = std::move(*job);
   return Reply(context, job.status());
@@ -182,13 +185,9 @@ grpc::ServerUnaryReactor* VideoGenerationService::Submit(grpc::CallbackServerCon
 grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
     grpc::CallbackServerContext* context, const ::magi::v1::WatchRequest* request) {
   auto* stream = new EventStream(manager_);
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) {
     stream->FinishWith(tenant.status());
-    return stream;
-  }
-  if (auto s = CheckUtf8(*request); !s.ok()) {
-    stream->FinishWith(s);
     return stream;
   }
   if (auto s = manager_->Watch(*tenant, request->job_id(), request->from_chunk(), stream->subscriber(),
@@ -202,9 +201,8 @@ grpc::ServerWriteReactor<GenerateEvent>* VideoGenerationService::Watch(
 grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::CancelRequest* request,
                                                          ::magi::v1::Job* response) {
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) return Reply(context, tenant.status());
-  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->Cancel(*tenant, request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
@@ -213,9 +211,8 @@ grpc::ServerUnaryReactor* VideoGenerationService::Cancel(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerContext* context,
                                                          const ::magi::v1::GetJobRequest* request,
                                                          ::magi::v1::Job* response) {
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) return Reply(context, tenant.status());
-  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto job = manager_->GetJob(*tenant, request->job_id());
   if (job.ok()) *response = std::move(*job);
   return Reply(context, job.status());
@@ -224,9 +221,8 @@ grpc::ServerUnaryReactor* VideoGenerationService::GetJob(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* VideoGenerationService::ListJobs(grpc::CallbackServerContext* context,
                                                            const ::magi::v1::ListJobsRequest* request,
                                                            ::magi::v1::ListJobsResponse* response) {
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) return Reply(context, tenant.status());
-  if (auto s = CheckUtf8(*request); !s.ok()) return Reply(context, s);
   auto page = manager_->ListJobs(*tenant, *request);
   if (page.ok()) *response = std::move(*page);
   return Reply(context, page.status());
@@ -234,9 +230,8 @@ grpc::ServerUnaryReactor* VideoGenerationService::ListJobs(grpc::CallbackServerC
 
 grpc::ServerWriteReactor<::magi::v1::VideoData>* VideoGenerationService::GetVideo(
     grpc::CallbackServerContext* context, const ::magi::v1::GetVideoRequest* request) {
-  auto tenant = TenantOf(context);
+  auto tenant = Caller(context, *request);
   if (!tenant.ok()) return new VideoStream(tenant.status());
-  if (auto s = CheckUtf8(*request); !s.ok()) return new VideoStream(s);
   return new VideoStream(manager_->FinalVideoPath(*tenant, request->job_id()));
 }
 

@@ -49,6 +49,10 @@ class VideoGenerationService final : public ::magi::v1::VideoGeneration::Callbac
       grpc::CallbackServerContext* context, const ::magi::v1::GetVideoRequest* request) override;
 
  private:
+  // What every RPC checks first: the caller's tenant (or UNAUTHENTICATED), then that the
+  // request's string fields are UTF-8 (or INVALID_ARGUMENT naming the field).
+  absl::StatusOr<std::string> Caller(grpc::CallbackServerContext* context,
+                                     const google::protobuf::Message& request) const;
   // The caller's tenant, or UNAUTHENTICATED.
   absl::StatusOr<std::string> TenantOf(grpc::CallbackServerContext* context) const;
 

@@ -4,33 +4,13 @@
 
 #include "gtest/gtest.h"
 #include "jobspec/job_spec.h"
+#include "tests/test_model_info.h"
 
 namespace magi {
 namespace {
 
 // A model declared like the built-in "tiny" one (server/model_catalog.cc).
-::magi::internal::v1::ModelInfo Tiny() {
-  ::magi::internal::v1::ModelInfo m;
-  m.set_name("tiny");
-  m.set_frames_per_chunk(24);
-  m.set_max_frames(960);
-  m.set_max_width(512);
-  m.set_max_height(512);
-  m.set_default_width(256);
-  m.set_default_height(256);
-  m.set_default_frames(48);
-  m.set_default_fps(24);
-  m.set_default_steps(8);
-  m.set_max_steps(64);
-  m.set_frames_multiple(4);
-  m.set_latent_frames_per_chunk(6);
-  m.set_steps_multiple(4);
-  m.set_size_multiple(16);
-  m.set_min_size(32);
-  m.add_cfg_numbers(1);
-  m.set_default_seed(1234);
-  return m;
-}
+::magi::internal::v1::ModelInfo Tiny() { return testing_models::TinyLikeModelInfo("tiny"); }
 
 absl::StatusOr<VideoCreateParams> Json(const std::string& body) {
   return ParseVideoCreate("application/json", body);

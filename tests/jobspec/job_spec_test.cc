@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_model_info.h"
+
 namespace magi {
 namespace {
 
@@ -10,25 +12,8 @@ using ::magi::v1::GenerateRequest;
 
 // A model shaped like MAGI-1's tiny set: chunks of 6 latent frames x 4 video frames.
 ModelInfo Model() {
-  ModelInfo m;
-  m.set_name("m");
-  m.set_frames_per_chunk(24);
-  m.set_max_frames(960);
-  m.set_max_width(512);
-  m.set_max_height(512);
-  m.set_default_width(256);
+  ModelInfo m = testing_models::TinyLikeModelInfo("m");
   m.set_default_height(128);
-  m.set_default_frames(48);
-  m.set_default_fps(24);
-  m.set_default_steps(8);
-  m.set_max_steps(64);
-  m.set_frames_multiple(4);
-  m.set_latent_frames_per_chunk(6);
-  m.set_steps_multiple(4);
-  m.set_size_multiple(16);
-  m.set_min_size(32);
-  m.add_cfg_numbers(1);
-  m.set_default_seed(1234);
   return m;
 }
 

@@ -6,45 +6,18 @@
 //   node openai_sdk_test.mjs SERVER_BIN WORKER_BIN WORK_DIR
 // Exit 0 pass, 1 fail (the failing check is printed).
 import OpenAI from 'openai';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import assert from 'node:assert/strict';
+import { servers, startServer as startMagiServer, waitForWorkers } from './magi_server.mjs';
 
 const [serverBin, workerBin, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
-const servers = [];
 
-// Starts magi-server on free ports; resolves to its API address once it serves.
-async function startServer(name, extra) {
-  const state = path.join(work, name);
-  fs.mkdirSync(state, { recursive: true });
-  const log = fs.openSync(path.join(state, 'server.log'), 'a');
-  const proc = spawn(serverBin, ['--listen=127.0.0.1:0', '--http-listen=127.0.0.1:0', '--api-listen=127.0.0.1:0',
-    `--state-dir=${state}`, `--worker-binary=${workerBin}`, '--drain-timeout-seconds=5', ...extra],
-  { stdio: ['ignore', 'pipe', log] });
-  servers.push(proc);
-  const line = await new Promise((resolve, reject) => {
-    const rl = readline.createInterface({ input: proc.stdout });
-    rl.once('line', resolve);
-    proc.once('exit', (code) => reject(new Error(`${name}: magi-server exited ${code}; log ${state}/server.log`)));
-  });
-  const m = / http=(\S+) .* api=(\S+)/.exec(line);
-  assert.ok(m, `unexpected first line: ${line}`);
-  return { api: m[2], http: m[1], proc };
-}
-
-async function waitForWorkers(http, want) {
-  for (let i = 0; i < 600; i++) {
-    const text = await (await fetch(`http://${http}/metrics`)).text();
-    const m = /^magi_worker_groups_up (\S+)$/m.exec(text);
-    if (m && Number(m[1]) >= want) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no worker group registered');
-}
+// magi-server on free ports ({api, http, proc} once it serves) under WORK/NAME.
+const startServer = (name, extra) => startMagiServer(serverBin, workerBin, work, name, extra);
 
 async function pollUntilDone(client, id) {
   const seen = new Set();

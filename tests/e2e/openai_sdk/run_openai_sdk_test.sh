@@ -11,7 +11,7 @@ for tool in node npm curl ffprobe; do
   command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: '$tool' not found (scripts/setup.sh installs it)"; exit 1; }
 done
 mkdir -p "$work/sdk"
-cp "$here/package.json" "$here/package-lock.json" "$here/openai_sdk_test.mjs" "$work/sdk/"
+cp "$here/package.json" "$here/package-lock.json" "$here/openai_sdk_test.mjs" "$here/../js_common/magi_server.mjs" "$work/sdk/"
 lock_hash="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
 if [ "$(cat "$work/sdk/.installed" 2>/dev/null || true)" != "$lock_hash" ]; then
   (cd "$work/sdk" && npm ci --no-audit --no-fund --loglevel=error)

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { startServer, waitForWorkers, stopServers, check } from './common.mjs';
+import { startServer, waitForWorkers, stopServers, check } from './magi_server.mjs';
 
 const [serverBin, workerBin, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });

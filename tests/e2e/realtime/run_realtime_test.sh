@@ -14,7 +14,7 @@ for tool in $tools; do
   command -v "$tool" >/dev/null 2>&1 || { echo "FAIL: '$tool' not found (scripts/setup.sh installs it)"; exit 1; }
 done
 mkdir -p "$work/js"
-cp "$here/package.json" "$here/package-lock.json" "$here"/*.mjs "$work/js/"
+cp "$here/package.json" "$here/package-lock.json" "$here"/*.mjs "$here/../js_common/magi_server.mjs" "$work/js/"
 lock_hash="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
 # One installer at a time: the two tests share the folder and may start together.
 exec 9>"$work/js/.lock"

@@ -10,7 +10,7 @@ import puppeteer from 'puppeteer-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { startServer, waitForWorkers, stopServers, check } from './common.mjs';
+import { startServer, waitForWorkers, stopServers, check } from './magi_server.mjs';
 
 const [serverBin, workerBin, work, chromium = '/usr/bin/chromium'] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });

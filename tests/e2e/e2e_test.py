@@ -230,6 +230,35 @@ class E2e(unittest.TestCase):
         self.servers.append(s)
         return s
 
+    @staticmethod
+    def kill_workers_after_chunk(srv, index, killed):
+        """An event callback for collect(): SIGKILLs the server's workers once chunk `index`
+        arrives (their pids appended to `killed`)."""
+        def on_event(ev):
+            if ev.WhichOneof("event") == "chunk" and ev.chunk.index == index and not killed:
+                for pid in srv.worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        return on_event
+
+    def assert_resumed_at(self, srv, job_id, first_chunk):
+        """Resumed, not restarted: attempt 1 started at chunk 0, every later one at `first_chunk`
+        or after, and no worker re-sent a stored chunk (the server drops duplicates, which would
+        hide a restart from chunk 0 from the byte checks). What the workers were told (their own
+        log lines; local workers write to the server's stderr), not what the server meant."""
+        srv.log.flush()
+        starts = []
+        for name in sorted(os.listdir(srv.state_dir)):
+            if name.endswith(".log"):
+                with open(os.path.join(srv.state_dir, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+                starts += re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
+                self.assertNotIn("sent chunk", text)
+        starts.sort(key=lambda s: int(s[0]))
+        self.assertEqual(starts[0], ("1", "0"), starts)
+        later = [int(k) for _, k in starts[1:]]
+        self.assertTrue(later and all(k >= first_chunk for k in later), starts)
+
     def reference_video(self, srv, req):
         """The same request run again, uninterrupted, on the same server."""
         job = srv.stub.Submit(req).job
@@ -477,12 +506,7 @@ class E2e(unittest.TestCase):
         req = request(chunks=5, seed=11)
         stream = srv.stub.Generate(req)
         killed = []
-
-        def kill_after_chunk1(ev):
-            if ev.WhichOneof("event") == "chunk" and ev.chunk.index == 1 and not killed:
-                for pid in srv.worker_pids():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+        kill_after_chunk1 = self.kill_workers_after_chunk(srv, 1, killed)
         events, chunks, code = collect(stream, kill_after_chunk1)
         self.assertTrue(killed)
         self.assertEqual(code, grpc.StatusCode.OK)
@@ -497,20 +521,7 @@ class E2e(unittest.TestCase):
         # Resumed, not restarted: the second attempt starts after the chunks the client already
         # had (0 and 1), so no chunk was computed twice (the server drops duplicates silently,
         # which would hide a restart from chunk 0 from every check above).
-        # What the workers were told (their own log lines; local workers write to the server's
-        # stderr), not what the server meant to send.
-        srv.log.flush()
-        starts = []
-        for name in sorted(os.listdir(srv.state_dir)):
-            if name.endswith(".log"):
-                with open(os.path.join(srv.state_dir, name), encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-                starts += re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
-                self.assertNotIn("sent chunk", text)  # a worker that recomputed stored chunks
-        starts.sort(key=lambda s: int(s[0]))
-        self.assertEqual(starts[0], ("1", "0"), starts)
-        later = [int(k) for a, k in starts[1:]]
-        self.assertTrue(later and all(k >= 2 for k in later), starts)
+        self.assert_resumed_at(srv, job_id, 2)
 
     def test_kill_model_worker_mid_job(self):
         """Resumption with the model runner across processes: the new worker process starts at the
@@ -520,25 +531,14 @@ class E2e(unittest.TestCase):
         req = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text="a red fox running through the snow")],
                                  num_frames=6 * FRAMES_PER_CHUNK, width=64, height=48, num_steps=32, seed=5)
         killed = []
-
-        def kill_after_chunk1(ev):
-            if ev.WhichOneof("event") == "chunk" and ev.chunk.index == 1 and not killed:
-                for pid in srv.worker_pids():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+        kill_after_chunk1 = self.kill_workers_after_chunk(srv, 1, killed)
         events, chunks, code = collect(srv.stub.Generate(req, timeout=170), kill_after_chunk1)
         self.assertTrue(killed)
         self.assertEqual(code, grpc.StatusCode.OK, [e for _, e in events][-1:])
         self.assertGreaterEqual(events[-1][1].completed.stats.attempts, 2)
         self.assertEqual(sorted(c.index for c in chunks), list(range(6)))
         job_id = events[0][1].accepted.job_id
-        srv.log.flush()
-        with open(srv.log.name, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        starts = re.findall(r"job %s attempt (\d+) starts at chunk (\d+)" % re.escape(job_id), text)
-        self.assertEqual(starts[0], ("1", "0"), starts)
-        self.assertTrue(len(starts) >= 2 and all(int(k) >= 2 for _, k in starts[1:]), starts)
-        self.assertNotIn("sent chunk", text)
+        self.assert_resumed_at(srv, job_id, 2)
         resumed = b"".join(c.init_segment + c.fragment for c in chunks)
         reference = self.reference_video(srv, req)
         paths = []

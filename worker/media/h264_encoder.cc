@@ -69,7 +69,8 @@ absl::StatusOr<std::unique_ptr<H264Encoder>> H264Encoder::Open(int width, int he
   av_dict_set(&opts, "preset", options.preset.c_str(), 0);
   av_dict_set_int(&opts, "crf", options.crf, 0);
   if (!options.tune.empty()) av_dict_set(&opts, "tune", options.tune.c_str(), 0);
-  if (const char* cap = X264AsmCap()) av_dict_set(&opts, "x264-params", absl::StrCat("asm=", cap).c_str(), 0);
+  static const char* const cap = X264AsmCap();  // the host does not change: ask once
+  if (cap != nullptr) av_dict_set(&opts, "x264-params", absl::StrCat("asm=", cap).c_str(), 0);
   const int err = avcodec_open2(c, codec, &opts);
   av_dict_free(&opts);
   if (err < 0) return AvError(err, "video encode: opening libx264");

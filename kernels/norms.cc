@@ -2,6 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#if defined(MAGI_HAVE_CUDA_KERNELS)
+#include "kernels/cuda/fused_ops_cuda.h"
+#endif
+
 namespace magi {
 
 at::Tensor LayerNormF32(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
@@ -11,6 +15,13 @@ at::Tensor LayerNormF32(const at::Tensor& x, const at::Tensor& weight, const at:
 }
 
 at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& sin, const at::Tensor& cos) {
+#if defined(MAGI_HAVE_CUDA_KERNELS)
+  // The CUDA kernel takes one table row per token shared by all heads: the DiT's layout.
+  if (x.is_cuda() && x.scalar_type() == at::kFloat && x.dim() >= 2 && sin.dim() <= x.dim() &&
+      (sin.dim() < 2 || sin.size(-2) == 1) && (cos.dim() < 2 || cos.size(-2) == 1)) {
+    return cuda::Rotary(x, sin, cos);
+  }
+#endif
   const int64_t half = cos.size(-1);
   const int64_t rd = 2 * half;
   const at::Tensor& c = cos;

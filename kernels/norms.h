@@ -14,7 +14,9 @@ at::Tensor LayerNormF32(const at::Tensor& x, const at::Tensor& weight, const at:
 
 // Non-interleaved partial rotary (GPT-NeoX style) on x [..., d] (float32): pairs
 // (i, i + r/2) for i < r/2 with r = 2 * cos.size(-1); dims >= r pass through.
-// sin and cos have last dim r/2 and broadcast against x[..., :r/2].
+// sin and cos have last dim r/2 and broadcast against x[..., :r/2]. On CUDA float32 tensors
+// whose tables do not vary over the head axis (dim -2), the CUDA kernel runs it
+// (kernels/cuda, CUDA LibTorch builds only).
 at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& sin, const at::Tensor& cos);
 
 }  // namespace magi

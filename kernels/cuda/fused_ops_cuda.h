@@ -51,6 +51,25 @@ inline at::Tensor LayerNorm1p(const at::Tensor& x, const at::Tensor& weight, con
   return out;
 }
 
+// Rotary on x [..., heads, head_dim] float32 with sin/cos [..., 1, half] that broadcast
+// against x[..., :half] and do not vary over the head axis (the DiT's [S, 1, 1, half] table
+// for x [S, N, heads, head_dim]). Returns a new tensor, like the CPU twin (kernels/norms.cc).
+inline at::Tensor Rotary(const at::Tensor& x, const at::Tensor& sin, const at::Tensor& cos) {
+  const int64_t heads = x.size(-2), head_dim = x.size(-1), half = cos.size(-1);
+  TORCH_CHECK(2 * half <= head_dim, "Rotary: 2 * half (", 2 * half, ") exceeds head_dim ", head_dim);
+  std::vector<int64_t> table_shape(x.sizes().begin(), x.sizes().end());
+  table_shape[table_shape.size() - 2] = 1;
+  table_shape.back() = half;
+  const int64_t tokens = x.numel() / (heads * head_dim);
+  at::Tensor s = sin.to(at::kFloat).expand(table_shape).reshape({tokens, half}).contiguous();
+  at::Tensor c = cos.to(at::kFloat).expand(table_shape).reshape({tokens, half}).contiguous();
+  at::Tensor out = x.to(at::kFloat).contiguous().clone();
+  cudaError_t err = LaunchRotary(out.data_ptr<float>(), s.data_ptr<float>(), c.data_ptr<float>(), tokens, heads,
+                                 head_dim, half, at::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "Rotary kernel: ", cudaGetErrorString(err));
+  return out;
+}
+
 }  // namespace cuda
 }  // namespace magi
 

@@ -59,6 +59,39 @@ TEST(FusedOpsTest, RotaryRotatesPairsAndPassesTheTailThrough) {
   }
 }
 
+// The CUDA kernels behind these ops (kernels/cuda, reached through the same functions on CUDA
+// tensors of a CUDA LibTorch) against their CPU twins, in the DiT's own layouts.
+TEST(FusedOpsTest, CudaKernelsMatchTheirCpuTwins) {
+  if (!at::hasCUDA()) {
+    GTEST_SKIP() << "no CUDA: this LibTorch was built without CUDA or no GPU is visible; the CPU twins are "
+                    "checked above and magi-cuda-check compares the raw kernels on a GPU";
+  }
+  if (!HaveCudaKernels()) GTEST_SKIP() << "this build has a CUDA LibTorch but did not compile kernels/cuda";
+  const at::Device cuda(at::kCUDA, 0);
+  at::manual_seed(3);
+  // Rotary as the DiT calls it: x [S, N, heads, d], tables [S, 1, 1, half], partial rotary.
+  const int64_t S = 33, N = 2, H = 5, d = 64, half = 24;
+  at::Tensor x = at::randn({S, N, H, d}), ang = at::randn({S, 1, 1, half});
+  at::Tensor rot_cpu = ApplyRotary(x, at::sin(ang), at::cos(ang));
+  at::Tensor rot_gpu = ApplyRotary(x.to(cuda), at::sin(ang).to(cuda), at::cos(ang).to(cuda));
+  EXPECT_TRUE(rot_gpu.is_cuda());
+  EXPECT_LT((rot_gpu.cpu() - rot_cpu).abs().max().item<float>(), 1e-5);
+
+  const int64_t rows = 41, dim = 320;
+  at::Tensor h = at::randn({rows, dim}), gate = at::tanh(at::randn({rows, dim})), w = at::randn({dim}) * 0.1,
+             b = at::randn({dim}) * 0.1, res = at::randn({rows, dim});
+  at::Tensor ln_cpu = LayerNorm1p(h, w, b, 1e-6);
+  at::Tensor ln_gpu = LayerNorm1p(h.to(cuda), w.to(cuda), b.to(cuda), 1e-6);
+  EXPECT_LT((ln_gpu.cpu() - ln_cpu).abs().max().item<float>(), 1e-4);
+  for (at::ScalarType out : {at::kFloat, at::kBFloat16}) {
+    at::Tensor g_cpu = GatePostNormResidual(h, gate, w, b, res, 1e-6, out);
+    at::Tensor g_gpu = GatePostNormResidual(h.to(cuda), gate.to(cuda), w.to(cuda), b.to(cuda), res.to(cuda), 1e-6, out);
+    EXPECT_EQ(g_gpu.scalar_type(), out);
+    const double tol = out == at::kFloat ? 1e-4 : 1e-2 * g_cpu.to(at::kFloat).abs().max().item<double>();
+    EXPECT_LT((g_gpu.cpu().to(at::kFloat) - g_cpu.to(at::kFloat)).abs().max().item<double>(), tol) << "out " << out;
+  }
+}
+
 TEST(RangeAttentionTest, MatchesDenseSoftmaxPerRangeWithGqa) {
   at::manual_seed(3);
   const int64_t S = 20, Hq = 4, G = 2, d = 8;

@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<DitModel>> LoadGoldenDit(const GoldenContext& ctx
   MAGI_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open((std::filesystem::path(ctx.dir) / "weights.safetensors").string()));
   DitModel::Options opts;
   opts.distill = distill;
+  opts.device = ctx.device;
   opts.layout = ctx.layout;
   opts.tp_comm = ctx.tp_comm;
   opts.cp_comm = ctx.cp_comm;

@@ -1,4 +1,5 @@
-// magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--no_onednn] [--verbose]
+// magi-golden DIR [--only forward|ar|vae|t5] [--device cpu|cuda[:N]] [--tp N] [--cp M] [--no_onednn]
+//             [--verbose]
 //
 // Checks this build of magi-serve against the reference's golden tensors in DIR (laid out
 // like shared/golden/A: golden.json, weights.safetensors, forward_*.safetensors, ...).
@@ -6,7 +7,8 @@
 // any case failed or was skipped or if no case ran, 2 on bad usage. The first line names the host: CPU model, the ISA ATen
 // dispatches to, the core OpenBLAS picked and whether oneDNN is on, so a failure seen on one
 // kind of host is diagnosable from its log. --no_onednn runs LibTorch's CPU kernels without
-// oneDNN (what a host without AVX-512 gets for bf16 GEMM/conv).
+// oneDNN (what a host without AVX-512 gets for bf16 GEMM/conv). --device runs the DiT (forward
+// and ar cases) and the VAE on that device (scripts/gpu_check.sh: cuda); T5 stays on the CPU.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,9 +33,11 @@ namespace {
 
 void Usage() {
   std::fprintf(stderr,
-               "usage: magi-golden DIR [--only forward|ar|vae|t5] [--tp N] [--cp M] [--no_onednn] [--verbose]\n"
+               "usage: magi-golden DIR [--only forward|ar|vae|t5] [--device cpu|cuda[:N]] [--tp N] [--cp M]\n"
+               "                   [--no_onednn] [--verbose]\n"
                "       magi-golden --host   (prints the host line and exits)\n"
                "  Runs every golden case of DIR against this build.\n"
+               "  --device     where the DiT and the VAE run (default cpu); outputs are compared on the CPU\n"
                "  --no_onednn  LibTorch's CPU kernels without oneDNN (as on a host without AVX-512)\n");
 }
 
@@ -64,6 +68,36 @@ std::string OpenBlasCore() {
   using CoreName = char* (*)();
   auto fn = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   return fn != nullptr ? std::string(fn()) : std::string("not OpenBLAS");
+}
+
+// --device: "cpu", "cuda" (= cuda:0) or "cuda:N" with N a visible GPU of a CUDA LibTorch.
+bool ParseDevice(const std::string& v, c10::Device* device, std::string* error) {
+  if (v == "cpu") {
+    *device = c10::Device(c10::kCPU);
+    return true;
+  }
+  int index = 0;
+  if (v != "cuda") {
+    char* end = nullptr;
+    const long n = v.rfind("cuda:", 0) == 0 && v.size() > 5 ? std::strtol(v.c_str() + 5, &end, 10) : -1;
+    if (n < 0 || n > 255 || end == nullptr || *end != '\0') {
+      *error = "--device must be cpu, cuda or cuda:N (N a GPU index); got '" + v + "'";
+      return false;
+    }
+    index = static_cast<int>(n);
+  }
+  if (!at::hasCUDA()) {
+    *error = "--device " + v + ": this LibTorch has no CUDA (build against a CUDA LibTorch: docs/gpu.md)";
+    return false;
+  }
+  const int gpus = static_cast<int>(at::getNumGPUs());
+  if (index >= gpus) {
+    *error = "--device " + v + ": GPU index must be in [0, " + std::to_string(gpus - 1) + "] (" +
+             std::to_string(gpus) + " visible)";
+    return false;
+  }
+  *device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  return true;
 }
 
 std::string HostLine() {
@@ -109,6 +143,12 @@ int main(int argc, char** argv) {
         return 2;
       }
 #endif
+    } else if (a == "--device") {
+      std::string error;
+      if (!ParseDevice(value("--device"), &ctx.device, &error)) {
+        std::fprintf(stderr, "magi-golden: %s\n", error.c_str());
+        return 2;
+      }
     } else if (a == "--tp") {
       ctx.tp = positive("--tp");
     } else if (a == "--cp") {
@@ -168,6 +208,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "magi-golden: %s\n", std::string(rdv.status().message()).c_str());
       return 2;
     }
+    if (ctx.device.is_cuda()) {
+      // One GPU per rank (cuda:LOCAL_RANK), TP and CP collectives over NCCL, as magi-worker does.
+      if (rdv->local_rank >= static_cast<int>(at::getNumGPUs())) {
+        std::fprintf(stderr, "magi-golden: --device cuda with %d ranks needs a GPU per rank; %d visible\n", world,
+                     static_cast<int>(at::getNumGPUs()));
+        return 2;
+      }
+      rdv->backend = magi::CollectiveBackend::kNccl;
+      rdv->cuda_device = rdv->local_rank;
+      ctx.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rdv->local_rank));
+    }
     auto joined = magi::RankGroup::Join(*rdv, ctx.tp, ctx.cp);
     if (!joined.ok()) {
       std::fprintf(stderr, "magi-golden: %s\n", std::string(joined.status().message()).c_str());
@@ -182,6 +233,7 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(1);
   std::fprintf(out, "%s\n", HostLine().c_str());
+  if (!ctx.device.is_cpu()) std::fprintf(out, "device: %s (DiT and VAE)\n", ctx.device.str().c_str());
   magi::GoldenReport report(out);
   if (only.empty() || only == "forward") magi::RunForwardCases(ctx, report);
   if (only.empty() || only == "ar") magi::RunArCases(ctx, report);

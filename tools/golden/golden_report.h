@@ -21,6 +21,9 @@ struct GoldenContext {
   int tp = 1;        // tensor-parallel degree to run with
   int cp = 1;        // context-parallel degree to run with
   bool verbose = false;
+  // Where the DiT and the VAE of the cases run (--device); inputs follow the model and the
+  // outputs are compared on the CPU in float64. T5 cases always run on the CPU.
+  c10::Device device = c10::Device(c10::kCPU);
   // This process's place in a launched group (single rank by default); models loaded for
   // the cases are sharded accordingly.
   ShardLayout layout;

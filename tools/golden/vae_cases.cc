@@ -152,6 +152,7 @@ void RunVaeCases(const GoldenContext& ctx, GoldenReport& report) {
     Variant v;
     v.name = it.key();
     ViTVae::Options opt;
+    opt.device = ctx.device;
     if (v.name == "f32") {
       opt.compute = VaeCompute::kFloat32;
     } else if (v.name == "bf16") {
@@ -205,17 +206,17 @@ void RunVaeCases(const GoldenContext& ctx, GoldenReport& report) {
       }
     };
     if (video.defined()) {
-      auto z = v.codec->Encode(video);
+      auto z = v.codec->Encode(video.to(ctx.device));
       keep("enc_video.z", z);
       if (z.ok()) keep("enc_video.z_scaled", *z * scale);
     }
     if (image.defined()) {
-      auto z = v.codec->Encode(image);
+      auto z = v.codec->Encode(image.to(ctx.device));
       keep("enc_image.z", z);
       if (z.ok()) keep("enc_image.z_scaled", *z * scale);
     }
     if (latent.defined()) {
-      auto out = v.codec->DecodeLatent(latent);
+      auto out = v.codec->DecodeLatent(latent.to(ctx.device));
       keep("dec.out", out);
       if (out.ok()) keep("dec.out_uint8", FramesToUint8(*out));
     }

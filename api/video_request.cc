@@ -160,21 +160,47 @@ absl::Status CheckPrompt(const VideoCreateParams& p, bool seen) {
   return absl::OkStatus();
 }
 
+// Which request a body is: a create (POST /v1/videos) or an extension
+// (POST /v1/videos/extensions: `video` instead of input_reference).
+enum class Kind { kCreate, kExtend };
+
+absl::Status MissingVideo() {
+  return Bad("video", "is required: video[id] (a completed video's id) or an uploaded MP4, MOV or WebM file");
+}
+
 absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_type, absl::string_view body,
-                                                      int max_parts) {
+                                                      int max_parts, Kind kind, std::string* video_id) {
   auto parts = ParseMultipartFormData(content_type, body, max_parts);
   if (!parts.ok()) return parts.status();
   VideoCreateParams p;
   std::set<std::string> seen;
   std::vector<std::string> chunk_texts;
   bool chunk_json = false;
+  const bool extend = kind == Kind::kExtend;
+  const std::vector<std::string>& allowed = extend ? VideoExtendFields() : VideoCreateFields();
+  const char* file_field = extend ? "video" : "input_reference";
   for (const MultipartPart& part : *parts) {
     const std::string& n = part.name;
     const bool repeatable = n == "chunk_prompts[]";
     if (!repeatable && !seen.insert(n).second) return Bad(n, "given more than once");
-    if (part.is_file && n != "input_reference") {
-      return Bad(n, "is a file upload; only input_reference takes a file");
+    if (part.is_file && n != file_field) {
+      return Bad(n, absl::StrCat("is a file upload; only ", file_field, " takes a file"));
     }
+    if (extend && (n == "video" || n == "video[id]")) {
+      if (seen.count("video") + seen.count("video[id]") > 1) return Bad("video", "give video[id] or a file, not both");
+      if (n == "video[id]") {
+        if (part.body.empty()) return Bad("video.id", "is empty");
+        *video_id = part.body;
+      } else if (!part.is_file) {
+        return Bad("video", "must be an uploaded file (MP4, MOV or WebM) or given as video[id]");
+      } else if (part.body.empty()) {
+        return Bad("video", "the uploaded file is empty");
+      } else {
+        p.prefix_video = part.body;
+      }
+      continue;
+    }
+    if (extend && absl::StartsWith(n, "input_reference")) return UnknownField(n, allowed);
     if (n == "prompt") {
       p.prompt = part.body;
     } else if (n == "model") {
@@ -218,9 +244,10 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
       if (!v.ok()) return v.status();
       p.fps = *v;
     } else {
-      return UnknownField(n, VideoCreateFields());
+      return UnknownField(n, allowed);
     }
   }
+  if (extend && video_id->empty() && p.prefix_video.empty()) return MissingVideo();
   if (chunk_json && !chunk_texts.empty()) {
     return Bad("chunk_prompts", "give either chunk_prompts (a JSON array) or chunk_prompts[] fields, not both");
   }
@@ -243,12 +270,23 @@ absl::Status NeedString(absl::string_view field, const json& v) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body) {
+absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind kind, std::string* video_id) {
   auto obj = JsonObject(body);
   if (!obj.ok()) return obj.status();
   VideoCreateParams p;
+  const bool extend = kind == Kind::kExtend;
+  const std::vector<std::string>& allowed = extend ? VideoExtendFields() : VideoCreateFields();
   for (const auto& [k, v] : obj->items()) {
     if (v.is_null()) continue;  // null = not given, as OpenAI treats optional fields
+    if (extend && k == "video") {
+      if (!v.is_object() || !v.contains("id") || !v["id"].is_string() || v.size() != 1) {
+        return Bad("video", "must be {\"id\": \"<a completed video's id>\"} (upload a file with multipart/form-data)");
+      }
+      *video_id = v["id"].get<std::string>();
+      if (video_id->empty()) return Bad("video.id", "is empty");
+      continue;
+    }
+    if (extend && k == "input_reference") return UnknownField(k, allowed);
     if (k == "prompt") {
       if (auto s = NeedString(k, v); !s.ok()) return s;
       p.prompt = v.get<std::string>();
@@ -286,9 +324,10 @@ absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body) {
       if (!i.ok()) return i.status();
       (k == "steps" ? p.steps : k == "priority" ? p.priority : p.fps) = *i;
     } else {
-      return UnknownField(k, VideoCreateFields());
+      return UnknownField(k, allowed);
     }
   }
+  if (extend && video_id->empty()) return MissingVideo();
   if (auto s = CheckPrompt(p, obj->contains("prompt") && !(*obj)["prompt"].is_null()); !s.ok()) return s;
   return p;
 }
@@ -326,11 +365,32 @@ const std::vector<std::string>& VideoCreateFields() {
   return *fields;
 }
 
+const std::vector<std::string>& VideoExtendFields() {
+  static const auto* fields = new std::vector<std::string>{
+      "prompt", "video", "model", "seconds", "size", "chunk_prompts", "seed", "steps", "priority", "fps"};
+  return *fields;
+}
+
 absl::StatusOr<VideoCreateParams> ParseVideoCreate(absl::string_view content_type, absl::string_view body,
                                                    int max_parts) {
   auto form = FormOf(content_type);
   if (!form.ok()) return form.status();
-  return *form == Form::kMultipart ? CreateFromMultipart(content_type, body, max_parts) : CreateFromJson(body);
+  std::string unused;
+  return *form == Form::kMultipart ? CreateFromMultipart(content_type, body, max_parts, Kind::kCreate, &unused)
+                                   : CreateFromJson(body, Kind::kCreate, &unused);
+}
+
+absl::StatusOr<VideoExtendParams> ParseVideoExtend(absl::string_view content_type, absl::string_view body,
+                                                   int max_parts) {
+  auto form = FormOf(content_type);
+  if (!form.ok()) return form.status();
+  VideoExtendParams out;
+  auto params = *form == Form::kMultipart
+                    ? CreateFromMultipart(content_type, body, max_parts, Kind::kExtend, &out.video_id)
+                    : CreateFromJson(body, Kind::kExtend, &out.video_id);
+  if (!params.ok()) return params.status();
+  out.params = std::move(*params);
+  return out;
 }
 
 absl::StatusOr<VideoRemixParams> ParseVideoRemix(absl::string_view content_type, absl::string_view body,
@@ -369,7 +429,10 @@ GenerateRequest ToGenerateRequest(const VideoCreateParams& params, const ::magi:
   first->set_from_chunk(0);
   first->set_text(params.prompt);
   for (const ChunkPrompt& cp : params.chunk_prompts) *r.add_prompts() = cp;
-  if (!params.input_reference.empty()) {
+  if (!params.prefix_video.empty()) {
+    r.set_mode(::magi::v1::MODE_V2V);
+    r.set_prefix_video(params.prefix_video);
+  } else if (!params.input_reference.empty()) {
     r.set_mode(::magi::v1::MODE_I2V);
     r.set_image(params.input_reference);
   } else {
@@ -414,6 +477,8 @@ ApiError SubmitErrorToApi(const absl::Status& status, const VideoCreateParams& p
     context = params.size_text.empty() ? "the model's default size" : absl::StrCat("'", params.size_text, "'");
   } else if (field == "num_steps") {
     param = "steps";
+  } else if (field == "prefix_video" || (field == "mode" && !params.prefix_video.empty())) {
+    param = "video";
   } else if (field == "image" || field == "mode") {
     param = "input_reference";
   } else if (field == "prompts") {

@@ -36,6 +36,7 @@ struct VideoCreateParams {
   std::optional<int> width, height;    // from size "WxH"
   std::string size_text;
   std::string input_reference;         // image bytes (i2v); empty = t2v
+  std::string prefix_video;            // video bytes to continue (v2v; extensions only)
   // Extensions. chunk_prompts: the prompt from chunk `from_chunk` on (prompt is chunk 0's).
   std::vector<::magi::v1::ChunkPrompt> chunk_prompts;
   std::optional<int64_t> seed;
@@ -47,13 +48,28 @@ struct VideoRemixParams {
   std::string prompt;
 };
 
+// POST /v1/videos/extensions: MAGI-1's video continuation (v2v). `video` names what to
+// continue: a completed video of this tenant (multipart `video[id]`, JSON {"video": {"id"}})
+// or an uploaded MP4/MOV/WebM (multipart file `video`, then in params.prefix_video). The other
+// fields are a create's, without input_reference; `seconds` is the new segment's length.
+struct VideoExtendParams {
+  VideoCreateParams params;
+  std::string video_id;  // empty when the video was uploaded
+};
+
 // The fields a create request may carry (for unknown-field messages and docs).
 const std::vector<std::string>& VideoCreateFields();
+// The fields an extension request may carry.
+const std::vector<std::string>& VideoExtendFields();
 
 // Parses a create request; `content_type` picks the form (multipart/form-data or
 // application/json). InvalidArgument whose message starts with the field (or
 // "Content-Type") and says what is allowed.
 absl::StatusOr<VideoCreateParams> ParseVideoCreate(absl::string_view content_type, absl::string_view body,
+                                                   int max_parts = 64);
+// Parses an extension request; exactly one source (video[id] or an uploaded video) is
+// required. Errors as ParseVideoCreate's.
+absl::StatusOr<VideoExtendParams> ParseVideoExtend(absl::string_view content_type, absl::string_view body,
                                                    int max_parts = 64);
 absl::StatusOr<VideoRemixParams> ParseVideoRemix(absl::string_view content_type, absl::string_view body,
                                                  int max_parts = 64);
@@ -66,7 +82,8 @@ absl::StatusOr<VideoRemixParams> ParseVideoRemix(absl::string_view content_type,
 // A refusal of JobManager::Submit for a request made by ToGenerateRequest(params), in the
 // API's terms: the GenerateRequest field at the head of the message becomes the API field
 // (num_frames -> seconds, width/height -> size, num_steps -> steps, image/mode ->
-// input_reference, prompts[0] -> prompt, prompts[k] -> chunk_prompts[k-1]).
+// input_reference (video for an extension), prefix_video -> video, prompts[0] -> prompt,
+// prompts[k] -> chunk_prompts[k-1]).
 // `model` as given to ToGenerateRequest (its default fps explains a seconds refusal).
 ApiError SubmitErrorToApi(const absl::Status& status, const VideoCreateParams& params,
                           const ::magi::v1::GenerateRequest& request, const ::magi::internal::v1::ModelInfo* model);

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -155,6 +157,10 @@ class Router {
       r.headers.emplace_back(http::field::upgrade, "websocket");
       return r;
     }
+    if (path == "/v1/videos/extensions") {
+      if (method == http::verb::post) return Extend(tenant, req);
+      return MethodNotAllowed(path, "POST");
+    }
     if (absl::StartsWith(path, "/v1/videos/")) {
       std::vector<std::string> rest = absl::StrSplit(path.substr(11), '/');
       if (rest.size() == 1 && !rest[0].empty()) {
@@ -175,6 +181,7 @@ class Router {
                       absl::StrCat("Unknown request URL: ", req.method_string().to_string(), " ", path,
                                    ". Served: POST/GET /v1/videos, GET/DELETE /v1/videos/{id}, "
                                    "GET /v1/videos/{id}/content, POST /v1/videos/{id}/remix, "
+                                   "POST /v1/videos/extensions, "
                                    "GET /v1/realtime/video (WebSocket), GET / (viewer)"));
   }
 
@@ -225,6 +232,47 @@ class Router {
     return JsonReply(v);
   }
 
+  // MAGI-1's video continuation: the new video continues `video` (a completed video of this
+  // tenant, or an upload) with `prompt` for `seconds` more. A source given by id lends its
+  // model, size and fps unless the request sets them.
+  Reply Extend(const std::string& tenant, const http::request<http::string_body>& req) {
+    auto parsed = ParseVideoExtend(Header(req, http::field::content_type), req.body(), options_.max_multipart_parts);
+    if (!parsed.ok()) return ErrorReply(ApiErrorFromStatus(parsed.status()));
+    VideoCreateParams& params = parsed->params;
+    const std::string& id = parsed->video_id;
+    if (!id.empty()) {
+      auto source = manager_->GetJob(tenant, id);
+      if (absl::IsNotFound(source.status())) {
+        return ErrorReply(404, "invalid_request_error", "not_found", "video",
+                          absl::StrCat("video: no video with id '", id.substr(0, 64), "'"));
+      }
+      if (!source.ok()) return ErrorReply(ApiErrorFromStatus(source.status()));
+      auto path = manager_->FinalVideoPath(tenant, id);
+      if (absl::IsFailedPrecondition(path.status())) {
+        return ErrorReply(400, "invalid_request_error", "video_not_ready", "video",
+                          absl::StrCat("video: '", id.substr(0, 64), "' is ", VideoStatus(source->state()),
+                                       "; only a completed video can be extended"));
+      }
+      if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
+      std::ifstream in(*path, std::ios::binary);
+      params.prefix_video.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
+      }
+      const ::magi::v1::GenerateRequest& was = source->request();
+      if (params.model.empty()) params.model = was.model();
+      if (!params.width && was.width() > 0) params.width = was.width();
+      if (!params.height && was.height() > 0) params.height = was.height();
+      if (!params.fps && was.fps() > 0) params.fps = was.fps();
+    }
+    ApiError error;
+    auto job = SubmitVideo(tenant, params, Header(req, "Idempotency-Key"), &error);
+    if (!job.ok()) return ErrorReply(error);
+    json v = VideoObject(*job);
+    if (!id.empty()) v["extended_from_video_id"] = id;
+    return JsonReply(v);
+  }
+
   Reply NoVideo(const std::string& id) {
     return ErrorReply(404, "invalid_request_error", "not_found", "video_id",
                       absl::StrCat("No video with id '", id.substr(0, 64), "'"));
@@ -272,10 +320,10 @@ class Router {
       }
       variant = v;
     }
-    if (variant != "video" && variant != "thumbnail") {
+    if (variant != "video" && variant != "thumbnail" && variant != "spritesheet") {
       return ErrorReply(400, "invalid_request_error", "invalid_value", "variant",
                         absl::StrCat("variant: '", variant.substr(0, 32),
-                                     "' is not available; allowed video, thumbnail"));
+                                     "' is not available; allowed video, thumbnail, spritesheet"));
     }
     auto path = manager_->FinalVideoPath(tenant, id);
     if (absl::IsNotFound(path.status())) return NoVideo(id);
@@ -287,7 +335,7 @@ class Router {
                                      "; its content is available once its status is completed"));
     }
     if (!path.ok()) return ErrorReply(ApiErrorFromStatus(path.status()));
-    if (variant == "thumbnail") return Thumbnail(id, *path);
+    if (variant == "thumbnail" || variant == "spritesheet") return Picture(id, *path, variant);
     std::FILE* f = std::fopen(path->c_str(), "rb");
     if (f == nullptr) {
       return ErrorReply(500, "server_error", "content_missing", "", absl::StrCat("the video file of '", id, "' is missing"));
@@ -322,13 +370,14 @@ class Router {
     return reply;
   }
 
-  // The first frame as a JPEG, made from the stored MP4 on each request (one frame's
-  // decode; no second copy of the video on disk to keep consistent).
-  Reply Thumbnail(const std::string& id, const std::string& path) {
-    auto jpeg = VideoThumbnailJpeg(path);
+  // The first frame (thumbnail) or a 4-column grid of up to 16 evenly spaced frames
+  // (spritesheet) as a JPEG, made from the stored MP4 on each request (no second copy of the
+  // video on disk to keep consistent).
+  Reply Picture(const std::string& id, const std::string& path, const std::string& variant) {
+    auto jpeg = variant == "thumbnail" ? VideoThumbnailJpeg(path) : VideoSpritesheetJpeg(path);
     if (!jpeg.ok()) {
-      return ErrorReply(500, "server_error", "thumbnail_failed", "",
-                        absl::StrCat("cannot make the thumbnail of '", id, "': ", jpeg.status().message()));
+      return ErrorReply(500, "server_error", absl::StrCat(variant, "_failed"), "",
+                        absl::StrCat("cannot make the ", variant, " of '", id, "': ", jpeg.status().message()));
     }
     Reply reply;
     reply.content_type = "image/jpeg";

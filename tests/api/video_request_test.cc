@@ -153,6 +153,71 @@ TEST(VideoRequestTest, Remix) {
   EXPECT_FALSE(ParseVideoRemix("application/json", R"({})").ok());
 }
 
+TEST(VideoRequestTest, ExtensionByIdOrUpload) {
+  // As the SDK sends videos.extend({video: {id}, ...}): multipart with video[id].
+  const std::string by_id =
+      "--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nit goes on\r\n"
+      "--B\r\nContent-Disposition: form-data; name=\"seconds\"\r\n\r\n3\r\n"
+      "--B\r\nContent-Disposition: form-data; name=\"video[id]\"\r\n\r\nj-1\r\n--B--\r\n";
+  auto e = ParseVideoExtend("multipart/form-data; boundary=B", by_id);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->video_id, "j-1");
+  EXPECT_TRUE(e->params.prefix_video.empty());
+  EXPECT_EQ(e->params.prompt, "it goes on");
+  // An uploaded file: the continuation is a v2v request carrying the bytes.
+  const std::string upload =
+      "--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nmore\r\n"
+      "--B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n"
+      "Content-Type: video/mp4\r\n\r\nMP4BYTES\r\n--B--\r\n";
+  e = ParseVideoExtend("multipart/form-data; boundary=B", upload);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE(e->video_id.empty());
+  auto r = ToGenerateRequest(e->params, nullptr);
+  EXPECT_EQ(r.mode(), ::magi::v1::MODE_V2V);
+  EXPECT_EQ(r.prefix_video(), "MP4BYTES");
+  EXPECT_TRUE(r.image().empty());
+  // JSON: {"video": {"id": ...}}.
+  e = ParseVideoExtend("application/json", R"({"prompt": "x", "video": {"id": "j-2"}, "seconds": 4})");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->video_id, "j-2");
+
+  struct Case {
+    std::string content_type, body, param, message;
+  } cases[] = {
+      {"application/json", R"({"prompt": "x"})", "video", "video: is required"},
+      {"application/json", R"({"prompt": "x", "video": "j-1"})", "video", "must be {\"id\""},
+      {"application/json", R"({"prompt": "x", "video": {"id": ""}})", "video", "video.id: is empty"},
+      {"application/json", R"({"video": {"id": "j-1"}})", "prompt", "is required"},
+      {"application/json", R"({"prompt": "x", "video": {"id": "j-1"}, "input_reference": "data:,"})",
+       "input_reference", "unknown parameter; allowed: prompt, video"},
+      {"multipart/form-data; boundary=B",
+       "--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n"
+       "--B\r\nContent-Disposition: form-data; name=\"video\"\r\n\r\nj-1\r\n--B--\r\n",
+       "video", "must be an uploaded file"},
+      {"multipart/form-data; boundary=B",
+       "--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n"
+       "--B\r\nContent-Disposition: form-data; name=\"video[id]\"\r\n\r\nj-1\r\n"
+       "--B\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n\r\nX\r\n--B--\r\n",
+       "video", "not both"},
+  };
+  for (const Case& c : cases) {
+    auto got = ParseVideoExtend(c.content_type, c.body);
+    ASSERT_FALSE(got.ok()) << c.body;
+    ApiError err = ApiErrorFromStatus(got.status());
+    EXPECT_EQ(err.param, c.param) << c.body << " -> " << err.message;
+    EXPECT_NE(err.message.find(c.message), std::string::npos) << c.body << " -> " << err.message;
+  }
+  // A refusal of the prefix video by the JobSpec names the API's field, video.
+  VideoCreateParams v2v;
+  v2v.prompt = "x";
+  v2v.prefix_video = "MP4";
+  const auto model = Tiny();
+  ::magi::v1::GenerateRequest req = ToGenerateRequest(v2v, &model);
+  ApiError refused = SubmitErrorToApi(absl::InvalidArgumentError("prefix_video: too short"), v2v, req, &model);
+  EXPECT_EQ(refused.param, "video");
+  EXPECT_EQ(refused.message.rfind("video: ", 0), 0u) << refused.message;
+}
+
 TEST(VideoRequestTest, QueryString) {
   auto q = ParseQueryString("after=job%2D1&limit=5&x=a+b");
   ASSERT_TRUE(q.ok()) << q.status();

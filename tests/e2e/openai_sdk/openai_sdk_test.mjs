@@ -98,6 +98,16 @@ async function main() {
   assert.deepEqual([thumbProbe.codec_name, thumbProbe.width, thumbProbe.height], ['mjpeg', 64, 64]);
   check(`downloadContent variant=thumbnail: ${thumb.length} bytes JPEG, ffprobe mjpeg 64x64`);
 
+  // The spritesheet variant: 16 evenly spaced frames of the 48, 4 per row, at the video's size.
+  const sheet = Buffer.from(await (await client.videos.downloadContent(created.id, { variant: 'spritesheet' })).arrayBuffer());
+  assert.equal(sheet.readUInt16BE(0), 0xffd8, 'JPEG start-of-image marker');
+  const sheetFile = path.join(work, 'sheet.jpg');
+  fs.writeFileSync(sheetFile, sheet);
+  const sheetProbe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,width,height',
+    '-of', 'json', sheetFile])).streams[0];
+  assert.deepEqual([sheetProbe.codec_name, sheetProbe.width, sheetProbe.height], ['mjpeg', 4 * 64, 4 * 64]);
+  check(`downloadContent variant=spritesheet: ${sheet.length} bytes JPEG, 4x4 tiles of 64x64`);
+
   // Range requests (curl, as a browser's <video> or a download manager would).
   const head = execFileSync('curl', ['-s', '-D', '-', '-o', path.join(work, 'part.bin'), '-H', 'Range: bytes=10-109',
     `${base}/videos/${created.id}/content`]).toString();
@@ -136,6 +146,40 @@ async function main() {
   await expectError(client.videos.retrieve(third.id), OpenAI.NotFoundError, 'video_id');
   check('delete: video.deleted, then retrieve is NotFoundError');
 
+  // extensions (MAGI-1's video continuation, v2v): a completed video by id (its size and fps
+  // carry over), and an uploaded MP4; the new video is the continuation.
+  const ext = await client.videos.extend({ video: { id: created.id }, prompt: 'the fox runs on', seconds: '3' });
+  assert.equal(ext.extended_from_video_id, created.id);
+  assert.equal(ext.size, '64x64');
+  assert.equal(ext.seconds, '3');
+  assert.equal(ext.prompt, 'the fox runs on');
+  const { v: extDone } = await pollUntilDone(client, ext.id);
+  assert.equal(extDone.status, 'completed', JSON.stringify(extDone));
+  const extFile = path.join(work, 'extension.mp4');
+  fs.writeFileSync(extFile, Buffer.from(await (await client.videos.downloadContent(ext.id)).arrayBuffer()));
+  const extProbe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0',
+    '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', extFile])).streams[0];
+  assert.deepEqual([extProbe.codec_name, extProbe.width, extProbe.height, Number(extProbe.nb_read_frames)],
+    ['h264', 64, 64, 24]);  // 3 s at the source's 8 fps
+  const uploaded = await client.videos.extend({
+    video: await OpenAI.toFile(mp4, 'source.mp4', { type: 'video/mp4' }), prompt: 'an uploaded clip, continued',
+    seconds: '3', size: '32x32', fps: 8, steps: 4,
+  });
+  assert.equal(uploaded.extended_from_video_id, undefined);
+  assert.equal((await pollUntilDone(client, uploaded.id)).v.status, 'completed');
+  await expectError(client.videos.extend({ video: { id: 'no-such-video' }, prompt: 'x', seconds: '3' }),
+    OpenAI.NotFoundError, 'video', 'no-such-video');
+  await expectError(client.videos.extend({ prompt: 'x', seconds: '3' }), OpenAI.BadRequestError, 'video', 'required');
+  await expectError(client.videos.extend({ video: { id: created.id }, prompt: 'x', seconds: '400' }),
+    OpenAI.BadRequestError, 'seconds');
+  await expectError(client.videos.extend({ video: { id: created.id }, prompt: 'x', input_reference: 'data:,' }),
+    OpenAI.BadRequestError, 'input_reference', 'unknown parameter');
+  const pending = await client.videos.create({ prompt: 'long', seconds: '6', size: '64x64', fps: 8, steps: 64 });
+  await expectError(client.videos.extend({ video: { id: pending.id }, prompt: 'x', seconds: '3' }),
+    OpenAI.BadRequestError, 'video', 'only a completed video can be extended');
+  await client.videos.delete(pending.id);
+  check('extend: by id (64x64, 24 frames = 3 s at 8 fps) and by upload, completed; unknown id, missing video, bad seconds, input_reference, unfinished source refused');
+
   // Refusals, as the SDK's typed errors, naming the API field.
   await expectError(client.videos.create({ prompt: 'x', size: '100x64' }), OpenAI.BadRequestError, 'size', 'width: 100');
   await expectError(client.videos.create({ prompt: 'x', seconds: '200', fps: 8 }), OpenAI.BadRequestError, 'seconds', 'is 1600 frames; num_frames: 1600');
@@ -148,7 +192,7 @@ async function main() {
   await expectError(client.videos.retrieve('no-such-video'), OpenAI.NotFoundError, 'video_id');
   await expectError(client.videos.list({ limit: 1000 }), OpenAI.BadRequestError, 'limit');
   await expectError(client.videos.list({ order: 'sideways' }), OpenAI.BadRequestError, 'order');
-  await expectError(client.videos.downloadContent(created.id, { variant: 'spritesheet' }), OpenAI.BadRequestError, 'variant');
+  await expectError(client.videos.downloadContent(created.id, { variant: 'mosaic' }), OpenAI.BadRequestError, 'variant');
   check('bad input: BadRequestError naming size, seconds, steps, model, quality, seed, prompt, limit, order, variant; NotFoundError');
 
   // Raw HTTP: the error JSON itself, content types, broken multipart.
@@ -177,7 +221,9 @@ async function main() {
   assert.equal(r.status, 404);
   assert.equal(r.body.error.code, 'unknown_url');
   const listed = await client.videos.list({ limit: 100 });
-  assert.equal(listed.data.length, 2, 'a refused request was queued');
+  // Exactly the videos made above (created, remix, the two extensions): nothing refused was queued.
+  assert.deepEqual(listed.data.map((v) => v.id).sort(), [created.id, remix.id, ext.id, uploaded.id].sort(),
+    'a refused request was queued');
   check('raw HTTP: error JSON {message,type,param,code}, Content-Type, broken multipart and JSON, 405, 404; nothing refused was queued');
 
   // A second server: no workers, a queue of 1, a 4 KiB body limit -> 429 and 413.

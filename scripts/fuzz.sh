@@ -2,6 +2,7 @@
 # Runs the libFuzzer targets (clang, ASan/UBSan) for a bounded time each:
 #   media  — the media decoders (DecodeImage, DecodePrefixVideo), SECONDS (default 45)
 #   config — the config.json parser and its round trip, SECONDS / 2 (at least 10)
+#   safetensors — the checkpoint header parser and its layout promises, SECONDS / 3 (at least 10)
 # Usage: scripts/fuzz.sh [SECONDS]. Exit 0 = no finding; on a finding, the whole report and
 # the reproducer's path under build-fuzz/.
 set -euo pipefail
@@ -12,6 +13,7 @@ cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelW
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 bash fuzz/make_seeds.sh build-fuzz/seeds >/dev/null
 mkdir -p build-fuzz/seeds_config && cp configs/*.json build-fuzz/seeds_config/
+python3 fuzz/make_safetensors_seeds.py build-fuzz/seeds_safetensors
 
 # run NAME TARGET SECONDS SEED_DIR [libFuzzer flags...]
 run() {
@@ -33,4 +35,6 @@ status=0
 run media fuzz_media_decode_libfuzzer "$seconds" build-fuzz/seeds -max_len=262144 -timeout=20 || status=1
 config_seconds=$((seconds / 2 > 10 ? seconds / 2 : 10))
 run config fuzz_config_parse_libfuzzer "$config_seconds" build-fuzz/seeds_config -max_len=65536 -timeout=10 || status=1
+st_seconds=$((seconds / 3 > 10 ? seconds / 3 : 10))
+run safetensors fuzz_safetensors_header_libfuzzer "$st_seconds" build-fuzz/seeds_safetensors -max_len=16384 -timeout=10 || status=1
 exit $status

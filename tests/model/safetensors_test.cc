@@ -76,6 +76,12 @@ TEST(SafetensorsTest, RejectsMalformedFilesWithANamedError) {
       {"overlap",
        R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
        std::string(12, '\0'), "overlap"},
+      // A long range covering two later ones, with an empty tensor between them: only the
+      // furthest end seen so far catches it (neighbours alone do not overlap).
+      {"overlap_past_neighbour",
+       R"({"a":{"dtype":"U8","shape":[100],"data_offsets":[0,100]},"b":{"dtype":"U8","shape":[0],"data_offsets":[10,10]},)"
+       R"("c":{"dtype":"U8","shape":[10],"data_offsets":[30,40]}})",
+       std::string(100, '\0'), "'a' and 'c' overlap"},
       {"negative", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0'), "non-negative"},
       {"overflow", R"({"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,4]}})",
        std::string(4, '\0'), "overflow"},

@@ -24,24 +24,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "worker/model/safetensors_header.h"
 
 namespace magi {
-
-// The element types MAGI-1 checkpoints and our golden files use.
-enum class StDtype { kF32, kF16, kBF16, kF8E4M3, kI64, kI32, kBool, kU8 };
-
-// "F32", "BF16", ... as written in headers.
-const char* StDtypeName(StDtype dtype);
-int64_t StDtypeSize(StDtype dtype);
-
-struct StTensorInfo {
-  std::string name;
-  StDtype dtype;
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;  // byte offset into the data section
-  uint64_t end = 0;
-  int64_t numel() const;
-};
 
 class SafetensorsFile {
  public:

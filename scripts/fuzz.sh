@@ -3,6 +3,7 @@
 #   media  — the media decoders (DecodeImage, DecodePrefixVideo), SECONDS (default 45)
 #   config — the config.json parser and its round trip, SECONDS / 2 (at least 10)
 #   safetensors — the checkpoint header parser and its layout promises, SECONDS / 3 (at least 10)
+#   request — the edge's request validation and JobSpec geometry, SECONDS / 3 (at least 10)
 # Usage: scripts/fuzz.sh [SECONDS]. Exit 0 = no finding; on a finding, the whole report and
 # the reproducer's path under build-fuzz/.
 set -euo pipefail
@@ -14,6 +15,7 @@ cmake --build build-fuzz -j"$(nproc)" >/dev/null
 bash fuzz/make_seeds.sh build-fuzz/seeds >/dev/null
 mkdir -p build-fuzz/seeds_config && cp configs/*.json build-fuzz/seeds_config/
 python3 fuzz/make_safetensors_seeds.py build-fuzz/seeds_safetensors
+build-fuzz/fuzz_request_seeds build-fuzz/seeds_request build-fuzz/seeds
 
 # run NAME TARGET SECONDS SEED_DIR [libFuzzer flags...]
 run() {
@@ -37,4 +39,6 @@ config_seconds=$((seconds / 2 > 10 ? seconds / 2 : 10))
 run config fuzz_config_parse_libfuzzer "$config_seconds" build-fuzz/seeds_config -max_len=65536 -timeout=10 || status=1
 st_seconds=$((seconds / 3 > 10 ? seconds / 3 : 10))
 run safetensors fuzz_safetensors_header_libfuzzer "$st_seconds" build-fuzz/seeds_safetensors -max_len=16384 -timeout=10 || status=1
+run request fuzz_request_validator_libfuzzer "$st_seconds" build-fuzz/seeds_request -max_len=300000 -timeout=20 \
+  -use_value_profile=1 || status=1
 exit $status

@@ -51,7 +51,10 @@ absl::Status ModelCatalog::CheckCompatible(const ModelInfo& info) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto reg = registered_.find(info.name());
   if (reg == registered_.end() || reg->second.empty()) return absl::OkStatus();
-  const auto& [source, have] = *reg->second.begin();
+  // Named references, not a structured binding: C++17 lambdas cannot capture those (clang
+  // refuses; the fuzz build compiles this file with clang).
+  const std::string& source = reg->second.begin()->first;
+  const ModelInfo& have = reg->second.begin()->second;
   auto differ = [&](const char* field, const std::string& theirs, const std::string& mine) -> absl::Status {
     if (theirs == mine) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(

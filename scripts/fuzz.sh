@@ -4,11 +4,21 @@
 #   config — the config.json parser and its round trip, SECONDS / 2 (at least 10)
 #   safetensors — the checkpoint header parser and its layout promises, SECONDS / 3 (at least 10)
 #   request — the edge's request validation and JobSpec geometry, SECONDS / 3 (at least 10)
-# Usage: scripts/fuzz.sh [SECONDS]. Exit 0 = no finding; on a finding, the whole report and
-# the reproducer's path under build-fuzz/.
+# Usage: scripts/fuzz.sh [SECONDS]      (CI: bounded time per target)
+#        scripts/fuzz.sh --soak [RUNS]  (each target until RUNS executions, default 10,000,000,
+#                                        no time limit: hours for media; not in CI)
+# Exit 0 = no finding; on a finding, the whole report and the reproducer's path under build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-45}"
+soak_runs=0
+if [ "${1:-}" = "--soak" ]; then
+  soak_runs="${2:-10000000}"
+  case "$soak_runs" in ''|*[!0-9]*) echo "fuzz.sh: --soak RUNS must be a positive integer, got '$soak_runs'"; exit 2 ;; esac
+  seconds=0
+else
+  seconds="${1:-45}"
+  case "$seconds" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a positive integer, got '$seconds'"; exit 2 ;; esac
+fi
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S fuzz -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
@@ -23,7 +33,9 @@ run() {
   shift 4
   mkdir -p "build-fuzz/corpus_$name"
   local log="build-fuzz/last_run_$name.log" rc=0
-  "build-fuzz/$target" "build-fuzz/corpus_$name" "$seeds" -max_total_time="$secs" -rss_limit_mb=2048 \
+  local bound=(-max_total_time="$secs")
+  [ "$soak_runs" -gt 0 ] && bound=(-runs="$soak_runs")
+  "build-fuzz/$target" "build-fuzz/corpus_$name" "$seeds" "${bound[@]}" -rss_limit_mb=2048 \
     -artifact_prefix="build-fuzz/$name-" -print_final_stats=1 "$@" >"$log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     # A finding: the whole report (sanitizer stack, reproducer path), not a cut of it.

@@ -555,6 +555,25 @@ void JobManager::HandleChunk(const std::string& key, const ::magi::internal::v1:
 void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& d) {
   bool ours = false;
   int chunks_done = 0, chunks_total = 0;
+  if (d.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
+    // UNAVAILABLE is the group saying it could not run the job (a rank died, a collective
+    // broke), not that the job is bad: the group is dropped (its link closed; a healthy
+    // process dials again and registers anew) and the job re-queued from its last chunk like
+    // any lost group's, counted against --max_attempts.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ours = JobForLocked(key, d.job_id(), d.attempt()) != nullptr;
+    }
+    if (ours) {
+      DropGroup(key,
+                absl::UnavailableError(absl::StrCat("it could not run job ", d.job_id(), ": ", d.message())),
+                /*close_link=*/true);
+      Dispatch();
+      std::lock_guard<std::mutex> lock(mu_);
+      UpdateGaugesLocked();
+      return;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     GroupRegistry::Group* g = registry_.Find(key);

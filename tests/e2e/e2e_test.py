@@ -557,6 +557,104 @@ class E2e(unittest.TestCase):
         print("model runner resume: bytes %s, mean |frame diff| %.4f" % (resumed == reference, diff))
         self.assertLess(diff, 0.25)
 
+    # -- fault matrix for rank groups (TP=2 and CP=2 of the tiny model) ----------------
+    def group_ranks(self, srv):
+        """{rank: pid} of the rank processes of the server's one local group (launcher's
+        children; RANK from each process's environment)."""
+        ranks = {}
+        for launcher in srv.worker_pids():
+            out = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True)
+            for pid in (int(p) for p in out.stdout.split()):
+                try:
+                    with open("/proc/%d/environ" % pid, "rb") as f:
+                        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+                except OSError:
+                    continue
+                if b"RANK" in env:
+                    ranks[int(env[b"RANK"])] = pid
+        return ranks
+
+    def state_processes(self, state_dir):
+        out = subprocess.run(["pgrep", "-f", "--", state_dir], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def fault_case(self, layout, fault):
+        """One cell of the matrix: a job on a 2-rank `layout` group (tp or cp) of the tiny model
+        meets `fault` once a chunk is stored (kill -9 of rank 0 or 1, SIGSTOP of rank 1, or a kill -9
+        and restart of the server). The job must finish, resumed at a stored chunk with none re-sent,
+        with video bytes identical to an undisturbed run of the same request on a fresh group,
+        and no process of the state dir may outlive the server."""
+        extra = ["--worker-args=--%s=2 --dist_timeout_seconds=6" % layout]
+        srv = self.server(runner="model", worker_timeout=90, extra=extra)
+        req = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text="a red fox running through the snow")],
+                                 num_frames=5 * FRAMES_PER_CHUNK, width=64, height=48, num_steps=32, seed=11)
+        ranks = self.group_ranks(srv)
+        self.assertEqual(sorted(ranks), [0, 1], ranks)
+        job_id = srv.stub.Submit(req).job.job_id
+        end = time.time() + 90
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).chunks_done < 1:
+            self.assertLess(time.time(), end, "no chunk in 90 s")
+            time.sleep(0.02)
+        stored = srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).chunks_done
+        stopped = None
+        if fault in ("kill_rank0", "kill_rank1"):
+            os.kill(ranks[int(fault[-1])], signal.SIGKILL)
+        elif fault == "stop_rank1":
+            stopped = ranks[1]
+            os.kill(stopped, signal.SIGSTOP)
+        elif fault == "restart_server":
+            srv.kill9()
+            self.servers.remove(srv)
+            srv.log.close()
+            srv = Server(srv.state_dir, runner="model", worker_timeout=90, extra=extra)
+            self.servers.append(srv)
+        try:
+            job = srv.wait_job(job_id, [pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED], timeout=150)
+        finally:
+            if stopped is not None:
+                try:
+                    os.kill(stopped, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        self.assertEqual(job.state, pb.JOB_STATE_SUCCEEDED, job)
+        self.assertGreaterEqual(job.attempts, 2 if fault != "restart_server" else 1)
+        if fault != "restart_server":
+            self.assert_resumed_at(srv, job_id, stored)
+        if stopped is not None:
+            self.assertFalse(os.path.exists("/proc/%d" % stopped) and
+                             open("/proc/%d/stat" % stopped).read().split()[2] != "Z",
+                             "the stopped rank %d still runs" % stopped)
+        resumed = srv.video(job_id)
+        reference = self.reference_video(srv, req)
+        print("fault %s/%s: attempts %d, %d bytes, identical to an undisturbed run: %s"
+              % (layout, fault, job.attempts, len(resumed), resumed == reference))
+        self.assertEqual(resumed, reference)
+        state_dir = srv.state_dir
+        srv.stop()
+        self.servers.remove(srv)
+        end = time.time() + 10
+        while self.state_processes(state_dir) and time.time() < end:
+            time.sleep(0.1)
+        self.assertEqual(self.state_processes(state_dir), [], "processes outlived the server")
+
+    def test_fault_tp2_kill_leader(self):
+        self.fault_case("tp", "kill_rank0")
+
+    def test_fault_tp2_kill_follower(self):
+        self.fault_case("tp", "kill_rank1")
+
+    def test_fault_cp2_kill_leader(self):
+        self.fault_case("cp", "kill_rank0")
+
+    def test_fault_cp2_kill_follower(self):
+        self.fault_case("cp", "kill_rank1")
+
+    def test_fault_tp2_stopped_follower(self):
+        self.fault_case("tp", "stop_rank1")
+
+    def test_fault_cp2_server_restart(self):
+        self.fault_case("cp", "restart_server")
+
     def test_server_restart_recovers_jobs(self):
         srv = self.server(step_ms=25)
         reqs = [request(chunks=4, seed=s) for s in (1, 2, 3)]

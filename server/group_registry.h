@@ -41,7 +41,9 @@ class GroupRegistry {
     std::shared_ptr<WorkerGroupLink> link;
     std::set<std::string> busy;  // job ids occupying a slot (incl. cancelled, until done)
     int64_t last_seen_ms = 0;
-    bool has_free_slot() const { return static_cast<int>(busy.size()) < info.slots(); }
+    // It handed a job back (JobDone.handed_back): it is draining and takes no new job.
+    bool draining = false;
+    bool has_free_slot() const { return !draining && static_cast<int>(busy.size()) < info.slots(); }
     // True if the group declares `model` at least `width` x `height`.
     bool Serves(const std::string& model, int width, int height) const;
   };

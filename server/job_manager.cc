@@ -574,12 +574,32 @@ void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::
       return;
     }
   }
+  std::vector<JobRecord> handed_back;
   {
     std::lock_guard<std::mutex> lock(mu_);
     GroupRegistry::Group* g = registry_.Find(key);
     if (!g) return;  // already dropped
     g->last_seen_ms = NowMs();
     g->busy.erase(d.job_id());
+    ActiveJob* job = d.handed_back() ? JobForLocked(key, d.job_id(), d.attempt()) : nullptr;
+    if (job != nullptr) {
+      // A draining group stopped it after its last sent chunk: back to the queue at once,
+      // this attempt not counted, and the group gets nothing new.
+      g->draining = true;
+      job->group.clear();
+      job->handed_back += 1;
+      handed_back.push_back(RequeueLocked(*job, absl::StrCat("handed back by draining group ", key)));
+    }
+  }
+  if (!handed_back.empty()) {
+    PersistRequeued(handed_back, absl::StrCat("after worker group ", key, " handed it back"));
+    Dispatch();
+    std::lock_guard<std::mutex> lock(mu_);
+    UpdateGaugesLocked();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     if (ActiveJob* job = JobForLocked(key, d.job_id(), d.attempt())) {
       ours = true;
       chunks_done = job->rec.chunks_done;
@@ -615,6 +635,30 @@ void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {
   DropGroup(key, why, /*close_link=*/false);
 }
 
+JobRecord JobManager::RequeueLocked(ActiveJob& job, const std::string& why) {
+  job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
+  job.queued_since_ms = NowMs();
+  EnqueueLocked(job.rec, /*bypass_capacity=*/true);
+  if (metrics_) metrics_->JobsRequeued(ModelLabel(job.rec)).Increment();
+  Log(absl::StrCat("job ", job.rec.job_id, " re-queued at chunk ", job.rec.chunks_done, " (", why, ")"));
+  return job.rec;
+}
+
+void JobManager::PersistRequeued(const std::vector<JobRecord>& requeued, const std::string& why) {
+  for (const JobRecord& rec : requeued) {
+    if (absl::Status s = Persist(rec, "update"); !s.ok()) {
+      Finish(rec.job_id, ::magi::v1::JOB_STATE_FAILED,
+             absl::Status(s.code(), absl::StrCat("re-queueing ", why, ": the job store refused the write: ",
+                                                 s.message())));
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = active_.find(rec.job_id); it != active_.end()) {
+      feed_->PublishProgress(rec.job_id, ProgressEventLocked(it->second));
+    }
+  }
+}
+
 void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool close_link) {
   std::vector<JobRecord> requeued;
   std::vector<std::pair<std::string, int>> exhausted;  // job id, attempts made
@@ -628,18 +672,13 @@ void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool
       if (it == active_.end() || it->second.group != key) continue;
       ActiveJob& job = it->second;
       job.group.clear();
-      if (job.rec.attempts >= options_.max_attempts) {
+      if (job.rec.attempts - job.handed_back >= options_.max_attempts) {
         // A job that takes its group down every time must not hold the front of the queue
         // forever: it fails with the last attempt's error (Finish, below, outside mu_).
         exhausted.emplace_back(id, job.rec.attempts);
         continue;
       }
-      job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
-      job.queued_since_ms = NowMs();
-      EnqueueLocked(job.rec, /*bypass_capacity=*/true);
-      if (metrics_) metrics_->JobsRequeued(ModelLabel(job.rec)).Increment();
-      Log(absl::StrCat("job ", id, " re-queued at chunk ", job.rec.chunks_done));
-      requeued.push_back(job.rec);
+      requeued.push_back(RequeueLocked(job, absl::StrCat("worker group ", key, " lost")));
     }
     // Closed with the group's removal, so nobody sees it gone from the registry but open.
     if (close_link) group->link->Close(why);
@@ -651,18 +690,7 @@ void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool
                                      options_.max_attempts, "); last attempt: worker group ", key,
                                      " was lost: ", why.message())));
   }
-  for (const JobRecord& rec : requeued) {
-    if (absl::Status s = Persist(rec, "update"); !s.ok()) {
-      Finish(rec.job_id, ::magi::v1::JOB_STATE_FAILED,
-             absl::Status(s.code(), absl::StrCat("re-queueing after worker group ", key,
-                                                 " was lost: the job store refused the write: ", s.message())));
-      continue;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = active_.find(rec.job_id); it != active_.end()) {
-      feed_->PublishProgress(rec.job_id, ProgressEventLocked(it->second));
-    }
-  }
+  PersistRequeued(requeued, absl::StrCat("after worker group ", key, " was lost"));
   Dispatch();
   std::lock_guard<std::mutex> lock(mu_);
   UpdateGaugesLocked();

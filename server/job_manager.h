@@ -159,6 +159,9 @@ class JobManager {
     int64_t queued_since_ms = 0;
     int64_t assigned_ms = 0;
     bool first_chunk_seen = false;
+    // Attempts a draining group handed back (JobDone.handed_back): not counted against
+    // --max_attempts. In memory only: after a server restart they count again (stricter).
+    int handed_back = 0;
   };
   // One job popped from the queue for a group, already RUNNING in memory.
   struct Assignment {
@@ -185,6 +188,11 @@ class JobManager {
                                   const absl::Status& status);
   // Forgets a group (closing its link if asked) and re-queues its running jobs.
   void DropGroup(const std::string& key, const absl::Status& why, bool close_link);
+  // Puts a running job back in the queue at its last stored chunk (the group is already
+  // cleared from it); the caller persists the returned record.
+  JobRecord RequeueLocked(ActiveJob& job, const std::string& why);
+  // Persists re-queued records (a refused write fails the job) and tells their watchers.
+  void PersistRequeued(const std::vector<JobRecord>& requeued, const std::string& why);
   void HandleChunk(const std::string& key, const ::magi::internal::v1::ChunkReady& chunk);
   void HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& done);
   // Deletes expired finished jobs that nobody is watching.

@@ -841,8 +841,9 @@ class E2e(unittest.TestCase):
     def test_worker_sigterm_hands_back(self):
         """SIGTERM (eviction): the worker turns unready, finishes the chunk in progress, leaves
         the server and exits 0; the job is re-queued at once from that chunk and finishes on
-        another worker."""
-        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0"])
+        another worker. The hand-back does not count as a failed attempt: with --max-attempts=1
+        the job still finishes (a drain counted as a failure would exhaust it)."""
+        srv = self.server(workers=0, extra=["--worker-listen=127.0.0.1:0", "--max-attempts=1"])
         w = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=100")
         wait_http(w.http, "/readyz", 200)
         job = srv.stub.Submit(request(chunks=5, steps=4)).job
@@ -857,8 +858,10 @@ class E2e(unittest.TestCase):
         self.assertLess(got.chunks_done, 5)
         good = Worker(srv, "--runner=synthetic", "--synthetic_step_ms=5")
         try:
-            done = srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED], timeout=30)
+            done = srv.wait_job(job.job_id, [pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED], timeout=30)
+            self.assertEqual(done.state, pb.JOB_STATE_SUCCEEDED, done.error_message)
             self.assertEqual(done.chunks_done, 5)
+            self.assertEqual(done.attempts, 2)
         finally:
             good.kill()
 

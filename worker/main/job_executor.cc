@@ -33,13 +33,19 @@ absl::Status JobExecutor::Run() {
     return writer_->Finish().status();
   }();
   if (cancelled_ && status.ok()) status = absl::CancelledError("cancelled");
-  if (handed_back_ && !status.ok()) {
-    running_ = false;  // no JobDone: the server re-queues the job when the stream ends
-    return status;
-  }
   WorkerMessage done;
   done.mutable_done()->set_job_id(job_.job_id);
   done.mutable_done()->set_attempt(attempt_);
+  if (handed_back_ && !status.ok()) {
+    // Drained: the server re-queues it from the last sent chunk at once, this attempt not
+    // counted.
+    done.mutable_done()->set_handed_back(true);
+    done.mutable_done()->set_code(static_cast<int>(absl::StatusCode::kAborted));
+    done.mutable_done()->set_message("handed back: the worker is draining");
+    send_(done);
+    running_ = false;
+    return status;
+  }
   done.mutable_done()->set_code(static_cast<int>(status.code()));
   done.mutable_done()->set_message(std::string(status.message()));
   send_(done);

@@ -20,6 +20,7 @@
 //   the RSS figures are then host-side only (reported, not targets).
 #include <algorithm>
 #include <cmath>
+#include <dlfcn.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -131,7 +132,15 @@ std::string LoadedBlas() {
   }
   std::string out;
   for (const std::string& l : libs) out += (out.empty() ? "" : ", ") + l;
-  return out.empty() ? "none found" : out;
+  if (out.empty()) return "none found";
+  // OpenBLAS picks its kernels by CPU model at load (OPENBLAS_CORETYPE overrides): say which.
+  using NameFn = char* (*)();
+  if (auto corename = reinterpret_cast<NameFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
+    out += std::string("; OpenBLAS core ") + corename();
+    const char* forced = std::getenv("OPENBLAS_CORETYPE");
+    out += forced != nullptr ? std::string(" (OPENBLAS_CORETYPE=") + forced + ")" : " (detected)";
+  }
+  return out;
 }
 
 // The window's block-causal self-attention alone (q [S, Hq, hd], k/v views of one [S, G, 2 hd]

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/flash_attention_cpu.h"
 #include "kernels/sdpa.h"
 
 namespace magi {
@@ -60,6 +61,16 @@ at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
                           double scale) {
   if (q.is_cuda()) return RangeAttentionSdpa(q, k, v, q_ranges, k_ranges, scale);
+  CheckArgs(q, k, v, q_ranges, k_ranges);
+  if (FlashAttentionSupports(q, k, v)) {
+    return FlashRangeAttentionCpu(q, k, v, q_ranges, k_ranges, scale, SelectedCpuIsa());
+  }
+  return RangeAttentionUnfused(q, k, v, q_ranges, k_ranges, scale);
+}
+
+at::Tensor RangeAttentionUnfused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
+                                 double scale) {
   CheckArgs(q, k, v, q_ranges, k_ranges);
   const int64_t heads = q.size(1), groups = k.size(1), d = q.size(2), dv = v.size(2);
   const int64_t rep = heads / groups;

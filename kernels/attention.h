@@ -8,8 +8,11 @@
 //
 // Devices: on CUDA tensors RangeAttention runs RangeAttentionSdpa (LibTorch's flash /
 // memory-efficient attention per (query range, key range) pair, as the reference's
-// non-Hopper path loops flash-attn over chunks); elsewhere the blocked float32 bmm +
-// softmax path below. The two are compared by tests/kernels/attention_twin_test.cc.
+// non-Hopper path loops flash-attn over chunks); on CPU the fused float32 kernel of
+// kernels/flash_attention_cpu.h (online softmax, vectorised, the same bits on AVX2 and AVX-512
+// hosts), or, for shapes it does not take (value head dim not a multiple of 16, mixed dtypes),
+// RangeAttentionUnfused. tests/kernels/attention_twin_test.cc compares the SDPA and CPU paths,
+// tests/kernels/flash_attention_test.cc the fused kernel with the unfused one.
 #ifndef MAGI_KERNELS_ATTENTION_H_
 #define MAGI_KERNELS_ATTENTION_H_
 
@@ -27,6 +30,13 @@ using TokenRange = std::pair<int64_t, int64_t>;  // [begin, end)
 at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
                           double scale);
+
+// The unfused float32 CPU path, kept as the fused kernel's reference twin: per pair, blocks of
+// query rows go through at::bmm (scores), at::_softmax and at::bmm (values), so one block's
+// [rows, keys] score matrix is materialised. Same contract as RangeAttention; any device.
+at::Tensor RangeAttentionUnfused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const std::vector<TokenRange>& q_ranges, const std::vector<TokenRange>& k_ranges,
+                                 double scale);
 
 // The fused path, callable on any device (the twin test runs it on CPU through ATen's math
 // SDPA). Same contract, except the numerics are the fused kernel's: with bf16/fp16 inputs

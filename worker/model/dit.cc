@@ -2,7 +2,9 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -441,11 +443,8 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   at::Tensor rope_sin = rope.narrow(1, 0, rot_half).reshape({s_loc, 1, 1, rot_half});
   at::Tensor rope_cos = rope.narrow(1, rot_half, rot_half).reshape({s_loc, 1, 1, rot_half});
   // Chunk of each local token: its gate row (spec §3.6 condition_map).
-  at::Tensor token_chunk = at::div(at::arange(s_off, s_off + s_loc, at::TensorOptions().dtype(at::kLong).device(dev)),
+  at::Tensor token_chunk_index = at::div(at::arange(s_off, s_off + s_loc, at::TensorOptions().dtype(at::kLong).device(dev)),
                                    M, "floor");
-  auto token_gates = [&](const at::Tensor& g) {  // g [N, R, D] -> [s_loc, N, D] fp32
-    return g.to(f32).transpose(0, 1).index_select(0, token_chunk);
-  };
   // Cross-attention query ranges of the local slice: per (b, chunk) row, its local tokens.
   std::vector<TokenRange> xq_ranges;
   for (int64_t b = 0; b < N; ++b) {
@@ -483,27 +482,49 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
     return tp == 1 ? absl::OkStatus() : options.tp_comm->AllReduceSum(t, label);
   };
 
+  // Per-token work runs over chunks of options.token_chunk_rows rows (tokens x N; 1024 by
+  // default: GEMMs still run at full speed, ffn-wide temporaries stay tens of MB) so that its
+  // temporaries (the fc1 outputs are ffn-wide, the pre-attention ones several copies wide) do
+  // not scale with the window; only what attention needs whole (q, k, v, qx and the attention
+  // outputs) is window-sized. Every op in a chunk is row-wise: the chunk size moves values only
+  // where BLAS blocks a GEMM of fewer rows differently (float32 roundings). With
+  // tensor parallelism the post-attention part stays one chunk: its two all-reduces then keep
+  // their one call per layer.
+  const int64_t token_chunk = std::max<int64_t>(1, options.token_chunk_rows / N);
+  auto for_chunks = [&](int64_t chunk, const std::function<absl::Status(int64_t, int64_t)>& fn) -> absl::Status {
+    for (int64_t c0 = 0; c0 < s_loc; c0 += chunk) MAGI_RETURN_IF_ERROR(fn(c0, std::min(chunk, s_loc - c0)));
+    return absl::OkStatus();
+  };
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
     at::Tensor gates = at::tanh(ApplyLinear(L.ada, cond_silu).to(f32)).to(pd);  // softcap, cap 1
-    at::Tensor g_attn = token_gates(gates.narrow(-1, 0, D)), g_mlp = token_gates(gates.narrow(-1, D, D));
+    at::Tensor g_attn_rows = gates.narrow(-1, 0, D), g_mlp_rows = gates.narrow(-1, D, D);
 
-    at::Tensor hn = LayerNormF32(h, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
-    // Self-attention q, k, v for the local tokens and this TP rank's heads.
-    at::Tensor q = ApplyLinear(L.q, hn).view({s_loc, N, Hq, hd}).to(f32);
-    q = ApplyRotary(LayerNormF32(q, L.q_norm.weight, L.q_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
-    at::Tensor k = ApplyLinear(L.k, hn).view({s_loc, N, G, hd}).to(f32);
-    k = ApplyRotary(LayerNormF32(k, L.k_norm.weight, L.k_norm.bias, eps, true), rope_sin, rope_cos).to(pd);
-    at::Tensor v = ApplyLinear(L.v, hn).view({s_loc, N, G, hd});
-    // Cross-attention q and caption k, v (per-head [k | v] rows in linear_kv_xattn).
-    at::Tensor qx = ApplyLinear(L.qx, hn).view({s_loc, N, Hq, hd});
-    qx = LayerNormF32(qx, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true).to(pd);
+    // Self-attention q, k, v for the local tokens and this TP rank's heads; cross-attention q.
+    // k and v go straight into one [k | v] buffer (the Ulysses exchange and the cache take it).
+    at::Tensor q = at::empty({s_loc, N, Hq, hd}, h.options());
+    at::Tensor kv_local = at::empty({s_loc, N, G, 2 * hd}, h.options());
+    at::Tensor qx = at::empty({s_loc, N, Hq, hd}, h.options());
+    MAGI_RETURN_IF_ERROR(for_chunks(token_chunk, [&](int64_t c0, int64_t n) -> absl::Status {
+      const at::Tensor hc = h.narrow(0, c0, n);
+      const at::Tensor sin = rope_sin.narrow(0, c0, n), cos = rope_cos.narrow(0, c0, n);
+      at::Tensor hn = LayerNormF32(hc, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
+      at::Tensor qc = ApplyLinear(L.q, hn).view({n, N, Hq, hd}).to(f32);
+      q.narrow(0, c0, n).copy_(ApplyRotary(LayerNormF32(qc, L.q_norm.weight, L.q_norm.bias, eps, true), sin, cos));
+      at::Tensor kc = ApplyLinear(L.k, hn).view({n, N, G, hd}).to(f32);
+      kv_local.narrow(0, c0, n).narrow(-1, 0, hd).copy_(
+          ApplyRotary(LayerNormF32(kc, L.k_norm.weight, L.k_norm.bias, eps, true), sin, cos));
+      kv_local.narrow(0, c0, n).narrow(-1, hd, hd).copy_(ApplyLinear(L.v, hn).view({n, N, G, hd}));
+      at::Tensor qxc = ApplyLinear(L.qx, hn).view({n, N, Hq, hd});
+      qx.narrow(0, c0, n).copy_(LayerNormF32(qxc, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true));
+      return absl::OkStatus();
+    }));
+    // Caption k, v (per-head [k | v] rows in linear_kv_xattn).
     at::Tensor kvx = ApplyLinear(L.kv_xattn, y_flat).view({-1, G, 2 * hd});
     at::Tensor kx = LayerNormF32(kvx.narrow(-1, 0, hd), L.k_norm_xattn.weight, L.k_norm_xattn.bias, eps, true).to(pd);
     at::Tensor vx = kvx.narrow(-1, hd, hd);
 
     // Heads to the whole sequence (Ulysses; identity without CP): kv first, then q.
-    at::Tensor kv_local = at::cat({k, v}, -1);
     if (kv_repeat > 1) kv_local = kv_local.repeat_interleave(kv_repeat, 2);
     MAGI_ASSIGN_OR_RETURN(at::Tensor kv_seq, scatter_heads(kv_local, "cp.alltoall.kv"));
     MAGI_ASSIGN_OR_RETURN(at::Tensor q_seq, scatter_heads(q, "cp.alltoall.q"));
@@ -522,44 +543,66 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
       }
       kv_all.narrow(0, prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
     }
+    kv_local = kv_seq = kv_cur = q_seq = q = at::Tensor();
     at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
                                    scale);                                     // [N*S, Hc, hd]
+    q_flat = kv_all = at::Tensor();
     MAGI_ASSIGN_OR_RETURN(os, gather_heads(os.view({N, S, Hc, hd}).transpose(0, 1), "cp.alltoall.out"));
     at::Tensor qx_flat = qx.transpose(0, 1).reshape({N * s_loc, Hq, hd});
+    qx = at::Tensor();
     at::Tensor ox = RangeAttention(qx_flat, kx, vx, xq_ranges, xk_ranges, scale);  // [N*s_loc, Hq, hd]
+    qx_flat = at::Tensor();
     at::Tensor os_l = os.reshape({s_loc, N, Qd});
     at::Tensor ox_l = ox.view({N, s_loc, Qd}).transpose(0, 1);
-    // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g); a TP
-    // rank holds 8/tp of the blocks.
-    at::Tensor merged = at::cat({os_l, ox_l}, -1).view({s_loc, N, 2, blocks, E}).transpose(2, 3).reshape({s_loc, N, 2 * Qd});
-    at::Tensor attn_out;
-    if (L.proj.fp8) {
-      attn_out = ApplyLinear(L.proj, merged).to(f32);
-    } else {
-      attn_out = gemm::Linear(merged.to(f32), L.proj.weight);  // fp32 weight (cached at load)
-    }
-    MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
-    // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
-    at::Tensor h1 = GatePostNormResidual(attn_out, g_attn, L.attn_post_norm.weight, L.attn_post_norm.bias, h, eps, pd);
 
-    // MLP.
-    at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
-    if (m.gated_linear_unit) {
-      // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
-      at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
-      act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
-      z = act.to(pd);
-    } else {
-      z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);
-    }
-    at::Tensor mo = ApplyLinear(L.fc2, z);
-    if (tp > 1) {
-      // Partials are summed in fp32, then rounded once to params dtype.
-      mo = mo.to(f32);
-      MAGI_RETURN_IF_ERROR(tp_sum(mo, "tp.allreduce.fc2"));
-      mo = mo.to(pd);
-    }
-    h = GatePostNormResidual(mo.to(f32), g_mlp, L.mlp_post_norm.weight, L.mlp_post_norm.bias, h1, eps, pd);
+    // Projection, gates, post-norms, residuals and the MLP, chunk by chunk into the next h.
+    at::Tensor h_next = at::empty_like(h);
+    MAGI_RETURN_IF_ERROR(for_chunks(tp > 1 ? s_loc : token_chunk, [&](int64_t c0, int64_t n) -> absl::Status {
+      const at::Tensor token_rows = token_chunk_index.narrow(0, c0, n);
+      auto gate_rows = [&](const at::Tensor& g) {  // g [N, R, D] -> [n, N, D] fp32 (spec §3.6)
+        return g.to(f32).transpose(0, 1).index_select(0, token_rows);
+      };
+      // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g); a TP
+      // rank holds 8/tp of the blocks.
+      at::Tensor merged = at::cat({os_l.narrow(0, c0, n), ox_l.narrow(0, c0, n)}, -1)
+                              .view({n, N, 2, blocks, E})
+                              .transpose(2, 3)
+                              .reshape({n, N, 2 * Qd});
+      at::Tensor attn_out;
+      if (L.proj.fp8) {
+        attn_out = ApplyLinear(L.proj, merged).to(f32);
+      } else {
+        attn_out = gemm::Linear(merged.to(f32), L.proj.weight);  // fp32 weight (cached at load)
+      }
+      merged = at::Tensor();
+      MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
+      // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
+      at::Tensor h1 = GatePostNormResidual(attn_out, gate_rows(g_attn_rows), L.attn_post_norm.weight,
+                                           L.attn_post_norm.bias, h.narrow(0, c0, n), eps, pd);
+      attn_out = at::Tensor();
+      // MLP.
+      at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
+      if (m.gated_linear_unit) {
+        // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
+        at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
+        act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
+        z = act.to(pd);
+      } else {
+        z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);
+      }
+      at::Tensor mo = ApplyLinear(L.fc2, z);
+      z = at::Tensor();
+      if (tp > 1) {
+        // Partials are summed in fp32, then rounded once to params dtype.
+        mo = mo.to(f32);
+        MAGI_RETURN_IF_ERROR(tp_sum(mo, "tp.allreduce.fc2"));
+        mo = mo.to(pd);
+      }
+      h_next.narrow(0, c0, n).copy_(GatePostNormResidual(mo.to(f32), gate_rows(g_mlp_rows), L.mlp_post_norm.weight,
+                                                         L.mlp_post_norm.bias, h1, eps, pd));
+      return absl::OkStatus();
+    }));
+    h = h_next;
     if (rec && cp == 1) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
   }
 

@@ -76,6 +76,11 @@ class DitModel {
     bool distill = false;
     // Reject checkpoint keys the model does not use.
     bool strict = true;
+    // Rows (tokens x batch) per chunk of a layer's per-token work (norms, projections, MLP):
+    // bounds those activations independently of the window. Every op is row-wise, so the chunk
+    // size moves values only where BLAS blocks a GEMM of fewer rows differently (float32
+    // roundings); tests vary it.
+    int64_t token_chunk_rows = 1024;
   };
 
   // Reads every weight from `checkpoint` (exact reference key names, shapes checked; fp8

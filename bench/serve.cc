@@ -27,8 +27,8 @@
 #include "magi/v1/video_generation.grpc.pb.h"
 #include "server/server_app.h"
 #include "worker/main/job_executor.h"
-#include "worker/main/synthetic_frame_runner.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 namespace magi {
 namespace {

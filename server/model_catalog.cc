@@ -13,7 +13,7 @@ ModelInfo DefaultTinyModel() {
   ModelInfo m;
   m.set_name("tiny");
   // Must equal what the worker's ModelJobRunner reports for the tiny set
-  // (worker/main/tiny_model.h, ModelRunnerOptions): checked by tests/runner.
+  // (worker/runner/tiny_model.h, ModelRunnerOptions): checked by tests/runner.
   m.set_frames_per_chunk(24);  // MAGI-1: 6 latent frames x VAE temporal stride 4
   m.set_max_frames(960);
   m.set_max_width(512);

@@ -16,8 +16,8 @@
 #include "jobspec/job_spec.h"
 #include "server/model_catalog.h"
 #include "server/request_validator.h"
-#include "worker/main/model_job_runner.h"
-#include "worker/main/tiny_model.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 namespace {

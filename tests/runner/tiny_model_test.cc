@@ -1,6 +1,6 @@
 // The embedded "tiny" model set: deterministic generation, reuse, and loading only through
 // the real loaders.
-#include "worker/main/tiny_model.h"
+#include "worker/runner/tiny_model.h"
 
 #include <unistd.h>
 
@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 
 #include "server/model_catalog.h"
-#include "worker/main/model_job_runner.h"
 #include "worker/model/config.h"
+#include "worker/runner/model_job_runner.h"
 #include "worker/t5/t5_tokenizer.h"
 
 namespace magi {

@@ -34,9 +34,9 @@
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
-#include "worker/main/runner_factory.h"
 #include "worker/main/worker_health.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/runner_factory.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
 ABSL_FLAG(std::string, worker_token_file, "",

@@ -9,15 +9,15 @@
 // the frames an uninterrupted one would have made.
 //
 // Thread safety: Run() may be called from one thread at a time. Not copyable.
-#ifndef MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
-#define MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+#ifndef MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
+#define MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 
@@ -44,4 +44,4 @@ class SyntheticFrameRunner final : public JobRunner {
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+#endif  // MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_

@@ -1,4 +1,4 @@
-#include "worker/main/synthetic_frame_runner.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 #include <thread>
 

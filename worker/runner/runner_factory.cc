@@ -1,11 +1,11 @@
-#include "worker/main/runner_factory.h"
+#include "worker/runner/runner_factory.h"
 
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "worker/main/model_job_runner.h"
-#include "worker/main/synthetic_frame_runner.h"
-#include "worker/main/tiny_model.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/runner/synthetic_frame_runner.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 

@@ -5,8 +5,8 @@
 //                missing (WriteTinyModelSet).
 //
 // Thread safety: reentrant.
-#ifndef MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
-#define MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+#ifndef MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_
+#define MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_
 
 #include <memory>
 #include <string>
@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "parallel/layout.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 
@@ -49,4 +49,4 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+#endif  // MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_

@@ -110,6 +110,7 @@ int Main(int argc, char** argv) {
   o.listen = "127.0.0.1:0";
   o.http_listen = "";
   o.jobs.state_dir = dir.string();
+  o.jobs.default_model = "synthetic";  // the groups here run SyntheticFrameRunner
   if (auto s = app.Start(o); !s.ok()) {
     std::fprintf(stderr, "bench_serve: %s\n", s.ToString().c_str());
     return 1;

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include "worker/model/random_checkpoint.h"
 #include "worker/model/safetensors.h"
 #include "worker/model/special_tokens.h"
+#include "worker/t5/random_t5_checkpoint.h"
 #include "worker/t5/t5_tokenizer.h"
 #include "worker/vae/random_vae_checkpoint.h"
 #include "worker/vae/vae_config.h"
@@ -137,52 +137,16 @@ absl::Status TrainSentencePiece(const fs::path& dir) {
   return absl::OkStatus();
 }
 
-// HF T5EncoderModel (v1.1, gated-gelu) config + random weights for `vocab` rows.
+// HF T5EncoderModel (v1.1, gated-gelu): d_model = the DiT's caption_channels, `vocab` rows.
 absl::Status WriteTinyT5(const fs::path& dir, int64_t vocab, uint64_t seed) {
-  const int64_t D = kT5DModel, H = 4, dkv = 16, F = 128, L = 2, buckets = 32;
-  json cfg = {{"architectures", {"T5EncoderModel"}},
-              {"model_type", "t5"},
-              {"vocab_size", vocab},
-              {"d_model", D},
-              {"d_kv", dkv},
-              {"d_ff", F},
-              {"num_layers", L},
-              {"num_heads", H},
-              {"relative_attention_num_buckets", buckets},
-              {"relative_attention_max_distance", 128},
-              {"layer_norm_epsilon", 1e-6},
-              {"feed_forward_proj", "gated-gelu"},
-              {"is_gated_act", true},
-              {"dense_act_fn", "gelu_new"},
-              {"pad_token_id", 0},
-              {"eos_token_id", 1},
-              {"torch_dtype", "float32"}};
-  MAGI_RETURN_IF_ERROR(WriteText(dir / "config.json", cfg.dump(2) + "\n"));
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  auto normal = [&](std::vector<int64_t> shape, double std) {
-    return at::normal(0.0, std, shape, gen, at::TensorOptions().dtype(at::kFloat));
-  };
-  auto linear = [&](int64_t out, int64_t in) { return normal({out, in}, 1.0 / std::sqrt(static_cast<double>(in))); };
-  std::map<std::string, at::Tensor> w;
-  w["shared.weight"] = normal({vocab, D}, 1.0);
-  w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = normal({buckets, H}, 0.5);
-  const int64_t I = H * dkv;
-  for (int64_t i = 0; i < L; ++i) {
-    const std::string p = absl::StrCat("encoder.block.", i, ".layer.");
-    w[p + "0.layer_norm.weight"] = 1 + normal({D}, 0.1);
-    // T5 attention has no 1/sqrt(d_kv): keep the logits O(1) with a smaller q.
-    w[p + "0.SelfAttention.q.weight"] = normal({I, D}, 1.0 / D);
-    w[p + "0.SelfAttention.k.weight"] = linear(I, D);
-    w[p + "0.SelfAttention.v.weight"] = linear(I, D);
-    w[p + "0.SelfAttention.o.weight"] = linear(D, I);
-    w[p + "1.layer_norm.weight"] = 1 + normal({D}, 0.1);
-    w[p + "1.DenseReluDense.wi_0.weight"] = linear(F, D);
-    w[p + "1.DenseReluDense.wi_1.weight"] = linear(F, D);
-    w[p + "1.DenseReluDense.wo.weight"] = linear(D, F);
-  }
-  w["encoder.final_layer_norm.weight"] = 1 + normal({D}, 0.1);
-  return WriteSafetensors((dir / "model.safetensors").string(), w,
-                          {{"format", "pt"}, {"generator", "magi-serve tiny_model"}});
+  T5Config c;
+  c.vocab_size = vocab;
+  c.d_model = kT5DModel;
+  c.d_kv = 16;
+  c.d_ff = 128;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  return WriteRandomT5Folder(c, dir.string(), seed);
 }
 
 // special_tokens.npz as released (caption, logo, 100 other tokens, float64), random values of

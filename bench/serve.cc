@@ -27,8 +27,8 @@
 #include "magi/v1/video_generation.grpc.pb.h"
 #include "server/server_app.h"
 #include "worker/main/job_executor.h"
-#include "worker/main/synthetic_frame_runner.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 namespace magi {
 namespace {
@@ -110,6 +110,7 @@ int Main(int argc, char** argv) {
   o.listen = "127.0.0.1:0";
   o.http_listen = "";
   o.jobs.state_dir = dir.string();
+  o.jobs.default_model = "synthetic";  // the groups here run SyntheticFrameRunner
   if (auto s = app.Start(o); !s.ok()) {
     std::fprintf(stderr, "bench_serve: %s\n", s.ToString().c_str());
     return 1;

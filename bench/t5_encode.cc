@@ -1,17 +1,16 @@
 // T5 encode time of one 800-token caption with a medium T5 v1.1 config (random weights
-// written to a temp safetensors file), against the embedding-cache hit time. Prints the
-// ratio; both numbers are measured in this run.
+// written to a temp folder by WriteRandomT5Folder), against the embedding-cache hit time.
+// Prints the ratio; both numbers are measured in this run.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <unistd.h>
 
-#include "worker/model/safetensors.h"
 #include "worker/t5/embedding_cache.h"
+#include "worker/t5/random_t5_checkpoint.h"
 #include "worker/t5/t5_encoder.h"
 
 int main() {
@@ -20,27 +19,17 @@ int main() {
   at::set_num_threads(2);
   const int64_t D = 512, H = 8, dk = 64, F = 1024, layers = 8, vocab = 32128, L = 800;
   const fs::path dir = fs::temp_directory_path() / ("magi_bench_t5_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.json") << "{\"d_model\":" << D << ",\"d_kv\":" << dk << ",\"d_ff\":" << F
-                                     << ",\"num_layers\":" << layers << ",\"num_heads\":" << H
-                                     << ",\"vocab_size\":" << vocab << ",\"feed_forward_proj\":\"gated-gelu\"}";
-  at::manual_seed(0);
-  std::map<std::string, at::Tensor> w;
-  w["shared.weight"] = at::randn({vocab, D});
-  w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = at::randn({32, H});
-  w["encoder.final_layer_norm.weight"] = at::ones({D});
-  for (int64_t i = 0; i < layers; ++i) {
-    const std::string p = "encoder.block." + std::to_string(i) + ".layer.";
-    for (const char* n : {"q", "k", "v"}) w[p + "0.SelfAttention." + n + ".weight"] = at::randn({H * dk, D}) / 32.0;
-    w[p + "0.SelfAttention.o.weight"] = at::randn({D, H * dk}) / 32.0;
-    w[p + "0.layer_norm.weight"] = at::ones({D});
-    w[p + "1.DenseReluDense.wi_0.weight"] = at::randn({F, D}) / 32.0;
-    w[p + "1.DenseReluDense.wi_1.weight"] = at::randn({F, D}) / 32.0;
-    w[p + "1.DenseReluDense.wo.weight"] = at::randn({D, F}) / 32.0;
-    w[p + "1.layer_norm.weight"] = at::ones({D});
+  magi::T5Config config;
+  config.vocab_size = vocab;
+  config.d_model = D;
+  config.d_kv = dk;
+  config.d_ff = F;
+  config.num_layers = layers;
+  config.num_heads = H;
+  if (auto s = magi::WriteRandomT5Folder(config, dir.string(), 0); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 1;
   }
-  if (!magi::WriteSafetensors((dir / "model.safetensors").string(), w).ok()) return 1;
-  w.clear();
   auto enc = magi::T5Encoder::LoadFolder(dir.string());
   if (!enc.ok()) {
     std::fprintf(stderr, "%s\n", std::string(enc.status().message()).c_str());

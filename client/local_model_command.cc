@@ -15,11 +15,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "worker/main/job_runner.h"
-#include "worker/main/model_job_runner.h"
-#include "worker/main/tiny_model.h"
 #include "jobspec/job_spec.h"
 #include "worker/media/fmp4_chunk_writer.h"
+#include "worker/runner/job_runner.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 namespace {

@@ -6,40 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "jobspec/builtin_models.h"
 
 namespace magi {
 
-ModelInfo DefaultTinyModel() {
-  ModelInfo m;
-  m.set_name("tiny");
-  // Must equal what the worker's ModelJobRunner reports for the tiny set
-  // (worker/main/tiny_model.h, ModelRunnerOptions): checked by tests/runner.
-  m.set_frames_per_chunk(24);  // MAGI-1: 6 latent frames x VAE temporal stride 4
-  m.set_max_frames(960);
-  m.set_max_width(512);
-  m.set_max_height(512);
-  m.set_default_width(256);
-  m.set_default_height(256);
-  m.set_default_frames(48);
-  m.set_default_fps(24);
-  m.set_default_steps(8);
-  m.set_max_steps(64);
-  // serving_config defaults (the reference's run scripts): worker/model/config.h.
-  m.add_special_tokens("PAD_HQ");
-  m.add_special_tokens("PAD_DURATION");
-  m.set_frames_multiple(4);          // the VAE's temporal factor
-  m.set_latent_frames_per_chunk(6);  // chunk_width
-  m.set_steps_multiple(4);           // lcm(window_size 2, 4 noise2clean kv ranges)
-  m.set_size_multiple(16);           // VAE factor 8 x DiT patch 2
-  m.set_min_size(32);                // two DiT patches
-  m.add_cfg_numbers(1);              // distilled
-  m.set_default_seed(1234);
-  return m;
-}
-
 ModelCatalog::ModelCatalog(std::string default_model) : default_model_(std::move(default_model)) {
-  ModelInfo tiny = DefaultTinyModel();
-  builtin_[tiny.name()] = tiny;
+  builtin_[kTinyModelName] = TinyModelInfo();
+  if (default_model_ == kSyntheticModelName) builtin_[kSyntheticModelName] = SyntheticModelInfo();
 }
 
 void ModelCatalog::Register(const std::string& source, const ModelInfo& info) {

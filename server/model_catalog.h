@@ -2,8 +2,10 @@
 // defaults (frames per chunk, maximum size, default steps ...). Requests are validated
 // against it at the edge, before any worker sees them.
 //
-// The catalog starts with the built-in default model ("tiny", the embedded default that
-// `magi-server --local-workers` serves) and learns every model a worker group registers.
+// The catalog starts with the built-in "tiny" model (the embedded default that `magi-server
+// --local-workers` serves; jobspec/builtin_models.h) -- and, on a server whose default model is
+// "synthetic" (tests, development), the synthetic runner's declaration -- and learns every
+// model a worker group registers.
 // While groups serve a model, its limits are the most permissive over those groups (a
 // request is valid if some connected group can run it) and the built-in entry is not used;
 // when the last such group leaves, the built-in entry (if any) applies again.
@@ -29,9 +31,6 @@
 namespace magi {
 
 using ModelInfo = ::magi::internal::v1::ModelInfo;
-
-// Limits and defaults of the built-in "tiny" model (MAGI-1's chunk of 24 frames).
-ModelInfo DefaultTinyModel();
 
 class ModelCatalog {
  public:

@@ -69,12 +69,15 @@ ABSL_FLAG(int, max_attempts, 3,
           "a job whose worker group is lost this many times is FAILED with the last error "
           "instead of being re-queued again");
 ABSL_FLAG(double, drain_timeout_seconds, 30, "on SIGTERM, wait this long for running jobs");
-ABSL_FLAG(std::string, default_model, "tiny", "model used when a request names none");
+ABSL_FLAG(std::string, default_model, "tiny",
+          "model used when a request names none ('synthetic' with --worker-args=--runner=synthetic: "
+          "that runner serves a model of its own)");
 ABSL_FLAG(int, local_workers, 0, "start this many local magi-worker groups (embedded default)");
 ABSL_FLAG(std::string, worker_binary, "", "magi-worker path (default: next to magi-server)");
 ABSL_FLAG(std::string, worker_args, "",
           "space-separated extra flags for local workers (default: the MAGI-1 model runner on "
-          "<state-dir>/models/tiny, generated on first start), e.g. '--runner=synthetic'");
+          "<state-dir>/models/tiny, generated on first start), e.g. '--runner=synthetic' (with "
+          "--default-model=synthetic)");
 
 namespace {
 
@@ -189,7 +192,7 @@ int main(int argc, char** argv) {
   // The embedded default model: local workers run MAGI-1 (--runner=model) on the "tiny"
   // set in <state-dir>/models/tiny, which the worker generates there on first start (the
   // server itself knows nothing of tensors). --worker-args may pick another runner
-  // (e.g. --runner=synthetic for tests) or another --model-dir.
+  // (e.g. --runner=synthetic for tests, whose model is "synthetic") or another --model-dir.
 
   magi::ServerApp app;
   if (auto s = app.Start(options); !s.ok()) return Fail(std::string(s.message()));

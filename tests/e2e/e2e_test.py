@@ -34,7 +34,7 @@ from magi.internal.v1 import worker_pool_pb2_grpc as wpbg  # noqa: E402
 SERVER_BIN = os.environ.get("MAGI_SERVER_BIN", "magi-server")
 WORKER_BIN = os.environ.get("MAGI_WORKER_BIN", "magi-worker")
 CLI_BIN = os.environ.get("MAGI_CLI_BIN", "")
-FRAMES_PER_CHUNK = 24  # the "tiny" model
+FRAMES_PER_CHUNK = 24  # the "tiny" and "synthetic" models
 
 
 def request(chunks=3, steps=4, **kw):
@@ -110,8 +110,8 @@ class Server:
         args = [SERVER_BIN, "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0", "--api-listen=127.0.0.1:0",
                 "--state-dir=" + state_dir, "--local-workers=%d" % workers,
                 "--worker-binary=" + WORKER_BIN, "--drain-timeout-seconds=20"]
-        if runner == "synthetic":
-            args.append("--worker-args=--runner=synthetic --synthetic-step-ms=%d" % step_ms)
+        if runner == "synthetic":  # its model is "synthetic", the default of requests naming none
+            args += ["--worker-args=--runner=synthetic --synthetic-step-ms=%d" % step_ms, "--default-model=synthetic"]
         args += list(extra)
         self.log = open(os.path.join(state_dir, "server.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)

@@ -3,8 +3,10 @@
 // rules and the engine's plan, ModelJobRunner::Check) agree on every request: none is accepted
 // by one and refused by the other. Seeded and bounded, so a failure reproduces.
 //
-// The requests vary what the model constrains (mode, frames, sizes, steps, cfg); prompts,
-// scheduling fields and media contents are the edge's alone and stay valid here.
+// The requests vary what the model constrains (mode: t2v, i2v, v2v; frames, sizes, steps,
+// cfg); prompts, scheduling fields and media contents are the edge's alone and stay valid here.
+// (v2v: the runner checks the engine's plan only once the prefix video is decoded, so here the
+// request's own rules and the job's geometry are compared.)
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,8 +18,8 @@
 #include "jobspec/job_spec.h"
 #include "server/model_catalog.h"
 #include "server/request_validator.h"
-#include "worker/main/model_job_runner.h"
-#include "worker/main/tiny_model.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 namespace {
@@ -44,9 +46,10 @@ RunnerJob UncheckedJob(const ::magi::v1::GenerateRequest& in, const ::magi::inte
   job.spec.set_frames_per_latent(m.frames_multiple());
   job.spec.set_latent_frames_per_chunk(m.latent_frames_per_chunk());
   job.spec.set_chunks_total(r.num_frames() > 0 ? (r.num_frames() + m.frames_per_chunk() - 1) / m.frames_per_chunk() : 0);
-  const bool i2v = r.mode() == ::magi::v1::MODE_I2V;
-  job.spec.set_prefix_latent_frames(i2v ? 1 : 0);
-  job.spec.set_engine_frames(i2v ? r.num_frames() - m.frames_multiple() : r.num_frames());
+  const bool i2v = r.mode() == ::magi::v1::MODE_I2V, v2v = r.mode() == ::magi::v1::MODE_V2V;
+  job.spec.set_prefix_latent_frames(i2v ? 1 : 0);  // v2v: known once the video is decoded
+  job.spec.set_engine_frames(i2v ? r.num_frames() - m.frames_multiple()
+                                 : v2v ? r.num_frames() + m.frames_per_chunk() : r.num_frames());
   return job;
 }
 
@@ -62,14 +65,16 @@ TEST(JobSpecAgreementTest, EdgeAndRunnerAcceptTheSameRequests) {
 
   std::mt19937 rng(20240613);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  int accepted = 0, refused = 0;
+  int accepted = 0, refused = 0, v2v_accepted = 0, v2v_refused = 0;
   for (int i = 0; i < 1500; ++i) {
     ::magi::v1::GenerateRequest r;
     r.add_prompts()->set_text("a fox");
-    switch (pick(0, 3)) {
+    switch (pick(0, 5)) {
       case 0: break;  // unspecified: t2v
       case 1: r.set_mode(::magi::v1::MODE_T2V); break;
-      default: r.set_mode(::magi::v1::MODE_I2V); r.set_image("image bytes"); break;
+      case 2:
+      case 3: r.set_mode(::magi::v1::MODE_I2V); r.set_image("image bytes"); break;
+      default: r.set_mode(::magi::v1::MODE_V2V); r.set_prefix_video("video bytes"); break;
     }
     // Near the interesting multiples more often than not.
     r.set_num_frames(pick(0, 3) == 0 ? 0 : pick(0, 2) == 0 ? pick(-4, 1000) : 4 * pick(0, 60) + pick(-1, 1));
@@ -96,10 +101,13 @@ TEST(JobSpecAgreementTest, EdgeAndRunnerAcceptTheSameRequests) {
       EXPECT_TRUE(absl::IsInvalidArgument(at_runner)) << at_runner;
     }
     (edge.ok() ? accepted : refused)++;
+    if (r.mode() == ::magi::v1::MODE_V2V) (edge.ok() ? v2v_accepted : v2v_refused)++;
   }
   // The draw covers both sides of the rules.
   EXPECT_GT(accepted, 100);
   EXPECT_GT(refused, 100);
+  EXPECT_GT(v2v_accepted, 30);
+  EXPECT_GT(v2v_refused, 30);
   fs::remove_all(dir);
 }
 

@@ -1,6 +1,6 @@
 // ModelJobRunner on the embedded tiny model: chunk and frame counts, streaming, cancel,
 // resume equality, request validation, and the special caption tokens of serving_config.
-#include "worker/main/model_job_runner.h"
+#include "worker/runner/model_job_runner.h"
 
 #include <unistd.h>
 
@@ -20,8 +20,8 @@
 #include "tests/engine/host_backed_device.h"
 #include "tests/runner/fake_group.h"
 #include "worker/main/rank_group_runner.h"
-#include "worker/main/tiny_model.h"
 #include "worker/model/special_tokens.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 namespace {

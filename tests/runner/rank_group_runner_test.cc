@@ -1,6 +1,7 @@
 // The rank group's agreement on in-process ranks (threads over a fake communicator): a
 // follower's failure ends the group's job at the next agreement with the follower's error,
-// long before any heartbeat timeout; a healthy group agrees and succeeds.
+// long before any heartbeat timeout; the leader's cancellation stops every rank at the same
+// check; a healthy group agrees and succeeds.
 #include "worker/main/rank_group_runner.h"
 
 #include <atomic>
@@ -43,6 +44,46 @@ class NullSink : public FrameSink {
   void OnProgress(const StepProgress&) override {}
   bool Cancelled() const override { return false; }
 };
+
+// The leader's sink: cancelled from the `after`-th poll on.
+class CancelAfterSink : public NullSink {
+ public:
+  explicit CancelAfterSink(int after) : after_(after) {}
+  bool Cancelled() const override { return ++polls_ >= after_; }
+
+ private:
+  const int after_;
+  mutable int polls_ = 0;
+};
+
+TEST(RankGroupRunner, TheLeadersCancellationStopsEveryRankAtTheSameCheck) {
+  FakeGroup g(3);
+  PollingRunner f1_runner(1000, absl::OkStatus()), f2_runner(1000, absl::OkStatus());
+  absl::Status f1, f2;
+  std::thread t1([&] { f1 = RunGroupFollower(f1_runner, *g.comms[1]); });
+  std::thread t2([&] { f2 = RunGroupFollower(f2_runner, *g.comms[2]); });
+  auto leader_inner = std::make_unique<PollingRunner>(1000, absl::OkStatus());
+  PollingRunner* leader_runner = leader_inner.get();
+  absl::Status got, second;
+  {
+    GroupLeaderRunner leader(std::move(leader_inner), *g.comms[0]);
+    CancelAfterSink cancel_at_4(4);
+    got = leader.Run(RunnerJob(), cancel_at_4);
+    // The group is in step afterwards: the next job runs to its end on every rank.
+    NullSink sink;
+    second = leader.Run(RunnerJob(), sink);
+  }  // the destructor stops the followers
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(absl::IsCancelled(got)) << got;
+  EXPECT_TRUE(second.ok()) << second;
+  // 4 checks of the cancelled job (the 4th agreed "cancel"), then 1000 of the second job.
+  EXPECT_EQ(leader_runner->polls.load(), 1004);
+  EXPECT_EQ(f1_runner.polls.load(), 1004) << "follower 1 did not stop at the leader's check";
+  EXPECT_EQ(f2_runner.polls.load(), 1004) << "follower 2 did not stop at the leader's check";
+  EXPECT_TRUE(f1.ok()) << f1;
+  EXPECT_TRUE(f2.ok()) << f2;
+}
 
 TEST(RankGroupRunner, AFollowerFailureFailsTheGroupAtTheNextAgreementWithItsMessage) {
   FakeGroup g(3);

@@ -1,6 +1,6 @@
 // The embedded "tiny" model set: deterministic generation, reuse, and loading only through
 // the real loaders.
-#include "worker/main/tiny_model.h"
+#include "worker/runner/tiny_model.h"
 
 #include <unistd.h>
 
@@ -11,9 +11,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jobspec/builtin_models.h"
 #include "server/model_catalog.h"
-#include "worker/main/model_job_runner.h"
 #include "worker/model/config.h"
+#include "worker/runner/model_job_runner.h"
 #include "worker/t5/t5_tokenizer.h"
 
 namespace magi {
@@ -112,8 +113,8 @@ TEST(TinyModel, LoadsThroughTheRealLoadersConsistently) {
   EXPECT_EQ(models[0].name(), "tiny");
   EXPECT_EQ(models[0].frames_per_chunk(), 24);
   // The server's built-in entry (used before a worker registers) is what the runner serves.
-  EXPECT_EQ(models[0].SerializeAsString(), DefaultTinyModel().SerializeAsString())
-      << models[0].DebugString() << " vs " << DefaultTinyModel().DebugString();
+  EXPECT_EQ(models[0].SerializeAsString(), TinyModelInfo().SerializeAsString())
+      << models[0].DebugString() << " vs " << TinyModelInfo().DebugString();
   // A broken set fails with the file named.
   fs::remove(d / "vae/diffusion_pytorch_model.safetensors");
   auto broken = ModelJobRunner::Load(d.string());

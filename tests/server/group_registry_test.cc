@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "jobspec/builtin_models.h"
+
 namespace magi {
 namespace {
 
@@ -22,7 +24,7 @@ class RecordingLink final : public WorkerGroupLink {
   r.set_group_id(id);
   r.set_slots(slots);
   auto* m = r.add_models();
-  *m = DefaultTinyModel();
+  *m = TinyModelInfo();
   m->set_name("special");
   return r;
 }

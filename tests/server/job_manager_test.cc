@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "jobspec/builtin_models.h"
 
 #include <filesystem>
 #include <mutex>
@@ -68,7 +69,7 @@ class FakeSubscriber final : public JobSubscriber {
   ::magi::internal::v1::Register r;
   r.set_group_id("g");
   r.set_slots(1);
-  *r.add_models() = DefaultTinyModel();
+  *r.add_models() = TinyModelInfo();
   return r;
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "jobspec/builtin_models.h"
+
 namespace magi {
 namespace {
 
@@ -90,7 +92,7 @@ TEST(RequestValidatorTest, PastDeadlineIsDeadlineExceeded) {
 
 TEST(RequestValidatorTest, RegisteredModelsExtendTheCatalog) {
   ModelCatalog catalog;
-  ModelInfo big = DefaultTinyModel();
+  ModelInfo big = TinyModelInfo();
   big.set_name("big");
   big.set_frames_per_chunk(10);
   big.set_latent_frames_per_chunk(5);
@@ -117,12 +119,12 @@ TEST(RequestValidatorTest, RegisteredModelsExtendTheCatalog) {
   EXPECT_EQ(catalog.Find("big")->max_width(), 64);
   catalog.Unregister("group#1");
   EXPECT_FALSE(catalog.Find("big").has_value());
-  ModelInfo tiny_small = DefaultTinyModel();
+  ModelInfo tiny_small = TinyModelInfo();
   tiny_small.set_max_width(32);
   catalog.Register("group#3", tiny_small);
   EXPECT_EQ(catalog.Find("")->max_width(), 32);
   catalog.Unregister("group#3");
-  EXPECT_EQ(catalog.Find("")->max_width(), DefaultTinyModel().max_width());
+  EXPECT_EQ(catalog.Find("")->max_width(), TinyModelInfo().max_width());
 }
 
 }  // namespace

@@ -10,8 +10,8 @@
 #include "magi/v1/video_generation.grpc.pb.h"
 #include "server/server_app.h"
 #include "worker/main/job_executor.h"
-#include "worker/main/synthetic_frame_runner.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 namespace magi {
 namespace {
@@ -26,7 +26,7 @@ using ::magi::v1::GenerateEvent;
   r.set_width(32);
   r.set_height(32);
   r.set_fps(8);
-  r.set_num_steps(4);  // the built-in tiny model runs multiples of 4
+  r.set_num_steps(4);
   r.set_seed(3);
   return r;
 }
@@ -42,6 +42,7 @@ class ServerIntegrationTest : public ::testing::Test {
     o.http_listen = "";
     o.jobs.state_dir = dir_.string();
     o.jobs.max_queue = 4;
+    o.jobs.default_model = "synthetic";  // the groups here run SyntheticFrameRunner
     ASSERT_TRUE(app_.Start(o).ok());
     addr_ = "127.0.0.1:" + std::to_string(app_.grpc_port());
     stub_ = ::magi::v1::VideoGeneration::NewStub(

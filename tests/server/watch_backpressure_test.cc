@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "jobspec/builtin_models.h"
 #include "magi/v1/video_generation.grpc.pb.h"
 #include "server/server_app.h"
 
@@ -61,7 +62,7 @@ TEST(WatchBackpressureTest, UnreadWatchStreamsHoldAWindowEachAndASlowReaderGetsE
   ::magi::internal::v1::Register reg;
   reg.set_group_id("fake");
   reg.set_slots(1);
-  *reg.add_models() = DefaultTinyModel();
+  *reg.add_models() = TinyModelInfo();
   auto key = m.RegisterGroup(reg, std::make_shared<NullLink>());
   ASSERT_TRUE(key.ok()) << key.status();
   ::magi::v1::GenerateRequest req;

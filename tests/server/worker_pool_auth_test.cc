@@ -15,8 +15,8 @@
 #include "magi/v1/video_generation.grpc.pb.h"
 #include "server/server_app.h"
 #include "server/server_metrics.h"
-#include "worker/main/synthetic_frame_runner.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 namespace magi {
 namespace {
@@ -32,7 +32,7 @@ using ::magi::internal::v1::WorkerMessage;
   r.set_width(32);
   r.set_height(32);
   r.set_fps(8);
-  r.set_num_steps(4);  // the built-in tiny model's steps multiple (jobspec)
+  r.set_num_steps(4);
   r.set_seed(3);
   return r;
 }
@@ -88,6 +88,7 @@ class WorkerPoolAuthTest : public ::testing::Test {
     o.worker_listen = worker_listen;
     o.http_listen = "";
     o.jobs.state_dir = dir_.string();
+    o.jobs.default_model = "synthetic";  // the groups here run SyntheticFrameRunner
     ASSERT_TRUE(app_.Start(o).ok());
     public_addr_ = "127.0.0.1:" + std::to_string(app_.grpc_port());
     worker_addr_ = "127.0.0.1:" + std::to_string(app_.worker_port());

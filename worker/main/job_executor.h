@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "magi/internal/v1/worker_pool.pb.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 

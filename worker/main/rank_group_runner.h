@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 

@@ -10,8 +10,8 @@
 #include "base/worker_token.h"
 #include "magi/internal/v1/worker_pool.grpc.pb.h"
 #include "worker/main/job_executor.h"
-#include "worker/main/job_runner.h"
 #include "worker/main/worker_health.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 

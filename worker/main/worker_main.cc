@@ -34,9 +34,9 @@
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "worker/main/rank_group_runner.h"
-#include "worker/main/runner_factory.h"
 #include "worker/main/worker_health.h"
 #include "worker/main/worker_link.h"
+#include "worker/runner/runner_factory.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
 ABSL_FLAG(std::string, worker_token_file, "",
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
   ro.synthetic_hang_after_steps = absl::GetFlag(FLAGS_synthetic_hang_after_steps);
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
-  ro.model_name = absl::GetFlag(FLAGS_model_name);
+  ro.model.model_name = absl::GetFlag(FLAGS_model_name);
   // torchrun's variables (a single rank without them): LOCAL_RANK picks this rank's GPU.
   auto rdv = magi::RendezvousFromEnv();
   if (!rdv.ok()) {
@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
                    rdv->local_rank, gpus, gpus);
       return 2;
     }
-    ro.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rdv->local_rank));
+    ro.model.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rdv->local_rank));
   }
   std::unique_ptr<magi::RankGroup> group;
   if (world > 1) {
@@ -231,11 +231,11 @@ int main(int argc, char** argv) {
     }
     group = std::move(*joined);
     group->StartPeerMonitor();
-    ro.layout = group->layout();
-    ro.tp_comm = &group->tp();
-    ro.cp_comm = &group->cp();
-    ro.group_comm = &group->world();
-    ro.follower = group->rank() != 0;
+    ro.model.layout = group->layout();
+    ro.model.tp_comm = &group->tp();
+    ro.model.cp_comm = &group->cp();
+    ro.model.group_comm = &group->world();
+    ro.model.follower = group->rank() != 0;
     // Only one rank writes the shared tiny model set; the others wait for it at the barrier.
     if (group->rank() != 0) ro.create_tiny_model = false;
     if (group->rank() == 0 && ro.create_tiny_model) {

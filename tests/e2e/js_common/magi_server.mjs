@@ -1,5 +1,6 @@
 // Shared by the JavaScript e2e tests (realtime/, openai_sdk/; their run scripts copy it next to the
-// test): start the real magi-server with local synthetic workers. Node built-ins only.
+// test): start the real magi-server with local synthetic workers (pass --default-model=synthetic:
+// their model). Node built-ins only.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -63,7 +63,7 @@ async function readSession(c, onChunk) {
 
 async function main() {
   const main = await startServer(serverBin, workerBin, work, 'main',
-    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=40']);
+    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=40', '--default-model=synthetic']);
   await waitForWorkers(main.http, 1);
   const base = `http://${main.api}/v1`;
   const videos = async () => (await (await fetch(`${base}/videos?limit=100`)).json()).data.length;

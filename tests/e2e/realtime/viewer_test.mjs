@@ -20,7 +20,7 @@ let browser = null;
 async function main() {
   assert.ok(fs.existsSync(chromium), `${chromium} not found (scripts/setup.sh installs Debian's chromium)`);
   const srv = await startServer(serverBin, workerBin, work, 'main',
-    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=60']);
+    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=60', '--default-model=synthetic']);
   await waitForWorkers(srv.http, 1);
 
   const home = await fetch(`http://${srv.api}/`);

@@ -1,4 +1,4 @@
-#include "worker/main/model_job_runner.h"
+#include "worker/runner/model_job_runner.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,8 +1,9 @@
-#include "worker/main/synthetic_frame_runner.h"
+#include "worker/runner/synthetic_frame_runner.h"
 
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "jobspec/builtin_models.h"
 
 namespace magi {
 namespace {
@@ -28,19 +29,7 @@ const std::string& PromptForChunk(const ::magi::v1::GenerateRequest& r, int chun
 }  // namespace
 
 std::vector<::magi::internal::v1::ModelInfo> SyntheticFrameRunner::Models() const {
-  ::magi::internal::v1::ModelInfo m;
-  m.set_name("tiny");
-  m.set_frames_per_chunk(24);
-  m.set_max_frames(960);
-  m.set_max_width(1280);
-  m.set_max_height(1280);
-  m.set_default_width(256);
-  m.set_default_height(256);
-  m.set_default_frames(48);
-  m.set_default_fps(24);
-  m.set_default_steps(8);
-  m.set_max_steps(64);
-  return {m};
+  return {SyntheticModelInfo()};
 }
 
 RgbFrame SyntheticFrameRunner::MakeFrame(const ::magi::v1::GenerateRequest& r, int t,

@@ -1,7 +1,9 @@
 // SyntheticFrameRunner: a TEST / DEVELOPMENT JobRunner that draws deterministic test-pattern
 // frames (moving gradients and a square, varied by seed and by each chunk's prompt) instead
 // of running MAGI-1. It lets the server, scheduler, protocol, CLI and end-to-end tests run
-// real jobs through the real fMP4 encoder without model weights. It is not the model.
+// real jobs through the real fMP4 encoder without model weights. It is not the model, and
+// it serves a model of its own, "synthetic" (jobspec/builtin_models.h: SyntheticModelInfo),
+// never "tiny": a server whose workers run it is started with --default_model=synthetic.
 //
 // It simulates `num_steps` denoising steps per chunk, sleeping `step_delay` per step, so
 // tests can observe progress, cancel mid-job and kill a worker mid-job. Frames depend only
@@ -9,15 +11,15 @@
 // the frames an uninterrupted one would have made.
 //
 // Thread safety: Run() may be called from one thread at a time. Not copyable.
-#ifndef MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
-#define MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+#ifndef MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
+#define MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 
@@ -44,4 +46,4 @@ class SyntheticFrameRunner final : public JobRunner {
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_SYNTHETIC_FRAME_RUNNER_H_
+#endif  // MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_

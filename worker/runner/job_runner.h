@@ -1,5 +1,6 @@
 // JobRunner: what a worker group runs for one assigned job -- the seam between the worker
-// process (protocol, encoding, streaming; worker/main) and whatever makes the frames.
+// process (protocol, encoding, streaming: worker/main) and whatever makes the frames
+// (worker/runner).
 //
 // Two implementations are meant to exist:
 //  * SyntheticFrameRunner (synthetic_frame_runner.h): deterministic test pattern frames, a
@@ -14,8 +15,8 @@
 //
 // Thread safety: a runner runs one job at a time; FrameSink calls happen on the thread
 // that called Run().
-#ifndef MAGI_WORKER_MAIN_JOB_RUNNER_H_
-#define MAGI_WORKER_MAIN_JOB_RUNNER_H_
+#ifndef MAGI_WORKER_RUNNER_JOB_RUNNER_H_
+#define MAGI_WORKER_RUNNER_JOB_RUNNER_H_
 
 #include <string>
 #include <vector>
@@ -91,4 +92,4 @@ class JobRunner {
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_JOB_RUNNER_H_
+#endif  // MAGI_WORKER_RUNNER_JOB_RUNNER_H_

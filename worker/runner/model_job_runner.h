@@ -32,8 +32,8 @@
 // missing -- and prev_chunks_scale. Reported in Models() and by conditioning().
 //
 // Thread safety: Run() one job at a time (JobRunner contract). Owns the loaded networks.
-#ifndef MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
-#define MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
+#ifndef MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
+#define MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
 
 #include <functional>
 #include <memory>
@@ -46,8 +46,8 @@
 #include "absl/status/statusor.h"
 #include "parallel/layout.h"
 #include "worker/engine/chunk_captions.h"
-#include "worker/main/job_runner.h"
 #include "worker/model/config.h"
+#include "worker/runner/job_runner.h"
 
 namespace magi {
 
@@ -151,4 +151,4 @@ class ModelJobRunner final : public JobRunner {
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_MODEL_JOB_RUNNER_H_
+#endif  // MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_

@@ -1,11 +1,11 @@
-#include "worker/main/runner_factory.h"
+#include "worker/runner/runner_factory.h"
 
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "worker/main/model_job_runner.h"
-#include "worker/main/synthetic_frame_runner.h"
-#include "worker/main/tiny_model.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/runner/synthetic_frame_runner.h"
+#include "worker/runner/tiny_model.h"
 
 namespace magi {
 
@@ -20,15 +20,7 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     if (options.create_tiny_model) {
       if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
     }
-    ModelRunnerOptions mo;
-    mo.device = options.device;
-    mo.model_name = options.model_name;
-    mo.layout = options.layout;
-    mo.tp_comm = options.tp_comm;
-    mo.group_comm = options.group_comm;
-    mo.follower = options.follower;
-    mo.cp_comm = options.cp_comm;
-    auto runner = ModelJobRunner::Load(options.model_dir, mo);
+    auto runner = ModelJobRunner::Load(options.model_dir, options.model);
     if (!runner.ok()) return runner.status();
     // The conditioning every job of this model gets (config.json serving_config).
     std::fprintf(stderr, "magi-worker: model '%s' from %s: %s; %s\n", (*runner)->model_name().c_str(),

@@ -5,22 +5,18 @@
 //                missing (WriteTinyModelSet).
 //
 // Thread safety: reentrant.
-#ifndef MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
-#define MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+#ifndef MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_
+#define MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_
 
 #include <memory>
 #include <string>
 
-#include <c10/core/Device.h>
-
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "parallel/layout.h"
-#include "worker/main/job_runner.h"
+#include "worker/runner/job_runner.h"
+#include "worker/runner/model_job_runner.h"
 
 namespace magi {
-
-class Communicator;
 
 struct RunnerOptions {
   std::string runner = "synthetic";
@@ -28,19 +24,10 @@ struct RunnerOptions {
   int synthetic_hang_after_steps = 0;  // "synthetic": test hook (SyntheticFrameRunner)
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
-  // "model": where this rank computes (ModelRunnerOptions::device); cuda:LOCAL_RANK on a GPU.
-  c10::Device device = c10::Device(c10::kCPU);
-  // "model": the served name (--model_name); "" = config.json serving_config.name, else the
-  // folder's basename (ModelRunnerOptions::model_name).
-  std::string model_name;
-  // "model" in a rank group: this rank's layout and communicators (not owned).
-  ShardLayout layout;
-  Communicator* tp_comm = nullptr;
-  Communicator* cp_comm = nullptr;
-  // "model" in a rank group: the world communicator, and whether this rank follows (loads no
-  // VAE; ModelRunnerOptions::follower).
-  Communicator* group_comm = nullptr;
-  bool follower = false;
+  // "model": the rest of what the model runner takes, as it takes it: the served name
+  // (--model_name), where this rank computes (cuda:LOCAL_RANK on a GPU) and, in a rank group,
+  // this rank's layout, its communicators (not owned) and whether it follows.
+  ModelRunnerOptions model;
 };
 
 // InvalidArgument naming --runner for an unknown name; "model": the loader's or the tiny
@@ -49,4 +36,4 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_RUNNER_FACTORY_H_
+#endif  // MAGI_WORKER_RUNNER_RUNNER_FACTORY_H_

@@ -32,8 +32,8 @@
 // the same seed (e.g. format 1, without special_tokens.npz) is regenerated and replaced.
 //
 // Thread safety: reentrant (no shared state); concurrent callers on one `dir` are safe.
-#ifndef MAGI_WORKER_MAIN_TINY_MODEL_H_
-#define MAGI_WORKER_MAIN_TINY_MODEL_H_
+#ifndef MAGI_WORKER_RUNNER_TINY_MODEL_H_
+#define MAGI_WORKER_RUNNER_TINY_MODEL_H_
 
 #include <cstdint>
 #include <string>
@@ -59,4 +59,4 @@ bool TinyModelSetComplete(const std::string& dir, uint64_t seed = kTinyModelSeed
 
 }  // namespace magi
 
-#endif  // MAGI_WORKER_MAIN_TINY_MODEL_H_
+#endif  // MAGI_WORKER_RUNNER_TINY_MODEL_H_

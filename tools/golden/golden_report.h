@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "parallel/layout.h"
+#include "worker/engine/stage_plan.h"
 
 namespace magi {
 
@@ -21,6 +22,11 @@ struct GoldenContext {
   int tp = 1;        // tensor-parallel degree to run with
   int cp = 1;        // context-parallel degree to run with
   bool verbose = false;
+  // Order the 'ar' cases run the engine in (--schedule). The reference order is checked call
+  // by call (replay and per-forward outputs); stream-first runs other forwards (the lead chunk
+  // alone first), so only what both orders produce is compared: every emitted chunk,
+  // final_latents and the final KV cache.
+  Schedule schedule = Schedule::kReference;
   // This process's place in a launched group (single rank by default); models loaded for
   // the cases are sharded accordingly.
   ShardLayout layout;

@@ -50,6 +50,8 @@ constexpr char kUsage[] =
     "  --device DEV       cpu (default) or cuda[:i]\n"
     "  --threads N        CPU threads for ATen (default: all)\n"
     "  --kv-cache MODE    windowed (default, bounded memory) or dense (reference layout)\n"
+    "  --schedule ORDER   stream_first (default: the first chunk runs its steps alone and leaves\n"
+    "                     first) or reference (the reference's order); same video within rounding\n"
     "  --quiet            no progress output\n"
     "environment (the reference's run-script variables, read with its rules; config.json's\n"
     "serving_config is for the served path and `generate --model_dir`, not this command):\n"
@@ -58,7 +60,8 @@ constexpr char kUsage[] =
     "  prev_chunks_scale  nearly-clean blend weight (default 0.7)\n";
 
 struct Flags {
-  std::string config, weights, captions, out, prefix, noise, device = "cpu", kv_cache = "windowed";
+  std::string config, weights, captions, out, prefix, noise, device = "cpu", kv_cache = "windowed",
+              schedule = "stream_first";
   std::optional<int64_t> seed;
   std::optional<int> num_frames, num_steps, window_size, threads;
   bool quiet = false;
@@ -68,7 +71,8 @@ struct Flags {
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
   std::map<std::string, std::string*> strings = {
       {"--config", &f->config}, {"--weights", &f->weights}, {"--captions", &f->captions}, {"--out", &f->out},
-      {"--prefix", &f->prefix}, {"--noise", &f->noise},     {"--device", &f->device},     {"--kv-cache", &f->kv_cache}};
+      {"--prefix", &f->prefix}, {"--noise", &f->noise},     {"--device", &f->device},     {"--kv-cache", &f->kv_cache},
+      {"--schedule", &f->schedule}};
   auto int_flag = [&](const std::string& name, const std::string& v, int64_t lo, int64_t hi, int64_t* out) {
     int64_t x;
     if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
@@ -143,6 +147,10 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
   }
   if (f->kv_cache != "windowed" && f->kv_cache != "dense") {
     *error = absl::StrCat("--kv-cache must be 'windowed' or 'dense', got '", f->kv_cache, "'");
+    return false;
+  }
+  if (auto s = ParseSchedule("--schedule", f->schedule); !s.ok()) {
+    *error = std::string(s.status().message());
     return false;
   }
   return true;
@@ -288,6 +296,7 @@ int RunGenerateCommand(int argc, char** argv) {
   EngineOptions eopt;
   eopt.kv_cache = f.kv_cache == "dense" ? KvCacheMode::kDense : KvCacheMode::kWindowed;
   eopt.keep_final_latents = false;
+  eopt.schedule = *ParseSchedule("--schedule", f.schedule);  // checked by ParseFlags
   // The reference's run-script environment (PAD_*, NEG_PROMPT, prev_chunks_scale,
   // SPECIAL_TOKEN_PATH), read with its rules (worker/engine/run_env.h).
   auto env = RunEnvFromProcess();
@@ -331,9 +340,9 @@ int RunGenerateCommand(int argc, char** argv) {
   auto result = (*engine)->Generate(req, cb);
   if (!result.ok()) return Fail(std::string(result.status().message()));
   if (!f.quiet) {
-    std::fprintf(stderr, "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls\n",
+    std::fprintf(stderr, "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls, %s order\n",
                  result->chunks_emitted, result->seconds, result->first_chunk_seconds, result->forward_steps,
-                 result->model_calls);
+                 result->model_calls, ScheduleName(result->schedule));
   }
   return 0;
 }

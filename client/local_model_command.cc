@@ -32,7 +32,7 @@ int Usage(const std::string& why) {
                "usage: magi generate --model_dir DIR --prompt TEXT --output FILE.mp4\n"
                "  [--chunk_prompt K=TEXT]... [--mode t2v|i2v|v2v] [--image FILE] [--prefix_video FILE]\n"
                "  [--frames N] [--width W] [--height H] [--fps F] [--seed S] [--steps N]\n"
-               "  [--fragments_dir DIR] [--create_tiny] [--quiet]\n");
+               "  [--fragments_dir DIR] [--create_tiny] [--quiet] [--schedule stream_first|reference]\n");
   return 2;
 }
 
@@ -161,7 +161,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
       prompts.emplace_back(k, value.substr(e + 1));
     } else if (name == "model_dir" || name == "output" || name == "fragments_dir" || name == "mode" ||
                name == "image" || name == "prefix_video" || name == "frames" || name == "width" ||
-               name == "height" || name == "fps" || name == "seed" || name == "steps") {
+               name == "height" || name == "fps" || name == "seed" || name == "steps" || name == "schedule") {
       flags[name] = value;
     } else {
       return Usage(absl::StrCat("unknown option --", name));
@@ -185,6 +185,12 @@ int RunLocalModelGenerate(int argc, char** argv) {
       !int_flag("seed", 0, 2147483647, &seed) || !int_flag("steps", 1, 10000, &steps)) {
     return 2;
   }
+  ModelRunnerOptions runner_options;
+  if (flags.count("schedule")) {
+    auto schedule = ParseSchedule("--schedule", flags["schedule"]);
+    if (!schedule.ok()) return Usage(std::string(schedule.status().message()));
+    runner_options.schedule = *schedule;
+  }
   const std::string model_dir = flags["model_dir"];
   if (create_tiny && !TinyModelSetComplete(model_dir)) {
     if (auto s = WriteTinyModelSet(model_dir); !s.ok()) {
@@ -192,7 +198,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
       return 1;
     }
   }
-  auto runner = ModelJobRunner::Load(model_dir);
+  auto runner = ModelJobRunner::Load(model_dir, runner_options);
   if (!runner.ok()) {
     std::fprintf(stderr, "magi generate: %s\n", std::string(runner.status().message()).c_str());
     return 1;

@@ -1,5 +1,5 @@
 // magi-golden DIR [--only forward|ar|vae|t5] [--device cpu|cuda[:N]] [--tp N] [--cp M] [--no_onednn]
-//             [--verbose]
+//             [--verbose] [--schedule reference|stream_first]
 //
 // Checks this build of magi-serve against the reference's golden tensors in DIR (laid out
 // like shared/golden/A: golden.json, weights.safetensors, forward_*.safetensors, ...).
@@ -34,11 +34,13 @@ namespace {
 void Usage() {
   std::fprintf(stderr,
                "usage: magi-golden DIR [--only forward|ar|vae|t5] [--device cpu|cuda[:N]] [--tp N] [--cp M]\n"
-               "                   [--no_onednn] [--verbose]\n"
+               "                   [--no_onednn] [--verbose] [--schedule reference|stream_first]\n"
                "       magi-golden --host   (prints the host line and exits)\n"
                "  Runs every golden case of DIR against this build.\n"
                "  --device     where the DiT and the VAE run (default cpu); outputs are compared on the CPU\n"
-               "  --no_onednn  LibTorch's CPU kernels without oneDNN (as on a host without AVX-512)\n");
+               "  --no_onednn  LibTorch's CPU kernels without oneDNN (as on a host without AVX-512)\n"
+               "  --schedule reference|stream_first  engine order of the 'ar' cases (default reference;\n"
+               "               stream_first compares emitted chunks, final latents and KV cache only)\n");
 }
 
 std::string CpuModel() {
@@ -153,6 +155,14 @@ int main(int argc, char** argv) {
       ctx.tp = positive("--tp");
     } else if (a == "--cp") {
       ctx.cp = positive("--cp");
+    } else if (a == "--schedule" || a.rfind("--schedule=", 0) == 0) {
+      const std::string v = a == "--schedule" ? value("--schedule") : a.substr(11);
+      auto schedule = magi::ParseSchedule("--schedule", v);
+      if (!schedule.ok()) {
+        std::fprintf(stderr, "magi-golden: %s\n", std::string(schedule.status().message()).c_str());
+        return 2;
+      }
+      ctx.schedule = *schedule;
     } else if (a == "--host") {
       host_only = true;
     } else if (a == "--no_onednn") {

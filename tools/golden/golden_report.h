@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "parallel/layout.h"
+#include "worker/engine/stage_plan.h"
 
 namespace magi {
 
@@ -24,6 +25,11 @@ struct GoldenContext {
   // Where the DiT and the VAE of the cases run (--device); inputs follow the model and the
   // outputs are compared on the CPU in float64. T5 cases always run on the CPU.
   c10::Device device = c10::Device(c10::kCPU);
+  // Order the 'ar' cases run the engine in (--schedule). The reference order is checked call
+  // by call (replay and per-forward outputs); stream-first runs other forwards (the lead chunk
+  // alone first), so only what both orders produce is compared: every emitted chunk,
+  // final_latents and the final KV cache.
+  Schedule schedule = Schedule::kReference;
   // This process's place in a launched group (single rank by default); models loaded for
   // the cases are sharded accordingly.
   ShardLayout layout;

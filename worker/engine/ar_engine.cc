@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <map>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "worker/engine/lead_kv_recording.h"
 #include "worker/engine/timestep_schedule.h"
 #include "worker/engine/windowed_kv_cache.h"
 #include "worker/model/kv_cache.h"
@@ -86,6 +88,21 @@ PlanOptions MakePlanOptions(const MagiConfig& c, const Geometry& g, std::vector<
   return o;
 }
 
+int KvElementBytes(const MagiConfig& c) { return c.model.params_dtype == ParamsDtype::kBFloat16 ? 2 : 4; }
+
+// The plan of `options.schedule`: stream-first records the lead chunk's K/V when that fits the
+// budget, recomputes it otherwise.
+absl::StatusOr<StagePlan> SchedulePlan(const MagiConfig& c, const Geometry& g, std::vector<float> sched,
+                                       const EngineOptions& options, int kv_groups) {
+  MAGI_ASSIGN_OR_RETURN(StagePlan plan, PlanStages(MakePlanOptions(c, g, std::move(sched))));
+  if (options.schedule == Schedule::kReference) return plan;
+  MAGI_ASSIGN_OR_RETURN(StagePlan recorded, StreamFirstPlan(plan, LeadKv::kRecord));
+  const int64_t bytes = StreamFirstRecordBytes(recorded, c.runtime.cfg_number, c.model.num_layers, g.tokens_per_chunk,
+                                               kv_groups, c.model.kv_channels, KvElementBytes(c));
+  if (options.lead_kv_budget_bytes < 0 || bytes <= options.lead_kv_budget_bytes) return recorded;
+  return StreamFirstPlan(plan, LeadKv::kRecompute);
+}
+
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
@@ -141,7 +158,7 @@ absl::StatusOr<StagePlan> ArEngine::Plan(const GenerateRequest& request) const {
   MAGI_ASSIGN_OR_RETURN(Geometry g, RequestGeometry(config_, request));
   MAGI_ASSIGN_OR_RETURN(std::vector<float> sched,
                         TimestepSchedule(config_.runtime.num_steps, config_.engine.shortcut_mode));
-  return PlanStages(MakePlanOptions(config_, g, std::move(sched)));
+  return SchedulePlan(config_, g, std::move(sched), options_, model_.kv_cache_groups(config_.model));
 }
 
 absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request, const GenerateCallbacks& cb) {
@@ -160,7 +177,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
   const RuntimeConfig& rt = c.runtime;
   MAGI_ASSIGN_OR_RETURN(Geometry g, RequestGeometry(c, request));
   MAGI_ASSIGN_OR_RETURN(std::vector<float> sched, TimestepSchedule(rt.num_steps, c.engine.shortcut_mode));
-  MAGI_ASSIGN_OR_RETURN(StagePlan plan, PlanStages(MakePlanOptions(c, g, sched)));
+  MAGI_ASSIGN_OR_RETURN(StagePlan plan, SchedulePlan(c, g, sched, options_, model_.kv_cache_groups(c.model)));
   const std::vector<int> intervals = DistillIntervals(rt.num_steps, c.engine.shortcut_mode);
   const int off = plan.chunk_offset;
   const int cw = rt.chunk_width;
@@ -266,7 +283,13 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
   for (const auto& st : plan.steps) chunks_total += st.emit ? 1 : 0;
   std::vector<at::Tensor> emitted;
   const int total = plan.num_forward_steps();
-  for (const PlannedStep& ps : plan.steps) {
+  result.schedule = plan.schedule;
+  result.lead_kv = plan.lead_kv;
+  // Stream-first: the lead chunk's recorded K/V (or, recompute variant, its input latents).
+  LeadKvRecording lead_kv(off, ctn, c.model.num_layers);
+  std::map<int, at::Tensor> lead_inputs;
+  for (int i = 0; i < total; ++i) {
+    const PlannedStep& ps = plan.steps[i];
     if (cb.cancelled && cb.cancelled()) return absl::CancelledError("generation cancelled");
     if (windowed) windowed->DropBelow(ps.keep_cache_from);
     GuidanceStep st;
@@ -276,6 +299,15 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
     if (g.prefix_frames > ps.slice_point * cw) {
       const int64_t len = std::min<int64_t>(g.prefix_frames - ps.slice_point * cw, x_in.size(2));
       x_in.narrow(2, 0, len).copy_(prefix.narrow(2, static_cast<int64_t>(ps.slice_point) * cw, len));
+    }
+    if (ps.keep_lead_input) lead_inputs[ps.step] = x_in.narrow(2, 0, cw).clone();
+    if (ps.recompute_lead) {
+      auto it = lead_inputs.find(ps.step);
+      if (it == lead_inputs.end()) {
+        return absl::InternalError(absl::StrCat("stream-first: no lead-chunk input kept for step ", ps.step));
+      }
+      x_in.narrow(2, 0, cw).copy_(it->second);
+      lead_inputs.erase(it);
     }
     st.x = x_in;
     std::vector<int> chunks;
@@ -290,13 +322,33 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
     st.distill_nearly_clean_chunk = ps.nearly_clean;
     st.num_steps = rt.num_steps;
     st.distill_interval = intervals[ps.idx];
-    MAGI_ASSIGN_OR_RETURN(at::Tensor v, GuidedVelocity(model_, cache_.get(), gopt, st, forward_observer, cb.cancelled));
+    // The cache this pass sees: the request's, or an adapter that records / serves the lead
+    // chunk's K/V (pass 0: the cache-writing pass; pass 1: cfg 3's text pass).
+    KvCache* pass_cache = cache_.get();
+    std::unique_ptr<KvCache> main_adapter, text_adapter;
+    const bool cache_writes = !ps.drop_cache_writes;
+    if (ps.record_lead_kv) {
+      main_adapter = lead_kv.Recorder(cache_.get(), ps.step, 0, cache_writes);
+      if (rt.cfg_number == 3) text_adapter = lead_kv.Recorder(cache_.get(), ps.step, 1, false);
+      st.record_kv = true;
+      // cfg 3 has no appended copy: the flag only keeps the DiT from writing the last chunk's
+      // K/V (spec §2.8.1), which here is the lead chunk's that is to be recorded.
+      if (rt.cfg_number == 3) st.distill_nearly_clean_chunk = false;
+    } else if (ps.serve_lead_kv) {
+      main_adapter = lead_kv.Server(cache_.get(), ps.step, 0, cache_writes);
+      if (rt.cfg_number == 3) text_adapter = lead_kv.Server(cache_.get(), ps.step, 1, false);
+    }
+    if (main_adapter) pass_cache = main_adapter.get();
+    st.text_pass_cache = text_adapter.get();
+    MAGI_ASSIGN_OR_RETURN(at::Tensor v, GuidedVelocity(model_, pass_cache, gopt, st, forward_observer, cb.cancelled));
     if (cb.on_dispatch) cb.on_dispatch(dispatch, st, v);
     ++dispatch;
     ++result.forward_steps;
+    if (ps.release_lead_kv) lead_kv.Release(ps.step);
 
-    // Euler step of every window chunk (the extra chunk's slot is dropped).
-    const int first = ps.first_noisy();
+    // Euler step of every window chunk (the extra chunk's slot is dropped, and so is a lead
+    // chunk that was only recomputed for its K/V).
+    const int first = ps.first_noisy() + (ps.recompute_lead ? 1 : 0);
     for (int k = first; k < n; ++k) {
       const PlannedChunk& pc = ps.chunks[k];
       const float dt = pc.t_after - pc.t_before;
@@ -312,7 +364,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
       e.frame_begin = ps.emit_frame_begin;
       e.frame_end = ps.emit_frame_end;
       e.latent = X.narrow(2, ps.emit_frame_begin, ps.emit_frame_end - ps.emit_frame_begin).to(at::kCPU).clone();
-      e.step = ps.step;
+      e.step = i;
       e.seconds = Seconds(start);
       if (result.chunks_emitted == 0) result.first_chunk_seconds = e.seconds;
       ++result.chunks_emitted;
@@ -320,14 +372,14 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
       if (cb.on_chunk) {
         MAGI_ASSIGN_OR_RETURN(const ChunkAction action, cb.on_chunk(e));
         if (action == ChunkAction::kStop) {
-          result.stopped = ps.step + 1 < total;
+          result.stopped = i + 1 < total;
           break;
         }
       }
     }
     if (cb.on_progress) {
       Progress p;
-      p.step = ps.step + 1;
+      p.step = i + 1;
       p.total_steps = total;
       p.chunks_done = result.chunks_emitted;
       p.chunks_total = chunks_total;
@@ -338,6 +390,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
       cb.on_progress(p);
     }
   }
+  result.lead_kv_peak_bytes = lead_kv.peak_bytes();
   if (options_.keep_final_latents && !emitted.empty()) result.final_latents = at::cat(emitted, 2);
   if (windowed) result.kv_peak_bytes = windowed->peak_bytes();
   result.seconds = Seconds(start);

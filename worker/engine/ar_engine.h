@@ -52,7 +52,8 @@ struct EmittedChunk {
   int frame_begin = 0;  // latent frames [frame_begin, frame_end) of the whole latent
   int frame_end = 0;
   at::Tensor latent;    // [1, C, frame_end − frame_begin, h, w] float32, owned copy
-  int step = 0;         // planned step after which it became clean
+  int step = 0;         // index in the plan's steps after which it became clean (the global
+                        // step s in the reference order)
   double seconds = 0;   // since Generate() started
 };
 
@@ -95,6 +96,10 @@ struct GenerateResult {
   int forward_steps = 0;     // dispatcher calls
   int model_calls = 0;       // inner DiT forwards
   int64_t kv_peak_bytes = 0; // windowed cache only (0 for dense)
+  // Stream-first with recorded lead-chunk K/V: the most recorded bytes held at once (0 else).
+  int64_t lead_kv_peak_bytes = 0;
+  Schedule schedule = Schedule::kReference;  // the order this run used
+  LeadKv lead_kv = LeadKv::kRecord;          // stream-first: how the lead chunk's K/V came
   double seconds = 0;
   double first_chunk_seconds = 0;
   bool stopped = false;      // on_chunk returned kStop before the plan's last step
@@ -110,6 +115,14 @@ struct EngineOptions {
   bool keep_final_latents = true;
   // Nearly-clean blend weight; the reference reads env prev_chunks_scale (default 0.7).
   double prev_chunks_scale = 0.7;
+  // Order of the forwards (stage_plan.h; docs/schedule.md). kStreamFirst emits the first
+  // chunk after its own num_steps forwards instead of after window_size stages, same
+  // outputs within rounding; the engine default stays the reference's order, which the
+  // goldens replay call by call (the runner and `magi generate` default to stream-first).
+  Schedule schedule = Schedule::kReference;
+  // Stream-first: the lead chunk's K/V that later chunks read is recorded when it takes at
+  // most this many bytes (StreamFirstRecordBytes; -1 = no limit), recomputed otherwise.
+  int64_t lead_kv_budget_bytes = -1;
 };
 
 class ArEngine {

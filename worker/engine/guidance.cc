@@ -119,6 +119,7 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
   base.num_steps = s.num_steps;
   base.distill_interval = s.distill_interval;
   base.kv_cache = cache;
+  base.record_kv = s.record_kv;
 
   if (o.cfg_number == 3) {
     // B1: text + context, reads the cache only.
@@ -127,6 +128,7 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
     b1.xattn_mask = StackRows(s.text_masks, 0, n, dev);
     b1.caption_dropout_mask = Bool1(false).to(dev);
     b1.update_kv_cache = false;
+    if (s.text_pass_cache != nullptr) b1.kv_cache = s.text_pass_cache;
     MAGI_ASSIGN_OR_RETURN(at::Tensor out1, run(b1));
     // B2: context only (null text); the cache-writing pass.
     DitForwardArgs b2 = base;
@@ -159,6 +161,7 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
     b3.distill_interval = s.distill_interval;
     b3.kv_cache = nullptr;
     b3.update_kv_cache = false;
+    b3.record_kv = false;
     MAGI_ASSIGN_OR_RETURN(at::Tensor out3b, run(b3));
     at::Tensor out3 = out3b.transpose(0, 1).reshape({1, C, width, H, W});
 

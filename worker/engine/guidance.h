@@ -52,6 +52,12 @@ struct GuidanceStep {
   bool distill_nearly_clean_chunk = false;
   int num_steps = 0;
   int distill_interval = 1;
+  // Stream-first schedule: the passes that use the cache hand their K/V to it even where the
+  // reference's would not (DitForwardArgs::record_kv), and the text pass of cfg_number 3 (B1)
+  // uses `text_pass_cache` instead of the dispatcher's cache when set (it sees the lead
+  // chunk's K/V of its own pass, which differ from the null-text pass's). Not owned.
+  bool record_kv = false;
+  KvCache* text_pass_cache = nullptr;
 };
 
 // Sees every inner model call: its index within the step, the arguments and the output.

@@ -46,7 +46,42 @@ absl::Status Validate(const PlanOptions& o) {
   return absl::OkStatus();
 }
 
+// keep_cache_from of every step (suffix minimum, in execution order, of what the steps read
+// from the cache) and max_cached_chunks (chunks held after each write when rows below it are
+// dropped).
+void FillCacheFloors(StagePlan& plan) {
+  const int total = plan.num_forward_steps();
+  int keep = plan.options.chunk_num;
+  for (int s = total - 1; s >= 0; --s) {
+    PlannedStep& st = plan.steps[s];
+    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
+    if (cache_active) keep = std::min(keep, st.cache_read_begin);
+    st.keep_cache_from = keep;
+  }
+  int written_end = plan.has_prefix_pass ? plan.chunk_offset : 0;
+  plan.max_cached_chunks = 0;
+  for (const auto& st : plan.steps) {
+    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
+    if (cache_active && !st.drop_cache_writes) {
+      int n = st.num_chunks() - (st.nearly_clean ? 1 : 0);
+      written_end = std::max(written_end, st.slice_point + n);
+    }
+    plan.max_cached_chunks = std::max(plan.max_cached_chunks, written_end - std::min(written_end, st.keep_cache_from));
+  }
+}
+
 }  // namespace
+
+const char* ScheduleName(Schedule schedule) {
+  return schedule == Schedule::kStreamFirst ? "stream_first" : "reference";
+}
+
+absl::StatusOr<Schedule> ParseSchedule(const std::string& flag, const std::string& value) {
+  if (value == "reference") return Schedule::kReference;
+  if (value == "stream_first") return Schedule::kStreamFirst;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " must be 'reference' or 'stream_first', got '", value, "'"));
+}
 
 int NumStepsMultiple(int window_size, int kv_range_count) {
   const int w = window_size > 0 ? window_size : 1;
@@ -168,25 +203,91 @@ absl::StatusOr<StagePlan> PlanStages(const PlanOptions& o) {
     plan.steps.push_back(std::move(st));
   }
 
-  // keep_cache_from: suffix minimum of what each step still reads.
-  int keep = o.chunk_num;
-  for (int s = total - 1; s >= 0; --s) {
-    PlannedStep& st = plan.steps[s];
-    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
-    if (cache_active) keep = std::min(keep, st.cache_read_begin);
-    st.keep_cache_from = keep;
-  }
-  // Chunks held after each write when rows below keep_cache_from are dropped.
-  int written_end = plan.has_prefix_pass ? off : 0;
-  for (const auto& st : plan.steps) {
-    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
-    if (cache_active) {
-      int n = st.num_chunks() - (st.nearly_clean ? 1 : 0);
-      written_end = std::max(written_end, st.slice_point + n);
-    }
-    plan.max_cached_chunks = std::max(plan.max_cached_chunks, written_end - std::min(written_end, st.keep_cache_from));
-  }
+  FillCacheFloors(plan);
   return plan;
+}
+
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) {
+  if (ref.schedule != Schedule::kReference) {
+    return absl::InvalidArgumentError("stream-first plan: the input must be a reference-order plan (PlanStages())");
+  }
+  StagePlan plan = ref;
+  plan.schedule = Schedule::kStreamFirst;
+  plan.lead_kv = lead_kv;
+  plan.lead_kv_steps = 0;
+  plan.steps.clear();
+  const int lead = ref.chunk_offset;
+  const int n_steps = ref.options.num_steps;
+  const int first_phase = std::min(n_steps, ref.num_forward_steps());
+  // Reference steps s < num_steps hold the lead chunk (first in the window, never with an
+  // extra chunk: clip_start == chunk_offset until it is clean).
+  std::vector<bool> read_later(first_phase, false);
+  for (int s = 0; s < first_phase; ++s) {
+    const PlannedStep& r = ref.steps[s];
+    if (r.chunks.empty() || r.chunks[0].chunk != lead || r.extra_clean_chunk) {
+      return absl::InternalError(absl::StrCat("stream-first plan: reference step ", s, " does not start with chunk ",
+                                              lead));
+    }
+    for (size_t k = 1; k < r.chunks.size(); ++k) {
+      if (r.chunks[k].kv_begin <= lead) read_later[s] = true;
+    }
+  }
+  // Phase 1: the lead chunk alone.
+  for (int s = 0; s < first_phase; ++s) {
+    PlannedStep st = ref.steps[s];
+    st.chunks.resize(1);
+    st.clip_start = lead;
+    st.clip_end = lead + 1;
+    st.lead_chunk = lead;
+    st.drop_cache_writes = lead == 0;
+    st.record_lead_kv = read_later[s] && lead_kv == LeadKv::kRecord;
+    st.keep_lead_input = read_later[s] && lead_kv == LeadKv::kRecompute;
+    st.cache_read_begin = st.slice_point > 0 ? std::min(st.slice_point, st.chunks[0].kv_begin) : st.slice_point;
+    if (st.record_lead_kv) ++plan.lead_kv_steps;
+    plan.steps.push_back(std::move(st));
+  }
+  // Phase 2: the reference order, the lead chunk taken out (or recomputed) while noisy.
+  for (int s = 0; s < ref.num_forward_steps(); ++s) {
+    const PlannedStep& r = ref.steps[s];
+    if (s >= first_phase) {
+      plan.steps.push_back(r);
+      continue;
+    }
+    if (r.chunks.size() < 2) continue;  // nothing but the lead chunk: done in phase 1
+    PlannedStep st = r;
+    st.lead_chunk = lead;
+    st.nearly_clean = false;  // the reference's blend is the lead chunk's (its first noisy chunk)
+    st.finished_chunk = -1;
+    st.emit = false;
+    st.emit_index = -1;
+    st.emit_frame_begin = st.emit_frame_end = 0;
+    st.drop_cache_writes = lead == 0;
+    if (read_later[s] && lead_kv == LeadKv::kRecompute) {
+      st.recompute_lead = true;
+    } else {
+      st.chunks.erase(st.chunks.begin());
+      st.clip_start = lead + 1;
+      st.slice_point = lead + 1;
+      st.serve_lead_kv = true;
+      st.release_lead_kv = read_later[s];
+    }
+    const bool cache_active = st.slice_point > 0;
+    st.cache_read_begin = st.slice_point;
+    if (cache_active) {
+      for (const auto& pc : st.chunks) st.cache_read_begin = std::min(st.cache_read_begin, pc.kv_begin);
+    }
+    plan.steps.push_back(std::move(st));
+  }
+  FillCacheFloors(plan);
+  return plan;
+}
+
+int64_t StreamFirstRecordBytes(const StagePlan& plan, int cfg_number, int num_layers, int64_t tokens_per_chunk,
+                               int kv_groups, int head_dim, int element_bytes) {
+  if (plan.schedule != Schedule::kStreamFirst || plan.lead_kv != LeadKv::kRecord) return 0;
+  const int64_t passes = cfg_number == 3 ? 2 : 1;
+  return static_cast<int64_t>(plan.lead_kv_steps) * passes * num_layers * tokens_per_chunk * kv_groups * 2 *
+         head_dim * element_bytes;
 }
 
 std::string DescribePlan(const StagePlan& plan) {
@@ -201,6 +302,10 @@ std::string DescribePlan(const StagePlan& plan) {
                                             c.denoise_step, c.t_in, c.kv_begin, c.kv_end));
     }
     if (st.nearly_clean) absl::StrAppend(&out, " nearly-clean");
+    if (st.record_lead_kv) absl::StrAppend(&out, " record-lead-kv");
+    if (st.keep_lead_input) absl::StrAppend(&out, " keep-lead-input");
+    if (st.serve_lead_kv) absl::StrAppend(&out, st.release_lead_kv ? " lead-kv-recorded" : " lead-kv-zeros");
+    if (st.recompute_lead) absl::StrAppend(&out, " recompute-lead");
     absl::StrAppend(&out, " keep>=", st.keep_cache_from);
     if (st.finished_chunk >= 0) {
       absl::StrAppend(&out, st.emit ? " emit c" : " finish c", st.finished_chunk);

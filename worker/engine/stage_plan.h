@@ -68,6 +68,27 @@ struct PlannedStep {
   int emit_frame_end = 0;
   int emit_index = -1;
 
+  // Stream-first schedule only (StreamFirstPlan; defaults elsewhere). `step`, `stage` and
+  // `idx` stay the reference step's, so timesteps, intervals and emission are unchanged.
+  // lead_chunk: the first emitted chunk, run alone to the end before the others (-1: none).
+  int lead_chunk = -1;
+  // Record lead_chunk's per-layer K/V of this step: a later pass of the same reference step
+  // reads it (phase 1).
+  bool record_lead_kv = false;
+  // lead_chunk is out of x (slice_point = lead_chunk + 1); its cache rows come from the
+  // recording of this reference step, zeros where none was kept (no kv range reaches them).
+  bool serve_lead_kv = false;
+  // The recording of this reference step is not read after this pass: free it.
+  bool release_lead_kv = false;
+  // lead_chunk is in x only to recompute the K/V later chunks read (recompute variant): its
+  // velocity is dropped, and x starts at its latent of this step recorded in phase 1.
+  bool recompute_lead = false;
+  // Recompute variant, phase 1: keep lead_chunk's input latent of this step for that pass.
+  bool keep_lead_input = false;
+  // The reference's pass would not write the cache here (t2v before the lead chunk is clean:
+  // slice_point 0); cache writes that the moved slice point or recording causes are dropped.
+  bool drop_cache_writes = false;
+
   int num_chunks() const { return static_cast<int>(chunks.size()); }
   int first_noisy() const { return extra_clean_chunk ? 1 : 0; }
 };
@@ -79,8 +100,31 @@ struct PrefixPass {
   std::vector<int> kv_end;
 };
 
+// The order of the forwards (EngineOptions::schedule).
+enum class Schedule {
+  kReference,    // the reference's: every step runs all window chunks together
+  kStreamFirst,  // the first emitted chunk runs all its steps alone first, then the rest
+};
+
+// "reference" / "stream_first", and back; a bad value is InvalidArgument naming `flag` and
+// the allowed values.
+const char* ScheduleName(Schedule schedule);
+absl::StatusOr<Schedule> ParseSchedule(const std::string& flag, const std::string& value);
+
+// How the stream-first schedule gets the K/V that later chunks read from the lead chunk at
+// its noisy steps.
+enum class LeadKv {
+  kRecord,     // keep it from phase 1 (memory: StreamFirstRecordBytes)
+  kRecompute,  // re-run the lead chunk in those passes, output dropped (~3/4 of its work again)
+};
+
 struct StagePlan {
   PlanOptions options;
+  Schedule schedule = Schedule::kReference;
+  LeadKv lead_kv = LeadKv::kRecord;  // stream-first only
+  // Stream-first: reference steps whose lead-chunk K/V is recorded (all held at once when
+  // phase 2 starts), per cache-writing or text pass.
+  int lead_kv_steps = 0;
   int chunk_offset = 0;     // whole prefix chunks (P / chunk_width)
   int steps_per_stage = 0;  // d = num_steps / window_size
   int num_stages = 0;       // S = chunk_num + window_size − 1 − chunk_offset
@@ -99,6 +143,23 @@ struct StagePlan {
 // num_steps + 1 entries, the prefix must leave at least one frame to generate, ...) and
 // builds the plan.
 absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
+
+// The stream-first order of `reference` (a PlanStages() plan), same outputs (spec pipeline.md
+// §2, docs/schedule.md). Phase 1: the lead chunk (chunk_offset, the first one emitted) runs its
+// num_steps steps alone, in the reference's passes but with only its own chunk in x (it
+// attends only to itself and the clean prefix), and is emitted at the end of it. Phase 2: the
+// reference's steps in order without the lead chunk while it is still noisy (slice_point
+// moved past it; its K/V served from the recording, or recomputed), the reference's steps
+// unchanged from the lead chunk's extra clean pass on. Steps left empty are skipped.
+// keep_cache_from and max_cached_chunks are recomputed for this order. A plan with one
+// generated chunk or window 1 comes back with the reference's forwards.
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& reference, LeadKv lead_kv = LeadKv::kRecord);
+
+// Bytes of recorded lead-chunk K/V held at once (the start of phase 2) for `plan` (0 for the
+// reference order or recompute): lead_kv_steps x passes (2 with cfg_number 3: the text pass
+// reads its own K/V) x layers x tokens_per_chunk x groups x 2 x head_dim x element bytes.
+int64_t StreamFirstRecordBytes(const StagePlan& plan, int cfg_number, int num_layers, int64_t tokens_per_chunk,
+                               int kv_groups, int head_dim, int element_bytes);
 
 // Latent chunks of a request (§1.5): ceil((num_frames / temporal_downsample + P) / chunk_width)
 // (not a job's chunk count: jobspec/job_spec.h owns that).

@@ -359,7 +359,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   if (!a.kv_range.defined() || a.kv_range.dim() != 2 || a.kv_range.size(0) != rows || a.kv_range.size(1) != 2) {
     return bad(absl::StrCat("kv_range must be [N*R, 2] = [", rows, ", 2]"));
   }
-  const bool cache_active = a.extract_prefix_video_feature || a.fwd_extra_1st_chunk || a.slice_point > 0;
+  const bool cache_active = a.extract_prefix_video_feature || a.fwd_extra_1st_chunk || a.slice_point > 0 || a.record_kv;
   if (cache_active && a.kv_cache == nullptr) {
     return bad("slice_point > 0, fwd_extra_1st_chunk or extract_prefix_video_feature needs a kv_cache");
   }
@@ -537,7 +537,7 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
       // copied once, straight from the cache.
       kv_all = at::empty({prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
       MAGI_RETURN_IF_ERROR(a.kv_cache->ReadInto(static_cast<int>(li), prefix_tokens, kv_all.narrow(0, 0, prefix_tokens)));
-      if (a.update_kv_cache) {
+      if (a.update_kv_cache || a.record_kv) {
         const int64_t n = a.distill_nearly_clean_chunk ? (R - 1) * M : R * M;
         MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), prefix_tokens, kv_cur.narrow(0, 0, n)));
       }

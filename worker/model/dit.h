@@ -51,6 +51,11 @@ struct DitForwardArgs {
   int distill_interval = 1;         // for the 12-step distill dt embedding
   KvCache* kv_cache = nullptr;      // nullptr: no cache (reference inference_params=None)
   bool update_kv_cache = false;
+  // Hand this pass's K/V (rows [slice_point·M, ...), as update_kv_cache writes them) to
+  // kv_cache->Write even where the reference would not use the cache (slice_point 0 without
+  // extra chunk or prefix extraction) or update it. The engine's stream-first schedule records
+  // the lead chunk's K/V with it; the cache it passes decides what to keep.
+  bool record_kv = false;
 };
 
 // Optional capture of intermediate tensors, named as in the golden files

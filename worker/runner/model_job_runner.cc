@@ -408,6 +408,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   EngineOptions eo;
   eo.keep_final_latents = false;
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
+  eo.schedule = options_.schedule;
   MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_, eo));
 
   ChunkLayout layout;

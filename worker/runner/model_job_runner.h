@@ -46,6 +46,7 @@
 #include "absl/status/statusor.h"
 #include "parallel/layout.h"
 #include "worker/engine/chunk_captions.h"
+#include "worker/engine/stage_plan.h"
 #include "worker/model/config.h"
 #include "worker/runner/job_runner.h"
 
@@ -91,6 +92,9 @@ struct ModelRunnerOptions {
   // streams -- but runs the same engine steps, stopping by the job's geometry as every rank.
   bool follower = false;
   Communicator* group_comm = nullptr;  // not owned
+  // Order of the engine's forwards (EngineOptions::schedule): stream-first emits the first
+  // chunk after its own steps, same video within rounding (docs/schedule.md).
+  Schedule schedule = Schedule::kStreamFirst;
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
 };

@@ -92,6 +92,26 @@ TEST(TinyModel, OlderFormatSetIsUpgraded) {
   fs::remove_all(d.parent_path());
 }
 
+// A set written by an earlier release whose manifest note named another source path (the
+// generator moved from worker/main to worker/runner) is the same set: reused, not refused.
+TEST(TinyModel, ManifestNoteWordingDoesNotMatter) {
+  const fs::path d = TempDir("note");
+  ASSERT_TRUE(WriteTinyModelSet(d.string()).ok());
+  {
+    std::ifstream in(d / "tiny_model.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string m = ss.str();
+    const std::string now = "worker/runner/tiny_model.h";
+    ASSERT_NE(m.find(now), std::string::npos) << m;
+    m.replace(m.find(now), now.size(), "worker/main/tiny_model.h");
+    std::ofstream(d / "tiny_model.json") << m;
+  }
+  EXPECT_TRUE(TinyModelSetComplete(d.string()));
+  EXPECT_TRUE(WriteTinyModelSet(d.string()).ok());
+  fs::remove_all(d.parent_path());
+}
+
 TEST(TinyModel, LoadsThroughTheRealLoadersConsistently) {
   const fs::path d = TempDir("load");
   ASSERT_TRUE(WriteTinyModelSet(d.string()).ok());

@@ -205,11 +205,13 @@ MagiConfig TinyModelSetConfig() {
 }
 
 bool TinyModelSetComplete(const std::string& dir, uint64_t seed) {
+  // The manifest's fields, not its text: the free-text note may change between releases
+  // (it names the generator's source file) without the set changing.
   std::ifstream in(fs::path(dir) / kManifest);
   if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str() == ManifestText(seed);
+  json m = json::parse(in, nullptr, false);
+  return !m.is_discarded() && m.is_object() && m.value("name", "") == kTinyModelName &&
+         m.value("seed", uint64_t{0}) == seed && m.value("format", 0) == kTinyModelFormat;
 }
 
 absl::Status WriteTinyModelSet(const std::string& dir, uint64_t seed) {

@@ -48,6 +48,25 @@ void WorkerLink::Drain(absl::Duration grace) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   std::fprintf(stderr, "magi-worker: draining: leaving the server, which re-queues any unfinished job\n");
+  // Leave gracefully: half-close so the server reads everything sent (the job's hand-back
+  // above all) before the stream ends; cancel only if it does not end within a few seconds.
+  stop_ = true;
+  bool half_closed = false;
+  {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    if (half_close_) {
+      half_close_();
+      half_closed = true;
+    }
+  }
+  const absl::Time until = absl::Now() + absl::Seconds(5);
+  while (half_closed && absl::Now() < until) {
+    {
+      std::lock_guard<std::mutex> lock(ctx_mu_);
+      if (ctx_ == nullptr) break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   Stop();
 }
 
@@ -124,6 +143,18 @@ absl::Status WorkerLink::RunSession() {
     grpc::Status s = stream->Finish();
     if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return Refused(s);
     return absl::UnavailableError(absl::StrCat("cannot reach ", options_.server, ": ", s.error_message()));
+  }
+  bool writes_done = false;  // under write_mu
+  auto half_close = [&] {
+    std::lock_guard<std::mutex> lock(write_mu);
+    if (writes_done) return;
+    writes_done = true;
+    broken = true;  // nothing more is written after WritesDone
+    stream->WritesDone();
+  };
+  {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    half_close_ = half_close;
   }
 
   // Heartbeats and the job thread share this state.
@@ -223,14 +254,12 @@ absl::Status WorkerLink::RunSession() {
     executor.release();
   }
   if (job_thread.joinable()) job_thread.join();
-  {
-    std::lock_guard<std::mutex> lock(write_mu);
-    stream->WritesDone();
-  }
+  half_close();
   grpc::Status s = stream->Finish();
   {
     std::lock_guard<std::mutex> lock(ctx_mu_);
     ctx_ = nullptr;
+    half_close_ = nullptr;  // it refers to this session's stream
   }
   if (s.ok()) return absl::OkStatus();
   if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return Refused(s);

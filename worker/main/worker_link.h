@@ -86,6 +86,9 @@ class WorkerLink {
   std::string stall_reason_;  // set once, before stalled_
   std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;
+  // The session's graceful end (WritesDone): what was written, JobDone included, reaches
+  // the server before the stream ends. Set while a session runs (under ctx_mu_).
+  std::function<void()> half_close_;
 };
 
 }  // namespace magi

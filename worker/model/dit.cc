@@ -19,6 +19,7 @@
 #include "kernels/gemm.h"
 #include "kernels/norms.h"
 #include "parallel/communicator.h"
+#include "parallel/sequence_exchange.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/safetensors.h"
@@ -80,6 +81,53 @@ struct CaptionPacking {
   int64_t total = 0;
 };
 
+// One forward's shapes, checked against the model (spec §2).
+struct ForwardShape {
+  int64_t N = 0, T = 0, Hl = 0, Wl = 0;  // batch and latent frames/height/width of x
+  int64_t R = 1;                         // chunks in the window (denoising_range_num)
+  int64_t Tp = 0, Hp = 0, Wp = 0;        // token grid
+  int64_t M = 0;                         // tokens per chunk
+  int64_t S = 0;                         // tokens of the window (per batch row)
+  int64_t rows = 0;                      // N * R: one per batch row and chunk
+  bool use_cache = false;
+  int64_t prefix_tokens = 0;             // cached key tokens in front of the window
+  std::vector<TokenRange> q_ranges, k_ranges;  // self-attention, batch-major (b, s)
+};
+
+// The window embedded (spec §3.1-3.6), computed on every rank for the whole window.
+struct Embedded {
+  at::Tensor h;          // [S, N, D] params dtype
+  at::Tensor rope;       // [S, 2 * half]
+  at::Tensor cond_silu;  // [N, R, Dc] params dtype: SiLU of the adaLN condition
+  at::Tensor y_flat;     // [valid caption tokens, Dx] params dtype
+  std::vector<TokenRange> xk_ranges;  // cross-attention keys of each (b, chunk) row
+};
+
+// What every layer reads, for this rank's token slice.
+struct LayerInputs {
+  const ForwardShape& shape;
+  const DitForwardArgs& args;
+  const UlyssesExchange& cp;
+  const Embedded& emb;
+  at::Tensor rope_sin, rope_cos;      // [local, 1, 1, half]
+  at::Tensor token_chunk_index;       // [local] long: each local token's chunk (its gate row)
+  std::vector<TokenRange> xq_ranges;  // cross-attention queries of each (b, chunk) row
+  int64_t token_chunk = 1;            // tokens per step of the per-token work
+};
+
+// A layer's attention inputs for the local tokens and this TP rank's heads.
+struct AttentionInputs {
+  at::Tensor q;   // [local, N, Hq, hd], normed and rotated
+  at::Tensor kv;  // [local, N, G, 2 hd]: [k | v], k normed and rotated
+  at::Tensor qx;  // [local, N, Hq, hd] cross-attention queries, normed
+};
+
+// Self- and cross-attention outputs back on the local tokens: [local, N, Hq * hd] each.
+struct AttentionOutputs {
+  at::Tensor self;
+  at::Tensor cross;
+};
+
 }  // namespace
 
 struct DitModel::Impl {
@@ -101,6 +149,19 @@ struct DitModel::Impl {
   at::Tensor TimestepEmbedding(const at::Tensor& t) const;
   at::Tensor RopeTable(int64_t t_total, int64_t tp, int64_t hp, int64_t wp) const;
   absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& a, DitRecorder* rec) const;
+
+  // The steps of Forward, in order.
+  absl::StatusOr<ForwardShape> CheckArgs(const DitForwardArgs& a) const;
+  Embedded Embed(const DitForwardArgs& a, const ForwardShape& s, DitRecorder* rec) const;
+  LayerInputs SliceForRank(const ForwardShape& s, const UlyssesExchange& cp, const Embedded& e,
+                           const DitForwardArgs& a) const;
+  // One layer (§3.7): projections per token chunk, attention over the window (Ulysses exchange
+  // around it), then linear_proj, gates, post-norms, residuals and the MLP per token chunk.
+  AttentionInputs ProjectQkv(const Layer& L, const at::Tensor& h, const LayerInputs& in) const;
+  absl::StatusOr<AttentionOutputs> Attend(size_t li, const Layer& L, AttentionInputs qkv, const LayerInputs& in) const;
+  absl::StatusOr<at::Tensor> ProjectAndMlp(const Layer& L, const at::Tensor& h, const AttentionOutputs& att,
+                                           const LayerInputs& in) const;
+  absl::StatusOr<at::Tensor> OutputHead(const at::Tensor& h, const LayerInputs& in, DitRecorder* rec) const;
 };
 
 namespace {
@@ -322,25 +383,39 @@ at::Tensor DitModel::Impl::RopeTable(int64_t t_total, int64_t tp, int64_t hp, in
   return table.narrow(0, table.size(0) - tp * hp * wp, tp * hp * wp);
 }
 
-absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitRecorder* rec) const {
+namespace {
+
+absl::Status ForEachChunk(int64_t total, int64_t chunk, const std::function<absl::Status(int64_t, int64_t)>& fn) {
+  for (int64_t c0 = 0; c0 < total; c0 += chunk) MAGI_RETURN_IF_ERROR(fn(c0, std::min(chunk, total - c0)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ForwardShape> DitModel::Impl::CheckArgs(const DitForwardArgs& a) const {
   const ModelConfig& m = config;
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(absl::StrCat("DiT forward: ", msg)); };
-  // ---- argument validation (spec §2) ----
   if (!a.x.defined() || a.x.dim() != 5) return bad("x must be [N, C, T, H, W]");
-  const int64_t N = a.x.size(0), C = a.x.size(1), T = a.x.size(2), Hl = a.x.size(3), Wl = a.x.size(4);
-  const int64_t R = a.denoising_range_num;
+  ForwardShape s;
+  s.N = a.x.size(0);
+  const int64_t C = a.x.size(1);
+  s.T = a.x.size(2), s.Hl = a.x.size(3), s.Wl = a.x.size(4);
+  s.R = a.denoising_range_num;
   const int p = m.patch_size, pt = m.t_patch_size;
   if (C != m.latent_channels()) return bad(absl::StrCat("x has ", C, " channels, the model takes ", m.latent_channels()));
-  if (T % pt != 0 || Hl % p != 0 || Wl % p != 0) {
-    return bad(absl::StrCat("x frames/height/width (", T, ", ", Hl, ", ", Wl, ") must be multiples of the patch (", pt,
-                            ", ", p, ", ", p, ")"));
+  if (s.T % pt != 0 || s.Hl % p != 0 || s.Wl % p != 0) {
+    return bad(absl::StrCat("x frames/height/width (", s.T, ", ", s.Hl, ", ", s.Wl, ") must be multiples of the patch (",
+                            pt, ", ", p, ", ", p, ")"));
   }
-  const int64_t Tp = T / pt, Hp = Hl / p, Wp = Wl / p;
-  if (Hp < 2 || Wp < 2) return bad(absl::StrCat("token grid ", Hp, "x", Wp, " must be at least 2x2"));
-  if (R < 1 || Tp % R != 0) return bad(absl::StrCat("denoising_range_num (", R, ") must divide the ", Tp, " token frames"));
-  const int64_t M = (Tp / R) * Hp * Wp;  // tokens per chunk
-  const int64_t S = Tp * Hp * Wp;
-  const int64_t rows = N * R;
+  s.Tp = s.T / pt, s.Hp = s.Hl / p, s.Wp = s.Wl / p;
+  if (s.Hp < 2 || s.Wp < 2) return bad(absl::StrCat("token grid ", s.Hp, "x", s.Wp, " must be at least 2x2"));
+  if (s.R < 1 || s.Tp % s.R != 0) {
+    return bad(absl::StrCat("denoising_range_num (", s.R, ") must divide the ", s.Tp, " token frames"));
+  }
+  s.M = (s.Tp / s.R) * s.Hp * s.Wp;
+  s.S = s.Tp * s.Hp * s.Wp;
+  s.rows = s.N * s.R;
+  const int64_t N = s.N, R = s.R, rows = s.rows;
   const int64_t Ly = m.caption_max_length, Cy = m.caption_channels;
   if (!a.t.defined() || a.t.dim() != 2 || a.t.size(0) != N || a.t.size(1) != R) {
     return bad(absl::StrCat("t must be [N, R] = [", N, ", ", R, "]"));
@@ -363,42 +438,43 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   if (cache_active && a.kv_cache == nullptr) {
     return bad("slice_point > 0, fwd_extra_1st_chunk or extract_prefix_video_feature needs a kv_cache");
   }
-  const bool use_cache = cache_active && a.kv_cache != nullptr;
-  if (use_cache && N != 1) return bad(absl::StrCat("the KV cache supports batch 1, got N = ", N));
+  s.use_cache = cache_active && a.kv_cache != nullptr;
+  if (s.use_cache && N != 1) return bad(absl::StrCat("the KV cache supports batch 1, got N = ", N));
   if (a.slice_point < 0) return bad("slice_point must be >= 0");
   if (m.num_layers > 0 && options.distill && a.num_steps <= 0) return bad("num_steps must be > 0 for a distilled model");
   if (options.distill && a.num_steps == 12 && a.distill_interval <= 0) {
     return bad("distill_interval must be > 0 at 12 steps");
   }
-  const int64_t prefix_tokens = use_cache ? static_cast<int64_t>(a.slice_point) * M : 0;
-  const int64_t key_tokens = prefix_tokens + N * S;
-  std::vector<TokenRange> q_ranges, k_ranges;
+  s.prefix_tokens = s.use_cache ? static_cast<int64_t>(a.slice_point) * s.M : 0;
+  const int64_t key_tokens = s.prefix_tokens + N * s.S;
   at::Tensor kv_cpu = a.kv_range.to(at::kCPU).to(at::kLong).contiguous();
   for (int64_t r = 0; r < rows; ++r) {
     int64_t k0 = kv_cpu[r][0].item<int64_t>(), k1 = kv_cpu[r][1].item<int64_t>();
     if (k0 < 0 || k1 < k0 || k1 > key_tokens) {
       return bad(absl::StrCat("kv_range[", r, "] = [", k0, ", ", k1, ") must lie within [0, ", key_tokens, "]"));
     }
-    q_ranges.emplace_back(r * M, (r + 1) * M);
-    k_ranges.emplace_back(k0, k1);
+    s.q_ranges.emplace_back(r * s.M, (r + 1) * s.M);
+    s.k_ranges.emplace_back(k0, k1);
   }
+  return s;
+}
 
+Embedded DitModel::Impl::Embed(const DitForwardArgs& a, const ForwardShape& s, DitRecorder* rec) const {
+  const ModelConfig& m = config;
   const at::Device dev = options.device;
   const at::ScalarType f32 = at::kFloat;
-  const double eps = m.layernorm_epsilon;
-  const ShardLayout& lay = options.layout;
-  const int tp = lay.tp_size, cp = lay.cp_size;
-
-  // ---- pre-processing (§3.1-3.6), fp32, on every rank for the whole window ----
+  const int p = m.patch_size, pt = m.t_patch_size;
+  const int64_t N = s.N, R = s.R, rows = s.rows, Ly = m.caption_max_length, Cy = m.caption_channels;
+  Embedded e;
   at::Tensor x = a.x.to(dev, f32) * static_cast<float>(m.x_rescale_factor);
   if (m.half_channel_vae) x = at::cat({x, x}, 1);
-  at::Tensor emb = gemm::Conv3d(x, x_embed_w, {}, {pt, p, p});        // [N, D, Tp, Hp, Wp]
-  at::Tensor h = emb.flatten(2).permute({2, 0, 1}).contiguous().to(pd);  // [S, N, D]
-  if (rec) rec->tensors["pre.x_embed"] = h.to(f32);
+  at::Tensor patches = gemm::Conv3d(x, x_embed_w, {}, {pt, p, p});    // [N, D, Tp, Hp, Wp]
+  e.h = patches.flatten(2).permute({2, 0, 1}).contiguous().to(pd);   // [S, N, D]
+  if (rec) rec->tensors["pre.x_embed"] = e.h.to(f32);
 
-  const int64_t t_total = Tp + (Tp / R) * a.slice_point;
-  at::Tensor rope = RopeTable(t_total, Tp, Hp, Wp);                 // [S, 2 * half]
-  if (rec) rec->tensors["pre.rope"] = rope;
+  const int64_t t_total = s.Tp + (s.Tp / R) * a.slice_point;
+  e.rope = RopeTable(t_total, s.Tp, s.Hp, s.Wp);                    // [S, 2 * half]
+  if (rec) rec->tensors["pre.rope"] = e.rope;
 
   at::Tensor t_flat = a.t.to(dev, f32).reshape({rows});
   at::Tensor temb = TimestepEmbedding(t_flat);                      // [N*R, Dc]
@@ -410,218 +486,218 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitR
   at::Tensor y = a.y.to(dev, f32).reshape({rows, Ly, Cy});
   at::Tensor y_xattn = at::silu(ApplyLinear(y_proj_xattn, y));      // [rows, Ly, Dx]
   at::Tensor mask = a.xattn_mask.to(dev).reshape({rows, Ly}).to(at::kBool);
-  at::Tensor y_flat = y_xattn.masked_select(mask.unsqueeze(-1)).view({-1, y_xattn.size(-1)}).to(pd);
-  if (rec) rec->tensors["pre.y_xattn_flat"] = y_flat.to(f32);
-  std::vector<TokenRange> xk_ranges;
-  {
-    at::Tensor counts = mask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
-    int64_t acc = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t c = counts[r].item<int64_t>();
-      xk_ranges.emplace_back(acc, acc + c);
-      acc += c;
-    }
+  e.y_flat = y_xattn.masked_select(mask.unsqueeze(-1)).view({-1, y_xattn.size(-1)}).to(pd);
+  if (rec) rec->tensors["pre.y_xattn_flat"] = e.y_flat.to(f32);
+  at::Tensor counts = mask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
+  int64_t acc = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t c = counts[r].item<int64_t>();
+    e.xk_ranges.emplace_back(acc, acc + c);
+    acc += c;
   }
   at::Tensor drop = a.caption_dropout_mask.to(dev).to(at::kBool);
   at::Tensor rows_idx = at::where(drop, at::full_like(drop, Ly - 1, at::kLong), at::full_like(drop, Ly - 2, at::kLong));
   at::Tensor ya = ApplyLinear(y_proj_adaln, null_caption.index_select(0, rows_idx));  // [N', Dc]
   at::Tensor cond = (temb.view({N, R, -1}) + ya.unsqueeze(1)).to(pd);                 // [N, R, Dc]
   if (rec) rec->tensors["pre.condition"] = cond.to(f32);
-  at::Tensor cond_silu = at::silu(cond.to(f32)).to(pd);
+  e.cond_silu = at::silu(cond.to(f32)).to(pd);
+  return e;
+}
 
-  // ---- context parallelism: this rank's token slice [s_off, s_off + s_loc) ----
-  std::vector<int64_t> cp_rows(cp);
-  for (int q = 0; q < cp; ++q) cp_rows[q] = S / cp + (q < S % cp ? 1 : 0);
-  int64_t s_off = 0;
-  for (int q = 0; q < lay.cp_rank; ++q) s_off += cp_rows[q];
-  const int64_t s_loc = cp_rows[lay.cp_rank];
-  if (cp > 1) {
-    h = h.narrow(0, s_off, s_loc).contiguous();
-    rope = rope.narrow(0, s_off, s_loc);
-  }
+LayerInputs DitModel::Impl::SliceForRank(const ForwardShape& s, const UlyssesExchange& cp, const Embedded& e,
+                                         const DitForwardArgs& a) const {
+  LayerInputs in{s, a, cp, e};
+  const int64_t off = cp.offset(), n = cp.local();
+  const at::Tensor rope = cp.Slice(e.rope);
   const int64_t rot_half = rope.size(1) / 2;
-  at::Tensor rope_sin = rope.narrow(1, 0, rot_half).reshape({s_loc, 1, 1, rot_half});
-  at::Tensor rope_cos = rope.narrow(1, rot_half, rot_half).reshape({s_loc, 1, 1, rot_half});
-  // Chunk of each local token: its gate row (spec §3.6 condition_map).
-  at::Tensor token_chunk_index = at::div(at::arange(s_off, s_off + s_loc, at::TensorOptions().dtype(at::kLong).device(dev)),
-                                   M, "floor");
-  // Cross-attention query ranges of the local slice: per (b, chunk) row, its local tokens.
-  std::vector<TokenRange> xq_ranges;
-  for (int64_t b = 0; b < N; ++b) {
-    for (int64_t j = 0; j < R; ++j) {
-      const int64_t lo = std::max(j * M, s_off), hi = std::min((j + 1) * M, s_off + s_loc);
-      xq_ranges.emplace_back(hi > lo ? b * s_loc + lo - s_off : 0, hi > lo ? b * s_loc + hi - s_off : 0);
+  in.rope_sin = rope.narrow(1, 0, rot_half).reshape({n, 1, 1, rot_half});
+  in.rope_cos = rope.narrow(1, rot_half, rot_half).reshape({n, 1, 1, rot_half});
+  in.token_chunk_index =
+      at::div(at::arange(off, off + n, at::TensorOptions().dtype(at::kLong).device(options.device)), s.M, "floor");
+  for (int64_t b = 0; b < s.N; ++b) {
+    for (int64_t j = 0; j < s.R; ++j) {
+      const int64_t lo = std::max(j * s.M, off), hi = std::min((j + 1) * s.M, off + n);
+      in.xq_ranges.emplace_back(hi > lo ? b * n + lo - off : 0, hi > lo ? b * n + hi - off : 0);
     }
   }
+  in.token_chunk = std::max<int64_t>(1, options.token_chunk_rows / s.N);
+  return in;
+}
 
-  const int64_t Hq = m.num_attention_heads / tp, G = m.num_query_groups / tp, hd = m.kv_channels, D = m.hidden_size;
+AttentionInputs DitModel::Impl::ProjectQkv(const Layer& L, const at::Tensor& h, const LayerInputs& in) const {
+  const ModelConfig& m = config;
+  const at::ScalarType f32 = at::kFloat;
+  const double eps = m.layernorm_epsilon;
+  const int64_t N = in.shape.N, n_loc = in.cp.local(), hd = m.kv_channels;
+  const int64_t Hq = m.num_attention_heads / options.layout.tp_size, G = m.num_query_groups / options.layout.tp_size;
+  AttentionInputs o;
+  // k and v go straight into one [k | v] buffer (the Ulysses exchange and the cache take it).
+  o.q = at::empty({n_loc, N, Hq, hd}, h.options());
+  o.kv = at::empty({n_loc, N, G, 2 * hd}, h.options());
+  o.qx = at::empty({n_loc, N, Hq, hd}, h.options());
+  for (int64_t c0 = 0; c0 < n_loc; c0 += in.token_chunk) {
+    const int64_t n = std::min(in.token_chunk, n_loc - c0);
+    const at::Tensor hc = h.narrow(0, c0, n);
+    const at::Tensor sin = in.rope_sin.narrow(0, c0, n), cos = in.rope_cos.narrow(0, c0, n);
+    at::Tensor hn = LayerNormF32(hc, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
+    at::Tensor qc = ApplyLinear(L.q, hn).view({n, N, Hq, hd}).to(f32);
+    o.q.narrow(0, c0, n).copy_(ApplyRotary(LayerNormF32(qc, L.q_norm.weight, L.q_norm.bias, eps, true), sin, cos));
+    at::Tensor kc = ApplyLinear(L.k, hn).view({n, N, G, hd}).to(f32);
+    o.kv.narrow(0, c0, n).narrow(-1, 0, hd).copy_(
+        ApplyRotary(LayerNormF32(kc, L.k_norm.weight, L.k_norm.bias, eps, true), sin, cos));
+    o.kv.narrow(0, c0, n).narrow(-1, hd, hd).copy_(ApplyLinear(L.v, hn).view({n, N, G, hd}));
+    at::Tensor qxc = ApplyLinear(L.qx, hn).view({n, N, Hq, hd});
+    o.qx.narrow(0, c0, n).copy_(LayerNormF32(qxc, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true));
+  }
+  return o;
+}
+
+absl::StatusOr<AttentionOutputs> DitModel::Impl::Attend(size_t li, const Layer& L, AttentionInputs qkv,
+                                                        const LayerInputs& in) const {
+  const ModelConfig& m = config;
+  const double eps = m.layernorm_epsilon;
+  const ForwardShape& s = in.shape;
+  const DitForwardArgs& a = in.args;
+  const int64_t N = s.N, S = s.S, n_loc = in.cp.local(), hd = m.kv_channels, cp = in.cp.size();
+  const int64_t Hq = m.num_attention_heads / options.layout.tp_size, G = m.num_query_groups / options.layout.tp_size;
   // Heads / K/V groups this rank attends over after the exchange. With fewer groups than CP
   // ranks the groups are replicated first (as the reference does), one per rank.
   const int64_t kv_repeat = G < cp ? cp / G : 1;
-  const int64_t Hc = Hq / cp, Gc = G * kv_repeat / cp;
-  const int64_t Qd = Hq * hd, blocks = kProjInterleave / tp, E = m.query_dim() / kProjInterleave;
+  const int64_t Hc = Hq / cp, Gc = G * kv_repeat / cp, Qd = Hq * hd;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-  // Ulysses exchange: [s_loc, N, cp * X, W] (heads split in cp contiguous groups) ->
-  // [S, N, X, W] (all tokens, my head group), and back.
-  auto scatter_heads = [&](const at::Tensor& t, const std::string& label) -> absl::StatusOr<at::Tensor> {
-    if (cp == 1) return t;
-    const int64_t X = t.size(2) / cp, W = t.size(3);
-    at::Tensor send = t.reshape({s_loc, N, cp, X, W}).permute({2, 0, 1, 3, 4}).reshape({cp * s_loc, N, X, W});
-    at::Tensor recv;
-    MAGI_RETURN_IF_ERROR(options.cp_comm->AllToAll(send, std::vector<int64_t>(cp, s_loc), cp_rows, &recv, label));
-    return recv;
-  };
-  auto gather_heads = [&](const at::Tensor& t, const std::string& label) -> absl::StatusOr<at::Tensor> {
-    if (cp == 1) return t;
-    const int64_t X = t.size(2), W = t.size(3);
-    at::Tensor recv;
-    MAGI_RETURN_IF_ERROR(options.cp_comm->AllToAll(t.contiguous(), cp_rows, std::vector<int64_t>(cp, s_loc), &recv, label));
-    return recv.view({cp, s_loc, N, X, W}).permute({1, 2, 0, 3, 4}).reshape({s_loc, N, cp * X, W});
-  };
-  auto tp_sum = [&](at::Tensor& t, const std::string& label) -> absl::Status {
-    return tp == 1 ? absl::OkStatus() : options.tp_comm->AllReduceSum(t, label);
-  };
 
-  // Per-token work runs over chunks of options.token_chunk_rows rows (tokens x N; 1024 by
-  // default: GEMMs still run at full speed, ffn-wide temporaries stay tens of MB) so that its
-  // temporaries (the fc1 outputs are ffn-wide, the pre-attention ones several copies wide) do
-  // not scale with the window; only what attention needs whole (q, k, v, qx and the attention
-  // outputs) is window-sized. Every op in a chunk is row-wise: the chunk size moves values only
-  // where BLAS blocks a GEMM of fewer rows differently (float32 roundings). With
-  // tensor parallelism the post-attention part stays one chunk: its two all-reduces then keep
-  // their one call per layer.
-  const int64_t token_chunk = std::max<int64_t>(1, options.token_chunk_rows / N);
-  auto for_chunks = [&](int64_t chunk, const std::function<absl::Status(int64_t, int64_t)>& fn) -> absl::Status {
-    for (int64_t c0 = 0; c0 < s_loc; c0 += chunk) MAGI_RETURN_IF_ERROR(fn(c0, std::min(chunk, s_loc - c0)));
-    return absl::OkStatus();
-  };
-  for (size_t li = 0; li < layers.size(); ++li) {
-    const Layer& L = layers[li];
-    at::Tensor gates = at::tanh(ApplyLinear(L.ada, cond_silu).to(f32)).to(pd);  // softcap, cap 1
-    at::Tensor g_attn_rows = gates.narrow(-1, 0, D), g_mlp_rows = gates.narrow(-1, D, D);
+  // Caption k, v (per-head [k | v] rows in linear_kv_xattn).
+  at::Tensor kvx = ApplyLinear(L.kv_xattn, in.emb.y_flat).view({-1, G, 2 * hd});
+  at::Tensor kx = LayerNormF32(kvx.narrow(-1, 0, hd), L.k_norm_xattn.weight, L.k_norm_xattn.bias, eps, true).to(pd);
+  at::Tensor vx = kvx.narrow(-1, hd, hd);
 
-    // Self-attention q, k, v for the local tokens and this TP rank's heads; cross-attention q.
-    // k and v go straight into one [k | v] buffer (the Ulysses exchange and the cache take it).
-    at::Tensor q = at::empty({s_loc, N, Hq, hd}, h.options());
-    at::Tensor kv_local = at::empty({s_loc, N, G, 2 * hd}, h.options());
-    at::Tensor qx = at::empty({s_loc, N, Hq, hd}, h.options());
-    MAGI_RETURN_IF_ERROR(for_chunks(token_chunk, [&](int64_t c0, int64_t n) -> absl::Status {
-      const at::Tensor hc = h.narrow(0, c0, n);
-      const at::Tensor sin = rope_sin.narrow(0, c0, n), cos = rope_cos.narrow(0, c0, n);
-      at::Tensor hn = LayerNormF32(hc, L.qkv_pre_norm.weight, L.qkv_pre_norm.bias, eps, false).to(pd);
-      at::Tensor qc = ApplyLinear(L.q, hn).view({n, N, Hq, hd}).to(f32);
-      q.narrow(0, c0, n).copy_(ApplyRotary(LayerNormF32(qc, L.q_norm.weight, L.q_norm.bias, eps, true), sin, cos));
-      at::Tensor kc = ApplyLinear(L.k, hn).view({n, N, G, hd}).to(f32);
-      kv_local.narrow(0, c0, n).narrow(-1, 0, hd).copy_(
-          ApplyRotary(LayerNormF32(kc, L.k_norm.weight, L.k_norm.bias, eps, true), sin, cos));
-      kv_local.narrow(0, c0, n).narrow(-1, hd, hd).copy_(ApplyLinear(L.v, hn).view({n, N, G, hd}));
-      at::Tensor qxc = ApplyLinear(L.qx, hn).view({n, N, Hq, hd});
-      qx.narrow(0, c0, n).copy_(LayerNormF32(qxc, L.q_norm_xattn.weight, L.q_norm_xattn.bias, eps, true));
-      return absl::OkStatus();
-    }));
-    // Caption k, v (per-head [k | v] rows in linear_kv_xattn).
-    at::Tensor kvx = ApplyLinear(L.kv_xattn, y_flat).view({-1, G, 2 * hd});
-    at::Tensor kx = LayerNormF32(kvx.narrow(-1, 0, hd), L.k_norm_xattn.weight, L.k_norm_xattn.bias, eps, true).to(pd);
-    at::Tensor vx = kvx.narrow(-1, hd, hd);
-
-    // Heads to the whole sequence (Ulysses; identity without CP): kv first, then q.
-    if (kv_repeat > 1) kv_local = kv_local.repeat_interleave(kv_repeat, 2);
-    MAGI_ASSIGN_OR_RETURN(at::Tensor kv_seq, scatter_heads(kv_local, "cp.alltoall.kv"));
-    MAGI_ASSIGN_OR_RETURN(at::Tensor q_seq, scatter_heads(q, "cp.alltoall.q"));
-    // Batch-major flattening (b, s) of queries and keys.
-    at::Tensor q_flat = q_seq.transpose(0, 1).reshape({N * S, Hc, hd});
-    at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
-    at::Tensor kv_all = kv_cur;
-    if (use_cache) {
-      // [cached prefix | this window] in one buffer on the model's device: the prefix is
-      // copied once, straight from the cache.
-      kv_all = at::empty({prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
-      MAGI_RETURN_IF_ERROR(a.kv_cache->ReadInto(static_cast<int>(li), prefix_tokens, kv_all.narrow(0, 0, prefix_tokens)));
-      if (a.update_kv_cache || a.record_kv) {
-        const int64_t n = a.distill_nearly_clean_chunk ? (R - 1) * M : R * M;
-        MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), prefix_tokens, kv_cur.narrow(0, 0, n)));
-      }
-      kv_all.narrow(0, prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
+  // Heads to the whole sequence (Ulysses; identity without CP): kv first, then q.
+  if (kv_repeat > 1) qkv.kv = qkv.kv.repeat_interleave(kv_repeat, 2);
+  MAGI_ASSIGN_OR_RETURN(at::Tensor kv_seq, in.cp.ScatterHeads(qkv.kv, "cp.alltoall.kv"));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor q_seq, in.cp.ScatterHeads(qkv.q, "cp.alltoall.q"));
+  // Batch-major flattening (b, s) of queries and keys.
+  at::Tensor q_flat = q_seq.transpose(0, 1).reshape({N * S, Hc, hd});
+  at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
+  at::Tensor kv_all = kv_cur;
+  if (s.use_cache) {
+    // [cached prefix | this window] in one buffer on the model's device: the prefix is
+    // copied once, straight from the cache.
+    kv_all = at::empty({s.prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
+    MAGI_RETURN_IF_ERROR(
+        a.kv_cache->ReadInto(static_cast<int>(li), s.prefix_tokens, kv_all.narrow(0, 0, s.prefix_tokens)));
+    if (a.update_kv_cache || a.record_kv) {
+      const int64_t n = a.distill_nearly_clean_chunk ? (s.R - 1) * s.M : s.R * s.M;
+      MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), s.prefix_tokens, kv_cur.narrow(0, 0, n)));
     }
-    kv_local = kv_seq = kv_cur = q_seq = q = at::Tensor();
-    at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), q_ranges, k_ranges,
-                                   scale);                                     // [N*S, Hc, hd]
-    q_flat = kv_all = at::Tensor();
-    MAGI_ASSIGN_OR_RETURN(os, gather_heads(os.view({N, S, Hc, hd}).transpose(0, 1), "cp.alltoall.out"));
-    at::Tensor qx_flat = qx.transpose(0, 1).reshape({N * s_loc, Hq, hd});
-    qx = at::Tensor();
-    at::Tensor ox = RangeAttention(qx_flat, kx, vx, xq_ranges, xk_ranges, scale);  // [N*s_loc, Hq, hd]
-    qx_flat = at::Tensor();
-    at::Tensor os_l = os.reshape({s_loc, N, Qd});
-    at::Tensor ox_l = ox.view({N, s_loc, Qd}).transpose(0, 1);
-
-    // Projection, gates, post-norms, residuals and the MLP, chunk by chunk into the next h.
-    at::Tensor h_next = at::empty_like(h);
-    MAGI_RETURN_IF_ERROR(for_chunks(tp > 1 ? s_loc : token_chunk, [&](int64_t c0, int64_t n) -> absl::Status {
-      const at::Tensor token_rows = token_chunk_index.narrow(0, c0, n);
-      auto gate_rows = [&](const at::Tensor& g) {  // g [N, R, D] -> [n, N, D] fp32 (spec §3.6)
-        return g.to(f32).transpose(0, 1).index_select(0, token_rows);
-      };
-      // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g); a TP
-      // rank holds 8/tp of the blocks.
-      at::Tensor merged = at::cat({os_l.narrow(0, c0, n), ox_l.narrow(0, c0, n)}, -1)
-                              .view({n, N, 2, blocks, E})
-                              .transpose(2, 3)
-                              .reshape({n, N, 2 * Qd});
-      at::Tensor attn_out;
-      if (L.proj.fp8) {
-        attn_out = ApplyLinear(L.proj, merged).to(f32);
-      } else {
-        attn_out = gemm::Linear(merged.to(f32), L.proj.weight);  // fp32 weight (cached at load)
-      }
-      merged = at::Tensor();
-      MAGI_RETURN_IF_ERROR(tp_sum(attn_out, "tp.allreduce.proj"));
-      // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
-      at::Tensor h1 = GatePostNormResidual(attn_out, gate_rows(g_attn_rows), L.attn_post_norm.weight,
-                                           L.attn_post_norm.bias, h.narrow(0, c0, n), eps, pd);
-      attn_out = at::Tensor();
-      // MLP.
-      at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
-      if (m.gated_linear_unit) {
-        // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
-        at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
-        act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
-        z = act.to(pd);
-      } else {
-        z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);
-      }
-      at::Tensor mo = ApplyLinear(L.fc2, z);
-      z = at::Tensor();
-      if (tp > 1) {
-        // Partials are summed in fp32, then rounded once to params dtype.
-        mo = mo.to(f32);
-        MAGI_RETURN_IF_ERROR(tp_sum(mo, "tp.allreduce.fc2"));
-        mo = mo.to(pd);
-      }
-      h_next.narrow(0, c0, n).copy_(GatePostNormResidual(mo.to(f32), gate_rows(g_mlp_rows), L.mlp_post_norm.weight,
-                                                         L.mlp_post_norm.bias, h1, eps, pd));
-      return absl::OkStatus();
-    }));
-    h = h_next;
-    if (rec && cp == 1) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(f32);
+    kv_all.narrow(0, s.prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
   }
+  qkv.kv = kv_seq = kv_cur = q_seq = qkv.q = at::Tensor();
+  at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), s.q_ranges, s.k_ranges,
+                                 scale);                                   // [N*S, Hc, hd]
+  q_flat = kv_all = at::Tensor();
+  MAGI_ASSIGN_OR_RETURN(os, in.cp.GatherHeads(os.view({N, S, Hc, hd}).transpose(0, 1), "cp.alltoall.out"));
+  at::Tensor qx_flat = qkv.qx.transpose(0, 1).reshape({N * n_loc, Hq, hd});
+  qkv.qx = at::Tensor();
+  at::Tensor ox = RangeAttention(qx_flat, kx, vx, in.xq_ranges, in.emb.xk_ranges, scale);  // [N*local, Hq, hd]
+  qx_flat = at::Tensor();
+  AttentionOutputs out;
+  out.self = os.reshape({n_loc, N, Qd});
+  out.cross = ox.view({N, n_loc, Qd}).transpose(0, 1);
+  return out;
+}
 
-  // ---- output head (§3.8), fp32 ----
-  at::Tensor xf = LayerNorm1p(h, final_norm.weight, final_norm.bias, eps);
-  if (rec && cp == 1) rec->tensors["blocks.out_final_layernorm"] = xf;
-  at::Tensor pout = gemm::Linear(xf, final_w);  // [s_loc, N, pt*p*p*Cout]
-  if (cp > 1) {
-    at::Tensor full;
-    MAGI_RETURN_IF_ERROR(options.cp_comm->AllGather(pout.contiguous(), cp_rows, &full, "cp.allgather.out"));
-    pout = full;
-  }
+absl::StatusOr<at::Tensor> DitModel::Impl::ProjectAndMlp(const Layer& L, const at::Tensor& h,
+                                                         const AttentionOutputs& att, const LayerInputs& in) const {
+  const ModelConfig& m = config;
+  const at::ScalarType f32 = at::kFloat;
+  const double eps = m.layernorm_epsilon;
+  const int64_t N = in.shape.N, D = m.hidden_size, tp = options.layout.tp_size;
+  const int64_t Qd = m.query_dim() / tp, blocks = kProjInterleave / tp, E = m.query_dim() / kProjInterleave;
+  at::Tensor gates = at::tanh(ApplyLinear(L.ada, in.emb.cond_silu).to(f32)).to(pd);  // softcap, cap 1
+  at::Tensor g_attn_rows = gates.narrow(-1, 0, D), g_mlp_rows = gates.narrow(-1, D, D);
+  at::Tensor h_next = at::empty_like(h);
+  // With tensor parallelism this part stays one chunk: its two all-reduces then keep their one
+  // call per layer.
+  const int64_t chunk = tp > 1 ? in.cp.local() : in.token_chunk;
+  MAGI_RETURN_IF_ERROR(ForEachChunk(in.cp.local(), chunk, [&](int64_t c0, int64_t n) -> absl::Status {
+    const at::Tensor token_rows = in.token_chunk_index.narrow(0, c0, n);
+    auto gate_rows = [&](const at::Tensor& g) {  // g [N, R, D] -> [n, N, D] fp32 (spec §3.6)
+      return g.to(f32).transpose(0, 1).index_select(0, token_rows);
+    };
+    // [Os | Ox] viewed (2, 8, E) and reordered to (8, 2, E) before linear_proj (§3.7g); a TP
+    // rank holds 8/tp of the blocks.
+    at::Tensor merged = at::cat({att.self.narrow(0, c0, n), att.cross.narrow(0, c0, n)}, -1)
+                            .view({n, N, 2, blocks, E})
+                            .transpose(2, 3)
+                            .reshape({n, N, 2 * Qd});
+    at::Tensor attn_out;
+    if (L.proj.fp8) {
+      attn_out = ApplyLinear(L.proj, merged).to(f32);
+    } else {
+      attn_out = gemm::Linear(merged.to(f32), L.proj.weight);  // fp32 weight (cached at load)
+    }
+    merged = at::Tensor();
+    MAGI_RETURN_IF_ERROR(SumPartials(options.tp_comm, attn_out, "tp.allreduce.proj"));
+    // Gate before the sandwich post-norm, then the residual, in fp32 (§3.7i): one fused op.
+    at::Tensor h1 = GatePostNormResidual(attn_out, gate_rows(g_attn_rows), L.attn_post_norm.weight,
+                                         L.attn_post_norm.bias, h.narrow(0, c0, n), eps, pd);
+    attn_out = at::Tensor();
+    at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
+    if (m.gated_linear_unit) {
+      // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
+      at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
+      act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
+      z = act.to(pd);
+    } else {
+      z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);
+    }
+    at::Tensor mo = ApplyLinear(L.fc2, z);
+    z = at::Tensor();
+    if (tp > 1) {
+      // Partials are summed in fp32, then rounded once to params dtype.
+      mo = mo.to(f32);
+      MAGI_RETURN_IF_ERROR(SumPartials(options.tp_comm, mo, "tp.allreduce.fc2"));
+      mo = mo.to(pd);
+    }
+    h_next.narrow(0, c0, n).copy_(GatePostNormResidual(mo.to(f32), gate_rows(g_mlp_rows), L.mlp_post_norm.weight,
+                                                       L.mlp_post_norm.bias, h1, eps, pd));
+    return absl::OkStatus();
+  }));
+  return h_next;
+}
+
+absl::StatusOr<at::Tensor> DitModel::Impl::OutputHead(const at::Tensor& h, const LayerInputs& in,
+                                                      DitRecorder* rec) const {
+  const ModelConfig& m = config;
+  const ForwardShape& s = in.shape;
+  const int p = m.patch_size, pt = m.t_patch_size;
+  at::Tensor xf = LayerNorm1p(h, final_norm.weight, final_norm.bias, m.layernorm_epsilon);
+  if (rec && in.cp.size() == 1) rec->tensors["blocks.out_final_layernorm"] = xf;
+  at::Tensor pout = gemm::Linear(xf, final_w);  // [local, N, pt*p*p*Cout]
+  MAGI_ASSIGN_OR_RETURN(pout, in.cp.GatherTokens(pout, "cp.allgather.out"));
   const int64_t Cout = m.out_channels;
-  at::Tensor out = pout.view({Tp, Hp, Wp, N, pt, p, p, Cout})
+  at::Tensor out = pout.view({s.Tp, s.Hp, s.Wp, s.N, pt, p, p, Cout})
                        .permute({3, 7, 0, 4, 1, 5, 2, 6})
-                       .reshape({N, Cout, T, Hl, Wl});
+                       .reshape({s.N, Cout, s.T, s.Hl, s.Wl});
   if (m.half_channel_vae) out = out.narrow(1, 0, 16);
   out = out / static_cast<float>(m.x_rescale_factor);
   return out.contiguous();
+}
+
+absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitRecorder* rec) const {
+  MAGI_ASSIGN_OR_RETURN(ForwardShape shape, CheckArgs(a));              // spec §2
+  Embedded emb = Embed(a, shape, rec);                                   // §3.1-3.6, whole window
+  const UlyssesExchange cp(options.cp_comm, options.layout.cp_rank, options.layout.cp_size, shape.S, shape.N);
+  const LayerInputs in = SliceForRank(shape, cp, emb, a);
+  at::Tensor h = cp.Slice(emb.h).contiguous();                           // this rank's tokens
+  emb.h = at::Tensor();  // the window's embedding is not kept past the first layer
+  for (size_t li = 0; li < layers.size(); ++li) {                        // §3.7
+    const Layer& L = layers[li];
+    MAGI_ASSIGN_OR_RETURN(AttentionOutputs att, Attend(li, L, ProjectQkv(L, h, in), in));
+    MAGI_ASSIGN_OR_RETURN(h, ProjectAndMlp(L, h, att, in));
+    if (rec && cp.size() == 1) rec->tensors[absl::StrCat("layer", li, ".out")] = h.to(at::kFloat);
+  }
+  return OutputHead(h, in, rec);                                         // §3.8
 }
 
 DitModel::DitModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -54,6 +54,12 @@ absl::StatusOr<RealtimeClientMessage> ParseRealtimeClientMessage(absl::string_vi
   }
   if (type == "prompt.update") {
     out.type = RealtimeClientMessage::Type::kPromptUpdate;
+    for (const auto& [k, v] : msg.items()) {
+      if (k != "prompt") return Bad(k.substr(0, 64), "unknown field; allowed prompt");
+      if (!v.is_string() || v.get<std::string>().empty()) return Bad("prompt", "must be a non-empty string");
+      out.prompt = v.get<std::string>();
+    }
+    if (out.prompt.empty()) return Bad("prompt", "required by prompt.update");
     return out;
   }
   if (type == "session.stop") {
@@ -62,6 +68,10 @@ absl::StatusOr<RealtimeClientMessage> ParseRealtimeClientMessage(absl::string_vi
   }
   return Bad("type", absl::StrCat("'", type.substr(0, 64),
                                   "' is unknown; allowed session.start, session.resume, prompt.update, session.stop"));
+}
+
+json RealtimePromptUpdatedMessage(int from_chunk, const std::string& prompt) {
+  return json{{"type", "prompt.updated"}, {"from_chunk", from_chunk}, {"prompt", prompt}};
 }
 
 json RealtimeProgressMessage(const ::magi::v1::JobProgress& p) {

@@ -9,7 +9,8 @@
 //   {"type": "session.start", <the fields of POST /v1/videos: prompt, model, seconds, size,
 //    input_reference (base64 or data URL), chunk_prompts, seed, steps, priority, fps>}
 //   {"type": "session.resume", "video_id": "...", "from_chunk": k}   reconnect: chunks >= k
-//   {"type": "prompt.update", "prompt": "...", ...}   refused (error code prompt_update_unsupported)
+//   {"type": "prompt.update", "prompt": "..."}     the session's video uses the prompt from its
+//                                                 next chunk that has not started denoising
 //   {"type": "session.stop"}                         cancels the session's video
 // Server -> client:
 //   {"type": "session.started", "video": <video object>}
@@ -18,6 +19,8 @@
 //   {"type": "init_segment", "bytes": n}         then a binary message of n bytes (ftyp+moov)
 //   {"type": "chunk", "index", "frame_begin", "frame_end", "chunks_total", "bytes": n}
 //                                                 then a binary message of n bytes (moof+mdat)
+//   {"type": "prompt.updated", "from_chunk": k, "prompt": "..."}   the answer to prompt.update:
+//                                                 chunks >= k are made with it
 //   {"type": "done", "video": <video object>}     the last message of a completed video
 //   {"type": "error", "error": {"message", "type", "param", "code"}, "fatal": bool}
 //
@@ -42,6 +45,7 @@ struct RealtimeClientMessage {
   VideoCreateParams create;  // kStart
   std::string video_id;      // kResume
   int from_chunk = 0;        // kResume
+  std::string prompt;        // kPromptUpdate
 };
 
 // Parses one text message. InvalidArgument naming the field ("type", "video_id", or the
@@ -55,6 +59,7 @@ absl::StatusOr<RealtimeClientMessage> ParseRealtimeClientMessage(absl::string_vi
 // the "chunk" message -- RealtimeChunkMessages returns both in order.
 nlohmann::json RealtimeProgressMessage(const ::magi::v1::JobProgress& progress);
 nlohmann::json RealtimeInitSegmentMessage(size_t bytes);
+nlohmann::json RealtimePromptUpdatedMessage(int from_chunk, const std::string& prompt);
 nlohmann::json RealtimeChunkMessage(const ::magi::v1::VideoChunk& chunk);
 // {"type": "error", "error": <OpenAI error object>, "fatal": fatal}.
 nlohmann::json RealtimeErrorMessage(const ApiError& error, bool fatal);

@@ -66,6 +66,10 @@ json VideoObject(const Job& job) {
   v["priority"] = r.priority();
   v["chunks_done"] = job.chunks_done();
   v["chunks_total"] = job.chunks_total();
+  // Every prompt and the chunk it starts at (chunk_prompts of a create, live updates included).
+  json prompts = json::array();
+  for (const auto& p : r.prompts()) prompts.push_back({{"from_chunk", p.from_chunk()}, {"text", p.text()}});
+  v["chunk_prompts"] = std::move(prompts);
   return v;
 }
 

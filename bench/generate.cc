@@ -130,8 +130,8 @@ int Main(int argc, char** argv) {
   std::printf("bench_generate: hidden 1024, %d layers, 8 heads / 4 groups, GLU, chunk 6x12x20 tokens, %d chunks, "
               "%d steps, cfg 1, fp32, %d threads\n", layers, chunks, steps, threads);
 
-  GenerateRequest req;
-  ChunkPrompt p;
+  ArRequest req;
+  EncodedChunkPrompt p;
   at::manual_seed(7);
   p.caption = at::randn({base.model.caption_max_length, base.model.caption_channels});
   p.mask = at::zeros({base.model.caption_max_length});

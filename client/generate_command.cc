@@ -167,12 +167,12 @@ absl::StatusOr<at::Tensor> ReadKey(const SafetensorsFile& file, const std::strin
 
 // Prompts from the captions file: 'caption_embs' / 'emb_masks' (also under 'input.'), plus
 // 'caption_embs.K' / 'emb_masks.K' for a prompt starting at chunk K.
-absl::StatusOr<std::vector<ChunkPrompt>> ReadPrompts(const std::string& path) {
+absl::StatusOr<std::vector<EncodedChunkPrompt>> ReadPrompts(const std::string& path) {
   auto file = SafetensorsFile::Open(path);
   if (!file.ok()) return file.status();
   const SafetensorsFile& f = **file;
   std::string base = f.Contains("caption_embs") ? "" : (f.Contains("input.caption_embs") ? "input." : "");
-  std::map<int, ChunkPrompt> prompts;
+  std::map<int, EncodedChunkPrompt> prompts;
   for (const auto& key : f.Keys()) {
     const std::string stem = base + "caption_embs";
     if (key.rfind(stem, 0) != 0) continue;
@@ -182,7 +182,7 @@ absl::StatusOr<std::vector<ChunkPrompt>> ReadPrompts(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat("'", path, "': tensor '", key,
                                                      "' must be named caption_embs or caption_embs.K (K = chunk)"));
     }
-    ChunkPrompt p;
+    EncodedChunkPrompt p;
     p.from_chunk = from;
     auto caption = ReadKey(f, key);
     if (!caption.ok()) return caption.status();
@@ -195,7 +195,7 @@ absl::StatusOr<std::vector<ChunkPrompt>> ReadPrompts(const std::string& path) {
   if (prompts.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("'", path, "' has no 'caption_embs' tensor"));
   }
-  std::vector<ChunkPrompt> out;
+  std::vector<EncodedChunkPrompt> out;
   for (auto& [k, p] : prompts) out.push_back(p);
   return out;
 }
@@ -203,7 +203,7 @@ absl::StatusOr<std::vector<ChunkPrompt>> ReadPrompts(const std::string& path) {
 class ProgressPrinter {
  public:
   ProgressPrinter(bool quiet) : quiet_(quiet), tty_(isatty(fileno(stderr)) != 0) {}
-  void Step(const Progress& p) {
+  void Step(const ArProgress& p) {
     if (quiet_) return;
     if (tty_) {
       const int width = 30;
@@ -263,7 +263,7 @@ int RunGenerateCommand(int argc, char** argv) {
 
   auto prompts = ReadPrompts(f.captions);
   if (!prompts.ok()) return Fail(std::string(prompts.status().message()));
-  GenerateRequest req;
+  ArRequest req;
   req.prompts = *prompts;
   req.seed = f.seed;
   req.num_frames = f.num_frames;
@@ -324,7 +324,7 @@ int RunGenerateCommand(int argc, char** argv) {
 
   ProgressPrinter progress(f.quiet);
   GenerateCallbacks cb;
-  cb.on_progress = [&](const Progress& p) { progress.Step(p); };
+  cb.on_progress = [&](const ArProgress& p) { progress.Step(p); };
   cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     const std::string path =
         (std::filesystem::path(f.out) / absl::StrFormat("chunk_%03d.safetensors", e.index)).string();

@@ -1,5 +1,5 @@
 // magi: the command-line client. `generate` runs the engine in this process; submit,
-// watch, get, cancel, list and `generate --server ADDR` talk to magi-server.
+// watch, get, cancel, prompt, list and `generate --server ADDR` talk to magi-server.
 #include <cstdio>
 #include <cstring>
 
@@ -16,13 +16,13 @@ int main(int argc, char** argv) {
                  "             with --server ADDR, generate on magi-server and stream the MP4 as chunks arrive\n"
                  "  submit     submit a job to magi-server       watch   follow a job's progress\n"
                  "  get        job state, or its video           cancel  cancel a job\n"
-                 "  list       list jobs (paged, by state)\n");
+                 "  prompt     change a running job's prompt    list    list jobs (paged, by state)\n");
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "generate")) {
     if (magi::IsLocalModelGenerate(argc - 2, argv + 2)) return magi::RunLocalModelGenerate(argc - 2, argv + 2);
     return magi::RunGenerateCommand(argc - 2, argv + 2);
   }
-  std::fprintf(stderr, "magi: unknown command '%s' (known: generate, submit, watch, get, cancel, list)\n", argv[1]);
+  std::fprintf(stderr, "magi: unknown command '%s' (known: generate, submit, watch, get, cancel, prompt, list)\n", argv[1]);
   return 2;
 }

@@ -331,7 +331,8 @@ int Help(const std::string& cmd) {
       "  [--seed S] [--steps N] [--text-scale X] [--prefix-scale X] [--cfg-number 1|3]\n"
       "  [--priority 0..9] [--deadline-seconds S] [--idempotency-key K] [--model NAME]\n"
       "watch JOB_ID [--from-chunk K] [--output FILE]; get JOB_ID [--output FILE];\n"
-      "cancel JOB_ID; list [--state queued|running|succeeded|failed|cancelled] [--page-size N]\n"
+      "cancel JOB_ID; prompt JOB_ID --text TEXT (a live prompt for the chunks not started yet);\n"
+      "list [--state queued|running|succeeded|failed|cancelled] [--page-size N]\n"
       "  [--page-token T]; generate ... --output FILE.  --json: JSON lines on stdout.\n",
       cmd.c_str());
   return 0;
@@ -347,7 +348,9 @@ int NeedJobId(const Args& a, const std::string& cmd) {
 bool IsRemoteCommand(int argc, char** argv) {
   if (argc < 2) return false;
   std::string cmd = argv[1];
-  if (cmd == "submit" || cmd == "watch" || cmd == "get" || cmd == "cancel" || cmd == "list") return true;
+  if (cmd == "submit" || cmd == "watch" || cmd == "get" || cmd == "cancel" || cmd == "prompt" || cmd == "list") {
+    return true;
+  }
   if (cmd != "generate") return false;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--server") || !std::strncmp(argv[i], "--server=", 9)) return true;
@@ -362,6 +365,7 @@ int RunRemoteCommand(int argc, char** argv) {
   if (cmd == "submit" || cmd == "generate") known = kRequestFlags;
   if (cmd == "watch") known = {"server", "from-chunk", "output"};
   if (cmd == "get") known = {"server", "output"};
+  if (cmd == "prompt") known = {"server", "text"};
   if (cmd == "list") known = {"server", "state", "page-size", "page-token"};
   Args a = Parse(argc - 2, argv + 2, known);
   if (!a.error.empty()) return Usage(absl::StrCat(cmd, ": ", a.error));
@@ -448,6 +452,23 @@ int RunRemoteCommand(int argc, char** argv) {
     grpc::Status s = stub->Cancel(&ctx, c, &job);
     if (!s.ok()) return RpcError(s);
     PrintJob(job, json);
+    return 0;
+  }
+  if (cmd == "prompt") {
+    if (int rc = NeedJobId(a, cmd)) return rc;
+    if (!a.Has("text") || a.Get("text").empty()) return Usage("prompt: --text TEXT is required");
+    grpc::ClientContext ctx;
+    ::magi::v1::UpdatePromptRequest u;
+    u.set_job_id(a.positional[0]);
+    u.set_text(a.Get("text"));
+    ::magi::v1::UpdatePromptResponse resp;
+    grpc::Status s = stub->UpdatePrompt(&ctx, u, &resp);
+    if (!s.ok()) return RpcError(s);
+    if (json) {
+      std::printf("{\"job_id\":\"%s\",\"from_chunk\":%d}\n", resp.job().job_id().c_str(), resp.from_chunk());
+    } else {
+      std::printf("job %s uses the new prompt from chunk %d\n", resp.job().job_id().c_str(), resp.from_chunk());
+    }
     return 0;
   }
   if (cmd == "list") {

@@ -20,6 +20,20 @@ absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
+// One prompt's length rule (a submitted prompt and a live update alike).
+absl::Status CheckPromptLength(const std::string& field, const std::string& text, const JobLimits& limits) {
+  if (static_cast<int64_t>(text.size()) > limits.max_prompt_bytes) {
+    return Bad(field, absl::StrCat(text.size(), " bytes; at most ", limits.max_prompt_bytes));
+  }
+  return absl::OkStatus();
+}
+
+int64_t TotalPromptBytes(const GenerateRequest& r) {
+  int64_t total = 0;
+  for (const auto& p : r.prompts()) total += static_cast<int64_t>(p.text().size());
+  return total;
+}
+
 // `value` must be a multiple of `multiple` in [lo, hi].
 absl::Status CheckMultiple(const std::string& field, int64_t value, int64_t multiple, int64_t lo, int64_t hi,
                            const std::string& why = "") {
@@ -106,14 +120,10 @@ absl::StatusOr<JobSpec> BuildJobSpec(const GenerateRequest& in, const ModelInfo&
   if (r.prompts_size() > chunks) {
     return Bad("prompts", absl::StrCat(r.prompts_size(), " prompts for ", chunks, " chunks; at most one prompt per chunk"));
   }
-  int64_t total = 0;
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
     const std::string field = absl::StrCat("prompts[", i, "]");
-    if (static_cast<int64_t>(p.text().size()) > limits.max_prompt_bytes) {
-      return Bad(field + ".text", absl::StrCat(p.text().size(), " bytes; at most ", limits.max_prompt_bytes));
-    }
-    total += static_cast<int64_t>(p.text().size());
+    MAGI_RETURN_IF_ERROR(CheckPromptLength(field + ".text", p.text(), limits));
     if (i == 0 && p.from_chunk() != 0) {
       return Bad(field + ".from_chunk", absl::StrCat(p.from_chunk(), "; the first prompt must start at chunk 0"));
     }
@@ -126,7 +136,7 @@ absl::StatusOr<JobSpec> BuildJobSpec(const GenerateRequest& in, const ModelInfo&
                                                      chunks, " chunks)"));
     }
   }
-  if (total > limits.max_total_prompt_bytes) {
+  if (const int64_t total = TotalPromptBytes(r); total > limits.max_total_prompt_bytes) {
     return Bad("prompts", absl::StrCat(total, " bytes of text in all; at most ", limits.max_total_prompt_bytes));
   }
 
@@ -154,6 +164,27 @@ absl::StatusOr<JobSpec> BuildJobSpec(const GenerateRequest& in, const ModelInfo&
   e->set_preset("veryfast");
   e->set_threads(1);
   return spec;
+}
+
+absl::Status CheckPromptUpdate(const GenerateRequest& request, const std::string& text, const JobLimits& limits) {
+  if (text.empty()) return Bad("text", "empty; a prompt update needs the new prompt's text");
+  MAGI_RETURN_IF_ERROR(CheckPromptLength("text", text, limits));
+  const int64_t total = TotalPromptBytes(request) + static_cast<int64_t>(text.size());
+  if (total > limits.max_total_prompt_bytes) {
+    return Bad("text", absl::StrCat("the job's prompts would hold ", total, " bytes of text; at most ",
+                                    limits.max_total_prompt_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyPromptFrom(int from_chunk, const std::string& text, ::magi::v1::GenerateRequest* request) {
+  if (from_chunk < 0) return Bad("from_chunk", absl::StrCat(from_chunk, " is negative"));
+  auto* prompts = request->mutable_prompts();
+  while (!prompts->empty() && prompts->rbegin()->from_chunk() >= from_chunk) prompts->RemoveLast();
+  ::magi::v1::ChunkPrompt* p = prompts->Add();
+  p->set_from_chunk(from_chunk);
+  p->set_text(text);
+  return absl::OkStatus();
 }
 
 int FrameBegin(const JobSpec& spec, int chunk) { return chunk * spec.frames_per_chunk(); }

@@ -49,6 +49,17 @@ absl::StatusOr<JobSpec> BuildJobSpec(const ::magi::v1::GenerateRequest& request,
                                      const ::magi::internal::v1::ModelInfo& model,
                                      const JobLimits& limits = {});
 
+// A live prompt change (magi.v1 UpdatePrompt) of a job built from `request`: InvalidArgument
+// naming "text" when it is empty, longer than limits.max_prompt_bytes, or would take the
+// job's prompts past limits.max_total_prompt_bytes (BuildJobSpec's rules, checked as if the
+// change replaced no prompt).
+absl::Status CheckPromptUpdate(const ::magi::v1::GenerateRequest& request, const std::string& text,
+                               const JobLimits& limits = {});
+// `request`'s prompts with `text` used from job chunk `from_chunk` on: prompts starting at or
+// after it are replaced (from_chunk 0 replaces them all). Re-validate the result with
+// BuildJobSpec (the total prompt bytes). InvalidArgument for a negative from_chunk.
+absl::Status ApplyPromptFrom(int from_chunk, const std::string& text, ::magi::v1::GenerateRequest* request);
+
 // First video frame of job chunk `chunk`, and one past its last (trimmed to num_frames).
 int FrameBegin(const JobSpec& spec, int chunk);
 int FrameEnd(const JobSpec& spec, int chunk);

@@ -110,6 +110,19 @@ void GroupRegistry::Cancel(const std::string& key, const std::string& job_id, in
   g->link->Send(m);
 }
 
+void GroupRegistry::SendPromptUpdate(const std::string& key, const std::string& job_id, int attempt,
+                                     int64_t update_id, const std::string& text) {
+  Group* g = Find(key);
+  if (!g) return;
+  ServerMessage m;
+  auto* u = m.mutable_prompt_update();
+  u->set_job_id(job_id);
+  u->set_attempt(attempt);
+  u->set_update_id(update_id);
+  u->set_text(text);
+  g->link->Send(m);
+}
+
 void GroupRegistry::CloseAll(const absl::Status& status) {
   for (auto& [key, g] : groups_) g.link->Close(status);
 }

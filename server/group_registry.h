@@ -77,6 +77,9 @@ class GroupRegistry {
               ::magi::internal::v1::JobSpec spec, int start_chunk);
   // Tells the group to stop attempt `attempt` of `job_id`; a no-op for an unknown group.
   void Cancel(const std::string& key, const std::string& job_id, int attempt, const std::string& reason);
+  // Sends a live prompt change (PromptUpdate) for the group's job.
+  void SendPromptUpdate(const std::string& key, const std::string& job_id, int attempt, int64_t update_id,
+                        const std::string& text);
   // Closes every link (shutdown); the groups stay registered until their streams end.
   void CloseAll(const absl::Status& status);
 

@@ -60,6 +60,16 @@ absl::Status NotFound(const std::string& job_id) {
   return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
 }
 
+// A live prompt change used from job chunk `from_chunk` on, written into the record's request
+// (the submitted prompts kept beside it the first time, for idempotent retries).
+void RecordPromptChange(JobRecord& rec, int from_chunk, const std::string& text) {
+  if (!rec.submitted_prompts) {
+    rec.submitted_prompts.emplace();
+    *rec.submitted_prompts->mutable_prompts() = rec.request.prompts();
+  }
+  (void)ApplyPromptFrom(from_chunk, text, &rec.request);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerOptions& options,
@@ -167,7 +177,10 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
       // Both requests have every default filled in, so "the same request" is field equality
       // (media bytes included): a retry gets its job, a different request under the key is
       // refused rather than silently answered with another job.
-      if (!google::protobuf::util::MessageDifferencer::Equals((*existing)->request, valid->request())) {
+      // A job whose prompts changed live is compared as it was submitted.
+      ::magi::v1::GenerateRequest as_submitted = (*existing)->request;
+      if ((*existing)->submitted_prompts) *as_submitted.mutable_prompts() = (*existing)->submitted_prompts->prompts();
+      if (!google::protobuf::util::MessageDifferencer::Equals(as_submitted, valid->request())) {
         if (metrics_) metrics_->JobsRejected("idempotency_conflict").Increment();
         return absl::AlreadyExistsError(absl::StrCat(
             "idempotency_key: '", valid->request().idempotency_key(), "' was used for job ",
@@ -350,6 +363,96 @@ absl::Status JobManager::DeleteJob(const std::string& tenant, const std::string&
   return s;
 }
 
+void JobManager::UpdatePrompt(const std::string& tenant, const std::string& job_id, const std::string& text,
+                              PromptUpdateDone done) {
+  if (absl::Status s = CheckOwner(tenant, job_id); !s.ok()) return done(s);
+  absl::StatusOr<PromptUpdateResult> answer = absl::InternalError("unanswered");
+  {
+    std::lock_guard<std::mutex> order(transition_mu_);
+    JobRecord changed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = active_.find(job_id);
+      if (it == active_.end()) {
+        answer = absl::FailedPreconditionError(
+            absl::StrCat("job ", job_id, " has ended; its prompts can no longer change"));
+      } else if (absl::Status s = CheckPromptUpdate(it->second.rec.request, text, options_.limits.job); !s.ok()) {
+        answer = s;
+      } else if (!it->second.group.empty()) {
+        // Running: its group uses it from the next chunk that starts and answers.
+        ActiveJob& job = it->second;
+        const int64_t id = job.next_update_id++;
+        job.pending_prompts.push_back({id, text, std::move(done)});
+        registry_.SendPromptUpdate(job.group, job_id, job.rec.attempts, id, text);
+        return;
+      } else {
+        // Queued: no chunk of it is being made; it is used from the next one to make.
+        ActiveJob& job = it->second;
+        RecordPromptChange(job.rec, job.rec.chunks_done, text);
+        changed = job.rec;
+        answer = PromptUpdateResult{job.rec.chunks_done, JobViewLocked(job.rec)};
+      }
+    }
+    if (!changed.job_id.empty()) {
+      if (absl::Status s = Persist(changed, "update"); !s.ok()) {
+        answer = absl::Status(s.code(), absl::StrCat("recording the prompt change: ", s.message()));
+      }
+    }
+  }
+  done(std::move(answer));
+}
+
+void JobManager::AnswerPromptsLocked(ActiveJob& job, int64_t up_to, const absl::StatusOr<PromptUpdateResult>& result) {
+  auto& pending = job.pending_prompts;
+  auto it = pending.begin();
+  for (; it != pending.end() && it->update_id <= up_to; ++it) {
+    absl::StatusOr<PromptUpdateResult> r =
+        it->update_id == up_to ? result
+                               : absl::StatusOr<PromptUpdateResult>(absl::AbortedError(absl::StrCat(
+                                     "replaced by a later prompt change of job ", job.rec.job_id,
+                                     " before its next chunk started")));
+    prompt_answers_.push_back([done = std::move(it->done), r = std::move(r)]() mutable { done(std::move(r)); });
+  }
+  pending.erase(pending.begin(), it);
+}
+
+void JobManager::FlushPromptAnswers() {
+  std::vector<std::function<void()>> answers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    answers.swap(prompt_answers_);
+  }
+  for (auto& a : answers) a();
+}
+
+void JobManager::HandlePromptApplied(const std::string& key, const ::magi::internal::v1::PromptApplied& a) {
+  JobRecord changed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!registry_.Touch(key, NowMs())) return;
+    ActiveJob* job = JobForLocked(key, a.job_id(), a.attempt());
+    if (!job) return;
+    if (a.from_chunk() < 0) {
+      AnswerPromptsLocked(*job, a.update_id(),
+                          absl::FailedPreconditionError(absl::StrCat(
+                              "every chunk of job ", a.job_id(), " had started denoising; the prompt was not used")));
+    } else if (a.from_chunk() < job->rec.chunks_done || a.from_chunk() >= job->rec.chunks_total || a.text().empty()) {
+      Log(absl::StrCat("group ", key, " used a prompt change of job ", a.job_id(), " from chunk ", a.from_chunk(),
+                       " (chunks done ", job->rec.chunks_done, " of ", job->rec.chunks_total, "); ignored"));
+      AnswerPromptsLocked(*job, a.update_id(),
+                          absl::InternalError("the worker group answered the prompt change with a bad chunk"));
+    } else {
+      RecordPromptChange(job->rec, a.from_chunk(), a.text());
+      changed = job->rec;
+      AnswerPromptsLocked(*job, a.update_id(), PromptUpdateResult{a.from_chunk(), JobViewLocked(job->rec)});
+    }
+  }
+  // Not a state transition: a refused write is logged and counted, and the request is
+  // written again with the job's next record.
+  if (!changed.job_id.empty()) (void)Persist(changed, "update");
+  FlushPromptAnswers();
+}
+
 absl::StatusOr<::magi::v1::Job> JobManager::GetJob(const std::string& tenant, const std::string& job_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -482,6 +585,11 @@ void JobManager::OnWorkerMessage(const std::string& key, const WorkerMessage& ms
     case WorkerMessage::kDone: {
       std::lock_guard<std::mutex> order(transition_mu_);
       HandleDone(key, msg.done());
+      return;
+    }
+    case WorkerMessage::kPromptApplied: {
+      std::lock_guard<std::mutex> order(transition_mu_);
+      HandlePromptApplied(key, msg.prompt_applied());
       return;
     }
     case WorkerMessage::MSG_NOT_SET:
@@ -636,6 +744,12 @@ void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {
 }
 
 JobRecord JobManager::RequeueLocked(ActiveJob& job, const std::string& why) {
+  if (!job.pending_prompts.empty()) {
+    // Unanswered prompt changes: the newest is used from the chunk the next attempt starts at.
+    const ActiveJob::PendingPrompt& newest = job.pending_prompts.back();
+    RecordPromptChange(job.rec, job.rec.chunks_done, newest.text);
+    AnswerPromptsLocked(job, newest.update_id, PromptUpdateResult{job.rec.chunks_done, JobViewLocked(job.rec)});
+  }
   job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
   job.queued_since_ms = NowMs();
   EnqueueLocked(job.rec, /*bypass_capacity=*/true);
@@ -657,6 +771,7 @@ void JobManager::PersistRequeued(const std::vector<JobRecord>& requeued, const s
       feed_->PublishProgress(rec.job_id, ProgressEventLocked(it->second));
     }
   }
+  FlushPromptAnswers();
 }
 
 void JobManager::DropGroup(const std::string& key, const absl::Status& why, bool close_link) {
@@ -795,6 +910,12 @@ std::optional<JobRecord> JobManager::Finish(const std::string& job_id, JobState 
     job.rec.stats.set_attempts(job.rec.attempts);
     job.rec.stats.set_video_bytes(job.rec.video_bytes);
     rec = job.rec;
+    if (!job.pending_prompts.empty()) {
+      AnswerPromptsLocked(job, job.pending_prompts.back().update_id,
+                          absl::FailedPreconditionError(absl::StrCat("job ", job_id, " ended (",
+                                                                     ::magi::v1::JobState_Name(state),
+                                                                     ") before its next chunk started")));
+    }
   }
   // Written before anyone hears of the end; if the store refuses, the job is still served
   // from memory (unwritten_) and the write is retried by the ticker.
@@ -816,6 +937,7 @@ std::optional<JobRecord> JobManager::Finish(const std::string& job_id, JobState 
     idle_cv_.notify_all();
     UpdateGaugesLocked();
   }
+  FlushPromptAnswers();
   RunRetention();
   return rec;
 }
@@ -942,8 +1064,16 @@ bool JobManager::WaitForNoRunningJobs(absl::Duration timeout) {
 
 void JobManager::CloseAllStreams(const absl::Status& status) {
   feed_->CloseAll(status);
-  std::lock_guard<std::mutex> lock(mu_);
-  registry_.CloseAll(status);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    registry_.CloseAll(status);
+    for (auto& [id, job] : active_) {
+      if (job.pending_prompts.empty()) continue;
+      AnswerPromptsLocked(job, job.pending_prompts.back().update_id,
+                          status.ok() ? absl::UnavailableError("the server is shutting down") : status);
+    }
+  }
+  FlushPromptAnswers();
 }
 
 void JobManager::TickLoop() {
@@ -958,6 +1088,7 @@ void JobManager::TickLoop() {
 }
 
 void JobManager::Tick() {
+  FlushPromptAnswers();  // answers queued on a path that did not flush them
   std::lock_guard<std::mutex> order(transition_mu_);
   const int64_t now = NowMs();
   std::vector<std::pair<std::string, absl::Status>> late;

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -112,6 +113,22 @@ class JobManager {
   // Detaches a subscriber (no more calls on it after this returns). Idempotent.
   void Unwatch(const JobSubscriber* subscriber);
   absl::StatusOr<::magi::v1::Job> Cancel(const std::string& tenant, const std::string& job_id);
+  // A live prompt change (magi.v1 UpdatePrompt, the realtime stream's prompt.update): the
+  // job uses `text` from its next chunk that has not started denoising. `done` is called
+  // once, on some thread, with none of the manager's locks held: at once for a queued job
+  // (from its next chunk to make), a bad text (InvalidArgument naming "text"), an ended job
+  // (FailedPrecondition) or an unknown id (NotFound); for a running job when its group
+  // answers (from_chunk; FailedPrecondition when every chunk had started), when the job is
+  // re-queued first (from its next chunk to make), ends first (FailedPrecondition), or a later
+  // change replaces this one before a chunk starts (Aborted). Every change used is recorded
+  // in the job's request.prompts (persisted): a resumed job replays it.
+  struct PromptUpdateResult {
+    int from_chunk = 0;
+    ::magi::v1::Job job;
+  };
+  using PromptUpdateDone = std::function<void(absl::StatusOr<PromptUpdateResult>)>;
+  void UpdatePrompt(const std::string& tenant, const std::string& job_id, const std::string& text,
+                    PromptUpdateDone done);
   // Deletes a job's record, chunks and video (the HTTP API's DELETE). An unfinished job is
   // cancelled first; a final record still waiting to be written goes with it. NotFound for an
   // unknown id; a store error is returned and counted.
@@ -162,6 +179,14 @@ class JobManager {
     // Attempts a draining group handed back (JobDone.handed_back): not counted against
     // --max_attempts. In memory only: after a server restart they count again (stricter).
     int handed_back = 0;
+    // Live prompt changes sent to the group and not answered yet (oldest first).
+    struct PendingPrompt {
+      int64_t update_id = 0;
+      std::string text;
+      PromptUpdateDone done;
+    };
+    std::vector<PendingPrompt> pending_prompts;
+    int64_t next_update_id = 1;
   };
   // One job popped from the queue for a group, already RUNNING in memory.
   struct Assignment {
@@ -195,6 +220,9 @@ class JobManager {
   void PersistRequeued(const std::vector<JobRecord>& requeued, const std::string& why);
   void HandleChunk(const std::string& key, const ::magi::internal::v1::ChunkReady& chunk);
   void HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& done);
+  void HandlePromptApplied(const std::string& key, const ::magi::internal::v1::PromptApplied& applied);
+  // Calls the prompt-update answers queued under mu_ (AnswerPromptsLocked); call without mu_.
+  void FlushPromptAnswers();
   // Deletes expired finished jobs that nobody is watching.
   void RunRetention();
   // Writes `rec`; a failure is logged and counted under `op`.
@@ -211,6 +239,9 @@ class JobManager {
   void EnqueueLocked(const JobRecord& rec, bool bypass_capacity);
   void UpdateGaugesLocked();
   int RunningLocked() const;
+  // Answers the job's pending prompt changes with update_id <= `up_to`: `up_to` itself with
+  // `result`, older ones as replaced by it. The answers run at the next FlushPromptAnswers.
+  void AnswerPromptsLocked(ActiveJob& job, int64_t up_to, const absl::StatusOr<PromptUpdateResult>& result);
   // The `model` label of a job's metrics: its model, or the default model when it named none.
   std::string ModelLabel(const JobRecord& rec) const;
   std::string NewJobId();
@@ -230,6 +261,7 @@ class JobManager {
   GroupRegistry registry_{&catalog_};
   std::map<std::string, ActiveJob> active_;  // queued and running jobs
   std::map<std::string, JobRecord> unwritten_;  // finished; the store refused the final record
+  std::vector<std::function<void()>> prompt_answers_;  // queued by AnswerPromptsLocked
   int64_t last_retention_ms_ = 0;
   std::atomic<bool> draining_{false};
 

@@ -57,7 +57,7 @@ class Stmt {
 
 constexpr const char* kColumns =
     "seq, job_id, state, request, created_ms, started_ms, finished_ms, chunks_done, "
-    "chunks_total, attempts, error_code, error_message, stats, video_bytes, tenant";
+    "chunks_total, attempts, error_code, error_message, stats, video_bytes, tenant, submitted_prompts";
 
 absl::StatusOr<JobRecord> ReadRecord(Stmt& s) {
   JobRecord r;
@@ -78,6 +78,12 @@ absl::StatusOr<JobRecord> ReadRecord(Stmt& s) {
   r.stats.ParseFromString(s.Blob(12));
   r.video_bytes = s.Int(13);
   r.tenant = s.Blob(14);
+  if (const std::string submitted = s.Blob(15); !submitted.empty()) {
+    r.submitted_prompts.emplace();
+    if (!r.submitted_prompts->ParseFromString(submitted)) {
+      return absl::DataLossError(absl::StrCat("job store: submitted prompts of job ", r.job_id, " are corrupt"));
+    }
+  }
   return r;
 }
 
@@ -200,18 +206,23 @@ JobStore::~JobStore() {
 absl::Status JobStore::MigrateTenants() {
   // A database from before tenants has no tenant column: add it (existing jobs belong to the
   // anonymous tenant) and make idempotency keys unique per tenant instead of globally.
-  bool has_tenant = false;
+  bool has_tenant = false, has_submitted_prompts = false;
   {
     Stmt s(db_, "PRAGMA table_info(jobs)");
     if (auto st = s.status("table_info"); !st.ok()) return st;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
       if (s.Blob(1) == "tenant") has_tenant = true;
+      if (s.Blob(1) == "submitted_prompts") has_submitted_prompts = true;
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "table_info(jobs)");
   }
   if (!has_tenant) {
     if (auto s = Exec("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"); !s.ok()) return s;
+  }
+  // Live prompt changes: the prompts as submitted, once a change replaced some (empty: none).
+  if (!has_submitted_prompts) {
+    if (auto s = Exec("ALTER TABLE jobs ADD COLUMN submitted_prompts BLOB NOT NULL DEFAULT x''"); !s.ok()) return s;
   }
   for (const char* sql : {
            "DROP INDEX IF EXISTS jobs_idempotency",
@@ -299,6 +310,15 @@ absl::Status JobStore::Update(const JobRecord& r) {
   s.BindText(11, r.job_id);
   if (s.Step() != SQLITE_DONE) return SqlError(db_, "update job " + r.job_id);
   if (sqlite3_changes(db_) != 1) return absl::NotFoundError(absl::StrCat("job ", r.job_id, " not found"));
+  if (r.submitted_prompts) {
+    // Live prompt changes: the request as it now stands, with the submitted prompts beside it.
+    Stmt q(db_, "UPDATE jobs SET request=?, submitted_prompts=? WHERE job_id=?");
+    if (auto st = q.status("update request"); !st.ok()) return st;
+    q.Bind(1, r.request.SerializeAsString());
+    q.Bind(2, r.submitted_prompts->SerializeAsString());
+    q.BindText(3, r.job_id);
+    if (q.Step() != SQLITE_DONE) return SqlError(db_, "update request of job " + r.job_id);
+  }
   return absl::OkStatus();
 }
 

@@ -44,6 +44,10 @@ struct JobRecord {
   int64_t seq = 0;  // assigned by Insert(); submission order
   ::magi::v1::JobState state = ::magi::v1::JOB_STATE_QUEUED;
   ::magi::v1::GenerateRequest request;  // validated, defaults filled, media bytes included
+  // Once live prompt changes (UpdatePrompt) have replaced prompts in `request`: the prompts as
+  // submitted (only `prompts` set), which an idempotent retry of the submission is compared
+  // with. Unset while the request is as submitted.
+  std::optional<::magi::v1::GenerateRequest> submitted_prompts;
   int64_t created_ms = 0;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
@@ -123,6 +127,7 @@ class JobStore {
   explicit JobStore(std::string dir) : dir_(std::move(dir)) {}
   absl::Status Exec(const char* sql);
   // Adds the tenant column to a database from before tenants; per-tenant idempotency index.
+  // A database of an older release: adds the columns it lacks (tenant, submitted_prompts).
   absl::Status MigrateTenants();
   std::string JobDir(const std::string& job_id) const;
 

@@ -25,11 +25,6 @@ namespace net = boost::asio;
 using json = nlohmann::json;
 using ::magi::v1::GenerateEvent;
 
-constexpr char kPromptUpdateUnsupported[] =
-    "prompt.update is not supported: this server fixes a video's prompts when it is submitted "
-    "(the job model has no mid-run prompt change yet). Give per-chunk prompts up front in "
-    "session.start's chunk_prompts ([{\"from_chunk\": k, \"text\": \"...\"}]); the running video is "
-    "unchanged";
 
 class Session;
 
@@ -260,9 +255,7 @@ class Session : public std::enable_shared_from_this<Session> {
       case RealtimeClientMessage::Type::kResume:
         return Start(*msg);
       case RealtimeClientMessage::Type::kPromptUpdate:
-        return PushError(ApiError{400, "invalid_request_error", "prompt_update_unsupported", "type",
-                                  kPromptUpdateUnsupported},
-                         false, true);
+        return UpdatePrompt(msg->prompt);
       case RealtimeClientMessage::Type::kStop:
         if (job_id_.empty()) return PushClose(websocket::close_code::normal, "stopped");
         if (auto job = manager_->Cancel(tenant_, job_id_); !job.ok()) {
@@ -270,6 +263,31 @@ class Session : public std::enable_shared_from_this<Session> {
         }
         return;  // the job's failed (cancelled) event follows, then the close
     }
+  }
+
+  // Answers on the strand once the job's group uses the prompt (JobManager::UpdatePrompt).
+  void UpdatePrompt(const std::string& prompt) {
+    if (job_id_.empty()) {
+      return PushError(ApiError{400, "invalid_request_error", "no_session", "type",
+                                "prompt.update needs a video: send session.start or session.resume first"},
+                       false, true);
+    }
+    ++pending_replies_;  // the answer comes later; it counts as a reply from now
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto executor = ws_.get_executor();
+    manager_->UpdatePrompt(tenant_, job_id_, prompt,
+                           [weak, executor, prompt](absl::StatusOr<JobManager::PromptUpdateResult> r) {
+                             net::post(executor, [weak, prompt, r = std::move(r)] {
+                               auto self = weak.lock();
+                               if (!self) return;
+                               --self->pending_replies_;
+                               if (self->dead_) return;
+                               if (!r.ok()) return self->PushError(ApiErrorFromStatus(r.status(), "prompt"), false, true);
+                               self->Push(RealtimePromptUpdatedMessage(r->from_chunk, prompt)
+                                              .dump(-1, ' ', false, json::error_handler_t::replace),
+                                          Out::kText, false, true);
+                             });
+                           });
   }
 
   void Start(const RealtimeClientMessage& msg) {

@@ -235,4 +235,21 @@ grpc::ServerWriteReactor<::magi::v1::VideoData>* VideoGenerationService::GetVide
   return new VideoStream(manager_->FinalVideoPath(*tenant, request->job_id()));
 }
 
+grpc::ServerUnaryReactor* VideoGenerationService::UpdatePrompt(grpc::CallbackServerContext* context,
+                                                               const ::magi::v1::UpdatePromptRequest* request,
+                                                               ::magi::v1::UpdatePromptResponse* response) {
+  auto tenant = Caller(context, *request);
+  if (!tenant.ok()) return Reply(context, tenant.status());
+  auto* reactor = context->DefaultReactor();
+  manager_->UpdatePrompt(*tenant, request->job_id(), request->text(),
+                         [reactor, response](absl::StatusOr<JobManager::PromptUpdateResult> r) {
+                           if (r.ok()) {
+                             response->set_from_chunk(r->from_chunk);
+                             *response->mutable_job() = std::move(r->job);
+                           }
+                           reactor->Finish(ToGrpcStatus(r.status()));
+                         });
+  return reactor;
+}
+
 }  // namespace magi

@@ -47,6 +47,10 @@ class VideoGenerationService final : public ::magi::v1::VideoGeneration::Callbac
                                      ::magi::v1::ListJobsResponse* response) override;
   grpc::ServerWriteReactor<::magi::v1::VideoData>* GetVideo(
       grpc::CallbackServerContext* context, const ::magi::v1::GetVideoRequest* request) override;
+  // Answers when the job's group uses the change (JobManager::UpdatePrompt), not before.
+  grpc::ServerUnaryReactor* UpdatePrompt(grpc::CallbackServerContext* context,
+                                         const ::magi::v1::UpdatePromptRequest* request,
+                                         ::magi::v1::UpdatePromptResponse* response) override;
 
  private:
   // What every RPC checks first: the caller's tenant (or UNAUTHENTICATED), then that the

@@ -32,6 +32,11 @@ constexpr char kHtml[] = R"HTML(<!doctype html>
   <label for="steps">Steps</label><input id="steps" name="steps" type="number" min="1" placeholder="model default">
   <span></span><button id="start" type="submit">Generate</button>
 </form>
+<form id="steer">
+  <label for="steer_prompt">Steer</label><input id="steer_prompt" name="steer_prompt" placeholder="a new prompt for the chunks not started yet">
+  <span></span><button id="steer_send" type="submit" disabled>Update prompt</button>
+</form>
+<div id="steered"></div>
 <video id="video" muted playsinline controls></video>
 <progress id="progress" max="100" value="0"></progress>
 <div>Chunks played: <span id="chunks">0</span> / <span id="total">?</span></div>
@@ -39,7 +44,9 @@ constexpr char kHtml[] = R"HTML(<!doctype html>
 <script>
 'use strict';
 const $ = (id) => document.getElementById(id);
-const state = window.magiViewer = { videoId: null, chunks: 0, chunksTotal: 0, bufferedEnds: [], done: false, error: null };
+const state = window.magiViewer = { videoId: null, chunks: 0, chunksTotal: 0, bufferedEnds: [], done: false, error: null,
+                                    promptUpdates: [] };
+let socket = null;  // the running session's WebSocket
 const params = new URLSearchParams(location.search);
 for (const k of ['prompt', 'seconds', 'size', 'fps', 'seed', 'steps']) if (params.has(k)) $(k).value = params.get(k);
 
@@ -119,12 +126,14 @@ function start(ev) {
 
   const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/realtime/video');
   ws.binaryType = 'arraybuffer';
+  socket = ws;
   ws.onopen = () => { status('starting...'); ws.send(JSON.stringify(body)); };
   ws.onmessage = (m) => {
     if (typeof m.data !== 'string') return onBinary(m.data);
     const msg = JSON.parse(m.data);
     if (msg.type === 'session.started') {
       state.videoId = msg.video.id;
+      $('steer_send').disabled = false;
       status('video ' + msg.video.id + ': ' + msg.video.status);
     } else if (msg.type === 'progress') {
       state.chunksTotal = msg.chunks_total;
@@ -132,6 +141,9 @@ function start(ev) {
       const steps = Math.max(1, msg.total_steps);
       $('progress').value = msg.chunks_total ? 100 * (msg.chunks_done + Math.min(1, msg.step / steps)) / msg.chunks_total : 0;
       status('video ' + state.videoId + ': ' + msg.status + ', chunk ' + msg.chunk + ' step ' + msg.step + '/' + msg.total_steps);
+    } else if (msg.type === 'prompt.updated') {
+      state.promptUpdates.push({ fromChunk: msg.from_chunk, prompt: msg.prompt });
+      $('steered').textContent = 'from chunk ' + msg.from_chunk + ': ' + msg.prompt;
     } else if (msg.type === 'init_segment') {
       expect = 'init';
     } else if (msg.type === 'chunk') {
@@ -151,11 +163,19 @@ function start(ev) {
       if (msg.fatal) finished = true;
     }
   };
-  ws.onclose = () => { $('start').disabled = false; };
+  ws.onclose = () => { $('start').disabled = false; $('steer_send').disabled = true; socket = null; };
   ws.onerror = () => { state.error = state.error || 'WebSocket error'; status(state.error, true); };
 }
 
 $('form').addEventListener('submit', start);
+// Live prompt: the running video uses it from its next chunk that has not started denoising.
+$('steer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = $('steer_prompt').value.trim();
+  if (!socket || !text) return;
+  socket.send(JSON.stringify({ type: 'prompt.update', prompt: text }));
+  $('steered').textContent = 'sent: ' + text;
+});
 if (params.has('prompt')) start();
 </script>
 </body>

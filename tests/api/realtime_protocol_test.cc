@@ -40,7 +40,18 @@ TEST(RealtimeProtocolTest, ResumeNeedsAVideoIdAndANonNegativeChunk) {
 }
 
 TEST(RealtimeProtocolTest, ControlTypesAndGarbage) {
-  EXPECT_EQ(ParseRealtimeClientMessage(R"({"type":"prompt.update","prompt":"b"})")->type, Type::kPromptUpdate);
+  auto update = ParseRealtimeClientMessage(R"({"type":"prompt.update","prompt":"b"})");
+  ASSERT_TRUE(update.ok());
+  EXPECT_EQ(update->type, Type::kPromptUpdate);
+  EXPECT_EQ(update->prompt, "b");
+  for (const char* bad : {R"({"type":"prompt.update"})", R"({"type":"prompt.update","prompt":""})",
+                          R"({"type":"prompt.update","prompt":3})", R"({"type":"prompt.update","prompt":"a","x":1})"}) {
+    auto m = ParseRealtimeClientMessage(bad);
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << bad;
+  }
+  EXPECT_NE(std::string(ParseRealtimeClientMessage(R"({"type":"prompt.update"})").status().message()).find("prompt"),
+            std::string::npos);
   EXPECT_EQ(ParseRealtimeClientMessage(R"({"type":"session.stop"})")->type, Type::kStop);
   for (const char* bad : {"", "not json", "[1,2]", R"({"prompt":"x"})", R"({"type":7})", R"({"type":"session.fly"})"}) {
     auto m = ParseRealtimeClientMessage(bad);
@@ -64,11 +75,15 @@ TEST(RealtimeProtocolTest, ServerMessages) {
   EXPECT_EQ(chunk["frame_end"], 96);
   EXPECT_EQ(chunk["bytes"], 1234);
   EXPECT_EQ(RealtimeInitSegmentMessage(99)["bytes"], 99);
-  ApiError e{400, "invalid_request_error", "prompt_update_unsupported", "prompt", "no"};
+  auto updated = RealtimePromptUpdatedMessage(2, "a wolf");
+  EXPECT_EQ(updated["type"], "prompt.updated");
+  EXPECT_EQ(updated["from_chunk"], 2);
+  EXPECT_EQ(updated["prompt"], "a wolf");
+  ApiError e{400, "invalid_request_error", "no_session", "prompt", "no"};
   auto err = RealtimeErrorMessage(e, false);
   EXPECT_EQ(err["type"], "error");
   EXPECT_EQ(err["fatal"], false);
-  EXPECT_EQ(err["error"]["code"], "prompt_update_unsupported");
+  EXPECT_EQ(err["error"]["code"], "no_session");
   EXPECT_EQ(err["error"]["param"], "prompt");
 }
 

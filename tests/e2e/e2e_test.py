@@ -329,6 +329,43 @@ class E2e(unittest.TestCase):
         # The worker registered as the model runner serving "tiny".
         self.assertEqual(srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state, pb.JOB_STATE_SUCCEEDED)
 
+    def test_live_prompt_update_tp2(self):
+        """UpdatePrompt on a running job of a TP=2 group of the tiny model: both ranks use the new
+        prompt from the chunk the group answers with, the job records it, and the video equals a
+        run that named that prompt from that chunk up front (what a resumed job replays)."""
+        srv = self.server(runner="model", worker_timeout=90, extra=["--worker-args=--tp=2"])
+        fox, wolf = "a red fox running through the snow", "a grey wolf howling at the moon"
+        req = pb.GenerateRequest(prompts=[pb.ChunkPrompt(from_chunk=0, text=fox)],
+                                 num_frames=6 * FRAMES_PER_CHUNK, width=64, height=48, num_steps=32, seed=11)
+        job_id = srv.stub.Submit(req).job.job_id
+        end = time.time() + 90
+        while srv.stub.GetJob(pb.GetJobRequest(job_id=job_id)).state != pb.JOB_STATE_RUNNING:
+            self.assertLess(time.time(), end, "not running in 90 s")
+            time.sleep(0.01)
+        resp = srv.stub.UpdatePrompt(pb.UpdatePromptRequest(job_id=job_id, text=wolf), timeout=90)
+        k = resp.from_chunk
+        self.assertTrue(0 <= k < 6, k)
+        want = ([(0, fox)] if k > 0 else []) + [(k, wolf)]
+        self.assertEqual([(p.from_chunk, p.text) for p in resp.job.request.prompts], want)
+        job = srv.wait_job(job_id, [pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED], timeout=150)
+        self.assertEqual(job.state, pb.JOB_STATE_SUCCEEDED, job)
+        self.assertEqual([(p.from_chunk, p.text) for p in job.request.prompts], want)
+        live = srv.video(job_id)
+        up_front = pb.GenerateRequest()
+        up_front.CopyFrom(req)
+        del up_front.prompts[:]
+        up_front.prompts.extend([pb.ChunkPrompt(from_chunk=f, text=t) for f, t in want])
+        self.assertEqual(live, self.reference_video(srv, up_front))
+        self.assertNotEqual(live, self.reference_video(srv, req))
+        print("live prompt (tp=2): used from chunk %d; video identical to the up-front request" % k)
+        # An ended job, an empty text, an unknown id: refused at once.
+        for text, jid, code in ((wolf, job_id, grpc.StatusCode.FAILED_PRECONDITION),
+                                ("", job_id, grpc.StatusCode.FAILED_PRECONDITION),
+                                (wolf, "nope", grpc.StatusCode.NOT_FOUND)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                srv.stub.UpdatePrompt(pb.UpdatePromptRequest(job_id=jid, text=text), timeout=10)
+            self.assertEqual(cm.exception.code(), code, cm.exception.details())
+
     def test_cancel_mid_job(self):
         # 40 chunks x 16 steps x 30 ms: ~19 s of work, cancelled after its second chunk.
         srv = self.server(step_ms=30)
@@ -993,13 +1030,14 @@ class E2e(unittest.TestCase):
                          lambda: srv.stub.Cancel(pb.CancelRequest(job_id="x"), metadata=md),
                          lambda: list(srv.stub.Watch(pb.WatchRequest(job_id="x"), metadata=md)),
                          lambda: list(srv.stub.GetVideo(pb.GetVideoRequest(job_id="x"), metadata=md)),
-                         lambda: list(srv.stub.Generate(request(chunks=1), metadata=md))):
+                         lambda: list(srv.stub.Generate(request(chunks=1), metadata=md)),
+                         lambda: srv.stub.UpdatePrompt(pb.UpdatePromptRequest(job_id="x", text="y"), metadata=md)):
                 with self.assertRaises(grpc.RpcError) as ctx:
                     call()
                 self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
-        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="missing"}'), 7)
-        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="malformed"}'), 7)
-        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="invalid"}'), 7)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="missing"}'), 8)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="malformed"}'), 8)
+        self.assertEqual(srv.metric('magi_client_auth_failures_total{reason="invalid"}'), 8)
         self.assertEqual(srv.metric("magi_jobs_submitted_total"), 0)
 
         # alice's finished job and alice's queued-or-running job.
@@ -1024,6 +1062,7 @@ class E2e(unittest.TestCase):
                 "cancel": lambda i: srv.stub.Cancel(pb.CancelRequest(job_id=i), metadata=bob),
                 "watch": lambda i: list(srv.stub.Watch(pb.WatchRequest(job_id=i), metadata=bob)),
                 "video": lambda i: list(srv.stub.GetVideo(pb.GetVideoRequest(job_id=i), metadata=bob)),
+                "prompt": lambda i: srv.stub.UpdatePrompt(pb.UpdatePromptRequest(job_id=i, text="y"), metadata=bob),
             }
             for name, call in calls.items():
                 code, details = refusal(lambda: call(job_id))
@@ -1164,6 +1203,23 @@ class E2e(unittest.TestCase):
         self.assertEqual(json.loads(r.stdout)["state"], "JOB_STATE_SUCCEEDED")
         r = self.cli(srv, "cancel", job_id)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # A live prompt: a queued job (no group is free while the long one holds it) uses it from
+        # its next chunk to make, chunk 0; an ended job refuses.
+        long_job = self.cli(srv, "submit", "--prompt", "long", "--frames", "240", "--width", "64",
+                            "--height", "64", "--steps", "50").stdout.strip()
+        waiting = self.cli(srv, "submit", "--prompt", "a boat", "--frames", "24", "--width", "64",
+                           "--height", "64", "--steps", "2").stdout.strip()
+        r = self.cli(srv, "prompt", waiting, "--text", "a ship", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), {"job_id": waiting, "from_chunk": 0})
+        self.assertEqual(json.loads(self.cli(srv, "get", waiting, "--json").stdout)["request"]["prompts"][0]["text"],
+                         "a ship")
+        self.cli(srv, "cancel", long_job)
+        r = self.cli(srv, "prompt", job_id, "--text", "late")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("FAILED_PRECONDITION", r.stderr)
+        r = self.cli(srv, "prompt", job_id)
+        self.assertEqual(r.returncode, 2)
         r = self.cli(srv, "submit", "--prompt", "x", "--width", "17")
         self.assertEqual(r.returncode, 1)
         self.assertIn("INVALID_ARGUMENT: width", r.stderr)

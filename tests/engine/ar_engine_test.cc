@@ -23,9 +23,9 @@ MagiConfig Config(int window = 2, int steps = 8, int cfg = 1) {
   return c;
 }
 
-GenerateRequest Request(const MagiConfig& c, int num_frames = -1) {
-  GenerateRequest r;
-  ChunkPrompt p;
+ArRequest Request(const MagiConfig& c, int num_frames = -1) {
+  ArRequest r;
+  EncodedChunkPrompt p;
   p.caption = at::randn({c.model.caption_max_length, c.model.caption_channels});
   p.mask = at::ones({c.model.caption_max_length});
   p.mask.narrow(0, 11, 5).zero_();
@@ -53,7 +53,7 @@ TEST(ArEngine, StreamsEachChunkRightAfterTheStepThatFinishesIt) {
     return ChunkAction::kContinue;
   };
   int progress_calls = 0;
-  cb.on_progress = [&](const Progress& p) {
+  cb.on_progress = [&](const ArProgress& p) {
     ++progress_calls;
     EXPECT_LE(p.step, p.total_steps);
     EXPECT_GE(p.eta_seconds, 0);
@@ -140,7 +140,7 @@ TEST(ArEngine, SeededNoiseIsReproducibleAndMatchesTorchManualSeed) {
   auto first_input = [&](std::optional<int64_t> seed, at::Tensor noise) {
     FakeDenoiser model = Fake(c);
     auto engine = ArEngine::Create(c, model);
-    GenerateRequest req = Request(c);
+    ArRequest req = Request(c);
     req.seed = seed;
     req.noise = noise;
     auto r = (*engine)->Generate(req);
@@ -194,7 +194,7 @@ TEST(ArEngine, WindowedAndDenseCachesGiveIdenticalVideosWithTheRealDit) {
   auto null = LoadNullCaption(**ckpt, c.model);
   ASSERT_TRUE(null.ok());
   DitDenoiser model(**dit);
-  GenerateRequest req = Request(c, 7 * 2 * 4);
+  ArRequest req = Request(c, 7 * 2 * 4);
   req.null_caption = *null;
   auto dense = ArEngine::Create(c, model, {KvCacheMode::kDense, true, 0.7});
   auto windowed = ArEngine::Create(c, model, {KvCacheMode::kWindowed, true, 0.7});
@@ -215,7 +215,7 @@ TEST(ArEngine, I2vAndV2vEmitOnlyGeneratedFrames) {
   {
     FakeDenoiser model = Fake(c);
     auto engine = ArEngine::Create(c, model);
-    GenerateRequest req = Request(c);
+    ArRequest req = Request(c);
     req.prefix = at::randn({1, 16, 1, 4, 6});
     std::vector<EmittedChunk> got;
     GenerateCallbacks cb;
@@ -233,7 +233,7 @@ TEST(ArEngine, I2vAndV2vEmitOnlyGeneratedFrames) {
   {
     FakeDenoiser model = Fake(c);
     auto engine = ArEngine::Create(c, model);
-    GenerateRequest req = Request(c);
+    ArRequest req = Request(c);
     req.prefix = at::randn({1, 16, 3, 4, 6});
     std::vector<EmittedChunk> got;
     GenerateCallbacks cb;
@@ -255,8 +255,8 @@ TEST(ArEngine, ChunkWisePrompts) {
   MagiConfig c = Config();
   FakeDenoiser model = Fake(c);
   auto engine = ArEngine::Create(c, model);
-  GenerateRequest req = Request(c);
-  ChunkPrompt second = req.prompts[0];
+  ArRequest req = Request(c);
+  EncodedChunkPrompt second = req.prompts[0];
   second.from_chunk = 2;
   second.caption = at::randn(second.caption.sizes());
   req.prompts.push_back(second);
@@ -274,6 +274,72 @@ TEST(ArEngine, ChunkWisePrompts) {
     }
   }
   EXPECT_TRUE(saw_first && saw_second);
+}
+
+// A prompt given live, as its chunk is about to start, gives the very video of a request
+// that named it from that chunk up front (the record a resumed job replays), in both orders;
+// the hook is asked once per generated chunk, in order, and replaces later prompts.
+TEST(ArEngine, LivePromptEqualsThePromptSubmittedFromItsChunk) {
+  MagiConfig c = Config(2, 8, 1);
+  const std::string path = (std::filesystem::temp_directory_path() / "magi_engine_live_prompt.safetensors").string();
+  ASSERT_TRUE(WriteRandomDitCheckpoint(c.model, path).ok());
+  auto ckpt = Checkpoint::Open(path);
+  ASSERT_TRUE(ckpt.ok());
+  DitModel::Options o;
+  o.distill = true;
+  auto dit = DitModel::Load(c.model, **ckpt, o);
+  ASSERT_TRUE(dit.ok()) << dit.status();
+  auto null = LoadNullCaption(**ckpt, c.model);
+  ASSERT_TRUE(null.ok());
+  DitDenoiser model(**dit);
+  ArRequest req = Request(c);
+  req.null_caption = *null;
+  EncodedChunkPrompt live = req.prompts[0];
+  live.caption = at::randn(live.caption.sizes());
+  EncodedChunkPrompt later = req.prompts[0];  // submitted for chunk 3: the live one replaces it
+  later.caption = at::randn(later.caption.sizes());
+  later.from_chunk = 3;
+  for (Schedule schedule : {Schedule::kReference, Schedule::kStreamFirst}) {
+    EngineOptions eo;
+    eo.schedule = schedule;
+    auto engine = ArEngine::Create(c, model, eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ArRequest submitted = req;
+    live.from_chunk = 2;
+    submitted.prompts.push_back(live);
+    auto want = (*engine)->Generate(submitted);
+    ASSERT_TRUE(want.ok()) << want.status();
+
+    ArRequest base = req;
+    base.prompts.push_back(later);
+    std::vector<int> asked;
+    GenerateCallbacks cb;
+    cb.prompt_for_chunk = [&](int chunk) -> absl::StatusOr<std::optional<EncodedChunkPrompt>> {
+      asked.push_back(chunk);
+      if (chunk != 2) return std::nullopt;
+      EncodedChunkPrompt p = live;
+      p.from_chunk = 99;  // ignored: the engine uses it from the chunk it asked for
+      return std::optional<EncodedChunkPrompt>(p);
+    };
+    auto got = (*engine)->Generate(base, cb);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(at::equal(want->final_latents, got->final_latents)) << static_cast<int>(schedule);
+    std::vector<int> every(static_cast<size_t>(got->chunks_emitted));
+    for (size_t i = 0; i < every.size(); ++i) every[i] = static_cast<int>(i);
+    EXPECT_EQ(asked, every);
+
+    auto plain = (*engine)->Generate(base);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_FALSE(at::equal(plain->final_latents, got->final_latents));  // the update mattered
+
+    cb.prompt_for_chunk = [](int chunk) -> absl::StatusOr<std::optional<EncodedChunkPrompt>> {
+      if (chunk == 1) return absl::UnavailableError("prompt source gone");
+      return std::nullopt;
+    };
+    auto failed = (*engine)->Generate(base, cb);
+    EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(ArEngine, BadRequestsAndConfigsNameTheField) {
@@ -295,7 +361,7 @@ TEST(ArEngine, BadRequestsAndConfigsNameTheField) {
   expect(ArEngine::Create(bad, model).status(), "noise2clean_kvrange");
 
   auto engine = ArEngine::Create(c, model);
-  GenerateRequest req = Request(c);
+  ArRequest req = Request(c);
   req.prefix = at::randn({1, 16, 1, 5, 6});
   expect((*engine)->Generate(req).status(), "prefix");
   req = Request(c);
@@ -332,7 +398,7 @@ TEST(ArEngine, WindowedCacheNeverDropsARowThatIsRead) {
         for (int frames : {8, 20, 36}) {
           SCOPED_TRACE(testing::Message() << "ws=" << ws << " cfg=" << cfg << " prefix=" << prefix << " frames=" << frames);
           MagiConfig c = Config(ws, ws == 3 ? 12 : 8, cfg);
-          GenerateRequest req = Request(c, frames);
+          ArRequest req = Request(c, frames);
           if (prefix > 0) req.prefix = at::randn({1, 16, prefix, 4, 6});
           FakeDenoiser a = Fake(c), b = Fake(c);
           auto windowed = ArEngine::Create(c, a, {KvCacheMode::kWindowed, true, 0.7});

@@ -70,7 +70,7 @@ TEST(ArGoldenEnv, HqAndDurationFromTheFolderTokenFile) {
   EXPECT_EQ(env->env.prev_chunks_scale, 0.7);
   // The caption rows the engine builds with them: 1 prefix chunk + 3 denoised chunks.
   const int64_t L = 5;
-  ChunkPrompt p;
+  EncodedChunkPrompt p;
   p.caption = at::arange(L * kC, at::kFloat).view({L, kC}) + 1000;
   p.mask = at::tensor(std::vector<float>{1, 1, 0, 0, 0});
   at::Tensor null = at::full({L, kC}, -1.0f);

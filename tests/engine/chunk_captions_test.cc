@@ -8,8 +8,8 @@
 namespace magi {
 namespace {
 
-ChunkPrompt Prompt(int from, int valid, float value) {
-  ChunkPrompt p;
+EncodedChunkPrompt Prompt(int from, int valid, float value) {
+  EncodedChunkPrompt p;
   p.from_chunk = from;
   p.caption = at::full({1, 1, 64, 8}, value);
   p.mask = at::zeros({1, 64}, at::kLong);
@@ -52,7 +52,7 @@ TEST(ChunkCaptions, ErrorsNameTheField) {
   expect(BuildChunkCaptions({Prompt(1, 5, 1.f)}, null, 4, 0), "prompts[0].from_chunk");
   expect(BuildChunkCaptions({Prompt(0, 5, 1.f), Prompt(0, 5, 1.f)}, null, 4, 0), "prompts[1].from_chunk");
   expect(BuildChunkCaptions({Prompt(0, 5, 1.f), Prompt(4, 5, 1.f)}, null, 4, 0), "prompts[1].from_chunk");
-  ChunkPrompt bad = Prompt(0, 5, 1.f);
+  EncodedChunkPrompt bad = Prompt(0, 5, 1.f);
   bad.caption = at::randn({64, 9});
   expect(BuildChunkCaptions({bad}, null, 4, 0), "prompts[0].caption");
   bad = Prompt(0, 5, 1.f);
@@ -107,7 +107,7 @@ TEST(ChunkCaptions, SelectedHqDurationRowsWithPrefix) {
   auto tok = SmallTokens(C);
   auto sp = SelectPromptTokens(SpecialTokenFlags::RunScriptDefaults(), tok.get(), C);
   ASSERT_TRUE(sp.ok()) << sp.status();
-  ChunkPrompt p;
+  EncodedChunkPrompt p;
   p.caption = at::arange(L * C, at::kFloat).view({1, L, C}) + 100;
   p.mask = at::tensor(std::vector<int64_t>{1, 1, 1, 0, 0, 0}).view({1, L});
   at::Tensor null = -at::ones({L, C});
@@ -138,7 +138,7 @@ TEST(ChunkCaptions, SelectedOrderAndNegativePromptKeepsPrefixRowsPlain) {
   ASSERT_EQ(sp->prompt_tokens.size(), rows.size());
   for (size_t k = 0; k < rows.size(); ++k) EXPECT_TRUE(at::equal(sp->prompt_tokens[k], tok->other(rows[k])[0])) << k;
   ASSERT_EQ(sp->negative_tokens.size(), 4u);
-  ChunkPrompt p;
+  EncodedChunkPrompt p;
   p.caption = at::ones({L, C});
   p.mask = at::ones({L});
   at::Tensor null = at::full({L, C}, -3.0f);

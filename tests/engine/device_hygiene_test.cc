@@ -108,10 +108,10 @@ class DeviceHygieneTest : public ::testing::Test {
     return model.ok() ? std::move(*model) : nullptr;
   }
 
-  GenerateRequest Request() {
+  ArRequest Request() {
     at::manual_seed(3);
-    GenerateRequest r;
-    ChunkPrompt p;
+    ArRequest r;
+    EncodedChunkPrompt p;
     p.caption = at::randn({config_.model.caption_max_length, config_.model.caption_channels});
     p.mask = at::ones({config_.model.caption_max_length});
     p.mask.narrow(0, 11, 5).zero_();
@@ -242,7 +242,7 @@ TEST_F(DeviceHygieneTest, EngineLoopKeepsItsStateOnTheModelsDevice) {
         DitDenoiser denoiser(model);
         auto engine = ArEngine::Create(config_, denoiser, {mode, true, 0.7});
         EXPECT_TRUE(engine.ok()) << engine.status();
-        GenerateRequest req = Request();
+        ArRequest req = Request();
         req.num_frames = 3 * 2 * 4;
         if (i2v) req.prefix = at::randn({1, config_.model.latent_channels(), 1, 4, 6});
         auto r = (*engine)->Generate(req);

@@ -8,8 +8,8 @@
 namespace magi {
 namespace {
 
-GuidanceOptions Cfg(int number) {
-  GuidanceOptions o;
+GuidanceConfig Cfg(int number) {
+  GuidanceConfig o;
   o.cfg_number = number;
   o.cfg_t_range = {0.0, 0.0217, 0.1, 0.3, 0.999};
   o.prev_chunk_scales = {1.5, 1.5, 1.5, 1.0, 1.0};

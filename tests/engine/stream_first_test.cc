@@ -261,14 +261,14 @@ MagiConfig Config(int window, int steps, int cfg) {
   return c;
 }
 
-GenerateRequest Request(const MagiConfig& c, int num_frames, bool two_prompts) {
-  GenerateRequest r;
-  ChunkPrompt p;
+ArRequest Request(const MagiConfig& c, int num_frames, bool two_prompts) {
+  ArRequest r;
+  EncodedChunkPrompt p;
   p.caption = at::randn({c.model.caption_max_length, c.model.caption_channels});
   p.mask = at::ones({c.model.caption_max_length});
   r.prompts.push_back(p);
   if (two_prompts) {
-    ChunkPrompt q = p;
+    EncodedChunkPrompt q = p;
     q.from_chunk = 1;
     q.caption = at::randn(p.caption.sizes());
     r.prompts.push_back(q);
@@ -283,7 +283,7 @@ struct EngineRun {
   std::vector<EmittedChunk> chunks;
 };
 
-EngineRun Generate(const MagiConfig& c, Denoiser& model, const GenerateRequest& req, EngineOptions o) {
+EngineRun Generate(const MagiConfig& c, Denoiser& model, const ArRequest& req, EngineOptions o) {
   EngineRun out;
   auto engine = ArEngine::Create(c, model, o);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -318,7 +318,7 @@ TEST(StreamFirstEngine, SameVideoAsTheReferenceWithAContextDependentModel) {
                                             << " frames=" << frames << " prompts=" << prompts);
             MagiConfig c = Config(ws, ws == 3 ? 12 : 8, cfg);
             at::manual_seed(ws * 1000 + cfg * 100 + prefix * 10 + frames);
-            GenerateRequest req = Request(c, frames, prompts);
+            ArRequest req = Request(c, frames, prompts);
             if (prefix > 0) req.prefix = at::randn({1, 16, prefix, 4, 6});
             req.seed = 5;
             ContextDenoiser m(c.model.kv_channels);
@@ -350,7 +350,7 @@ TEST(StreamFirstEngine, SameVideoAsTheReferenceWithAContextDependentModel) {
 
 TEST(StreamFirstEngine, FirstChunkAfterItsOwnStepsAndCallbacksWork) {
   MagiConfig c = Config(4, 16, 1);
-  GenerateRequest req = Request(c, 4 * 2 * 4, false);
+  ArRequest req = Request(c, 4 * 2 * 4, false);
   FakeDenoiser model(c.model.num_layers, c.model.num_query_groups, c.model.kv_channels);
   model.noisy_cache_rows_ok = true;  // the lead chunk's recorded K/V of noisy steps
   auto engine = ArEngine::Create(c, model, Opts(Schedule::kStreamFirst));
@@ -367,7 +367,7 @@ TEST(StreamFirstEngine, FirstChunkAfterItsOwnStepsAndCallbacksWork) {
     calls_at_emit.push_back(model.calls.size());
     return ChunkAction::kContinue;
   };
-  cb.on_progress = [&](const Progress& p) {
+  cb.on_progress = [&](const ArProgress& p) {
     ++progress;
     EXPECT_EQ(p.step, last_step + 1);
     last_step = p.step;
@@ -416,7 +416,7 @@ TEST(StreamFirstEngine, FakeModelCacheChecksPassEverywhere) {
         for (int frames : {8, 20, 36}) {
           SCOPED_TRACE(testing::Message() << "ws=" << ws << " cfg=" << cfg << " prefix=" << prefix << " frames=" << frames);
           MagiConfig c = Config(ws, ws == 3 ? 12 : 8, cfg);
-          GenerateRequest req = Request(c, frames, false);
+          ArRequest req = Request(c, frames, false);
           if (prefix > 0) req.prefix = at::randn({1, 16, prefix, 4, 6});
           FakeDenoiser a(c.model.num_layers, c.model.num_query_groups, c.model.kv_channels);
           a.noisy_cache_rows_ok = true;
@@ -447,7 +447,7 @@ TEST(StreamFirstEngine, RealDitEmitsTheSameChunksBothWays) {
     for (int prefix : {0, 1, 3}) {
       SCOPED_TRACE(testing::Message() << "cfg=" << cfg << " prefix=" << prefix);
       at::manual_seed(11 + prefix);
-      GenerateRequest req = Request(c, 6 * 2 * 4, true);
+      ArRequest req = Request(c, 6 * 2 * 4, true);
       req.null_caption = *null;
       if (prefix > 0) req.prefix = at::randn({1, 16, prefix, 4, 6});
       req.seed = 3;

@@ -132,5 +132,41 @@ TEST(JobSpecTest, AnIncoherentModelDeclarationIsNotTheRequestsFault) {
   EXPECT_TRUE(absl::IsFailedPrecondition(spec.status())) << spec.status();
 }
 
+// A live prompt change replaces the prompts from its chunk on and keeps the request valid;
+// its text follows the rules of a submitted prompt.
+TEST(JobSpecTest, PromptUpdateReplacesTheTailAndKeepsTheRequestValid) {
+  GenerateRequest r = Request();
+  r.set_num_frames(4 * Model().frames_per_chunk());
+  r.mutable_prompts(0)->set_text("a");
+  auto* p = r.add_prompts();
+  p->set_from_chunk(2);
+  p->set_text("c");
+  ASSERT_TRUE(BuildJobSpec(r, Model()).ok());
+  ASSERT_TRUE(ApplyPromptFrom(1, "b", &r).ok());
+  ASSERT_EQ(r.prompts_size(), 2);
+  EXPECT_EQ(r.prompts(1).from_chunk(), 1);
+  EXPECT_EQ(r.prompts(1).text(), "b");
+  EXPECT_TRUE(BuildJobSpec(r, Model()).ok());
+  ASSERT_TRUE(ApplyPromptFrom(3, "d", &r).ok());
+  ASSERT_EQ(r.prompts_size(), 3);
+  EXPECT_TRUE(BuildJobSpec(r, Model()).ok());
+  ASSERT_TRUE(ApplyPromptFrom(0, "e", &r).ok());
+  ASSERT_EQ(r.prompts_size(), 1);
+  EXPECT_EQ(r.prompts(0).text(), "e");
+  EXPECT_FALSE(ApplyPromptFrom(-1, "f", &r).ok());
+
+  JobLimits limits;
+  limits.max_prompt_bytes = 8;
+  limits.max_total_prompt_bytes = 10;
+  EXPECT_TRUE(CheckPromptUpdate(r, "12345678", limits).ok());
+  for (const std::string& bad : {std::string(), std::string(9, 'x')}) {
+    absl::Status s = CheckPromptUpdate(r, bad, limits);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_EQ(s.message().substr(0, 5), "text:") << s;
+  }
+  r.mutable_prompts(0)->set_text("12345");  // 5 + 6 > 10
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckPromptUpdate(r, "123456", limits)));
+}
+
 }  // namespace
 }  // namespace magi

@@ -103,6 +103,32 @@ WorkerMessage Done(const std::string& job, int attempt, absl::StatusCode code = 
   return m;
 }
 
+
+WorkerMessage Applied(const std::string& job, int attempt, int64_t update_id, int from_chunk, const std::string& text) {
+  WorkerMessage m;
+  auto* a = m.mutable_prompt_applied();
+  a->set_job_id(job);
+  a->set_attempt(attempt);
+  a->set_update_id(update_id);
+  a->set_from_chunk(from_chunk);
+  a->set_text(text);
+  return m;
+}
+
+// Collects JobManager::UpdatePrompt answers.
+struct PromptAnswers {
+  std::vector<absl::StatusOr<JobManager::PromptUpdateResult>> got;
+  JobManager::PromptUpdateDone Callback() {
+    return [this](absl::StatusOr<JobManager::PromptUpdateResult> r) { got.push_back(std::move(r)); };
+  }
+};
+
+std::vector<std::pair<int, std::string>> Prompts(const ::magi::v1::Job& job) {
+  std::vector<std::pair<int, std::string>> out;
+  for (const auto& p : job.request().prompts()) out.emplace_back(p.from_chunk(), p.text());
+  return out;
+}
+
 class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -512,6 +538,123 @@ TEST_F(JobManagerTest, TenantQueueQuota) {
   auto link = std::make_shared<FakeLink>();
   Connect(link);
   EXPECT_TRUE(manager_->Submit("alice", Request(1)).ok());
+}
+
+}  // namespace
+}  // namespace magi
+
+namespace magi {
+namespace {
+
+TEST_F(JobManagerTest, PromptUpdateOfAQueuedJobIsRecordedFromItsNextChunk) {
+  ::magi::v1::GenerateRequest submitted = Request(3);
+  submitted.set_idempotency_key("k1");
+  auto job = manager_->Submit(kAnonymousTenant, submitted);
+  ASSERT_TRUE(job.ok());
+  PromptAnswers answers;
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "a wolf", answers.Callback());
+  ASSERT_EQ(answers.got.size(), 1u);
+  ASSERT_TRUE(answers.got[0].ok()) << answers.got[0].status();
+  EXPECT_EQ(answers.got[0]->from_chunk, 0);
+  EXPECT_EQ(Prompts(answers.got[0]->job), (std::vector<std::pair<int, std::string>>{{0, "a wolf"}}));
+  // Persisted: a restarted manager has it, and the assignment carries it; a retry of the
+  // submission (same key, same request as submitted) is still the same job.
+  Open();
+  auto retry = manager_->Submit(kAnonymousTenant, submitted);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->job_id(), job->job_id());
+  auto link = std::make_shared<FakeLink>();
+  Connect(link);
+  ASSERT_EQ(link->Assignments().size(), 1u);
+  EXPECT_EQ(link->Assignments()[0].assign().spec().request().prompts(0).text(), "a wolf");
+}
+
+TEST_F(JobManagerTest, PromptUpdateOfARunningJobWaitsForItsGroupAndIsRecorded) {
+  auto job = manager_->Submit(kAnonymousTenant, Request(4));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
+  PromptAnswers answers;
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "older", answers.Callback());
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "a wolf", answers.Callback());
+  EXPECT_TRUE(answers.got.empty());  // not before the group uses it
+  std::vector<::magi::internal::v1::PromptUpdate> sent;
+  for (const auto& m : link->sent) if (m.has_prompt_update()) sent.push_back(m.prompt_update());
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].job_id(), job->job_id());
+  EXPECT_EQ(sent[1].attempt(), 1);
+  EXPECT_GT(sent[1].update_id(), sent[0].update_id());
+  EXPECT_EQ(sent[1].text(), "a wolf");
+  // The group used the newer one from chunk 2: the older one is answered as replaced.
+  manager_->OnWorkerMessage(g, Applied(job->job_id(), 1, sent[1].update_id(), 2, "a wolf"));
+  ASSERT_EQ(answers.got.size(), 2u);
+  EXPECT_EQ(answers.got[0].status().code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE(answers.got[1].ok()) << answers.got[1].status();
+  EXPECT_EQ(answers.got[1]->from_chunk, 2);
+  const std::vector<std::pair<int, std::string>> want = {{0, "x"}, {2, "a wolf"}};
+  EXPECT_EQ(Prompts(answers.got[1]->job), want);
+  EXPECT_EQ(Prompts(*manager_->GetJob(kAnonymousTenant, job->job_id())), want);
+  // A stale attempt's answer changes nothing.
+  manager_->OnWorkerMessage(g, Applied(job->job_id(), 7, 99, 3, "nope"));
+  EXPECT_EQ(Prompts(*manager_->GetJob(kAnonymousTenant, job->job_id())), want);
+  // Every chunk had started: answered FailedPrecondition, nothing recorded.
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "too late", answers.Callback());
+  manager_->OnWorkerMessage(g, Applied(job->job_id(), 1, sent[1].update_id() + 1, -1, "too late"));
+  ASSERT_EQ(answers.got.size(), 3u);
+  EXPECT_EQ(answers.got[2].status().code(), absl::StatusCode::kFailedPrecondition);
+  // Persisted: a restart (the job re-queued at its stored chunk) keeps the change.
+  Open();
+  EXPECT_EQ(Prompts(*manager_->GetJob(kAnonymousTenant, job->job_id())), want);
+}
+
+TEST_F(JobManagerTest, PendingPromptUpdateIsUsedFromTheResumedChunkOrAnsweredWhenTheJobEnds) {
+  auto job = manager_->Submit(kAnonymousTenant, Request(3));
+  auto link = std::make_shared<FakeLink>();
+  std::string g = Connect(link);
+  manager_->OnWorkerMessage(g, Chunk(job->job_id(), 1, 0));
+  PromptAnswers answers;
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "a wolf", answers.Callback());
+  manager_->OnGroupLost(g, absl::UnavailableError("killed"));
+  ASSERT_EQ(answers.got.size(), 1u);
+  ASSERT_TRUE(answers.got[0].ok()) << answers.got[0].status();
+  EXPECT_EQ(answers.got[0]->from_chunk, 1);  // the chunk the next attempt starts at
+  auto link2 = std::make_shared<FakeLink>();
+  std::string g2 = Connect(link2);
+  ASSERT_EQ(link2->Assignments().size(), 1u);
+  const auto spec = link2->Assignments()[0].assign().spec();
+  ASSERT_EQ(spec.request().prompts_size(), 2);
+  EXPECT_EQ(spec.request().prompts(1).from_chunk(), 1);
+  EXPECT_EQ(spec.request().prompts(1).text(), "a wolf");
+  // A change still pending when the job ends is answered then.
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "late", answers.Callback());
+  manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 1));
+  manager_->OnWorkerMessage(g2, Chunk(job->job_id(), 2, 2));
+  manager_->OnWorkerMessage(g2, Done(job->job_id(), 2));
+  ASSERT_EQ(answers.got.size(), 2u);
+  EXPECT_EQ(answers.got[1].status().code(), absl::StatusCode::kFailedPrecondition);
+  // An ended job, a bad text, another tenant: answered at once.
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "after", answers.Callback());
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "", answers.Callback());
+  manager_->UpdatePrompt("other", job->job_id(), "x", answers.Callback());
+  ASSERT_EQ(answers.got.size(), 5u);
+  EXPECT_EQ(answers.got[2].status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(answers.got[3].status().code(), absl::StatusCode::kFailedPrecondition);  // ended before the text check
+  EXPECT_EQ(answers.got[4].status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, PromptUpdateTextIsCheckedAtTheEdge) {
+  auto job = manager_->Submit(kAnonymousTenant, Request(2));
+  PromptAnswers answers;
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), "", answers.Callback());
+  manager_->UpdatePrompt(kAnonymousTenant, job->job_id(), std::string(options_.limits.job.max_prompt_bytes + 1, 'a'),
+                         answers.Callback());
+  ASSERT_EQ(answers.got.size(), 2u);
+  for (const auto& a : answers.got) {
+    EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(a.status().message().substr(0, 5), "text:") << a.status();
+  }
+  EXPECT_EQ(Prompts(*manager_->GetJob(kAnonymousTenant, job->job_id())),
+            (std::vector<std::pair<int, std::string>>{{0, "x"}}));
 }
 
 }  // namespace

@@ -98,9 +98,9 @@ struct ArCase {
 
 std::string StepKey(int dispatch, const std::string& rest) { return absl::StrFormat("s%02d.%s", dispatch, rest); }
 
-GenerateRequest MakeRequest(const ArCase& c) {
-  GenerateRequest r;
-  ChunkPrompt p;
+ArRequest MakeRequest(const ArCase& c) {
+  ArRequest r;
+  EncodedChunkPrompt p;
   p.from_chunk = 0;
   p.caption = c.Get("input.caption_embs");
   p.mask = c.Get("input.emb_masks");
@@ -412,7 +412,7 @@ void RunArCases(const GoldenContext& ctx, GoldenReport& report) {
       report.Check(c.name + "/t_schedule", CompareToReference(at::tensor(*sched), c.Get("t_schedule")), 0.0);
     }
     if (c.Has("transport.y")) {
-      GenerateRequest req = MakeRequest(c);
+      ArRequest req = MakeRequest(c);
       const int cw = c.config.runtime.chunk_width;
       const int prefix_frames = req.prefix.defined() ? static_cast<int>(req.prefix.size(2)) : 0;
       const int chunk_num = static_cast<int>(c.Get("transport.y").size(1));

@@ -31,7 +31,7 @@ struct Geometry {
   int64_t tokens_per_chunk = 0;
 };
 
-absl::StatusOr<Geometry> RequestGeometry(const MagiConfig& c, const GenerateRequest& r) {
+absl::StatusOr<Geometry> RequestGeometry(const MagiConfig& c, const ArRequest& r) {
   const RuntimeConfig& rt = c.runtime;
   const ModelConfig& m = c.model;
   Geometry g;
@@ -154,14 +154,14 @@ absl::StatusOr<std::unique_ptr<ArEngine>> ArEngine::Create(const MagiConfig& con
   return std::unique_ptr<ArEngine>(new ArEngine(config, model, options));
 }
 
-absl::StatusOr<StagePlan> ArEngine::Plan(const GenerateRequest& request) const {
+absl::StatusOr<StagePlan> ArEngine::Plan(const ArRequest& request) const {
   MAGI_ASSIGN_OR_RETURN(Geometry g, RequestGeometry(config_, request));
   MAGI_ASSIGN_OR_RETURN(std::vector<float> sched,
                         TimestepSchedule(config_.runtime.num_steps, config_.engine.shortcut_mode));
   return SchedulePlan(config_, g, std::move(sched), options_, model_.kv_cache_groups(config_.model));
 }
 
-absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request, const GenerateCallbacks& cb) {
+absl::StatusOr<GenerateResult> ArEngine::Generate(const ArRequest& request, const GenerateCallbacks& cb) {
   try {
     return GenerateImpl(request, cb);
   } catch (const std::exception& e) {
@@ -171,7 +171,7 @@ absl::StatusOr<GenerateResult> ArEngine::Generate(const GenerateRequest& request
   }
 }
 
-absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& request, const GenerateCallbacks& cb) {
+absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, const GenerateCallbacks& cb) {
   const auto start = std::chrono::steady_clock::now();
   const MagiConfig& c = config_;
   const RuntimeConfig& rt = c.runtime;
@@ -189,12 +189,13 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
                             "], got ", Shape(request.null_caption)));
   }
   if (!request.null_caption.defined()) return Bad("null_caption is required (LoadNullCaption)");
+  // The prompts in force (live updates replace their tail) and the rows they give.
+  std::vector<EncodedChunkPrompt> prompts = request.prompts;
   MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions,
-                        BuildChunkCaptions(request.prompts, request.null_caption, g.chunk_num, off,
-                                           request.special_tokens));
+                        BuildChunkCaptions(prompts, request.null_caption, g.chunk_num, off, request.special_tokens));
   if (cb.on_captions) cb.on_captions(captions);
 
-  GuidanceOptions gopt;
+  GuidanceConfig gopt;
   gopt.cfg_number = rt.cfg_number;
   gopt.cfg_t_range = rt.cfg_t_range;
   gopt.prev_chunk_scales = rt.prev_chunk_scales;
@@ -202,7 +203,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
   gopt.prev_chunks_scale = options_.prev_chunks_scale;
   gopt.chunk_width = cw;
   gopt.tokens_per_chunk = ctn;
-  MAGI_RETURN_IF_ERROR(ValidateGuidanceOptions(gopt));
+  MAGI_RETURN_IF_ERROR(ValidateGuidanceConfig(gopt));
 
   const c10::Device dev = model_.device();
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -288,8 +289,25 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
   // Stream-first: the lead chunk's recorded K/V (or, recompute variant, its input latents).
   LeadKvRecording lead_kv(off, ctn, c.model.num_layers);
   std::map<int, at::Tensor> lead_inputs;
+  int next_unstarted = 0;  // absolute index of the first chunk no step has denoised yet
   for (int i = 0; i < total; ++i) {
     const PlannedStep& ps = plan.steps[i];
+    // Chunks this step starts: ask for a live prompt before each (chunk order). Before the
+    // cancellation check: in a rank group that check is the agreement a rank that failed
+    // here meets the others at.
+    int last_chunk = -1;
+    for (const auto& pc : ps.chunks) last_chunk = std::max(last_chunk, pc.chunk);
+    for (; cb.prompt_for_chunk && next_unstarted <= last_chunk; ++next_unstarted) {
+      if (next_unstarted < off) continue;  // a prefix chunk: not generated
+      const int rel = next_unstarted - off;
+      MAGI_ASSIGN_OR_RETURN(std::optional<EncodedChunkPrompt> update, cb.prompt_for_chunk(rel));
+      if (!update) continue;
+      while (!prompts.empty() && prompts.back().from_chunk >= rel) prompts.pop_back();
+      update->from_chunk = rel;
+      prompts.push_back(std::move(*update));
+      MAGI_ASSIGN_OR_RETURN(captions, BuildChunkCaptions(prompts, request.null_caption, g.chunk_num, off,
+                                                         request.special_tokens));
+    }
     if (cb.cancelled && cb.cancelled()) return absl::CancelledError("generation cancelled");
     if (windowed) windowed->DropBelow(ps.keep_cache_from);
     GuidanceStep st;
@@ -378,7 +396,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const GenerateRequest& req
       }
     }
     if (cb.on_progress) {
-      Progress p;
+      ArProgress p;
       p.step = i + 1;
       p.total_steps = total;
       p.chunks_done = result.chunks_emitted;

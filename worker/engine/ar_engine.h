@@ -7,7 +7,7 @@
 //
 // Modes follow from the request: no prefix = t2v; a 1-frame latent prefix = i2v; a longer
 // latent prefix = v2v (whole prefix chunks go through the feature pass, a partial chunk is
-// padded every step). Chunk-wise prompts: one ChunkPrompt per prompt change.
+// padded every step). Chunk-wise prompts: one EncodedChunkPrompt per prompt change.
 //
 // Thread safety: an ArEngine may run one Generate() at a time; the Denoiser it wraps is not
 // owned and must outlive it. Callbacks run on the calling thread between model calls.
@@ -34,8 +34,8 @@ namespace magi {
 
 class KvCache;
 
-struct GenerateRequest {
-  std::vector<ChunkPrompt> prompts;  // at least one (from_chunk 0)
+struct ArRequest {
+  std::vector<EncodedChunkPrompt> prompts;  // at least one (from_chunk 0)
   at::Tensor null_caption;           // [caption_max_length, caption_channels] (LoadNullCaption)
   PromptTokens special_tokens;      // PAD_* / NEG_PROMPT tokens (§4.4-4.5); empty = none
   at::Tensor prefix;                 // optional latent [1, C, P, h, w]: P = 1 i2v, P > 1 v2v
@@ -57,7 +57,7 @@ struct EmittedChunk {
   double seconds = 0;   // since Generate() started
 };
 
-struct Progress {
+struct ArProgress {
   int step = 0;          // planned steps done
   int total_steps = 0;
   int chunks_done = 0;
@@ -79,13 +79,18 @@ struct GenerateCallbacks {
   // this chunk (no further model call, no progress report for its step); an error aborts
   // the generation with it.
   std::function<absl::StatusOr<ChunkAction>(const EmittedChunk&)> on_chunk;
-  std::function<void(const Progress&)> on_progress;
+  std::function<void(const ArProgress&)> on_progress;
   // Polled before every model call; true ends Generate() with CancelledError.
   std::function<bool()> cancelled;
   // Debugging / goldens: every dispatcher call (numbered like the reference's sNN: the v2v
   // prefix pass is call 0) and every inner model call.
   std::function<void(int dispatch, const GuidanceStep& in, const at::Tensor& velocity)> on_dispatch;
   std::function<void(int dispatch, int call, const DitForwardArgs& args, const at::Tensor& out)> on_forward;
+  // Live prompts: asked on every rank just before generated chunk `chunk` (0 = the first
+  // after the prefix) starts denoising, once per chunk, in chunk order. A prompt returned
+  // (its from_chunk is ignored) is used from `chunk` on, replacing the request's prompts of
+  // later chunks; nullopt keeps them. An error aborts the generation with it.
+  std::function<absl::StatusOr<std::optional<EncodedChunkPrompt>>(int chunk)> prompt_for_chunk;
   // Debugging / tests: the caption rows of this request, once, before the first model call.
   std::function<void(const ChunkCaptions& captions)> on_captions;
 };
@@ -138,10 +143,10 @@ class ArEngine {
   // Runs one request to the end (or to an error / cancellation). Bad requests are
   // InvalidArgument naming the field; an ATen error on the way (device mismatch, out of
   // memory) is an Internal error carrying ATen's message.
-  absl::StatusOr<GenerateResult> Generate(const GenerateRequest& request, const GenerateCallbacks& callbacks = {});
+  absl::StatusOr<GenerateResult> Generate(const ArRequest& request, const GenerateCallbacks& callbacks = {});
 
   // The plan a request would run (same validation as Generate()).
-  absl::StatusOr<StagePlan> Plan(const GenerateRequest& request) const;
+  absl::StatusOr<StagePlan> Plan(const ArRequest& request) const;
 
   // The KV cache of the last Generate() (kept until the next one), for tests and goldens.
   KvCache* last_cache() const { return cache_.get(); }
@@ -150,7 +155,7 @@ class ArEngine {
 
  private:
   ArEngine(const MagiConfig& config, Denoiser& model, const EngineOptions& options);
-  absl::StatusOr<GenerateResult> GenerateImpl(const GenerateRequest& request, const GenerateCallbacks& callbacks);
+  absl::StatusOr<GenerateResult> GenerateImpl(const ArRequest& request, const GenerateCallbacks& callbacks);
   MagiConfig config_;
   Denoiser& model_;
   EngineOptions options_;

@@ -63,7 +63,7 @@ absl::StatusOr<PromptTokens> SelectPromptTokens(const SpecialTokenFlags& flags, 
   return out;
 }
 
-absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>& prompts, const at::Tensor& null_caption,
+absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<EncodedChunkPrompt>& prompts, const at::Tensor& null_caption,
                                                  int chunk_num, int chunk_offset, const PromptTokens& special) {
   if (!null_caption.defined() || null_caption.dim() != 2) {
     return absl::InvalidArgumentError("null_caption must be [caption_max_length, caption_channels]");
@@ -94,7 +94,7 @@ absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>&
 
   std::vector<at::Tensor> rows, masks;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const ChunkPrompt& p = prompts[i];
+    const EncodedChunkPrompt& p = prompts[i];
     const std::string name = absl::StrCat("prompts[", i, "]");
     if (i == 0 && p.from_chunk != 0) {
       return absl::InvalidArgumentError(absl::StrCat(name, ".from_chunk must be 0 for the first prompt, got ", p.from_chunk));

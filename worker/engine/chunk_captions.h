@@ -22,7 +22,7 @@
 
 namespace magi {
 
-struct ChunkPrompt {
+struct EncodedChunkPrompt {
   int from_chunk = 0;  // first generated chunk (0 = the first chunk after the prefix)
   at::Tensor caption;  // [L, Cy] (or [1, L, Cy] / [1, 1, L, Cy]) T5 output
   at::Tensor mask;     // [L] (or [1, L]) 0/1 validity
@@ -65,7 +65,7 @@ struct ChunkCaptions {
 // shape) and builds the rows for `chunk_num` chunks of which the first `chunk_offset` are
 // prefix chunks. from_chunk must start at 0 and increase strictly, each below the number
 // of generated chunks (chunk_num − chunk_offset).
-absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<ChunkPrompt>& prompts, const at::Tensor& null_caption,
+absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<EncodedChunkPrompt>& prompts, const at::Tensor& null_caption,
                                                  int chunk_num, int chunk_offset,
                                                  const PromptTokens& special = PromptTokens());
 

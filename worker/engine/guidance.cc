@@ -34,7 +34,7 @@ at::Tensor Bool1(bool v) { return at::full({1}, v, at::TensorOptions().dtype(at:
 
 }  // namespace
 
-absl::Status ValidateGuidanceOptions(const GuidanceOptions& o) {
+absl::Status ValidateGuidanceConfig(const GuidanceConfig& o) {
   if (o.cfg_number == 2) {
     return absl::InvalidArgumentError(
         "cfg_number 2 is not supported: the reference implements only 1 (distilled / fp8 models) and 3 (base models)");
@@ -82,10 +82,10 @@ at::Tensor BlendNearlyClean(const at::Tensor& with_context, const at::Tensor& se
   return at::add(at::mul(with_context, g), at::mul(self_only, 1.0 - g));
 }
 
-absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceOptions& o,
+absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceConfig& o,
                                           const GuidanceStep& s, const ForwardObserver& observer,
                                           const std::function<bool()>& cancelled) {
-  MAGI_RETURN_IF_ERROR(ValidateGuidanceOptions(o));
+  MAGI_RETURN_IF_ERROR(ValidateGuidanceConfig(o));
   const size_t n = s.t.size();
   if (n == 0 || s.text_rows.size() != n || s.text_masks.size() != n || s.null_rows.size() != n ||
       s.null_masks.size() != n || s.kv_range.size() != n) {

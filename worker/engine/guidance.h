@@ -25,7 +25,7 @@ namespace magi {
 
 class KvCache;
 
-struct GuidanceOptions {
+struct GuidanceConfig {
   int cfg_number = 1;                     // 1 or 3
   std::vector<double> cfg_t_range;        // breakpoints, ascending
   std::vector<double> prev_chunk_scales;  // same length as cfg_t_range
@@ -37,7 +37,7 @@ struct GuidanceOptions {
 
 // Checks cfg_number (1 or 3) and that the three scale lists have equal non-zero length;
 // errors name the field.
-absl::Status ValidateGuidanceOptions(const GuidanceOptions& options);
+absl::Status ValidateGuidanceConfig(const GuidanceConfig& options);
 
 // One dispatcher call: n chunks (the extra clean chunk first, if any), batch row 0 only.
 struct GuidanceStep {
@@ -67,7 +67,7 @@ using ForwardObserver = std::function<void(int call, const DitForwardArgs& args,
 // combined velocity; the extra chunk's slot holds its input latent (or, with the
 // nearly-clean blend, the model output, as in the reference). `cancelled` (optional) is
 // polled before each model call and turns into a CancelledError.
-absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceOptions& options,
+absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const GuidanceConfig& options,
                                           const GuidanceStep& step, const ForwardObserver& observer = nullptr,
                                           const std::function<bool()>& cancelled = nullptr);
 

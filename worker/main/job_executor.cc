@@ -46,6 +46,14 @@ absl::Status JobExecutor::Run() {
     running_ = false;
     return status;
   }
+  // A live prompt no chunk took: none was left to start. (A handed-back job's stays with the
+  // server, which uses it from the chunk the next attempt starts at.)
+  std::optional<LivePrompt> unused;
+  {
+    std::lock_guard<std::mutex> lock(prompt_mu_);
+    unused.swap(offered_prompt_);
+  }
+  if (unused) SendPromptApplied(*unused, -1);
   done.mutable_done()->set_code(static_cast<int>(status.code()));
   done.mutable_done()->set_message(std::string(status.message()));
   send_(done);
@@ -82,6 +90,32 @@ absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames
     cancelled_ = true;
   }
   return absl::OkStatus();
+}
+
+void JobExecutor::OfferPrompt(const LivePrompt& prompt) {
+  std::lock_guard<std::mutex> lock(prompt_mu_);
+  offered_prompt_ = prompt;
+}
+
+absl::StatusOr<std::optional<LivePrompt>> JobExecutor::TakeLivePrompt(int chunk) {
+  (void)chunk;
+  std::lock_guard<std::mutex> lock(prompt_mu_);
+  std::optional<LivePrompt> out;
+  out.swap(offered_prompt_);
+  return out;
+}
+
+void JobExecutor::OnLivePromptApplied(const LivePrompt& prompt, int chunk) { SendPromptApplied(prompt, chunk); }
+
+void JobExecutor::SendPromptApplied(const LivePrompt& prompt, int chunk) {
+  WorkerMessage m;
+  auto* a = m.mutable_prompt_applied();
+  a->set_job_id(job_.job_id);
+  a->set_attempt(attempt_);
+  a->set_update_id(prompt.update_id);
+  a->set_from_chunk(chunk);
+  a->set_text(prompt.text);
+  if (!send_(m)) cancelled_ = true;
 }
 
 void JobExecutor::OnProgress(const StepProgress& p) {

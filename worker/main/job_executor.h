@@ -14,6 +14,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -39,6 +41,10 @@ class JobExecutor final : public FrameSink {
   // Runs to the end; returns the status also sent as JobDone (unless the stream is gone).
   absl::Status Run();
   void Cancel() { cancelled_ = true; }
+  // A live prompt from the server (PromptUpdate); the newest one waiting replaces older ones.
+  // The runner takes it as its next chunk starts; PromptApplied answers it (from_chunk -1
+  // when the run ends first).
+  void OfferPrompt(const LivePrompt& prompt);
   // Eviction: the job stops after the chunk in progress is sent (the last chunk still ends
   // the job normally) and no JobDone follows, so the server re-queues it from that chunk
   // when the stream ends (WorkerLink::Drain).
@@ -55,6 +61,8 @@ class JobExecutor final : public FrameSink {
   absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override;
   void OnProgress(const StepProgress& progress) override;
   bool Cancelled() const override { return cancelled_.load(); }
+  absl::StatusOr<std::optional<LivePrompt>> TakeLivePrompt(int chunk) override;
+  void OnLivePromptApplied(const LivePrompt& prompt, int chunk) override;
 
  private:
   JobRunner& runner_;
@@ -67,6 +75,9 @@ class JobExecutor final : public FrameSink {
   std::atomic<bool> handed_back_{false};
   std::atomic<int64_t> last_progress_ns_{0};
   void Touch() { last_progress_ns_ = absl::ToUnixNanos(absl::Now()); }
+  void SendPromptApplied(const LivePrompt& prompt, int chunk);
+  std::mutex prompt_mu_;
+  std::optional<LivePrompt> offered_prompt_;  // guarded by prompt_mu_
   std::unique_ptr<Fmp4ChunkWriter> writer_;
   absl::Time start_;
 };

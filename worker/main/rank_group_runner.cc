@@ -34,6 +34,30 @@ class AgreedCancelSink : public FrameSink {
   void OnProgress(const StepProgress& p) override {
     if (sink_) sink_->OnProgress(p);
   }
+  // Every rank asks at the same point: the leader's live prompt (if any) goes to all.
+  absl::StatusOr<std::optional<LivePrompt>> TakeLivePrompt(int chunk) override {
+    std::optional<LivePrompt> mine;
+    if (sink_ != nullptr) {
+      absl::StatusOr<std::optional<LivePrompt>> got = sink_->TakeLivePrompt(chunk);
+      if (got.ok()) mine = std::move(*got);  // a leader-side error: no update this time
+    }
+    at::Tensor head = at::tensor({static_cast<int64_t>(mine.has_value()), mine ? mine->update_id : 0,
+                                  mine ? static_cast<int64_t>(mine->text.size()) : 0},
+                                 at::kLong);
+    if (auto s = world_.Broadcast(head, 0, "group.prompt_header"); !s.ok()) return s;
+    if (head[0].item<int64_t>() == 0) return std::optional<LivePrompt>();
+    const int64_t len = head[2].item<int64_t>();
+    at::Tensor bytes = at::zeros({std::max<int64_t>(1, len)}, at::kByte);
+    if (mine) std::memcpy(bytes.data_ptr(), mine->text.data(), mine->text.size());
+    if (auto s = world_.Broadcast(bytes, 0, "group.prompt"); !s.ok()) return s;
+    LivePrompt p;
+    p.update_id = head[1].item<int64_t>();
+    p.text.assign(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(len));
+    return std::optional<LivePrompt>(std::move(p));
+  }
+  void OnLivePromptApplied(const LivePrompt& prompt, int chunk) override {
+    if (sink_) sink_->OnLivePromptApplied(prompt, chunk);
+  }
   bool Cancelled() const override {
     if (!group_error_.ok()) return true;  // a rank failed at an earlier agreement
     return Agree(sink_ != nullptr && sink_->Cancelled(), absl::OkStatus());

@@ -231,6 +231,14 @@ absl::Status WorkerLink::RunSession() {
         }
         break;
       }
+      case ServerMessage::kPromptUpdate: {
+        const auto& u = in.prompt_update();
+        std::lock_guard<std::mutex> lock(mu);
+        if (executor && executor->job_id() == u.job_id() && executor->attempt() == u.attempt()) {
+          executor->OfferPrompt(LivePrompt{u.update_id(), u.text()});
+        }
+        break;
+      }
       case ServerMessage::MSG_NOT_SET:
         break;
     }

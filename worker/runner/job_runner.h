@@ -18,32 +18,19 @@
 #ifndef MAGI_WORKER_RUNNER_JOB_RUNNER_H_
 #define MAGI_WORKER_RUNNER_JOB_RUNNER_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "jobspec/job_spec.h"
 #include "magi/internal/v1/worker_pool.pb.h"
 #include "magi/v1/video_generation.pb.h"
 #include "worker/media/rgb_frame.h"
 
 namespace magi {
-
-// A w x h frame whose buffer has 64 zeroed bytes of slack after its end (capacity, not
-// size). Why: H264Encoder hands rgb24 straight to sws_scale, whose SIMD reads up to 16
-// bytes past the last row; without slack those reads hit whatever the heap holds there,
-// so identical frames could encode differently (a resumed job's fragments would not match
-// the original's). Runners allocate frames with it; moving a frame keeps the slack.
-// (Reported for worker/media: copy into a padded AVFrame before sws_scale.)
-inline RgbFrame NewPaddedFrame(int w, int h) {
-  RgbFrame f;
-  f.width = w;
-  f.height = h;
-  const size_t n = f.ExpectedBytes();
-  f.rgb24.resize(n + 64);
-  f.rgb24.resize(n);
-  return f;
-}
 
 struct RunnerJob {
   std::string job_id;
@@ -64,6 +51,12 @@ struct StepProgress {
   double eta_seconds = 0;
 };
 
+// A prompt change the job's client sent while it runs (magi.v1 UpdatePrompt).
+struct LivePrompt {
+  int64_t update_id = 0;  // the server's, increasing per job
+  std::string text;
+};
+
 // Receives a runner's output.
 class FrameSink {
  public:
@@ -76,6 +69,18 @@ class FrameSink {
   virtual void OnProgress(const StepProgress& progress) = 0;
   // Polled between steps; true ends Run() with CancelledError.
   virtual bool Cancelled() const = 0;
+  // Live prompts: asked just before job chunk `chunk` (>= the job's start_chunk) starts
+  // denoising, once per chunk in order, on every rank of a group at the same point. Returns
+  // the newest prompt received since the last call, if any; the runner uses it from `chunk`
+  // on and says so with OnLivePromptApplied. An error aborts the run. Default: none.
+  virtual absl::StatusOr<std::optional<LivePrompt>> TakeLivePrompt(int chunk) {
+    (void)chunk;
+    return std::optional<LivePrompt>();
+  }
+  virtual void OnLivePromptApplied(const LivePrompt& prompt, int chunk) {
+    (void)prompt;
+    (void)chunk;
+  }
 };
 
 class JobRunner {

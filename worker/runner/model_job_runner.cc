@@ -62,7 +62,7 @@ void AppendFrames(const at::Tensor& frames, std::deque<RgbFrame>& out) {
   at::Tensor hwc = frames.permute({0, 2, 3, 1}).contiguous();
   const int64_t F = hwc.size(0), H = hwc.size(1), W = hwc.size(2);
   for (int64_t f = 0; f < F; ++f) {
-    RgbFrame frame = NewPaddedFrame(static_cast<int>(W), static_cast<int>(H));
+    RgbFrame frame(static_cast<int>(W), static_cast<int>(H));
     std::memcpy(frame.rgb24.data(), hwc[f].data_ptr<uint8_t>(), frame.rgb24.size());
     out.push_back(std::move(frame));
   }
@@ -321,7 +321,7 @@ absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
     c.runtime.video_size_w = r.width();
     c.runtime.video_size_h = r.height();
     c.runtime.num_steps = r.num_steps();
-    GenerateRequest probe;
+    ArRequest probe;
     probe.num_frames = job.spec.engine_frames();
     if (prefix > 0) {
       probe.prefix = at::zeros({1, config_.model.latent_channels(), prefix, r.height() / kVaeSpatialFactor,
@@ -338,7 +338,7 @@ absl::Status ModelJobRunner::Check(const RunnerJob& job) const { return Validate
 absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   const pb::GenerateRequest& r = job.request();
   MagiConfig c = config_;
-  GenerateRequest req;
+  ArRequest req;
   absl::Status prepared = Prepare(job, c, req);
   // In a group every rank takes part in the prefix exchange, whatever failed before it.
   if (options_.group_comm != nullptr && (r.mode() == pb::MODE_I2V || r.mode() == pb::MODE_V2V)) {
@@ -348,7 +348,7 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   return Generate(job, c, req, sink);
 }
 
-absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, GenerateRequest& req) const {
+absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, ArRequest& req) const {
   MAGI_RETURN_IF_ERROR(Validate(job));
   const pb::GenerateRequest& r = job.request();
   RuntimeConfig& rt = c.runtime;
@@ -367,7 +367,7 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, Genera
     const auto& p = r.prompts(i);
     auto enc = captions_->Encode(p.text());
     if (!enc.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(enc.status().message()));
-    ChunkPrompt cp;
+    EncodedChunkPrompt cp;
     cp.from_chunk = p.from_chunk();
     cp.caption = enc->embedding[0];
     cp.mask = enc->mask[0].to(at::kFloat);
@@ -401,7 +401,7 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, Genera
   return absl::OkStatus();
 }
 
-absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c, const GenerateRequest& req,
+absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c, const ArRequest& req,
                                       FrameSink& sink) {
   const pb::GenerateRequest& r = job.request();
   const RuntimeConfig& rt = c.runtime;
@@ -460,8 +460,25 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     }
     return frames_made >= r.num_frames() ? ChunkAction::kStop : ChunkAction::kContinue;
   };
+  // Live prompts: a chunk of this attempt about to start asks the sink (a group's ranks ask
+  // together: the leader's prompt reaches all) and encodes what it gets. Chunks before
+  // start_chunk were made by an earlier attempt with the prompts recorded then; past the
+  // job's last chunk nothing is streamed. Engine and job chunks share their index.
+  cb.prompt_for_chunk = [&](int chunk) -> absl::StatusOr<std::optional<EncodedChunkPrompt>> {
+    if (chunk < job.start_chunk || chunk >= job.chunks_total()) return std::optional<EncodedChunkPrompt>();
+    MAGI_ASSIGN_OR_RETURN(std::optional<LivePrompt> live, sink.TakeLivePrompt(chunk));
+    if (!live) return std::optional<EncodedChunkPrompt>();
+    auto enc = captions_->Encode(live->text);
+    if (!enc.ok()) return Bad("text", absl::StrCat("live prompt ", live->update_id, ": ", enc.status().message()));
+    EncodedChunkPrompt p;
+    p.from_chunk = chunk;
+    p.caption = enc->embedding[0];
+    p.mask = enc->mask[0].to(at::kFloat);
+    sink.OnLivePromptApplied(*live, chunk);
+    return std::optional<EncodedChunkPrompt>(std::move(p));
+  };
   StepProgress last;
-  cb.on_progress = [&](const Progress& p) {
+  cb.on_progress = [&](const ArProgress& p) {
     StepProgress& sp = last;
     sp.chunk = std::min(std::max(next_chunk, 0), job.chunks_total() - 1);
     sp.step = p.step;

@@ -55,7 +55,7 @@ namespace magi {
 class Communicator;
 
 class CaptionEncoder;
-struct GenerateRequest;
+struct ArRequest;
 class Checkpoint;
 class DitDenoiser;
 class DitModel;
@@ -134,9 +134,9 @@ class ModelJobRunner final : public JobRunner {
   ModelJobRunner() = default;
   absl::Status Validate(const RunnerJob& job) const;
   // Validates `job` and fills the engine's config `c` and request (captions, prefix).
-  absl::Status Prepare(const RunnerJob& job, MagiConfig& c, GenerateRequest& req) const;
+  absl::Status Prepare(const RunnerJob& job, MagiConfig& c, ArRequest& req) const;
   // Runs the engine, decoding and streaming each chunk (not on a follower).
-  absl::Status Generate(const RunnerJob& job, const MagiConfig& c, const GenerateRequest& req, FrameSink& sink);
+  absl::Status Generate(const RunnerJob& job, const MagiConfig& c, const ArRequest& req, FrameSink& sink);
 
   ModelRunnerOptions options_;
   MagiConfig config_;

@@ -35,7 +35,7 @@ std::vector<::magi::internal::v1::ModelInfo> SyntheticFrameRunner::Models() cons
 RgbFrame SyntheticFrameRunner::MakeFrame(const ::magi::v1::GenerateRequest& r, int t,
                                          uint64_t prompt_hash) {
   const int w = r.width(), h = r.height();
-  RgbFrame f = NewPaddedFrame(w, h);
+  RgbFrame f(w, h);
   const uint64_t seed = static_cast<uint64_t>(r.seed());
   const int shift = static_cast<int>((seed * 2654435761u) & 0xff);
   const int tint = static_cast<int>(prompt_hash & 0xff);
@@ -54,8 +54,9 @@ RgbFrame SyntheticFrameRunner::MakeFrame(const ::magi::v1::GenerateRequest& r, i
   return f;
 }
 
-std::vector<RgbFrame> SyntheticFrameRunner::MakeChunk(const RunnerJob& job, int chunk) {
-  uint64_t prompt_hash = Fnv1a(PromptForChunk(job.request(), chunk));
+std::vector<RgbFrame> SyntheticFrameRunner::MakeChunk(const RunnerJob& job, const ::magi::v1::GenerateRequest& request,
+                                                     int chunk) {
+  uint64_t prompt_hash = Fnv1a(PromptForChunk(request, chunk));
   std::vector<RgbFrame> frames;
   for (int t = job.FrameBegin(chunk); t < job.FrameEnd(chunk); ++t) {
     frames.push_back(MakeFrame(job.request(), t, prompt_hash));
@@ -71,13 +72,20 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
         ", start_chunk ", job.start_chunk, " are inconsistent"));
   }
   for (int c = 0; c < job.start_chunk; ++c) {
-    if (auto s = sink.OnPrefixChunk(c, MakeChunk(job, c)); !s.ok()) return s;
+    if (auto s = sink.OnPrefixChunk(c, MakeChunk(job, job.request(), c)); !s.ok()) return s;
   }
   const int steps = std::max(1, job.request().num_steps());
   absl::Time begin = absl::Now();
   int done_steps = 0;
   const int todo_steps = steps * (job.chunks_total() - job.start_chunk);
+  ::magi::v1::GenerateRequest request = job.request();  // live prompt updates go into its prompts
   for (int c = job.start_chunk; c < job.chunks_total(); ++c) {
+    absl::StatusOr<std::optional<LivePrompt>> live = sink.TakeLivePrompt(c);
+    if (!live.ok()) return live.status();
+    if (*live) {
+      if (auto s = ApplyPromptFrom(c, (*live)->text, &request); !s.ok()) return s;
+      sink.OnLivePromptApplied(**live, c);
+    }
     for (int s = 0; s < steps; ++s) {
       if (sink.Cancelled()) return absl::CancelledError(absl::StrCat("job ", job.job_id, " cancelled"));
       absl::Time step_begin = absl::Now();
@@ -96,7 +104,7 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
       sink.OnProgress(p);
     }
     if (sink.Cancelled()) return absl::CancelledError(absl::StrCat("job ", job.job_id, " cancelled"));
-    if (auto s = sink.OnChunk(c, MakeChunk(job, c)); !s.ok()) return s;
+    if (auto s = sink.OnChunk(c, MakeChunk(job, request, c)); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

@@ -37,7 +37,8 @@ class SyntheticFrameRunner final : public JobRunner {
   // Frame `index` of a job (exposed for tests: the reference the output is compared to).
   static RgbFrame MakeFrame(const ::magi::v1::GenerateRequest& request, int frame_index,
                             uint64_t prompt_hash);
-  static std::vector<RgbFrame> MakeChunk(const RunnerJob& job, int chunk);
+  // Job chunk `chunk` with the prompts of `request` (the job's, with live updates applied).
+  static std::vector<RgbFrame> MakeChunk(const RunnerJob& job, const ::magi::v1::GenerateRequest& request, int chunk);
 
  private:
   absl::Duration step_delay_;

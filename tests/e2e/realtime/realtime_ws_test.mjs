@@ -84,7 +84,7 @@ async function main() {
     if (m.index === 0) {
       const id = messages[0].video.id;
       statusAtChunk.push((await (await fetch(`${base}/videos/${id}`)).json()).status);
-      // prompt.update is refused with a clear, non-fatal error; the stream goes on.
+      // A live prompt: used from the next chunk that has not started; the stream goes on.
       c.send({ type: 'prompt.update', prompt: 'a grey wolf' });
     }
   });
@@ -96,11 +96,16 @@ async function main() {
   assert.equal(types.at(-1), 'done', types.join(','));
   assert.equal(s.messages.at(-1).video.status, 'completed');
   assert.ok(types.includes('progress'), 'progress messages');
-  updateReply = s.messages.find((m) => m.type === 'error');
+  updateReply = s.messages.find((m) => m.type === 'prompt.updated' || m.type === 'error');
   assert.ok(updateReply, 'a reply to prompt.update');
-  assert.equal(updateReply.error.code, 'prompt_update_unsupported');
-  assert.equal(updateReply.fatal, false);
-  assert.match(updateReply.error.message, /not supported/);
+  assert.equal(updateReply.type, 'prompt.updated', JSON.stringify(updateReply));
+  assert.equal(updateReply.prompt, 'a grey wolf');
+  const nChunks = s.messages.filter((m) => m.type === 'chunk').length;
+  assert.ok(updateReply.from_chunk >= 1 && updateReply.from_chunk < nChunks, `from_chunk ${updateReply.from_chunk}`);
+  // The job records it: chunk_prompts shows the change from that chunk.
+  const recorded = (await (await fetch(`${base}/videos/${s0.video.id}`)).json()).chunk_prompts;
+  assert.deepEqual(recorded, [{ from_chunk: 0, text: 'a red fox in the snow' },
+    { from_chunk: updateReply.from_chunk, text: 'a grey wolf' }]);
   assert.equal(s.closed.code, 1000);
   assert.equal(s.binaries[0].kind, 'init_segment');
   const chunks = s.binaries.slice(1);
@@ -111,7 +116,8 @@ async function main() {
   assert.deepEqual(chunkMeta.map((m) => m.chunks_total), chunkMeta.map(() => chunks.length));
   assert.deepEqual(statusAtChunk, ['in_progress'], 'chunk 0 arrives while the video is in progress');
   check(`session: started, progress, init segment, ${chunks.length} chunks in order, done, close 1000; ` +
-        'chunk 0 before the video completed; prompt.update refused (prompt_update_unsupported, not fatal)');
+        'chunk 0 before the video completed; prompt.update after chunk 0 answered prompt.updated (from chunk ' +
+        `${updateReply.from_chunk}) and recorded in chunk_prompts`);
 
   // init + fragments is a playable MP4 of the whole video.
   const file = path.join(work, 'stream.mp4');
@@ -170,7 +176,7 @@ async function main() {
   await flood.open();
   for (let i = 0; i < 2000; i++) flood.send({ type: 'prompt.update', prompt: 'p' });
   let answered = 0;
-  while (answered < 2000) { m = (await flood.next()).json; assert.equal(m.error.code, 'prompt_update_unsupported'); answered++; }
+  while (answered < 2000) { m = (await flood.next()).json; assert.equal(m.error.code, 'no_session'); answered++; }
   flood.ws.close();
   assert.equal(await videos(), before, 'nothing queued by the bad sessions');
   assert.equal((await fetch(`${base}/videos?limit=1`)).status, 200);

@@ -2,7 +2,8 @@
 // Chromium, driven by puppeteer-core, loads /?prompt=...&seconds=..., which starts a realtime
 // session; the page appends the init segment and each chunk's fMP4 fragment to a Media Source
 // Extensions SourceBuffer. Checks that the <video>'s buffered end grows with every chunk,
-// that it grew before the video completed, that it plays, and saves a screenshot.
+// that it grew before the video completed, that it plays, that a prompt typed into the
+// "Steer" field mid-run reaches the job, and saves a screenshot.
 //
 //   node viewer_test.mjs SERVER_BIN WORKER_BIN WORK_DIR [CHROMIUM]
 // Exit 0 pass, 1 fail.
@@ -54,6 +55,9 @@ async function main() {
     if (!st.done && st.chunks >= 1 && st.bufferedEnds.at(-1) > 0) {
       sawGrowthBeforeDone = true;
       if (!shot) {
+        // Steer mid-run: the "Steer" field sends prompt.update for the chunks not started yet.
+        await page.type('#steer_prompt', 'a grey wolf in the snow');
+        await page.click('#steer_send');
         await page.screenshot({ path: path.join(work, 'viewer_midrun.png') });
         shot = true;
       }
@@ -73,6 +77,14 @@ async function main() {
   assert.ok(sawGrowthBeforeDone, 'the video was buffered before the job completed');
   assert.equal(await page.$eval('#chunks', (e) => e.textContent), String(st.chunksTotal));
   check(`viewer: ${st.chunks} chunks appended, buffered end ${st.bufferedEnds.map((x) => x.toFixed(2)).join(' < ')} s, growing before done`);
+  // The mid-run prompt reached the job: answered with the chunk it starts at, recorded in it.
+  assert.equal(st.promptUpdates.length, 1, `prompt updates ${JSON.stringify(st.promptUpdates)}; console: ${logs.join(' | ')}`);
+  const from = st.promptUpdates[0].fromChunk;
+  assert.ok(from >= 1 && from < st.chunksTotal, `from_chunk ${from}`);
+  const video = await (await fetch(`http://${srv.api}/v1/videos/${st.videoId}`)).json();
+  assert.deepEqual(video.chunk_prompts.at(-1), { from_chunk: from, text: 'a grey wolf in the snow' });
+  assert.match(await page.$eval('#steered', (e) => e.textContent), /from chunk \d+: a grey wolf/);
+  check(`viewer: the Steer field's prompt reached the job mid-run (used from chunk ${from}, in chunk_prompts)`);
 
   // It plays: currentTime advances.
   let played = 0;

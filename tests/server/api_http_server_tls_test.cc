@@ -121,11 +121,11 @@ class ApiHttpServerTlsTest : public ::testing::Test {
     fs::create_directories(*dir_);
     const std::string d = dir_->string();
     auto ca = [&](const std::string& name) {
-      RunShell("cd " + d + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + name + ".key -out " + name +
+      RunShell("cd " + d + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + name + ".key -out " + name +
           ".pem -days 2 -subj '/CN=magi " + name + "'");
     };
     auto signed_by = [&](const std::string& name, const std::string& issuer) {
-      RunShell("cd " + d + " && openssl req -newkey rsa:2048 -nodes -keyout " + name + ".key -out " + name +
+      RunShell("cd " + d + " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + name + ".key -out " + name +
           ".csr -subj /CN=" + name + " && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > " + name +
           ".ext && openssl x509 -req -in " + name + ".csr -CA " + issuer + ".pem -CAkey " + issuer +
           ".key -CAcreateserial -out " + name + ".pem -days 2 -extfile " + name + ".ext");

@@ -11,8 +11,8 @@ PACKAGES=(
   # server: gRPC, Protobuf, Abseil, SQLite, metrics, JSON
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libsqlite3-dev prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev
-  # OpenAI-compatible HTTP/WebSocket API: Boost.Beast + Asio (header-only)
-  libboost-dev
+  # OpenAI-compatible HTTP/WebSocket API: Boost.Beast + Asio (header-only); OpenSSL for HTTPS/WSS
+  libboost-dev libssl-dev
   # media: FFmpeg libraries (libx264 inside libavcodec) and the ffprobe CLI for tests
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libavfilter-dev ffmpeg
   # text encoder tokenizer

@@ -2,18 +2,24 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/match.h"
@@ -39,8 +45,43 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using json = nlohmann::json;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr char kServerName[] = "magi-server";
+// A TLS client has this long to complete its handshake (a silent or plaintext client holds
+// a connection no longer than that).
+constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+// The TLS close_notify exchange at the end of a connection is given this long.
+constexpr auto kTlsShutdownTimeout = std::chrono::seconds(5);
+
+// Failed TLS handshakes, logged at most once a second with a count of those not logged
+// (a port scanner or a plaintext client in a loop must not flood the log).
+class HandshakeFailureLog {
+ public:
+  void Failed(const std::string& peer, const beast::error_code& ec) {
+    const std::time_t now = std::time(nullptr);
+    long suppressed = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (now != last_log_) {
+        last_log_ = now;
+        suppressed = suppressed_;
+        suppressed_ = 0;
+      } else {
+        ++suppressed_;
+      }
+    }
+    if (suppressed < 0) return;
+    std::fprintf(stderr, "magi-server: API TLS handshake with %s failed: %s%s\n", peer.c_str(), ec.message().c_str(),
+                 suppressed > 0 ? absl::StrCat(" (", suppressed, " more not logged)").c_str() : "");
+  }
+
+ private:
+  std::mutex mu_;
+  std::time_t last_log_ = 0;
+  long suppressed_ = 0;
+};
 
 // One answer: a body in memory, or a whole file streamed from disk (file_path set).
 struct Reply {
@@ -390,21 +431,60 @@ class Router {
   const ApiServerOptions options_;
 };
 
-// One connection: read a request (header first: a declared body over the limit is refused
-// before it is read; Expect: 100-continue is answered), answer it, repeat while keep-alive.
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket&& socket, Router* router, const ApiServerOptions* options)
-      : stream_(std::move(socket)), router_(router), options_(options) {}
+// One connection: (over TLS, the handshake first) read a request (header first: a declared
+// body over the limit is refused before it is read; Expect: 100-continue is answered), answer
+// it, repeat while keep-alive. `Stream` is PlainStream or TlsStream; the rest is one path.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  void Run() { net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHeader, shared_from_this())); }
+ public:
+  Session(Stream&& stream, Router* router, const ApiServerOptions* options, HandshakeFailureLog* handshake_log)
+      : stream_(std::move(stream)), router_(router), options_(options), handshake_log_(handshake_log) {}
+
+  void Run() { net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::Start, this->shared_from_this())); }
 
  private:
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
+  tcp::socket& Socket() { return beast::get_lowest_layer(stream_).socket(); }
+
+  std::string Peer() {
+    beast::error_code ec;
+    auto remote = Socket().remote_endpoint(ec);
+    return ec ? std::string("unknown") : absl::StrCat(remote.address().to_string(), ":", remote.port());
+  }
+
+  void Start() {
+    if constexpr (kTls) {
+      beast::get_lowest_layer(stream_).expires_after(kTlsHandshakeTimeout);
+      stream_.async_handshake(net::ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+        // A failed handshake ends this connection only: the session (and its socket) goes.
+        if (ec) return self->handshake_log_->Failed(self->Peer(), ec);
+        self->ReadHeader();
+      });
+    } else {
+      ReadHeader();
+    }
+  }
+
+  // Ends the connection after the last response: TLS sends its close_notify (waiting a
+  // bounded time for the client's), plain TCP half-closes. The socket closes with the session.
+  void Close() {
+    if constexpr (kTls) {
+      beast::get_lowest_layer(stream_).expires_after(kTlsShutdownTimeout);
+      stream_.async_shutdown([self = shared_from_this()](beast::error_code) {});
+    } else {
+      beast::error_code ignored;
+      Socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  }
+
   void ReadHeader() {
     parser_.emplace();
     parser_->header_limit(64 * 1024);
     parser_->body_limit(static_cast<std::uint64_t>(options_->max_body_bytes));
-    stream_.expires_after(std::chrono::seconds(120));
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(120));
     http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
 
@@ -435,10 +515,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit) return Send(TooLarge(), false);
     if (ec) return Fail(ec);
     http::request<http::string_body> req = parser_->release();
-    beast::error_code peer_ec;
-    auto remote = stream_.socket().remote_endpoint(peer_ec);
-    const std::string peer =
-        peer_ec ? std::string("unknown") : absl::StrCat(remote.address().to_string(), ":", remote.port());
+    const std::string peer = Peer();
     if (beast::websocket::is_upgrade(req) &&
         absl::string_view(req.target().data(), req.target().size()).substr(0, req.target().find('?')) ==
             "/v1/realtime/video") {
@@ -450,7 +527,7 @@ class Session : public std::enable_shared_from_this<Session> {
         realtime.max_message_bytes = options_->ws_max_message_bytes;
         const std::string t = *tenant;
         StartRealtimeVideoSession(
-            stream_.release_socket(), std::move(req), router->manager(), t,
+            std::move(stream_), std::move(req), router->manager(), t,
             [router, t](const VideoCreateParams& p, ApiError* e) { return router->SubmitVideo(t, p, "", e); },
             realtime);
         return;
@@ -517,19 +594,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnWrite(bool keep_alive, beast::error_code ec) {
     if (ec) return Fail(ec);
-    if (!keep_alive) {
-      beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      return;
-    }
+    if (!keep_alive) return Close();
     head_ = false;
     ReadHeader();
   }
 
   void Fail(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted || ec == beast::error::timeout) {
-      beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (ec == http::error::end_of_stream) return Close();
+    // Timed out (the stream closed the socket), stopped, or over TLS, the client closed TCP
+    // without a close_notify: nothing more can be sent.
+    if (ec == net::error::operation_aborted || ec == beast::error::timeout || ec == net::ssl::error::stream_truncated) {
       return;
     }
     // A request that is not HTTP/1.1 as we read it: answer 400 once and close.
@@ -540,11 +614,12 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Router* router_;
   const ApiServerOptions* options_;
+  HandshakeFailureLog* handshake_log_;
   unsigned version_ = 11;
   bool head_ = false;
   bool answered_bad_ = false;
@@ -553,19 +628,36 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct ApiHttpServer::Impl {
-  Impl(JobManager* manager, TokenAuthenticator* client_auth, const ApiServerOptions& o)
-      : options(o), router(manager, client_auth, o), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
+  Impl(JobManager* manager, TokenAuthenticator* client_auth, const ApiServerOptions& o,
+       std::unique_ptr<net::ssl::context> tls)
+      : options(o),
+        router(manager, client_auth, o),
+        tls_context(std::move(tls)),
+        ioc(o.threads),
+        acceptor(net::make_strand(ioc)) {}
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), &router, &options)->Run();
+      if (!ec) {
+        if (tls_context) {
+          std::make_shared<Session<TlsStream>>(TlsStream(std::move(socket), *tls_context), &router, &options,
+                                               &handshake_log)
+              ->Run();
+        } else {
+          std::make_shared<Session<PlainStream>>(PlainStream(std::move(socket)), &router, &options, &handshake_log)
+              ->Run();
+        }
+      }
       Accept();
     });
   }
 
   ApiServerOptions options;
   Router router;
+  HandshakeFailureLog handshake_log;
+  // Before ioc: connections (destroyed with ioc's pending handlers) use it to the end.
+  std::unique_ptr<net::ssl::context> tls_context;  // null: plain HTTP
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -601,7 +693,9 @@ absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
   beast::error_code ec;
   auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
   if (ec) return bad(absl::StrCat("'", host, "' is not an IP address"));
-  impl_ = std::make_unique<Impl>(manager_, client_auth_, options);
+  auto tls = MakeTlsServerContext(options.tls);
+  if (!tls.ok()) return tls.status();
+  impl_ = std::make_unique<Impl>(manager_, client_auth_, options, std::move(*tls));
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   impl_->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);

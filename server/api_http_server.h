@@ -22,6 +22,12 @@
 // ships it header-only in libboost-dev, it does HTTP/1.1 and WebSocket on one listener
 // (the realtime stream needs both), and body limits are enforced while reading.
 //
+// TLS: with options.tls set (magi-server's --tls_cert/--tls_key/--tls_client_ca, the files of
+// the gRPC port) the listener serves HTTPS and WSS only (OpenSSL through asio::ssl; TLS 1.2 or
+// later; with a client CA, mTLS). A connection that does not complete the TLS handshake within
+// 10 s, or fails it (a plaintext client, an untrusted client certificate), is closed without
+// an HTTP answer; the failure is logged at most once a second.
+//
 // Thread safety: Start/Stop from one controlling thread. Requests are served by
 // `threads` asio threads; each request's JobManager call blocks its thread (SQLite).
 #ifndef MAGI_SERVER_API_HTTP_SERVER_H_
@@ -32,6 +38,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/tls_server_context.h"
 
 namespace magi {
 
@@ -46,6 +53,9 @@ struct ApiServerOptions {
   // GET /v1/realtime/video (server/realtime_video_session.h): a client message at most;
   // more closes the WebSocket with code 1009.
   int64_t ws_max_message_bytes = 1 << 20;
+  // TLS (HTTPS/WSS); empty = plain HTTP. ServerApp sets it from ServerOptions' tls_cert,
+  // tls_key and tls_client_ca, so one set of flags serves both public listeners.
+  TlsServerFiles tls;
 };
 
 class ApiHttpServer {
@@ -57,7 +67,8 @@ class ApiHttpServer {
   ApiHttpServer& operator=(const ApiHttpServer&) = delete;
 
   // Listens and serves; returns the bound port. InvalidArgument naming --api_listen when
-  // the address is malformed or taken.
+  // the address is malformed or taken, or naming the TLS flag and file when options.tls
+  // cannot be used (server/tls_server_context.h); nothing is served then.
   absl::StatusOr<int> Start(const ApiServerOptions& options);
   // Closes the listener and every connection; waits for the serving threads. Idempotent.
   void Stop();

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>  // teardown of the TLS stream under WSS
 
 #include "absl/strings/str_cat.h"
 #include "api/realtime_protocol.h"
@@ -26,14 +27,16 @@ using json = nlohmann::json;
 using ::magi::v1::GenerateEvent;
 
 
+template <class Stream>
 class Session;
 
 // The JobSubscriber the feed holds: it only posts to the session's strand (it is called with
 // the feed's lock held). Holds the session weakly: a closed session does not stay alive for
 // the feed's sake; its destructor detaches the relay.
+template <class Stream>
 class Relay final : public JobSubscriber {
  public:
-  Relay(std::weak_ptr<Session> session, net::any_io_executor executor)
+  Relay(std::weak_ptr<Session<Stream>> session, net::any_io_executor executor)
       : session_(std::move(session)), executor_(std::move(executor)) {}
   void OnEvent(const GenerateEvent& event) override;
   void OnClose(const absl::Status& status) override;
@@ -47,16 +50,22 @@ class Relay final : public JobSubscriber {
   }
 
  private:
-  std::weak_ptr<Session> session_;
+  std::weak_ptr<Session<Stream>> session_;
   net::any_io_executor executor_;
   std::function<void()> written_;  // set before the first event, then only read
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// `Stream` is the connection under the WebSocket: beast::tcp_stream or, for WSS,
+// beast::ssl_stream<beast::tcp_stream>.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+  using std::enable_shared_from_this<Session<Stream>>::weak_from_this;
+
  public:
-  Session(net::ip::tcp::socket socket, http::request<http::string_body> request, JobManager* manager,
+  Session(Stream stream, http::request<http::string_body> request, JobManager* manager,
           std::string tenant, RealtimeSubmitFn submit, RealtimeOptions options)
-      : ws_(std::move(socket)),
+      : ws_(std::move(stream)),
         request_(std::move(request)),
         manager_(manager),
         tenant_(std::move(tenant)),
@@ -68,7 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Run() {
-    relay_ = std::make_shared<Relay>(weak_from_this(), ws_.get_executor());
+    relay_ = std::make_shared<Relay<Stream>>(weak_from_this(), ws_.get_executor());
     beast::get_lowest_layer(ws_).expires_never();  // the websocket's own timeouts from here
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.set_option(websocket::stream_base::decorator(
@@ -139,7 +148,7 @@ class Session : public std::enable_shared_from_this<Session> {
     websocket::close_code code = websocket::close_code::normal;
   };
 
-  void Push(std::string data, Out::Kind kind, bool ends_event, bool reply = false) {
+  void Push(std::string data, typename Out::Kind kind, bool ends_event, bool reply = false) {
     if (closing_) {
       if (ends_event) relay_->Written();
       return;
@@ -326,13 +335,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   http::request<http::string_body> request_;
   JobManager* manager_;
   const std::string tenant_;
   RealtimeSubmitFn submit_;
   const RealtimeOptions options_;
-  std::shared_ptr<Relay> relay_;
+  std::shared_ptr<Relay<Stream>> relay_;
 
   // Strand-only state.
   beast::flat_buffer read_buffer_;
@@ -343,26 +352,40 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closing_ = false, dead_ = false, final_sent_ = false;
 };
 
-void Relay::OnEvent(const GenerateEvent& event) {
+template <class Stream>
+void Relay<Stream>::OnEvent(const GenerateEvent& event) {
   auto session = session_.lock();
   if (!session) return Written();
   net::post(executor_, [session, event] { session->OnJobEvent(event); });
 }
 
-void Relay::OnClose(const absl::Status& status) {
+template <class Stream>
+void Relay<Stream>::OnClose(const absl::Status& status) {
   auto session = session_.lock();
   if (!session) return;
   net::post(executor_, [session, status] { session->OnJobClose(status); });
 }
 
+template <class Stream>
+void RunSession(Stream stream, http::request<http::string_body> request, JobManager* manager, std::string tenant,
+           RealtimeSubmitFn submit, const RealtimeOptions& options) {
+  std::make_shared<Session<Stream>>(std::move(stream), std::move(request), manager, std::move(tenant),
+                                    std::move(submit), options)
+      ->Run();
+}
+
 }  // namespace
 
-void StartRealtimeVideoSession(net::ip::tcp::socket socket, http::request<http::string_body> request,
+void StartRealtimeVideoSession(beast::tcp_stream stream, http::request<http::string_body> request,
                                JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
                                const RealtimeOptions& options) {
-  std::make_shared<Session>(std::move(socket), std::move(request), manager, std::move(tenant), std::move(submit),
-                            options)
-      ->Run();
+  RunSession(std::move(stream), std::move(request), manager, std::move(tenant), std::move(submit), options);
+}
+
+void StartRealtimeVideoSession(beast::ssl_stream<beast::tcp_stream> stream, http::request<http::string_body> request,
+                               JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
+                               const RealtimeOptions& options) {
+  RunSession(std::move(stream), std::move(request), manager, std::move(tenant), std::move(submit), options);
 }
 
 }  // namespace magi

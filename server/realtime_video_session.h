@@ -23,9 +23,10 @@
 #include <functional>
 #include <string>
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "absl/status/statusor.h"
 #include "api/api_error.h"
@@ -46,11 +47,15 @@ struct RealtimeOptions {
 using RealtimeSubmitFn =
     std::function<absl::StatusOr<::magi::v1::Job>(const VideoCreateParams& params, ApiError* error)>;
 
-// Takes over `socket`, whose HTTP `request` asked for the WebSocket upgrade, and serves it
-// until either side closes. `tenant` is the caller's (authenticated at the upgrade): the
+// Takes over `stream` (plain TCP, or TLS with its handshake done: WSS), whose HTTP `request`
+// asked for the WebSocket upgrade, and serves it until either side closes. `tenant` is the caller's (authenticated at the upgrade): the
 // session sees only that tenant's jobs. `manager` must outlive the connection (the API server stops its
 // io_context, ending every session, before the manager goes).
-void StartRealtimeVideoSession(boost::asio::ip::tcp::socket socket,
+void StartRealtimeVideoSession(boost::beast::tcp_stream stream,
+                               boost::beast::http::request<boost::beast::http::string_body> request,
+                               JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
+                               const RealtimeOptions& options);
+void StartRealtimeVideoSession(boost::beast::ssl_stream<boost::beast::tcp_stream> stream,
                                boost::beast::http::request<boost::beast::http::string_body> request,
                                JobManager* manager, std::string tenant, RealtimeSubmitFn submit,
                                const RealtimeOptions& options);

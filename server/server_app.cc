@@ -4,11 +4,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <boost/asio/ssl/context.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/http_endpoints.h"
 #include "server/server_metrics.h"
 #include "server/video_generation_service.h"
+#include "server/tls_server_context.h"
 #include "server/token_auth.h"
 #include "server/worker_pool_service.h"
 
@@ -29,17 +32,17 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
   return pem;
 }
 
+TlsServerFiles TlsFiles(const ServerOptions& options) {
+  return TlsServerFiles{options.tls_cert, options.tls_key, options.tls_client_ca};
+}
+
 // Insecure without --tls_cert/--tls_key; TLS (mTLS with --tls_client_ca) with them.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> PublicCredentials(const ServerOptions& options) {
-  if (options.tls_cert.empty() != options.tls_key.empty()) {
-    return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
-  }
-  if (options.tls_cert.empty()) {
-    if (!options.tls_client_ca.empty()) {
-      return absl::InvalidArgumentError("--tls_client_ca: needs --tls_cert and --tls_key");
-    }
-    return grpc::InsecureServerCredentials();
-  }
+  // OpenSSL checks the files first (PEM, key matches certificate): a bad one stops the start
+  // naming its flag, where gRPC would only fail to listen.
+  auto checked = MakeTlsServerContext(TlsFiles(options));
+  if (!checked.ok()) return checked.status();
+  if (*checked == nullptr) return grpc::InsecureServerCredentials();
   auto cert = ReadPem(options.tls_cert, "--tls_cert");
   if (!cert.ok()) return cert.status();
   auto key = ReadPem(options.tls_key, "--tls_key");
@@ -129,8 +132,10 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     http_port_ = *port;
   }
   if (!options.api.listen.empty()) {
+    ApiServerOptions api = options.api;
+    api.tls = TlsFiles(options);  // the public listeners share one certificate
     api_ = std::make_unique<ApiHttpServer>(manager_.get(), client_auth_.get());
-    auto port = api_->Start(options.api);
+    auto port = api_->Start(api);
     if (!port.ok()) return port.status();
     api_port_ = *port;
   }

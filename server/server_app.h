@@ -46,14 +46,17 @@ struct ServerOptions {
   // changes). Set: every magi.v1 RPC and OpenAI API request needs a client token and sees
   // only its tenant's jobs. Empty: no client authentication, one anonymous tenant.
   std::string client_tokens_file;
-  // TLS for the public gRPC port (`listen`): PEM files of the server's certificate chain and
-  // private key; both or neither. With tls_client_ca (a PEM bundle) clients must present a
-  // certificate signed by it (mTLS). The worker listener stays as it is (use worker_listen).
+  // TLS for the public ports, gRPC (`listen`) and the OpenAI API (`api.listen`, HTTPS/WSS):
+  // PEM files of the server's certificate chain and private key; both or neither. With
+  // tls_client_ca (a PEM bundle) clients must present a certificate signed by it (mTLS).
+  // Start copies them into the API's options (api.tls is overwritten). The worker listener
+  // and http_listen stay plaintext (use worker_listen).
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
   int max_message_bytes = 64 << 20;        // requests carry images / prefix videos
-  // The OpenAI-compatible HTTP API (server/api_http_server.h); api.listen empty = off.
+  // The OpenAI-compatible HTTP API (server/api_http_server.h); api.listen empty = off;
+  // its TLS comes from tls_cert/tls_key/tls_client_ca above.
   ApiServerOptions api;
   JobManagerOptions jobs;
 };

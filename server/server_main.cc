@@ -56,10 +56,11 @@ ABSL_FLAG(int, tenant_max_queued, 0,
 ABSL_FLAG(int, tenant_submits_per_minute, 0,
           "jobs one tenant may submit per minute (a burst of this many, then one every 60/N s); more are "
           "refused with RESOURCE_EXHAUSTED (0 = no limit; idempotent retries do not count)");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve --listen over TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve --listen (gRPC) and --api_listen (HTTPS/WSS) over TLS (with --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
-          "PEM CA bundle: clients of --listen must present a certificate it signed (mTLS)");
+          "PEM CA bundle: clients of --listen and --api_listen must present a certificate it signed (mTLS)");
 ABSL_FLAG(std::string, state_dir, "magi-state", "folder for the job database, chunks and videos");
 ABSL_FLAG(int, max_queue, 256, "queued jobs at most; more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, retention_jobs, 1000, "finished jobs kept (oldest deleted first)");

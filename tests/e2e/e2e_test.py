@@ -1153,6 +1153,20 @@ class E2e(unittest.TestCase):
             srv.stub.ListJobs(pb.ListJobsRequest(), timeout=3)
         self.assertIn(ctx.exception.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
 
+        # The OpenAI API listener serves HTTPS with the same certificate: curl trusting the CA
+        # lists the video made over gRPC; plain HTTP gets no HTTP answer.
+        def curl(url, *args):
+            return subprocess.run(["curl", "-sS", "--max-time", "10"] + list(args) + [url],
+                                  capture_output=True, text=True, timeout=30)
+        r = curl("https://%s/v1/videos" % srv.api, "--cacert", os.path.join(d, "ca.pem"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([v["status"] for v in json.loads(r.stdout)["data"]], ["completed"])
+        r = curl("http://%s/v1/videos" % srv.api, "-o", "/dev/null", "-w", "%{http_code}")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(r.stdout, "000")
+        # ... and the server goes on serving HTTPS after the plaintext attempt.
+        self.assertEqual(curl("https://%s/v1/videos" % srv.api, "--cacert", os.path.join(d, "ca.pem")).returncode, 0)
+
         # mTLS: a client without a certificate signed by the client CA is refused.
         srv2 = self.server(sub="mtls", step_ms=1, extra=tls + ["--tls-client-ca=" + os.path.join(d, "ca.pem")])
         no_cert = grpc.secure_channel(srv2.addr, grpc.ssl_channel_credentials(root_certificates=read("ca.pem")))
@@ -1164,6 +1178,13 @@ class E2e(unittest.TestCase):
             root_certificates=read("ca.pem"), private_key=read("client.key"), certificate_chain=read("client.pem")))
         self.assertEqual(len(pbg.VideoGenerationStub(with_cert).ListJobs(pb.ListJobsRequest(), timeout=10).jobs), 0)
         with_cert.close()
+        # mTLS on the API too: no client certificate, no answer; a signed one, 200.
+        r = curl("https://%s/v1/videos" % srv2.api, "--cacert", os.path.join(d, "ca.pem"))
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        r = curl("https://%s/v1/videos" % srv2.api, "--cacert", os.path.join(d, "ca.pem"),
+                 "--cert", os.path.join(d, "client.pem"), "--key", os.path.join(d, "client.key"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["data"], [])
 
     # -- the magi CLI --------------------------------------------------------------------
     def cli(self, srv, *args):

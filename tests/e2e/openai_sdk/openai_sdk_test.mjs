@@ -237,6 +237,18 @@ async function main() {
   assert.equal(big.status, 413);
   assert.equal((await big.json()).error.code, 'request_too_large');
   check('queue full -> RateLimitError (429); oversized body -> 413');
+
+  // HTTPS: --tls-cert/--tls-key serve the API over TLS; the SDK trusts the test CA through
+  // NODE_EXTRA_CA_CERTS (run_openai_sdk_test.sh makes both).
+  const tls = process.env.MAGI_TEST_TLS_DIR;
+  assert.ok(tls, 'MAGI_TEST_TLS_DIR is not set (run through run_openai_sdk_test.sh)');
+  const secure = await startServer('tls', ['--local-workers=0', `--tls-cert=${tls}/server.pem`, `--tls-key=${tls}/server.key`]);
+  const tlsClient = new OpenAI({ baseURL: `https://${secure.api}/v1`, apiKey: 'x', maxRetries: 0 });
+  const queued = await tlsClient.videos.create({ prompt: 'over TLS', seconds: '3', fps: 8, size: '32x32', steps: 4 });
+  assert.equal((await tlsClient.videos.retrieve(queued.id)).status, 'queued');
+  assert.deepEqual((await tlsClient.videos.list()).data.map((v) => v.id), [queued.id]);
+  await assert.rejects(fetch(`http://${secure.api}/v1/videos`), 'plain HTTP to the TLS port got an answer');
+  check('HTTPS (--tls-cert): the SDK creates, retrieves and lists over TLS; plain HTTP to that port gets no answer');
 }
 
 let failed = false;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "api/multipart.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace magi {
@@ -146,7 +147,7 @@ absl::Status ChunkPromptsFromJson(VideoCreateParams& p, const json& v) {
   if (!v.is_array()) return Bad("chunk_prompts", absl::StrCat("must be an array, got ", v.type_name()));
   if (v.size() > 4096) return Bad("chunk_prompts", absl::StrCat(v.size(), " entries; at most 4096"));
   for (size_t i = 0; i < v.size(); ++i) {
-    if (auto s = AddChunkPrompt(p, i, v[i]); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(AddChunkPrompt(p, i, v[i]));
   }
   return absl::OkStatus();
 }
@@ -206,18 +207,18 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
     } else if (n == "model") {
       p.model = part.body;
     } else if (n == "seconds") {
-      if (auto s = SetSeconds(p, part.body); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(SetSeconds(p, part.body));
     } else if (n == "size") {
-      if (auto s = SetSize(p, part.body); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(SetSize(p, part.body));
     } else if (n == "input_reference") {
       if (part.is_file) {
         if (part.body.empty()) return Bad("input_reference", "the uploaded file is empty");
         p.input_reference = part.body;
       } else {
-        if (auto s = SetImageUrl(p, "input_reference", part.body); !s.ok()) return s;
+        MAGI_RETURN_IF_ERROR(SetImageUrl(p, "input_reference", part.body));
       }
     } else if (n == "input_reference[image_url]") {
-      if (auto s = SetImageUrl(p, "input_reference.image_url", part.body); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(SetImageUrl(p, "input_reference.image_url", part.body));
     } else if (n == "input_reference[file_id]") {
       return Bad("input_reference.file_id", "file ids are not supported; upload the image as input_reference");
     } else if (n == "chunk_prompts[]") {
@@ -225,7 +226,7 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
     } else if (n == "chunk_prompts") {
       json v = json::parse(part.body, nullptr, /*allow_exceptions=*/false);
       if (v.is_discarded()) return Bad("chunk_prompts", "is not a JSON array");
-      if (auto s = ChunkPromptsFromJson(p, v); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(ChunkPromptsFromJson(p, v));
       chunk_json = true;
     } else if (n == "seed") {
       auto v = IntFromText("seed", part.body);
@@ -252,9 +253,9 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
     return Bad("chunk_prompts", "give either chunk_prompts (a JSON array) or chunk_prompts[] fields, not both");
   }
   for (size_t i = 0; i < chunk_texts.size(); ++i) {
-    if (auto s = AddChunkPrompt(p, i, json(chunk_texts[i])); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(AddChunkPrompt(p, i, json(chunk_texts[i])));
   }
-  if (auto s = CheckPrompt(p, seen.count("prompt") > 0); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckPrompt(p, seen.count("prompt") > 0));
   return p;
 }
 
@@ -288,20 +289,20 @@ absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind ki
     }
     if (extend && k == "input_reference") return UnknownField(k, allowed);
     if (k == "prompt") {
-      if (auto s = NeedString(k, v); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(NeedString(k, v));
       p.prompt = v.get<std::string>();
     } else if (k == "model") {
-      if (auto s = NeedString(k, v); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(NeedString(k, v));
       p.model = v.get<std::string>();
     } else if (k == "seconds") {
       if (!v.is_string() && !v.is_number()) return Bad(k, absl::StrCat("must be a string like \"4\", got ", v.type_name()));
-      if (auto s = SetSeconds(p, v.is_string() ? v.get<std::string>() : v.dump()); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(SetSeconds(p, v.is_string() ? v.get<std::string>() : v.dump()));
     } else if (k == "size") {
-      if (auto s = NeedString(k, v); !s.ok()) return s;
-      if (auto s = SetSize(p, v.get<std::string>()); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(NeedString(k, v));
+      MAGI_RETURN_IF_ERROR(SetSize(p, v.get<std::string>()));
     } else if (k == "input_reference") {
       if (v.is_string()) {
-        if (auto s = SetImageUrl(p, "input_reference", v.get<std::string>()); !s.ok()) return s;
+        MAGI_RETURN_IF_ERROR(SetImageUrl(p, "input_reference", v.get<std::string>()));
       } else if (v.is_object()) {
         if (v.contains("file_id")) {
           return Bad("input_reference.file_id", "file ids are not supported; send image_url as a data: URL");
@@ -309,12 +310,12 @@ absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind ki
         if (!v.contains("image_url") || !v["image_url"].is_string()) {
           return Bad("input_reference", "must be {\"image_url\": \"data:image/...;base64,...\"}");
         }
-        if (auto s = SetImageUrl(p, "input_reference.image_url", v["image_url"].get<std::string>()); !s.ok()) return s;
+        MAGI_RETURN_IF_ERROR(SetImageUrl(p, "input_reference.image_url", v["image_url"].get<std::string>()));
       } else {
         return Bad(k, absl::StrCat("must be an object {\"image_url\": ...} or a data: URL, got ", v.type_name()));
       }
     } else if (k == "chunk_prompts") {
-      if (auto s = ChunkPromptsFromJson(p, v); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(ChunkPromptsFromJson(p, v));
     } else if (k == "seed") {
       auto i = IntFromJson(k, v);
       if (!i.ok()) return i.status();
@@ -328,7 +329,7 @@ absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind ki
     }
   }
   if (extend && video_id->empty()) return MissingVideo();
-  if (auto s = CheckPrompt(p, obj->contains("prompt") && !(*obj)["prompt"].is_null()); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckPrompt(p, obj->contains("prompt") && !(*obj)["prompt"].is_null()));
   return p;
 }
 
@@ -413,7 +414,7 @@ absl::StatusOr<VideoRemixParams> ParseVideoRemix(absl::string_view content_type,
     if (!obj.ok()) return obj.status();
     for (const auto& [k, v] : obj->items()) {
       if (k != "prompt") return UnknownField(k, {"prompt"});
-      if (auto s = NeedString(k, v); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(NeedString(k, v));
       p.prompt = v.get<std::string>();
       seen = true;
     }

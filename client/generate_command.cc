@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/run_env.h"
 #include "worker/model/checkpoint.h"
@@ -333,7 +334,7 @@ int RunGenerateCommand(int argc, char** argv) {
                                                {"latent_frame_begin", std::to_string(e.frame_begin)},
                                                {"latent_frame_end", std::to_string(e.frame_end)},
                                                {"seconds", absl::StrFormat("%.3f", e.seconds)}};
-    if (auto s = WriteSafetensors(path, {{"latent", e.latent}}, meta); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(WriteSafetensors(path, {{"latent", e.latent}}, meta));
     progress.Chunk(e, path);
     return ChunkAction::kContinue;
   };

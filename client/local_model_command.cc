@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "jobspec/job_spec.h"
 #include "worker/media/fmp4_chunk_writer.h"
 #include "worker/runner/job_runner.h"
@@ -68,11 +69,11 @@ class Mp4FileSink : public FrameSink {
     auto piece = writer_->WriteChunk(index, frames);
     if (!piece.ok()) return piece.status();
     if (!piece->init_segment.empty()) {
-      if (auto s = Append(piece->init_segment, "init.mp4"); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(Append(piece->init_segment, "init.mp4"));
     }
     char name[32];
     std::snprintf(name, sizeof(name), "chunk_%03d.m4s", index);
-    if (auto s = Append(piece->fragment, name); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Append(piece->fragment, name));
     frames_ += piece->frames;
     if (!quiet_) {
       std::fprintf(stderr, "chunk %d: %d frames, %zu bytes, %.2f s since start\n", index, piece->frames,

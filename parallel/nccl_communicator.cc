@@ -13,6 +13,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -69,7 +70,7 @@ class NcclCommunicator : public Communicator {
   // partials in fp32): upcast on the stream, reduce, cast back into the caller's tensor.
   absl::Status AllReduceSum(at::Tensor& tensor, const std::string& label) override {
     const char* op = "all-reduce";
-    if (auto s = Ready(op, label, {&tensor}); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Ready(op, label, {&tensor}));
     DeviceScope scope(device_);
     const bool low = tensor.scalar_type() == at::kBFloat16 || tensor.scalar_type() == at::kHalf;
     at::Tensor buf = low ? tensor.to(at::kFloat) : tensor.contiguous();
@@ -85,8 +86,8 @@ class NcclCommunicator : public Communicator {
   absl::Status AllGather(const at::Tensor& input, const std::vector<int64_t>& rows_per_rank, at::Tensor* output,
                          const std::string& label) override {
     const char* op = "all-gather";
-    if (auto s = Ready(op, label, {&input}); !s.ok()) return s;
-    if (auto s = CheckRows(op, label, rows_per_rank, "rows_per_rank"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Ready(op, label, {&input}));
+    MAGI_RETURN_IF_ERROR(CheckRows(op, label, rows_per_rank, "rows_per_rank"));
     if (rows_per_rank[rank_] != input.size(0)) {
       return Fail(op, label, absl::StrCat("this rank gives ", input.size(0), " rows but rows_per_rank says ",
                                           rows_per_rank[rank_]));
@@ -103,7 +104,7 @@ class NcclCommunicator : public Communicator {
     const int64_t rb = RowBytes(in), row_elems = in.size(0) == 0 ? 0 : in.numel() / in.size(0);
     // Uneven all-gather as grouped broadcasts of each rank's rows, on the current stream.
     cudaStream_t stream = Stream();
-    if (auto s = Check(ncclGroupStart(), op, label); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Check(ncclGroupStart(), op, label));
     int64_t offset = 0;
     ncclResult_t first_error = ncclSuccess;
     for (int r = 0; r < size_; ++r) {
@@ -114,7 +115,7 @@ class NcclCommunicator : public Communicator {
       offset += rows_per_rank[r];
     }
     ncclResult_t end = ncclGroupEnd();
-    if (auto s = Check(first_error != ncclSuccess ? first_error : end, op, label); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Check(first_error != ncclSuccess ? first_error : end, op, label));
     *output = out;
     stats_.Add(label, (total - rows_per_rank[rank_]) * RowBytes(in));
     return absl::OkStatus();
@@ -123,9 +124,9 @@ class NcclCommunicator : public Communicator {
   absl::Status AllToAll(const at::Tensor& input, const std::vector<int64_t>& send_rows,
                         const std::vector<int64_t>& recv_rows, at::Tensor* output, const std::string& label) override {
     const char* op = "all-to-all";
-    if (auto s = Ready(op, label, {&input}); !s.ok()) return s;
-    if (auto s = CheckRows(op, label, send_rows, "send_rows"); !s.ok()) return s;
-    if (auto s = CheckRows(op, label, recv_rows, "recv_rows"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Ready(op, label, {&input}));
+    MAGI_RETURN_IF_ERROR(CheckRows(op, label, send_rows, "send_rows"));
+    MAGI_RETURN_IF_ERROR(CheckRows(op, label, recv_rows, "recv_rows"));
     int64_t sent = 0;
     for (int64_t r : send_rows) sent += r;
     if (sent != input.size(0)) {
@@ -142,7 +143,7 @@ class NcclCommunicator : public Communicator {
     at::Tensor out = at::empty(shape, in.options());
     const int64_t rb = RowBytes(in), row_elems = in.size(0) == 0 ? 0 : in.numel() / in.size(0);
     cudaStream_t stream = Stream();
-    if (auto s = Check(ncclGroupStart(), op, label); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Check(ncclGroupStart(), op, label));
     int64_t so = 0, ro = 0;
     ncclResult_t first_error = ncclSuccess;
     for (int r = 0; r < size_; ++r) {
@@ -156,7 +157,7 @@ class NcclCommunicator : public Communicator {
       if (r != rank_) sent_out += send_rows[r];
     }
     ncclResult_t end = ncclGroupEnd();
-    if (auto s = Check(first_error != ncclSuccess ? first_error : end, op, label); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Check(first_error != ncclSuccess ? first_error : end, op, label));
     *output = out;
     stats_.Add(label, sent_out * rb);
     return absl::OkStatus();
@@ -164,7 +165,7 @@ class NcclCommunicator : public Communicator {
 
   absl::Status Broadcast(at::Tensor& tensor, int root, const std::string& label) override {
     const char* op = "broadcast";
-    if (auto s = Ready(op, label, {&tensor}); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Ready(op, label, {&tensor}));
     if (root < 0 || root >= size_) return Fail(op, label, absl::StrCat("root ", root, " is not a rank of the group"));
     auto type = NcclType(tensor.scalar_type());
     if (!type.ok()) return Fail(op, label, type.status().message());
@@ -180,7 +181,7 @@ class NcclCommunicator : public Communicator {
   // The one host synchronisation: a barrier is a promise about the host's progress.
   absl::Status Barrier() override {
     at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
-    if (auto s = AllReduceSum(one, "barrier"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(AllReduceSum(one, "barrier"));
     DeviceScope scope(device_);
     cudaError_t e = cudaStreamSynchronize(Stream());
     if (e != cudaSuccess) return Fail("barrier", "barrier", cudaGetErrorString(e));

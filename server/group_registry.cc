@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 
@@ -36,7 +37,7 @@ absl::Status GroupRegistry::Validate(const ::magi::internal::v1::Register& reg) 
 
 absl::Status GroupRegistry::CheckModels(const ::magi::internal::v1::Register& reg) const {
   for (const auto& m : reg.models()) {
-    if (auto s = catalog_->CheckCompatible(m); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(catalog_->CheckCompatible(m));
   }
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -209,7 +210,7 @@ absl::Status JobStore::MigrateTenants() {
   bool has_tenant = false, has_submitted_prompts = false;
   {
     Stmt s(db_, "PRAGMA table_info(jobs)");
-    if (auto st = s.status("table_info"); !st.ok()) return st;
+    MAGI_RETURN_IF_ERROR(s.status("table_info"));
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
       if (s.Blob(1) == "tenant") has_tenant = true;
@@ -218,11 +219,11 @@ absl::Status JobStore::MigrateTenants() {
     if (rc != SQLITE_DONE) return SqlError(db_, "table_info(jobs)");
   }
   if (!has_tenant) {
-    if (auto s = Exec("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Exec("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"));
   }
   // Live prompt changes: the prompts as submitted, once a change replaced some (empty: none).
   if (!has_submitted_prompts) {
-    if (auto s = Exec("ALTER TABLE jobs ADD COLUMN submitted_prompts BLOB NOT NULL DEFAULT x''"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Exec("ALTER TABLE jobs ADD COLUMN submitted_prompts BLOB NOT NULL DEFAULT x''"));
   }
   for (const char* sql : {
            "DROP INDEX IF EXISTS jobs_idempotency",
@@ -230,7 +231,7 @@ absl::Status JobStore::MigrateTenants() {
            " WHERE idempotency_key IS NOT NULL",
            "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq)",
        }) {
-    if (auto s = Exec(sql); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Exec(sql));
   }
   return absl::OkStatus();
 }
@@ -259,7 +260,7 @@ absl::Status JobStore::Insert(JobRecord* r) {
          "INSERT INTO jobs(job_id, state, priority, request, idempotency_key, created_ms,"
          " started_ms, finished_ms, deadline_ms, chunks_done, chunks_total, attempts, error_code,"
          " error_message, stats, video_bytes, tenant) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  if (auto st = s.status("insert"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("insert"));
   s.BindText(1, r->job_id);
   s.Bind(2, r->state);
   s.Bind(3, r->request.priority());
@@ -296,7 +297,7 @@ absl::Status JobStore::Update(const JobRecord& r) {
   Stmt s(db_,
          "UPDATE jobs SET state=?, started_ms=?, finished_ms=?, chunks_done=?, chunks_total=?,"
          " attempts=?, error_code=?, error_message=?, stats=?, video_bytes=? WHERE job_id=?");
-  if (auto st = s.status("update"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("update"));
   s.Bind(1, r.state);
   s.Bind(2, r.started_ms);
   s.Bind(3, r.finished_ms);
@@ -313,7 +314,7 @@ absl::Status JobStore::Update(const JobRecord& r) {
   if (r.submitted_prompts) {
     // Live prompt changes: the request as it now stands, with the submitted prompts beside it.
     Stmt q(db_, "UPDATE jobs SET request=?, submitted_prompts=? WHERE job_id=?");
-    if (auto st = q.status("update request"); !st.ok()) return st;
+    MAGI_RETURN_IF_ERROR(q.status("update request"));
     q.Bind(1, r.request.SerializeAsString());
     q.Bind(2, r.submitted_prompts->SerializeAsString());
     q.BindText(3, r.job_id);
@@ -325,7 +326,7 @@ absl::Status JobStore::Update(const JobRecord& r) {
 absl::StatusOr<std::optional<JobRecord>> JobStore::Get(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt s(db_, absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE job_id=?").c_str());
-  if (auto st = s.status("get"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("get"));
   s.BindText(1, job_id);
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobRecord>();
@@ -339,7 +340,7 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const st
                                                                      const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt s(db_, absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE tenant=? AND idempotency_key=?").c_str());
-  if (auto st = s.status("find"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("find"));
   s.BindText(1, tenant);
   s.BindText(2, key);
   int rc = s.Step();
@@ -353,7 +354,7 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const st
 absl::StatusOr<std::vector<JobRecord>> JobStore::LoadUnfinished() {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt s(db_, absl::StrCat("SELECT ", kColumns, " FROM jobs WHERE state IN (?, ?) ORDER BY seq").c_str());
-  if (auto st = s.status("load"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("load"));
   s.Bind(1, ::magi::v1::JOB_STATE_QUEUED);
   s.Bind(2, ::magi::v1::JOB_STATE_RUNNING);
   std::vector<JobRecord> out;
@@ -379,7 +380,7 @@ absl::StatusOr<JobPage> JobStore::List(const std::string& tenant, ::magi::v1::Jo
                                  state == ::magi::v1::JOB_STATE_UNSPECIFIED ? "" : " AND state = ?",
                                  " ORDER BY seq DESC LIMIT ?");
   Stmt s(db_, sql.c_str());
-  if (auto st = s.status("list"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("list"));
   int i = 1;
   s.BindText(i++, tenant);
   s.Bind(i++, before);
@@ -407,13 +408,13 @@ absl::Status JobStore::PutChunk(const std::string& job_id, const ChunkRecord& c,
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   if (!init_segment.empty()) {
-    if (auto s = WriteFileDurably((fs::path(dir) / "init.mp4").string(), init_segment); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(WriteFileDurably((fs::path(dir) / "init.mp4").string(), init_segment));
   }
   if (auto s = WriteFileDurably((fs::path(dir) / FragmentName(c.index)).string(), fragment); !s.ok()) {
     return s;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   {
     Stmt ins(db_, "INSERT OR REPLACE INTO chunks(job_id, idx, frame_begin, frame_end, bytes) VALUES(?,?,?,?,?)");
     if (auto st = ins.status("put chunk"); !st.ok()) {
@@ -445,7 +446,7 @@ absl::Status JobStore::PutChunk(const std::string& job_id, const ChunkRecord& c,
 absl::StatusOr<std::vector<ChunkRecord>> JobStore::Chunks(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt s(db_, "SELECT idx, frame_begin, frame_end, bytes FROM chunks WHERE job_id=? ORDER BY idx");
-  if (auto st = s.status("chunks"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("chunks"));
   s.BindText(1, job_id);
   std::vector<ChunkRecord> out;
   int rc;
@@ -479,7 +480,7 @@ absl::StatusOr<std::string> JobStore::ReadVideoPrefix(const std::string& job_id,
 absl::StatusOr<int64_t> JobStore::WriteFinalVideo(const std::string& job_id, int chunks) {
   auto video = ReadVideoPrefix(job_id, chunks);
   if (!video.ok()) return video.status();
-  if (auto s = WriteFileDurably(VideoPath(job_id), *video); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(WriteFileDurably(VideoPath(job_id), *video));
   return static_cast<int64_t>(video->size());
 }
 
@@ -488,7 +489,7 @@ absl::StatusOr<std::vector<std::string>> JobStore::ExpiredJobs(int keep, int64_t
   Stmt s(db_,
          "SELECT job_id FROM jobs WHERE state IN (?,?,?) AND (seq NOT IN (SELECT seq FROM jobs"
          " WHERE state IN (?,?,?) ORDER BY seq DESC LIMIT ?) OR (? > 0 AND finished_ms < ?))");
-  if (auto st = s.status("expired"); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(s.status("expired"));
   int i = 1;
   for (int rep = 0; rep < 2; ++rep) {
     s.Bind(i++, ::magi::v1::JOB_STATE_SUCCEEDED);

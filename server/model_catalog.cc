@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "jobspec/builtin_models.h"
 
 namespace magi {
@@ -46,10 +47,10 @@ absl::Status ModelCatalog::CheckCompatible(const ModelInfo& info) const {
       {"default_seed", [](const ModelInfo& m) -> int64_t { return m.default_seed(); }},
   };
   for (const auto& [field, get] : ints) {
-    if (auto s = differ(field, absl::StrCat(get(have)), absl::StrCat(get(info))); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(differ(field, absl::StrCat(get(have)), absl::StrCat(get(info))));
   }
   auto list = [](const auto& xs) { return absl::StrCat("[", absl::StrJoin(xs, ", "), "]"); };
-  if (auto s = differ("special_tokens", list(have.special_tokens()), list(info.special_tokens())); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(differ("special_tokens", list(have.special_tokens()), list(info.special_tokens())));
   return differ("cfg_numbers", list(have.cfg_numbers()), list(info.cfg_numbers()));
 }
 

@@ -45,7 +45,7 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const GenerateRequest& 
   const GenerateRequest& r = out.spec.request();
 
   // Scheduling.
-  if (auto s = CheckRange("priority", r.priority(), 0, limits.max_priority); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckRange("priority", r.priority(), 0, limits.max_priority));
   if (r.deadline_unix_ms() < 0) {
     return Bad("deadline_unix_ms", absl::StrCat(r.deadline_unix_ms(), " is negative; 0 = no deadline"));
   }

@@ -9,6 +9,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "server/job_store.h"
 
 namespace magi {
@@ -97,7 +98,7 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsServerContext(const TlsServ
     if (ec) {
       return Bad("--tls_client_ca", files.client_ca, absl::StrCat("not a usable PEM CA bundle (", OpenSslReason(ec), ")"));
     }
-    if (auto s = SetClientCaNames(native, *ca, files.client_ca); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(SetClientCaNames(native, *ca, files.client_ca));
     ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     // Verified clients may resume sessions; OpenSSL refuses resumption without a context id.
     static const unsigned char kSessionContext[] = "magi-api";

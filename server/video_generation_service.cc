@@ -6,8 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/job_manager.h"
+#include "base/status_macros.h"
 #include "proto/utf8_lenient.h"
+#include "server/job_manager.h"
 #include "server/outbound_queue.h"
 #include "server/token_auth.h"
 
@@ -139,7 +140,7 @@ absl::StatusOr<std::string> VideoGenerationService::Caller(grpc::CallbackServerC
                                                             const google::protobuf::Message& request) const {
   auto tenant = TenantOf(context);
   if (!tenant.ok()) return tenant.status();
-  if (auto s = CheckUtf8(request); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckUtf8(request));
   return tenant;
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "worker/model/special_tokens.h"
 
 namespace magi {
@@ -78,7 +79,7 @@ absl::StatusOr<ChunkCaptions> BuildChunkCaptions(const std::vector<EncodedChunkP
   out.null_mask = at::zeros({L}, at::kFloat);
   out.null_mask.narrow(0, 0, std::min(L, kNullTokens)).fill_(1);
   for (size_t k = 0; k < special.prompt_tokens.size(); ++k) {
-    if (auto s = CheckToken(special.prompt_tokens[k], Cy, absl::StrCat("special.prompt_tokens[", k, "]")); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(CheckToken(special.prompt_tokens[k], Cy, absl::StrCat("special.prompt_tokens[", k, "]")));
   }
   for (size_t k = 0; k < special.negative_tokens.size(); ++k) {
     if (auto s = CheckToken(special.negative_tokens[k], Cy, absl::StrCat("special.negative_tokens[", k, "]")); !s.ok()) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -94,7 +95,7 @@ int LatentChunkCount(int num_frames, int temporal_downsample_factor, int prefix_
 }
 
 absl::StatusOr<StagePlan> PlanStages(const PlanOptions& o) {
-  if (auto s = Validate(o); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(Validate(o));
   StagePlan plan;
   plan.options = o;
   const int ws = o.window_size;

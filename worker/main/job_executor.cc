@@ -1,6 +1,7 @@
 #include "worker/main/job_executor.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "worker/media/fmp4_chunk_writer.h"
 
 namespace magi {
@@ -29,7 +30,7 @@ absl::Status JobExecutor::Run() {
     auto writer = Fmp4ChunkWriter::Create(job_.request().width(), job_.request().height(), EncodeOptions(job_.spec));
     if (!writer.ok()) return writer.status();
     writer_ = std::move(*writer);
-    if (auto s = runner_.Run(job_, *this); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(runner_.Run(job_, *this));
     return writer_->Finish().status();
   }();
   if (cancelled_ && status.ok()) status = absl::CancelledError("cancelled");

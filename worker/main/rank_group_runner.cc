@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "parallel/communicator.h"
 
 namespace magi {
@@ -44,12 +45,12 @@ class AgreedCancelSink : public FrameSink {
     at::Tensor head = at::tensor({static_cast<int64_t>(mine.has_value()), mine ? mine->update_id : 0,
                                   mine ? static_cast<int64_t>(mine->text.size()) : 0},
                                  at::kLong);
-    if (auto s = world_.Broadcast(head, 0, "group.prompt_header"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(world_.Broadcast(head, 0, "group.prompt_header"));
     if (head[0].item<int64_t>() == 0) return std::optional<LivePrompt>();
     const int64_t len = head[2].item<int64_t>();
     at::Tensor bytes = at::zeros({std::max<int64_t>(1, len)}, at::kByte);
     if (mine) std::memcpy(bytes.data_ptr(), mine->text.data(), mine->text.size());
-    if (auto s = world_.Broadcast(bytes, 0, "group.prompt"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(world_.Broadcast(bytes, 0, "group.prompt"));
     LivePrompt p;
     p.update_id = head[1].item<int64_t>();
     p.text.assign(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(len));
@@ -125,11 +126,11 @@ absl::Status GroupLeaderRunner::Run(const RunnerJob& job, FrameSink& sink) {
   std::string payload;
   if (!job.spec.SerializeToString(&payload)) return absl::InternalError("worker group: cannot serialise the job");
   at::Tensor header = at::tensor({static_cast<int64_t>(payload.size()), static_cast<int64_t>(job.start_chunk)}, at::kLong);
-  if (auto s = world_.Broadcast(header, 0, "group.job_header"); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(world_.Broadcast(header, 0, "group.job_header"));
   at::Tensor bytes = at::empty({static_cast<int64_t>(payload.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), payload.data(), payload.size());
   if (!payload.empty()) {
-    if (auto s = world_.Broadcast(bytes, 0, "group.job"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(world_.Broadcast(bytes, 0, "group.job"));
   }
   AgreedCancelSink agreed(&sink, world_);
   const absl::Status local = inner_->Run(job, agreed);
@@ -144,12 +145,12 @@ absl::Status GroupLeaderRunner::StopFollowers() {
 absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
   for (;;) {
     at::Tensor header = at::zeros({2}, at::kLong);
-    if (auto s = world.Broadcast(header, 0, "group.job_header"); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(world.Broadcast(header, 0, "group.job_header"));
     const int64_t n = header[0].item<int64_t>();
     if (n == kStop) return absl::OkStatus();
     at::Tensor bytes = at::empty({n}, at::kByte);
     if (n > 0) {
-      if (auto s = world.Broadcast(bytes, 0, "group.job"); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(world.Broadcast(bytes, 0, "group.job"));
     }
     RunnerJob job;
     job.job_id = "group";

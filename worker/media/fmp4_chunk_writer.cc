@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "worker/media/fragmented_mp4_encoder.h"
 
 namespace magi {
@@ -30,7 +31,7 @@ absl::Status Fmp4ChunkWriter::CheckOrder(int index) const {
 }
 
 absl::Status Fmp4ChunkWriter::ReplayChunk(int index, const std::vector<RgbFrame>& frames) {
-  if (auto s = CheckOrder(index); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckOrder(index));
   auto fragment = encoder_->AddChunk(frames);
   if (!fragment.ok()) return fragment.status();
   ++next_index_;
@@ -38,7 +39,7 @@ absl::Status Fmp4ChunkWriter::ReplayChunk(int index, const std::vector<RgbFrame>
 }
 
 absl::StatusOr<Fmp4Piece> Fmp4ChunkWriter::WriteChunk(int index, const std::vector<RgbFrame>& frames) {
-  if (auto s = CheckOrder(index); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckOrder(index));
   auto fragment = encoder_->AddChunk(frames);
   if (!fragment.ok()) return fragment.status();
   ++next_index_;

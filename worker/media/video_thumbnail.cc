@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "worker/media/ffmpeg_io.h"
 
 extern "C" {
@@ -165,7 +166,7 @@ absl::Status CheckQuality(int quality) {
 }  // namespace
 
 absl::StatusOr<std::string> VideoThumbnailJpeg(const std::string& path, int quality) {
-  if (auto st = CheckQuality(quality); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(CheckQuality(quality));
   media_internal::InitFfmpegLogging();
   absl::StatusOr<FramePtr> decoded = DecodeFirstFrame(path);
   if (!decoded.ok()) return decoded.status();
@@ -182,7 +183,7 @@ absl::StatusOr<std::string> VideoThumbnailJpeg(const std::string& path, int qual
 }
 
 absl::StatusOr<std::string> VideoSpritesheetJpeg(const std::string& path, const SpritesheetOptions& options) {
-  if (auto st = CheckQuality(options.quality); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(CheckQuality(options.quality));
   if (options.max_tiles < 1 || options.max_tiles > 256 || options.columns < 1 || options.columns > 64 ||
       options.max_tile_width < 16 || options.max_tile_width > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("spritesheet options out of range: max_tiles ", options.max_tiles,

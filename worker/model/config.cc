@@ -26,13 +26,13 @@ class SectionReader {
 
   absl::Status Int(const char* name, int* out, int64_t lo, int64_t hi) {
     int64_t v = 0;
-    if (auto s = Int64(name, &v, lo, hi); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Int64(name, &v, lo, hi));
     *out = static_cast<int>(v);
     return absl::OkStatus();
   }
   absl::Status Int64(const char* name, int64_t* out, int64_t lo, int64_t hi) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (!v->is_number_integer() && !(v->is_number_float() && std::floor(v->get<double>()) == v->get<double>())) {
       return Err(name, absl::StrCat("must be an integer in [", lo, ", ", hi, "], got ", v->dump()));
     }
@@ -43,7 +43,7 @@ class SectionReader {
   }
   absl::Status Double(const char* name, double* out, double lo, double hi) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (!v->is_number()) return Err(name, absl::StrCat("must be a number in [", lo, ", ", hi, "], got ", v->dump()));
     double x = v->get<double>();
     if (!(x >= lo && x <= hi)) return Err(name, absl::StrCat("must be in [", lo, ", ", hi, "], got ", x));
@@ -52,7 +52,7 @@ class SectionReader {
   }
   absl::Status Bool(const char* name, bool* out) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (!v->is_boolean()) return Err(name, absl::StrCat("must be true or false, got ", v->dump()));
     *out = v->get<bool>();
     return absl::OkStatus();
@@ -61,7 +61,7 @@ class SectionReader {
   absl::Status String(const char* name, std::string* out, bool nullable,
                       const std::vector<std::string>& allowed = {}) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (v->is_null() && nullable) {
       out->clear();
       return absl::OkStatus();
@@ -76,7 +76,7 @@ class SectionReader {
   }
   absl::Status DoubleList(const char* name, std::vector<double>* out, double lo, double hi) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (!v->is_array()) return Err(name, absl::StrCat("must be a list of numbers, got ", v->dump()));
     out->clear();
     for (const auto& e : *v) {
@@ -89,7 +89,7 @@ class SectionReader {
   }
   absl::Status IntList(const char* name, std::vector<int>* out, int lo, int hi) {
     const json* v;
-    if (auto s = Field(name, &v); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(Field(name, &v));
     if (!v->is_array()) return Err(name, absl::StrCat("must be a list of integers, got ", v->dump()));
     out->clear();
     for (const auto& e : *v) {
@@ -102,7 +102,7 @@ class SectionReader {
   }
   absl::Status ParamsDtypeField(const char* name, ParamsDtype* out) {
     std::string s;
-    if (auto st = String(name, &s, false, {"torch.float32", "torch.bfloat16"}); !st.ok()) return st;
+    MAGI_RETURN_IF_ERROR(String(name, &s, false, {"torch.float32", "torch.bfloat16"}));
     *out = s == "torch.float32" ? ParamsDtype::kFloat32 : ParamsDtype::kBFloat16;
     return absl::OkStatus();
   }

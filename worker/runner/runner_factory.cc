@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "worker/runner/model_job_runner.h"
 #include "worker/runner/synthetic_frame_runner.h"
 #include "worker/runner/tiny_model.h"
@@ -18,7 +19,7 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
       return absl::InvalidArgumentError("--model_dir: required with --runner=model (a MAGI-1 model folder)");
     }
     if (options.create_tiny_model) {
-      if (auto s = WriteTinyModelSet(options.model_dir); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(WriteTinyModelSet(options.model_dir));
     }
     auto runner = ModelJobRunner::Load(options.model_dir, options.model);
     if (!runner.ok()) return runner.status();

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "jobspec/builtin_models.h"
 
 namespace magi {
@@ -72,7 +73,7 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
         ", start_chunk ", job.start_chunk, " are inconsistent"));
   }
   for (int c = 0; c < job.start_chunk; ++c) {
-    if (auto s = sink.OnPrefixChunk(c, MakeChunk(job, job.request(), c)); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(sink.OnPrefixChunk(c, MakeChunk(job, job.request(), c)));
   }
   const int steps = std::max(1, job.request().num_steps());
   absl::Time begin = absl::Now();
@@ -83,7 +84,7 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
     absl::StatusOr<std::optional<LivePrompt>> live = sink.TakeLivePrompt(c);
     if (!live.ok()) return live.status();
     if (*live) {
-      if (auto s = ApplyPromptFrom(c, (*live)->text, &request); !s.ok()) return s;
+      MAGI_RETURN_IF_ERROR(ApplyPromptFrom(c, (*live)->text, &request));
       sink.OnLivePromptApplied(**live, c);
     }
     for (int s = 0; s < steps; ++s) {
@@ -104,7 +105,7 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
       sink.OnProgress(p);
     }
     if (sink.Cancelled()) return absl::CancelledError(absl::StrCat("job ", job.job_id, " cancelled"));
-    if (auto s = sink.OnChunk(c, MakeChunk(job, request, c)); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(sink.OnChunk(c, MakeChunk(job, request, c)));
   }
   return absl::OkStatus();
 }

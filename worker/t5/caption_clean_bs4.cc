@@ -9,6 +9,7 @@
 #include <unicode/locid.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace caption_clean_internal {
@@ -433,8 +434,8 @@ class HtmlParser {
 absl::StatusOr<UnicodeString> HtmlText(const UnicodeString& s) {
   SoupText soup;
   HtmlParser parser(soup);
-  if (auto st = parser.Feed(s); !st.ok()) return st;
-  if (auto st = parser.Close(); !st.ok()) return st;
+  MAGI_RETURN_IF_ERROR(parser.Feed(s));
+  MAGI_RETURN_IF_ERROR(parser.Close());
   return soup.Finish();
 }
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -70,12 +71,12 @@ absl::StatusOr<T5Config> ParseT5Config(const std::string& json_text, const std::
   FieldReader r(j, source);
   T5Config c;
   constexpr int64_t kBig = int64_t{1} << 20;
-  if (auto s = r.Int("vocab_size", &c.vocab_size, 1, int64_t{1} << 24, true); !s.ok()) return s;
-  if (auto s = r.Int("d_model", &c.d_model, 1, kBig, true); !s.ok()) return s;
-  if (auto s = r.Int("d_kv", &c.d_kv, 1, kBig, true); !s.ok()) return s;
-  if (auto s = r.Int("d_ff", &c.d_ff, 1, kBig, true); !s.ok()) return s;
-  if (auto s = r.Int("num_layers", &c.num_layers, 1, 1024, true); !s.ok()) return s;
-  if (auto s = r.Int("num_heads", &c.num_heads, 1, 4096, true); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(r.Int("vocab_size", &c.vocab_size, 1, int64_t{1} << 24, true));
+  MAGI_RETURN_IF_ERROR(r.Int("d_model", &c.d_model, 1, kBig, true));
+  MAGI_RETURN_IF_ERROR(r.Int("d_kv", &c.d_kv, 1, kBig, true));
+  MAGI_RETURN_IF_ERROR(r.Int("d_ff", &c.d_ff, 1, kBig, true));
+  MAGI_RETURN_IF_ERROR(r.Int("num_layers", &c.num_layers, 1, 1024, true));
+  MAGI_RETURN_IF_ERROR(r.Int("num_heads", &c.num_heads, 1, 4096, true));
   if (auto s = r.Int("relative_attention_num_buckets", &c.relative_attention_num_buckets, 4, 4096, false); !s.ok())
     return s;
   if (c.relative_attention_num_buckets % 4 != 0) {
@@ -88,9 +89,9 @@ absl::StatusOr<T5Config> ParseT5Config(const std::string& json_text, const std::
                      int64_t{1} << 30, false);
       !s.ok())
     return s;
-  if (auto s = r.Double("layer_norm_epsilon", &c.layer_norm_epsilon, 0.0, 1.0); !s.ok()) return s;
-  if (auto s = r.Int("pad_token_id", &c.pad_token_id, 0, c.vocab_size - 1, false); !s.ok()) return s;
-  if (auto s = r.Int("eos_token_id", &c.eos_token_id, 0, c.vocab_size - 1, false); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(r.Double("layer_norm_epsilon", &c.layer_norm_epsilon, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(r.Int("pad_token_id", &c.pad_token_id, 0, c.vocab_size - 1, false));
+  MAGI_RETURN_IF_ERROR(r.Int("eos_token_id", &c.eos_token_id, 0, c.vocab_size - 1, false));
 
   auto model_type = r.String("model_type");
   if (!model_type.ok()) return model_type.status();

@@ -38,6 +38,7 @@
 #include "kernels/attention.h"
 #include "kernels/flash_attention_cpu.h"
 #include "worker/model/checkpoint.h"
+#include "worker/model/device.h"
 #include "worker/model/dit.h"
 #include "worker/model/random_checkpoint.h"
 
@@ -214,17 +215,12 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "bench_dit_forward: --dtype must be both, fp32 or bf16, got '%s'\n", dtypes.c_str());
     return 2;
   }
-  c10::Device device(c10::kCPU);
-  try {
-    device = c10::Device(device_name);
-  } catch (const std::exception&) {
-    std::fprintf(stderr, "bench_dit_forward: --device must be cpu or cuda[:N], got '%s'\n", device_name.c_str());
+  absl::StatusOr<c10::Device> parsed = magi::ParseDevice("--device", device_name);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "bench_dit_forward: %s\n", std::string(parsed.status().message()).c_str());
     return 2;
   }
-  if (device.is_cuda() && !at::hasCUDA()) {
-    std::fprintf(stderr, "bench_dit_forward: --device %s: this LibTorch has no CUDA\n", device_name.c_str());
-    return 2;
-  }
+  const c10::Device device = *parsed;
   const bool big = shape == "4.5b";
   if (layers < 0) layers = big ? 1 : 8;
   if (reps < 1 || layers < 1 || threads < 1) {

@@ -9,8 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "server/server_metrics.h"
 
 namespace magi {
@@ -81,7 +82,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
   if (!store.ok()) return store.status();
   m->store_ = std::move(*store);
   m->feed_ = std::make_unique<JobFeed>(m->store_.get(), options.feed, metrics);
-  if (auto s = m->Recover(); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(m->Recover());
   m->tick_thread_ = std::thread([p = m.get()] { p->TickLoop(); });
   return m;
 }
@@ -116,7 +117,7 @@ absl::Status JobManager::Recover() {
     job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
     job.queued_since_ms = NowMs();
     job.first_chunk_seen = job.rec.chunks_done > 0;
-    if (auto s = store_->Update(job.rec); !s.ok()) return s;
+    MAGI_RETURN_IF_ERROR(store_->Update(job.rec));
     auto chunks = store_->Chunks(job.rec.job_id);
     if (!chunks.ok()) return chunks.status();
     std::vector<ChunkRecord> stored;
@@ -257,7 +258,7 @@ absl::StatusOr<::magi::v1::Job> JobManager::Submit(const std::string& tenant,
 
 absl::Status JobManager::Watch(const std::string& tenant, const std::string& job_id, int from_chunk,
                                std::shared_ptr<JobSubscriber> subscriber, bool accepted_first) {
-  if (auto s = CheckOwner(tenant, job_id); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckOwner(tenant, job_id));
   if (from_chunk < 0) {
     return absl::InvalidArgumentError(absl::StrCat("from_chunk: ", from_chunk, " is negative; allowed >= 0"));
   }
@@ -321,7 +322,7 @@ absl::Status JobManager::Watch(const std::string& tenant, const std::string& job
 void JobManager::Unwatch(const JobSubscriber* subscriber) { feed_->Detach(subscriber); }
 
 absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& tenant, const std::string& job_id) {
-  if (auto s = CheckOwner(tenant, job_id); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(CheckOwner(tenant, job_id));
   std::lock_guard<std::mutex> order(transition_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -526,7 +527,7 @@ absl::StatusOr<std::string> JobManager::FinalVideoPath(const std::string& tenant
 
 absl::StatusOr<std::string> JobManager::RegisterGroup(
     const ::magi::internal::v1::Register& reg, std::shared_ptr<WorkerGroupLink> link) {
-  if (auto s = GroupRegistry::Validate(reg); !s.ok()) return s;
+  MAGI_RETURN_IF_ERROR(GroupRegistry::Validate(reg));
   std::lock_guard<std::mutex> order(transition_mu_);
   std::string key;
   {
@@ -663,6 +664,12 @@ void JobManager::HandleChunk(const std::string& key, const ::magi::internal::v1:
 void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::JobDone& d) {
   bool ours = false;
   int chunks_done = 0, chunks_total = 0;
+  // Every way out: the group's slot may be free, so assign what is queued.
+  auto reschedule = [this] {
+    Dispatch();
+    std::lock_guard<std::mutex> lock(mu_);
+    UpdateGaugesLocked();
+  };
   if (d.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
     // UNAVAILABLE is the group saying it could not run the job (a rank died, a collective
     // broke), not that the job is bad: the group is dropped (its link closed; a healthy
@@ -676,10 +683,7 @@ void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::
       DropGroup(key,
                 absl::UnavailableError(absl::StrCat("it could not run job ", d.job_id(), ": ", d.message())),
                 /*close_link=*/true);
-      Dispatch();
-      std::lock_guard<std::mutex> lock(mu_);
-      UpdateGaugesLocked();
-      return;
+      return reschedule();
     }
   }
   std::vector<JobRecord> handed_back;
@@ -701,10 +705,7 @@ void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::
   }
   if (!handed_back.empty()) {
     PersistRequeued(handed_back, absl::StrCat("after worker group ", key, " handed it back"));
-    Dispatch();
-    std::lock_guard<std::mutex> lock(mu_);
-    UpdateGaugesLocked();
-    return;
+    return reschedule();
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -733,9 +734,7 @@ void JobManager::HandleDone(const std::string& key, const ::magi::internal::v1::
       Finish(d.job_id(), ::magi::v1::JOB_STATE_SUCCEEDED, absl::OkStatus());
     }
   }
-  Dispatch();
-  std::lock_guard<std::mutex> lock(mu_);
-  UpdateGaugesLocked();
+  reschedule();
 }
 
 void JobManager::OnGroupLost(const std::string& key, const absl::Status& why) {

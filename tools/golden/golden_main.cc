@@ -28,6 +28,7 @@
 #include "parallel/local_launcher.h"
 #include "parallel/rank_group.h"
 #include "tools/golden/golden_report.h"
+#include "worker/model/device.h"
 
 namespace {
 
@@ -70,36 +71,6 @@ std::string OpenBlasCore() {
   using CoreName = char* (*)();
   auto fn = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   return fn != nullptr ? std::string(fn()) : std::string("not OpenBLAS");
-}
-
-// --device: "cpu", "cuda" (= cuda:0) or "cuda:N" with N a visible GPU of a CUDA LibTorch.
-bool ParseDevice(const std::string& v, c10::Device* device, std::string* error) {
-  if (v == "cpu") {
-    *device = c10::Device(c10::kCPU);
-    return true;
-  }
-  int index = 0;
-  if (v != "cuda") {
-    char* end = nullptr;
-    const long n = v.rfind("cuda:", 0) == 0 && v.size() > 5 ? std::strtol(v.c_str() + 5, &end, 10) : -1;
-    if (n < 0 || n > 255 || end == nullptr || *end != '\0') {
-      *error = "--device must be cpu, cuda or cuda:N (N a GPU index); got '" + v + "'";
-      return false;
-    }
-    index = static_cast<int>(n);
-  }
-  if (!at::hasCUDA()) {
-    *error = "--device " + v + ": this LibTorch has no CUDA (build against a CUDA LibTorch: docs/gpu.md)";
-    return false;
-  }
-  const int gpus = static_cast<int>(at::getNumGPUs());
-  if (index >= gpus) {
-    *error = "--device " + v + ": GPU index must be in [0, " + std::to_string(gpus - 1) + "] (" +
-             std::to_string(gpus) + " visible)";
-    return false;
-  }
-  *device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-  return true;
 }
 
 std::string HostLine() {
@@ -146,11 +117,12 @@ int main(int argc, char** argv) {
       }
 #endif
     } else if (a == "--device") {
-      std::string error;
-      if (!ParseDevice(value("--device"), &ctx.device, &error)) {
-        std::fprintf(stderr, "magi-golden: %s\n", error.c_str());
+      absl::StatusOr<c10::Device> device = magi::ParseDevice("--device", value("--device"));
+      if (!device.ok()) {
+        std::fprintf(stderr, "magi-golden: %s\n", std::string(device.status().message()).c_str());
         return 2;
       }
+      ctx.device = *device;
     } else if (a == "--tp") {
       ctx.tp = positive("--tp");
     } else if (a == "--cp") {

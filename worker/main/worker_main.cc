@@ -22,7 +22,6 @@
 #include <vector>
 
 #include <ATen/Context.h>
-#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -36,6 +35,7 @@
 #include "worker/main/rank_group_runner.h"
 #include "worker/main/worker_health.h"
 #include "worker/main/worker_link.h"
+#include "worker/model/device.h"
 #include "worker/runner/runner_factory.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "magi-server address to dial");
@@ -110,24 +110,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string device = absl::GetFlag(FLAGS_device), backend = absl::GetFlag(FLAGS_backend);
-  if (device != "cpu" && device != "cuda") {
-    std::fprintf(stderr, "magi-worker: --device must be cpu or cuda, got '%s'\n", device.c_str());
+  if (auto d = magi::ParseDevice("--device", device, /*allow_index=*/false); !d.ok()) {
+    // Each rank takes cuda:LOCAL_RANK; the flag names the kind only.
+    std::fprintf(stderr, "magi-worker: %s\n", std::string(d.status().message()).c_str());
     return 2;
   }
   if (backend != "gloo" && backend != "nccl") {
     std::fprintf(stderr, "magi-worker: --backend must be gloo or nccl, got '%s'\n", backend.c_str());
-    return 2;
-  }
-  if (device == "cuda" && !c10::impl::hasDeviceGuardImpl(c10::DeviceType::CUDA)) {
-    std::fprintf(stderr,
-                 "magi-worker: --device=cuda: this magi-worker was built against a LibTorch without CUDA (Debian's "
-                 "libtorch is CPU-only); build it against an official CUDA LibTorch 2.x (docs/gpu.md), or use "
-                 "--device=cpu --backend=gloo\n");
-    return 2;
-  }
-  if (device == "cuda" && !at::hasCUDA()) {
-    std::fprintf(stderr, "magi-worker: --device=cuda: this LibTorch has CUDA but no CUDA GPU is visible (check the "
-                         "driver, CUDA_VISIBLE_DEVICES and the container's GPU request)\n");
     return 2;
   }
   if (backend == "nccl" && device != "cuda") {

@@ -37,6 +37,36 @@ ArRequest Request(const MagiConfig& c, int num_frames = -1) {
 
 FakeDenoiser Fake(const MagiConfig& c) { return FakeDenoiser(c.model.num_layers, c.model.num_query_groups, c.model.kv_channels); }
 
+// A distilled DiT of random weights (a temporary checkpoint, removed with it) and its null
+// caption: the real model the engine runs.
+struct RandomDit {
+  std::string path;
+  std::unique_ptr<Checkpoint> ckpt;  // the weights alias it
+  std::unique_ptr<DitModel> dit;
+  at::Tensor null_caption;
+  ~RandomDit() {
+    dit.reset();
+    ckpt.reset();
+    if (!path.empty()) std::filesystem::remove(path);
+  }
+};
+
+void LoadRandomDit(const MagiConfig& c, const std::string& name, RandomDit* out) {
+  out->path = (std::filesystem::temp_directory_path() / name).string();
+  ASSERT_TRUE(WriteRandomDitCheckpoint(c.model, out->path).ok());
+  auto ckpt = Checkpoint::Open(out->path);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  out->ckpt = std::move(*ckpt);
+  DitModel::Options o;
+  o.distill = true;
+  auto dit = DitModel::Load(c.model, *out->ckpt, o);
+  ASSERT_TRUE(dit.ok()) << dit.status();
+  out->dit = std::move(*dit);
+  auto null = LoadNullCaption(*out->ckpt, c.model);
+  ASSERT_TRUE(null.ok()) << null.status();
+  out->null_caption = *null;
+}
+
 TEST(ArEngine, StreamsEachChunkRightAfterTheStepThatFinishesIt) {
   MagiConfig c = Config();
   FakeDenoiser model = Fake(c);
@@ -183,19 +213,11 @@ TEST(ArEngine, WindowedKvCachePeakDoesNotGrowWithLength) {
 
 TEST(ArEngine, WindowedAndDenseCachesGiveIdenticalVideosWithTheRealDit) {
   MagiConfig c = Config(4, 16, 1);
-  const std::string path = (std::filesystem::temp_directory_path() / "magi_engine_test_dit.safetensors").string();
-  ASSERT_TRUE(WriteRandomDitCheckpoint(c.model, path).ok());
-  auto ckpt = Checkpoint::Open(path);
-  ASSERT_TRUE(ckpt.ok());
-  DitModel::Options o;
-  o.distill = true;
-  auto dit = DitModel::Load(c.model, **ckpt, o);
-  ASSERT_TRUE(dit.ok()) << dit.status();
-  auto null = LoadNullCaption(**ckpt, c.model);
-  ASSERT_TRUE(null.ok());
-  DitDenoiser model(**dit);
+  RandomDit random;
+  ASSERT_NO_FATAL_FAILURE(LoadRandomDit(c, "magi_engine_test_dit.safetensors", &random));
+  DitDenoiser model(*random.dit);
   ArRequest req = Request(c, 7 * 2 * 4);
-  req.null_caption = *null;
+  req.null_caption = random.null_caption;
   auto dense = ArEngine::Create(c, model, {KvCacheMode::kDense, true, 0.7});
   auto windowed = ArEngine::Create(c, model, {KvCacheMode::kWindowed, true, 0.7});
   auto a = (*dense)->Generate(req);
@@ -207,7 +229,6 @@ TEST(ArEngine, WindowedAndDenseCachesGiveIdenticalVideosWithTheRealDit) {
   auto* w = dynamic_cast<WindowedKvCache*>((*windowed)->last_cache());
   ASSERT_NE(w, nullptr);
   EXPECT_LT(w->peak_bytes(), dynamic_cast<DenseKvCache*>((*dense)->last_cache())->bytes());
-  std::filesystem::remove(path);
 }
 
 TEST(ArEngine, I2vAndV2vEmitOnlyGeneratedFrames) {
@@ -281,19 +302,11 @@ TEST(ArEngine, ChunkWisePrompts) {
 // the hook is asked once per generated chunk, in order, and replaces later prompts.
 TEST(ArEngine, LivePromptEqualsThePromptSubmittedFromItsChunk) {
   MagiConfig c = Config(2, 8, 1);
-  const std::string path = (std::filesystem::temp_directory_path() / "magi_engine_live_prompt.safetensors").string();
-  ASSERT_TRUE(WriteRandomDitCheckpoint(c.model, path).ok());
-  auto ckpt = Checkpoint::Open(path);
-  ASSERT_TRUE(ckpt.ok());
-  DitModel::Options o;
-  o.distill = true;
-  auto dit = DitModel::Load(c.model, **ckpt, o);
-  ASSERT_TRUE(dit.ok()) << dit.status();
-  auto null = LoadNullCaption(**ckpt, c.model);
-  ASSERT_TRUE(null.ok());
-  DitDenoiser model(**dit);
+  RandomDit random;
+  ASSERT_NO_FATAL_FAILURE(LoadRandomDit(c, "magi_engine_live_prompt.safetensors", &random));
+  DitDenoiser model(*random.dit);
   ArRequest req = Request(c);
-  req.null_caption = *null;
+  req.null_caption = random.null_caption;
   EncodedChunkPrompt live = req.prompts[0];
   live.caption = at::randn(live.caption.sizes());
   EncodedChunkPrompt later = req.prompts[0];  // submitted for chunk 3: the live one replaces it
@@ -339,7 +352,6 @@ TEST(ArEngine, LivePromptEqualsThePromptSubmittedFromItsChunk) {
     auto failed = (*engine)->Generate(base, cb);
     EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
   }
-  std::filesystem::remove(path);
 }
 
 TEST(ArEngine, BadRequestsAndConfigsNameTheField) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +170,19 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
         absl::StrCat("--state-dir '", state_dir, "': cannot create: ", ec.message()));
   }
   std::unique_ptr<JobStore> store(new JobStore(state_dir));
+  // One writer per state dir: a second server on it would hand out the same jobs twice.
+  // O_CLOEXEC: the worker processes the server starts must not keep the lock after it dies.
+  const std::string lock_path = (fs::path(state_dir) / "LOCK").string();
+  store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (store->lock_fd_ < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--state-dir '", state_dir, "': cannot open ", lock_path, ": ",
+                                                   std::strerror(errno)));
+  }
+  if (::flock(store->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("--state-dir '", state_dir,
+                                                      "' is in use by another magi-server (", lock_path,
+                                                      " is locked); give each server its own state dir"));
+  }
   std::string db_path = (fs::path(state_dir) / "magi.db").string();
   if (sqlite3_open_v2(db_path.c_str(), &store->db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -202,6 +216,7 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& stat
 
 JobStore::~JobStore() {
   if (db_) sqlite3_close_v2(db_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
 absl::Status JobStore::MigrateTenants() {

@@ -132,6 +132,7 @@ class JobStore {
   std::string JobDir(const std::string& job_id) const;
 
   std::string dir_;
+  int lock_fd_ = -1;  // flock on <state_dir>/LOCK while open: one server per state dir
   std::mutex mu_;
   sqlite3* db_ = nullptr;
 };

@@ -99,6 +99,9 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    // gRPC sets SO_REUSEPORT by default: a second server on a port in use would share it
+    // silently (each taking some of the connections). A port in use is an error instead.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   };
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, *public_credentials, &grpc_port_);

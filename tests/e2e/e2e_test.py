@@ -692,6 +692,24 @@ class E2e(unittest.TestCase):
     def test_fault_cp2_server_restart(self):
         self.fault_case("cp", "restart_server")
 
+    def test_second_server_is_refused(self):
+        """A second magi-server on a port in use, or on a state dir in use, exits at start with a
+        clear error (gRPC's default SO_REUSEPORT would let it share the port silently; two
+        servers on one job store would hand out the same jobs twice)."""
+        srv = self.server(step_ms=5)
+        other_dir = os.path.join(self.dir, "other")
+        os.makedirs(other_dir)
+        for listen, state_dir, want in ((srv.addr, other_dir, "cannot listen"),
+                                        ("127.0.0.1:0", srv.state_dir, "in use by another magi-server")):
+            p = subprocess.run([SERVER_BIN, "--listen=" + listen, "--http-listen=127.0.0.1:0", "--api-listen=",
+                                "--state-dir=" + state_dir, "--local-workers=0"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0, p.stderr)
+            self.assertIn(want, p.stderr)
+        # The first server is untouched.
+        _, chunks, code = collect(srv.stub.Generate(request(chunks=1)))
+        self.assertEqual((code, len(chunks)), (grpc.StatusCode.OK, 1))
+
     def test_server_restart_recovers_jobs(self):
         srv = self.server(step_ms=25)
         reqs = [request(chunks=4, seed=s) for s in (1, 2, 3)]

@@ -59,6 +59,22 @@ TEST_F(JobStoreTest, InsertedJobsSurviveReopen) {
   EXPECT_FALSE((*store)->Get("nope")->has_value());
 }
 
+// One server per state dir: a second store on it is refused while the first is open (and
+// names the dir), and opens once the first is closed.
+TEST_F(JobStoreTest, AStateDirIsOpenedByOneStoreAtATime) {
+  auto first = JobStore::Open(dir_.string());
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = JobStore::Open(dir_.string());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use by another magi-server"), absl::string_view::npos)
+      << second.status();
+  EXPECT_NE(second.status().message().find(dir_.string()), absl::string_view::npos) << second.status();
+  first->reset();
+  auto third = JobStore::Open(dir_.string());
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
 TEST_F(JobStoreTest, IdempotencyKeyIsUnique) {
   auto store = *JobStore::Open(dir_.string());
   JobRecord a = Record("a", "key"), b = Record("b", "key"), c = Record("c"), d = Record("d");

@@ -446,9 +446,11 @@ absl::StatusOr<std::vector<RgbFrame>> Decoder::Run() {
   }
   if (!Done()) {
     // End of input: the CLI closes the source at the end of the last frame (its pts plus
-    // duration), which decides how many trailing frames the fps filter emits.
-    int err = av_buffersrc_close(src_, end_pts_ == AV_NOPTS_VALUE ? 0 : end_pts_,
-                                 AV_BUFFERSRC_FLAG_PUSH);
+    // duration), which decides how many trailing frames the fps filter emits. Not pushed:
+    // Pull() then takes them one at a time and stops at max_output_frames (pushing ran the
+    // whole graph at once: a last frame lasting hours became millions of queued duplicates,
+    // gigabytes, from a 1.3 kB WebM the fuzzer found).
+    int err = av_buffersrc_close(src_, end_pts_ == AV_NOPTS_VALUE ? 0 : end_pts_, 0);
     if (err < 0) return Av(err, "filtering failed");
     MAGI_RETURN_IF_ERROR(Pull());
   }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -65,9 +66,8 @@ absl::StatusOr<std::string> MultipartBoundary(absl::string_view content_type) {
 
 absl::StatusOr<std::vector<MultipartPart>> ParseMultipartFormData(absl::string_view content_type,
                                                                  absl::string_view body, int max_parts) {
-  auto boundary = MultipartBoundary(content_type);
-  if (!boundary.ok()) return boundary.status();
-  const std::string delimiter = absl::StrCat("--", *boundary);
+  MAGI_ASSIGN_OR_RETURN(auto boundary, MultipartBoundary(content_type));
+  const std::string delimiter = absl::StrCat("--", boundary);
   // The first delimiter may be preceded by a preamble; later ones follow a CRLF.
   size_t pos;
   if (absl::StartsWith(body, delimiter)) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/video_object.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -27,9 +28,8 @@ absl::StatusOr<RealtimeClientMessage> ParseRealtimeClientMessage(absl::string_vi
   RealtimeClientMessage out;
   if (type == "session.start") {
     out.type = RealtimeClientMessage::Type::kStart;
-    auto params = ParseVideoCreate("application/json", msg.dump());
-    if (!params.ok()) return params.status();
-    out.create = std::move(*params);
+    MAGI_ASSIGN_OR_RETURN(auto params, ParseVideoCreate("application/json", msg.dump()));
+    out.create = std::move(params);
     return out;
   }
   if (type == "session.resume") {

@@ -50,10 +50,9 @@ absl::StatusOr<int64_t> IntFromText(absl::string_view field, absl::string_view t
 }
 
 absl::StatusOr<int> Int32FromText(absl::string_view field, absl::string_view text) {
-  auto v = IntFromText(field, text);
-  if (!v.ok()) return v.status();
-  if (*v < INT32_MIN || *v > INT32_MAX) return Bad(field, absl::StrCat(*v, " does not fit a 32-bit integer"));
-  return static_cast<int>(*v);
+  MAGI_ASSIGN_OR_RETURN(auto v, IntFromText(field, text));
+  if (v < INT32_MIN || v > INT32_MAX) return Bad(field, absl::StrCat(v, " does not fit a 32-bit integer"));
+  return static_cast<int>(v);
 }
 
 absl::StatusOr<int64_t> IntFromJson(absl::string_view field, const json& v) {
@@ -68,10 +67,9 @@ absl::StatusOr<int64_t> IntFromJson(absl::string_view field, const json& v) {
 }
 
 absl::StatusOr<int> Int32FromJson(absl::string_view field, const json& v) {
-  auto i = IntFromJson(field, v);
-  if (!i.ok()) return i.status();
-  if (*i < INT32_MIN || *i > INT32_MAX) return Bad(field, absl::StrCat(*i, " does not fit a 32-bit integer"));
-  return static_cast<int>(*i);
+  MAGI_ASSIGN_OR_RETURN(auto i, IntFromJson(field, v));
+  if (i < INT32_MIN || i > INT32_MAX) return Bad(field, absl::StrCat(i, " does not fit a 32-bit integer"));
+  return static_cast<int>(i);
 }
 
 absl::Status SetSeconds(VideoCreateParams& p, absl::string_view text) {
@@ -124,9 +122,8 @@ absl::Status AddChunkPrompt(VideoCreateParams& p, size_t index, const json& v) {
   } else if (v.is_object()) {
     for (const auto& [k, item] : v.items()) {
       if (k == "from_chunk") {
-        auto c = Int32FromJson(absl::StrCat(field, ".from_chunk"), item);
-        if (!c.ok()) return c.status();
-        cp.set_from_chunk(*c);
+        MAGI_ASSIGN_OR_RETURN(auto c, Int32FromJson(absl::StrCat(field, ".from_chunk"), item));
+        cp.set_from_chunk(c);
       } else if (k == "text") {
         if (!item.is_string()) return Bad(absl::StrCat(field, ".", k), "must be a string");
         cp.set_text(item.get<std::string>());
@@ -171,8 +168,7 @@ absl::Status MissingVideo() {
 
 absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_type, absl::string_view body,
                                                       int max_parts, Kind kind, std::string* video_id) {
-  auto parts = ParseMultipartFormData(content_type, body, max_parts);
-  if (!parts.ok()) return parts.status();
+  MAGI_ASSIGN_OR_RETURN(auto parts, ParseMultipartFormData(content_type, body, max_parts));
   VideoCreateParams p;
   std::set<std::string> seen;
   std::vector<std::string> chunk_texts;
@@ -180,7 +176,7 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
   const bool extend = kind == Kind::kExtend;
   const std::vector<std::string>& allowed = extend ? VideoExtendFields() : VideoCreateFields();
   const char* file_field = extend ? "video" : "input_reference";
-  for (const MultipartPart& part : *parts) {
+  for (const MultipartPart& part : parts) {
     const std::string& n = part.name;
     const bool repeatable = n == "chunk_prompts[]";
     if (!repeatable && !seen.insert(n).second) return Bad(n, "given more than once");
@@ -229,21 +225,17 @@ absl::StatusOr<VideoCreateParams> CreateFromMultipart(absl::string_view content_
       MAGI_RETURN_IF_ERROR(ChunkPromptsFromJson(p, v));
       chunk_json = true;
     } else if (n == "seed") {
-      auto v = IntFromText("seed", part.body);
-      if (!v.ok()) return v.status();
-      p.seed = *v;
+      MAGI_ASSIGN_OR_RETURN(auto v, IntFromText("seed", part.body));
+      p.seed = v;
     } else if (n == "steps") {
-      auto v = Int32FromText("steps", part.body);
-      if (!v.ok()) return v.status();
-      p.steps = *v;
+      MAGI_ASSIGN_OR_RETURN(auto v, Int32FromText("steps", part.body));
+      p.steps = v;
     } else if (n == "priority") {
-      auto v = Int32FromText("priority", part.body);
-      if (!v.ok()) return v.status();
-      p.priority = *v;
+      MAGI_ASSIGN_OR_RETURN(auto v, Int32FromText("priority", part.body));
+      p.priority = v;
     } else if (n == "fps") {
-      auto v = Int32FromText("fps", part.body);
-      if (!v.ok()) return v.status();
-      p.fps = *v;
+      MAGI_ASSIGN_OR_RETURN(auto v, Int32FromText("fps", part.body));
+      p.fps = v;
     } else {
       return UnknownField(n, allowed);
     }
@@ -272,12 +264,11 @@ absl::Status NeedString(absl::string_view field, const json& v) {
 }
 
 absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind kind, std::string* video_id) {
-  auto obj = JsonObject(body);
-  if (!obj.ok()) return obj.status();
+  MAGI_ASSIGN_OR_RETURN(auto obj, JsonObject(body));
   VideoCreateParams p;
   const bool extend = kind == Kind::kExtend;
   const std::vector<std::string>& allowed = extend ? VideoExtendFields() : VideoCreateFields();
-  for (const auto& [k, v] : obj->items()) {
+  for (const auto& [k, v] : obj.items()) {
     if (v.is_null()) continue;  // null = not given, as OpenAI treats optional fields
     if (extend && k == "video") {
       if (!v.is_object() || !v.contains("id") || !v["id"].is_string() || v.size() != 1) {
@@ -317,19 +308,17 @@ absl::StatusOr<VideoCreateParams> CreateFromJson(absl::string_view body, Kind ki
     } else if (k == "chunk_prompts") {
       MAGI_RETURN_IF_ERROR(ChunkPromptsFromJson(p, v));
     } else if (k == "seed") {
-      auto i = IntFromJson(k, v);
-      if (!i.ok()) return i.status();
-      p.seed = *i;
+      MAGI_ASSIGN_OR_RETURN(auto i, IntFromJson(k, v));
+      p.seed = i;
     } else if (k == "steps" || k == "priority" || k == "fps") {
-      auto i = Int32FromJson(k, v);
-      if (!i.ok()) return i.status();
-      (k == "steps" ? p.steps : k == "priority" ? p.priority : p.fps) = *i;
+      MAGI_ASSIGN_OR_RETURN(auto i, Int32FromJson(k, v));
+      (k == "steps" ? p.steps : k == "priority" ? p.priority : p.fps) = i;
     } else {
       return UnknownField(k, allowed);
     }
   }
   if (extend && video_id->empty()) return MissingVideo();
-  MAGI_RETURN_IF_ERROR(CheckPrompt(p, obj->contains("prompt") && !(*obj)["prompt"].is_null()));
+  MAGI_RETURN_IF_ERROR(CheckPrompt(p, obj.contains("prompt") && !obj["prompt"].is_null()));
   return p;
 }
 
@@ -374,45 +363,40 @@ const std::vector<std::string>& VideoExtendFields() {
 
 absl::StatusOr<VideoCreateParams> ParseVideoCreate(absl::string_view content_type, absl::string_view body,
                                                    int max_parts) {
-  auto form = FormOf(content_type);
-  if (!form.ok()) return form.status();
+  MAGI_ASSIGN_OR_RETURN(auto form, FormOf(content_type));
   std::string unused;
-  return *form == Form::kMultipart ? CreateFromMultipart(content_type, body, max_parts, Kind::kCreate, &unused)
-                                   : CreateFromJson(body, Kind::kCreate, &unused);
+  return form == Form::kMultipart ? CreateFromMultipart(content_type, body, max_parts, Kind::kCreate, &unused)
+                                  : CreateFromJson(body, Kind::kCreate, &unused);
 }
 
 absl::StatusOr<VideoExtendParams> ParseVideoExtend(absl::string_view content_type, absl::string_view body,
                                                    int max_parts) {
-  auto form = FormOf(content_type);
-  if (!form.ok()) return form.status();
+  MAGI_ASSIGN_OR_RETURN(auto form, FormOf(content_type));
   VideoExtendParams out;
-  auto params = *form == Form::kMultipart
-                    ? CreateFromMultipart(content_type, body, max_parts, Kind::kExtend, &out.video_id)
-                    : CreateFromJson(body, Kind::kExtend, &out.video_id);
-  if (!params.ok()) return params.status();
-  out.params = std::move(*params);
+  MAGI_ASSIGN_OR_RETURN(auto params,
+                        form == Form::kMultipart
+                            ? CreateFromMultipart(content_type, body, max_parts, Kind::kExtend, &out.video_id)
+                            : CreateFromJson(body, Kind::kExtend, &out.video_id));
+  out.params = std::move(params);
   return out;
 }
 
 absl::StatusOr<VideoRemixParams> ParseVideoRemix(absl::string_view content_type, absl::string_view body,
                                                  int max_parts) {
-  auto form = FormOf(content_type);
-  if (!form.ok()) return form.status();
+  MAGI_ASSIGN_OR_RETURN(auto form, FormOf(content_type));
   VideoRemixParams p;
   bool seen = false;
-  if (*form == Form::kMultipart) {
-    auto parts = ParseMultipartFormData(content_type, body, max_parts);
-    if (!parts.ok()) return parts.status();
-    for (const MultipartPart& part : *parts) {
+  if (form == Form::kMultipart) {
+    MAGI_ASSIGN_OR_RETURN(auto parts, ParseMultipartFormData(content_type, body, max_parts));
+    for (const MultipartPart& part : parts) {
       if (part.name != "prompt") return UnknownField(part.name, {"prompt"});
       if (seen) return Bad("prompt", "given more than once");
       p.prompt = part.body;
       seen = true;
     }
   } else {
-    auto obj = JsonObject(body);
-    if (!obj.ok()) return obj.status();
-    for (const auto& [k, v] : obj->items()) {
+    MAGI_ASSIGN_OR_RETURN(auto obj, JsonObject(body));
+    for (const auto& [k, v] : obj.items()) {
       if (k != "prompt") return UnknownField(k, {"prompt"});
       MAGI_RETURN_IF_ERROR(NeedString(k, v));
       p.prompt = v.get<std::string>();

@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "base/status_macros.h"
 
 namespace magi {
 
@@ -125,10 +126,9 @@ inline absl::StatusOr<std::vector<TokenFileEntry>> ReadTokenFile(const std::stri
 // The tokens of a worker token file (--worker_token_file), in file order (at least one).
 inline absl::StatusOr<std::vector<std::string>> ReadWorkerTokenFile(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("--worker_token_file: not set; a file with the worker token is required");
-  auto entries = ReadTokenFile(path, "--worker_token_file", /*with_tenant=*/false);
-  if (!entries.ok()) return entries.status();
+  MAGI_ASSIGN_OR_RETURN(auto entries, ReadTokenFile(path, "--worker_token_file", /*with_tenant=*/false));
   std::vector<std::string> tokens;
-  for (TokenFileEntry& e : *entries) tokens.push_back(std::move(e.token));
+  for (TokenFileEntry& e : entries) tokens.push_back(std::move(e.token));
   return tokens;
 }
 

@@ -161,17 +161,15 @@ absl::StatusOr<at::Tensor> ReadKey(const SafetensorsFile& file, const std::strin
   if (!file.Contains(key)) {
     return absl::NotFoundError(absl::StrCat("'", file.path(), "' has no tensor '", key, "'"));
   }
-  auto t = file.Get(key);
-  if (!t.ok()) return t.status();
-  return t->clone();
+  MAGI_ASSIGN_OR_RETURN(auto t, file.Get(key));
+  return t.clone();
 }
 
 // Prompts from the captions file: 'caption_embs' / 'emb_masks' (also under 'input.'), plus
 // 'caption_embs.K' / 'emb_masks.K' for a prompt starting at chunk K.
 absl::StatusOr<std::vector<EncodedChunkPrompt>> ReadPrompts(const std::string& path) {
-  auto file = SafetensorsFile::Open(path);
-  if (!file.ok()) return file.status();
-  const SafetensorsFile& f = **file;
+  MAGI_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  const SafetensorsFile& f = *file;
   std::string base = f.Contains("caption_embs") ? "" : (f.Contains("input.caption_embs") ? "input." : "");
   std::map<int, EncodedChunkPrompt> prompts;
   for (const auto& key : f.Keys()) {
@@ -185,12 +183,10 @@ absl::StatusOr<std::vector<EncodedChunkPrompt>> ReadPrompts(const std::string& p
     }
     EncodedChunkPrompt p;
     p.from_chunk = from;
-    auto caption = ReadKey(f, key);
-    if (!caption.ok()) return caption.status();
-    auto mask = ReadKey(f, base + "emb_masks" + rest);
-    if (!mask.ok()) return mask.status();
-    p.caption = *caption;
-    p.mask = *mask;
+    MAGI_ASSIGN_OR_RETURN(auto caption, ReadKey(f, key));
+    MAGI_ASSIGN_OR_RETURN(auto mask, ReadKey(f, base + "emb_masks" + rest));
+    p.caption = caption;
+    p.mask = mask;
     prompts[from] = p;
   }
   if (prompts.empty()) {

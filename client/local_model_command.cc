@@ -55,9 +55,9 @@ class Mp4FileSink : public FrameSink {
         start_(std::chrono::steady_clock::now()) {}
 
   absl::Status Start(const JobSpec& spec) {
-    auto writer = Fmp4ChunkWriter::Create(spec.request().width(), spec.request().height(), EncodeOptions(spec));
-    if (!writer.ok()) return writer.status();
-    writer_ = std::move(*writer);
+    MAGI_ASSIGN_OR_RETURN(auto writer,
+                          Fmp4ChunkWriter::Create(spec.request().width(), spec.request().height(), EncodeOptions(spec)));
+    writer_ = std::move(writer);
     return absl::OkStatus();
   }
 
@@ -66,18 +66,17 @@ class Mp4FileSink : public FrameSink {
   }
 
   absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
-    auto piece = writer_->WriteChunk(index, frames);
-    if (!piece.ok()) return piece.status();
-    if (!piece->init_segment.empty()) {
-      MAGI_RETURN_IF_ERROR(Append(piece->init_segment, "init.mp4"));
+    MAGI_ASSIGN_OR_RETURN(auto piece, writer_->WriteChunk(index, frames));
+    if (!piece.init_segment.empty()) {
+      MAGI_RETURN_IF_ERROR(Append(piece.init_segment, "init.mp4"));
     }
     char name[32];
     std::snprintf(name, sizeof(name), "chunk_%03d.m4s", index);
-    MAGI_RETURN_IF_ERROR(Append(piece->fragment, name));
-    frames_ += piece->frames;
+    MAGI_RETURN_IF_ERROR(Append(piece.fragment, name));
+    frames_ += piece.frames;
     if (!quiet_) {
-      std::fprintf(stderr, "chunk %d: %d frames, %zu bytes, %.2f s since start\n", index, piece->frames,
-                   piece->fragment.size(), Seconds());
+      std::fprintf(stderr, "chunk %d: %d frames, %zu bytes, %.2f s since start\n", index, piece.frames,
+                   piece.fragment.size(), Seconds());
     }
     return absl::OkStatus();
   }
@@ -90,9 +89,8 @@ class Mp4FileSink : public FrameSink {
   bool Cancelled() const override { return false; }
 
   absl::Status Finish() {
-    auto tail = writer_->Finish();
-    if (!tail.ok()) return tail.status();
-    return Append(*tail, "");
+    MAGI_ASSIGN_OR_RETURN(auto tail, writer_->Finish());
+    return Append(tail, "");
   }
   int frames() const { return frames_; }
   double Seconds() const {

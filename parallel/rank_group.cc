@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "base/torch_compat.h"
 #ifdef MAGI_HAVE_NCCL
 #include "parallel/nccl_communicator.h"
@@ -202,9 +203,8 @@ absl::StatusOr<RendezvousOptions> RendezvousFromEnv() {
   auto rank = EnvInt("RANK", 0, 0, *world - 1);
   auto local = EnvInt("LOCAL_RANK", 0, 0, *world - 1);
   auto timeout = EnvInt("MAGI_DIST_TIMEOUT_S", 60, 1, 86400);
-  auto rendezvous = EnvInt("MAGI_RENDEZVOUS_TIMEOUT_S", 1800, 1, 7 * 86400);
-  if (!rendezvous.ok()) return rendezvous.status();
-  o.rendezvous_timeout = std::chrono::seconds(*rendezvous);
+  MAGI_ASSIGN_OR_RETURN(auto rendezvous, EnvInt("MAGI_RENDEZVOUS_TIMEOUT_S", 1800, 1, 7 * 86400));
+  o.rendezvous_timeout = std::chrono::seconds(rendezvous);
   if (!rank.ok()) return rank.status();
   if (!local.ok()) return local.status();
   if (!timeout.ok()) return timeout.status();
@@ -350,12 +350,10 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       }
       return comm;
     };
-    auto tp_comm = make_nccl("tp", g->layout_.cp_rank, g->layout_.tp_rank, tp);
-    if (!tp_comm.ok()) return tp_comm.status();
-    auto cp_comm = make_nccl("cp", g->layout_.tp_rank, g->layout_.cp_rank, cp);
-    if (!cp_comm.ok()) return cp_comm.status();
-    g->tp_ = std::move(*tp_comm);
-    g->cp_ = std::move(*cp_comm);
+    MAGI_ASSIGN_OR_RETURN(auto tp_comm, make_nccl("tp", g->layout_.cp_rank, g->layout_.tp_rank, tp));
+    MAGI_ASSIGN_OR_RETURN(auto cp_comm, make_nccl("cp", g->layout_.tp_rank, g->layout_.cp_rank, cp));
+    g->tp_ = std::move(tp_comm);
+    g->cp_ = std::move(cp_comm);
 #endif
   }
   return g;

@@ -31,6 +31,7 @@
 #include "api/byte_range.h"
 #include "api/video_object.h"
 #include "api/video_request.h"
+#include "base/status_macros.h"
 #include "server/job_manager.h"
 #include "server/realtime_video_session.h"
 #include "server/viewer_page.h"
@@ -693,9 +694,8 @@ absl::StatusOr<int> ApiHttpServer::Start(const ApiServerOptions& options) {
   beast::error_code ec;
   auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
   if (ec) return bad(absl::StrCat("'", host, "' is not an IP address"));
-  auto tls = MakeTlsServerContext(options.tls);
-  if (!tls.ok()) return tls.status();
-  impl_ = std::make_unique<Impl>(manager_, client_auth_, options, std::move(*tls));
+  MAGI_ASSIGN_OR_RETURN(auto tls, MakeTlsServerContext(options.tls));
+  impl_ = std::make_unique<Impl>(manager_, client_auth_, options, std::move(tls));
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   impl_->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);

@@ -78,9 +78,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const JobManagerO
   if (options.state_dir.empty()) return absl::InvalidArgumentError("--state-dir: required");
   if (options.max_queue < 1) return absl::InvalidArgumentError("--max-queue: must be >= 1");
   std::unique_ptr<JobManager> m(new JobManager(options, metrics));
-  auto store = JobStore::Open(options.state_dir);
-  if (!store.ok()) return store.status();
-  m->store_ = std::move(*store);
+  MAGI_ASSIGN_OR_RETURN(auto store, JobStore::Open(options.state_dir));
+  m->store_ = std::move(store);
   m->feed_ = std::make_unique<JobFeed>(m->store_.get(), options.feed, metrics);
   MAGI_RETURN_IF_ERROR(m->Recover());
   m->tick_thread_ = std::thread([p = m.get()] { p->TickLoop(); });
@@ -109,27 +108,24 @@ JobManager::~JobManager() {
 
 absl::Status JobManager::Recover() {
   // Before any RPC is served: the disk reads need no lock.
-  auto jobs = store_->LoadUnfinished();
-  if (!jobs.ok()) return jobs.status();
-  for (JobRecord& rec : *jobs) {
+  MAGI_ASSIGN_OR_RETURN(auto jobs, store_->LoadUnfinished());
+  for (JobRecord& rec : jobs) {
     ActiveJob job;
     job.rec = std::move(rec);
     job.rec.state = ::magi::v1::JOB_STATE_QUEUED;
     job.queued_since_ms = NowMs();
     job.first_chunk_seen = job.rec.chunks_done > 0;
     MAGI_RETURN_IF_ERROR(store_->Update(job.rec));
-    auto chunks = store_->Chunks(job.rec.job_id);
-    if (!chunks.ok()) return chunks.status();
+    MAGI_ASSIGN_OR_RETURN(auto chunks, store_->Chunks(job.rec.job_id));
     std::vector<ChunkRecord> stored;
-    for (const ChunkRecord& c : *chunks) {
+    for (const ChunkRecord& c : chunks) {
       if (c.index < job.rec.chunks_done) stored.push_back(c);
     }
     if (!stored.empty()) job.frames_done = stored.back().frame_end;
     std::string init;
     if (!stored.empty()) {
-      auto read = store_->ReadInitSegment(job.rec.job_id);
-      if (!read.ok()) return read.status();
-      init = std::move(*read);
+      MAGI_ASSIGN_OR_RETURN(auto read, store_->ReadInitSegment(job.rec.job_id));
+      init = std::move(read);
     }
     Log(absl::StrCat("recovered job ", job.rec.job_id, " (", job.rec.chunks_done, "/",
                      job.rec.chunks_total, " chunks done)"));
@@ -352,8 +348,7 @@ absl::StatusOr<::magi::v1::Job> JobManager::Cancel(const std::string& tenant, co
 }
 
 absl::Status JobManager::DeleteJob(const std::string& tenant, const std::string& job_id) {
-  auto job = Cancel(tenant, job_id);  // ends an active job; a no-op for a finished one
-  if (!job.ok()) return job.status();
+  MAGI_RETURN_IF_ERROR(Cancel(tenant, job_id).status());  // ends an active job; a no-op for a finished one
   std::lock_guard<std::mutex> order(transition_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -499,24 +494,22 @@ absl::StatusOr<::magi::v1::ListJobsResponse> JobManager::ListJobs(
   if (!::magi::v1::JobState_IsValid(request.state())) {
     return absl::InvalidArgumentError(absl::StrCat("state: ", request.state(), " is not a JobState"));
   }
-  auto page = store_->List(tenant, request.state(), page_size, request.page_token());
-  if (!page.ok()) return page.status();
+  MAGI_ASSIGN_OR_RETURN(auto page, store_->List(tenant, request.state(), page_size, request.page_token()));
   std::lock_guard<std::mutex> lock(mu_);
   ::magi::v1::ListJobsResponse out;
-  for (const JobRecord& rec : page->jobs) {
+  for (const JobRecord& rec : page.jobs) {
     const JobRecord* mem = MemoryRecordLocked(rec.job_id);
     *out.add_jobs() = JobViewLocked(mem ? *mem : rec);
   }
-  out.set_next_page_token(page->next_page_token);
+  out.set_next_page_token(page.next_page_token);
   return out;
 }
 
 absl::StatusOr<std::string> JobManager::FinalVideoPath(const std::string& tenant, const std::string& job_id) {
-  auto job = GetJob(tenant, job_id);
-  if (!job.ok()) return job.status();
-  if (job->state() != ::magi::v1::JOB_STATE_SUCCEEDED) {
+  MAGI_ASSIGN_OR_RETURN(auto job, GetJob(tenant, job_id));
+  if (job.state() != ::magi::v1::JOB_STATE_SUCCEEDED) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " is ", ::magi::v1::JobState_Name(job->state()),
+        "job ", job_id, " is ", ::magi::v1::JobState_Name(job.state()),
         "; the video exists once it succeeded (use Watch to stream chunks)"));
   }
   return store_->VideoPath(job_id);

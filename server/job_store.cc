@@ -346,9 +346,8 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::Get(const std::string& job_id
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobRecord>();
   if (rc != SQLITE_ROW) return SqlError(db_, "get job " + job_id);
-  auto r = ReadRecord(s);
-  if (!r.ok()) return r.status();
-  return std::optional<JobRecord>(std::move(*r));
+  MAGI_ASSIGN_OR_RETURN(auto r, ReadRecord(s));
+  return std::optional<JobRecord>(std::move(r));
 }
 
 absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const std::string& tenant,
@@ -361,9 +360,8 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::FindByIdempotencyKey(const st
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobRecord>();
   if (rc != SQLITE_ROW) return SqlError(db_, "find idempotency key");
-  auto r = ReadRecord(s);
-  if (!r.ok()) return r.status();
-  return std::optional<JobRecord>(std::move(*r));
+  MAGI_ASSIGN_OR_RETURN(auto r, ReadRecord(s));
+  return std::optional<JobRecord>(std::move(r));
 }
 
 absl::StatusOr<std::vector<JobRecord>> JobStore::LoadUnfinished() {
@@ -375,9 +373,8 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadUnfinished() {
   std::vector<JobRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
-    auto r = ReadRecord(s);
-    if (!r.ok()) return r.status();
-    out.push_back(std::move(*r));
+    MAGI_ASSIGN_OR_RETURN(auto r, ReadRecord(s));
+    out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "load unfinished jobs");
   return out;
@@ -404,9 +401,8 @@ absl::StatusOr<JobPage> JobStore::List(const std::string& tenant, ::magi::v1::Jo
   JobPage page;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
-    auto r = ReadRecord(s);
-    if (!r.ok()) return r.status();
-    page.jobs.push_back(std::move(*r));
+    MAGI_ASSIGN_OR_RETURN(auto r, ReadRecord(s));
+    page.jobs.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "list jobs");
   if (static_cast<int>(page.jobs.size()) > page_size) {
@@ -485,18 +481,16 @@ absl::StatusOr<std::string> JobStore::ReadVideoPrefix(const std::string& job_id,
   auto out = ReadInitSegment(job_id);
   if (!out.ok()) return out.status();
   for (int i = 0; i < count; ++i) {
-    auto frag = ReadFragment(job_id, i);
-    if (!frag.ok()) return frag.status();
-    out->append(*frag);
+    MAGI_ASSIGN_OR_RETURN(auto frag, ReadFragment(job_id, i));
+    out->append(frag);
   }
   return out;
 }
 
 absl::StatusOr<int64_t> JobStore::WriteFinalVideo(const std::string& job_id, int chunks) {
-  auto video = ReadVideoPrefix(job_id, chunks);
-  if (!video.ok()) return video.status();
-  MAGI_RETURN_IF_ERROR(WriteFileDurably(VideoPath(job_id), *video));
-  return static_cast<int64_t>(video->size());
+  MAGI_ASSIGN_OR_RETURN(auto video, ReadVideoPrefix(job_id, chunks));
+  MAGI_RETURN_IF_ERROR(WriteFileDurably(VideoPath(job_id), video));
+  return static_cast<int64_t>(video.size());
 }
 
 absl::StatusOr<std::vector<std::string>> JobStore::ExpiredJobs(int keep, int64_t finished_before_ms) {

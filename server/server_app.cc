@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "server/http_endpoints.h"
 #include "server/server_metrics.h"
 #include "server/video_generation_service.h"
@@ -40,19 +41,15 @@ TlsServerFiles TlsFiles(const ServerOptions& options) {
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> PublicCredentials(const ServerOptions& options) {
   // OpenSSL checks the files first (PEM, key matches certificate): a bad one stops the start
   // naming its flag, where gRPC would only fail to listen.
-  auto checked = MakeTlsServerContext(TlsFiles(options));
-  if (!checked.ok()) return checked.status();
-  if (*checked == nullptr) return grpc::InsecureServerCredentials();
-  auto cert = ReadPem(options.tls_cert, "--tls_cert");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadPem(options.tls_key, "--tls_key");
-  if (!key.ok()) return key.status();
+  MAGI_ASSIGN_OR_RETURN(auto checked, MakeTlsServerContext(TlsFiles(options)));
+  if (checked == nullptr) return grpc::InsecureServerCredentials();
+  MAGI_ASSIGN_OR_RETURN(auto cert, ReadPem(options.tls_cert, "--tls_cert"));
+  MAGI_ASSIGN_OR_RETURN(auto key, ReadPem(options.tls_key, "--tls_key"));
   grpc::SslServerCredentialsOptions ssl;
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  ssl.pem_key_cert_pairs.push_back({key, cert});
   if (!options.tls_client_ca.empty()) {
-    auto ca = ReadPem(options.tls_client_ca, "--tls_client_ca");
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
+    MAGI_ASSIGN_OR_RETURN(auto ca, ReadPem(options.tls_client_ca, "--tls_client_ca"));
+    ssl.pem_root_certs = ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
@@ -62,26 +59,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> PublicCredentials(const
 
 absl::Status ServerApp::Start(const ServerOptions& options) {
   metrics_ = std::make_unique<ServerMetrics>();
-  auto manager = JobManager::Create(options.jobs, metrics_.get());
-  if (!manager.ok()) return manager.status();
-  manager_ = std::move(*manager);
+  MAGI_ASSIGN_OR_RETURN(auto manager, JobManager::Create(options.jobs, metrics_.get()));
+  manager_ = std::move(manager);
   if (!options.client_tokens_file.empty()) {
-    auto client_auth = TokenAuthenticator::FromFile(options.client_tokens_file, TokenRole::kClient, metrics_.get());
-    if (!client_auth.ok()) return client_auth.status();
-    client_auth_ = std::move(*client_auth);
+    MAGI_ASSIGN_OR_RETURN(auto client_auth, TokenAuthenticator::FromFile(options.client_tokens_file,
+                                                                           TokenRole::kClient, metrics_.get()));
+    client_auth_ = std::move(client_auth);
   }
   public_service_ = std::make_unique<VideoGenerationService>(manager_.get(), client_auth_.get());
-  auto public_credentials = PublicCredentials(options);
-  if (!public_credentials.ok()) return public_credentials.status();
+  MAGI_ASSIGN_OR_RETURN(auto public_credentials, PublicCredentials(options));
   worker_token_file_ = options.worker_token_file;
   if (worker_token_file_.empty()) {
-    auto generated = WriteGeneratedWorkerToken(options.jobs.state_dir);
-    if (!generated.ok()) return generated.status();
-    worker_token_file_ = *generated;
+    MAGI_ASSIGN_OR_RETURN(auto generated, WriteGeneratedWorkerToken(options.jobs.state_dir));
+    worker_token_file_ = generated;
   }
-  auto auth = TokenAuthenticator::FromFile(worker_token_file_, TokenRole::kWorker, metrics_.get());
-  if (!auth.ok()) return auth.status();
-  worker_auth_ = std::move(*auth);
+  MAGI_ASSIGN_OR_RETURN(auto auth,
+                        TokenAuthenticator::FromFile(worker_token_file_, TokenRole::kWorker, metrics_.get()));
+  worker_auth_ = std::move(auth);
   worker_service_ = std::make_unique<WorkerPoolService>(manager_.get(), worker_auth_.get());
   const bool own_worker_listener = !options.worker_listen.empty();
   if (own_worker_listener && options.worker_listen == options.listen && !absl::EndsWith(options.listen, ":0")) {
@@ -104,7 +98,7 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   };
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, *public_credentials, &grpc_port_);
+  builder.AddListeningPort(options.listen, public_credentials, &grpc_port_);
   configure(builder);
   builder.RegisterService(public_service_.get());
   if (!own_worker_listener) builder.RegisterService(worker_service_.get());
@@ -130,17 +124,15 @@ absl::Status ServerApp::Start(const ServerOptions& options) {
   }
   if (!options.http_listen.empty()) {
     http_ = std::make_unique<HttpEndpoints>(metrics_.get(), [m = manager_.get()] { return !m->draining(); });
-    auto port = http_->Start(options.http_listen);
-    if (!port.ok()) return port.status();
-    http_port_ = *port;
+    MAGI_ASSIGN_OR_RETURN(auto port, http_->Start(options.http_listen));
+    http_port_ = port;
   }
   if (!options.api.listen.empty()) {
     ApiServerOptions api = options.api;
     api.tls = TlsFiles(options);  // the public listeners share one certificate
     api_ = std::make_unique<ApiHttpServer>(manager_.get(), client_auth_.get());
-    auto port = api_->Start(api);
-    if (!port.ok()) return port.status();
-    api_port_ = *port;
+    MAGI_ASSIGN_OR_RETURN(auto port, api_->Start(api));
+    api_port_ = port;
   }
   return absl::OkStatus();
 }

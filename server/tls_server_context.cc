@@ -66,10 +66,8 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsServerContext(const TlsServ
     if (!files.client_ca.empty()) return absl::InvalidArgumentError("--tls_client_ca: needs --tls_cert and --tls_key");
     return std::unique_ptr<ssl::context>();
   }
-  auto cert = ReadPemFile("--tls_cert", files.cert);
-  if (!cert.ok()) return cert.status();
-  auto key = ReadPemFile("--tls_key", files.key);
-  if (!key.ok()) return key.status();
+  MAGI_ASSIGN_OR_RETURN(auto cert, ReadPemFile("--tls_cert", files.cert));
+  MAGI_ASSIGN_OR_RETURN(auto key, ReadPemFile("--tls_key", files.key));
 
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = ctx->native_handle();
@@ -79,9 +77,9 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsServerContext(const TlsServ
     return absl::InternalError("TLS: cannot set the minimum protocol version to TLS 1.2");
   }
   boost::system::error_code ec;
-  ctx->use_certificate_chain(boost::asio::buffer(*cert), ec);
+  ctx->use_certificate_chain(boost::asio::buffer(cert), ec);
   if (ec) return Bad("--tls_cert", files.cert, absl::StrCat("not a usable PEM certificate chain (", OpenSslReason(ec), ")"));
-  ctx->use_private_key(boost::asio::buffer(*key), ssl::context::pem, ec);
+  ctx->use_private_key(boost::asio::buffer(key), ssl::context::pem, ec);
   // OpenSSL compares the key with the certificate as it loads it, or in the check below.
   const bool mismatch = ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH;
   if (ec && !mismatch) {
@@ -92,13 +90,12 @@ absl::StatusOr<std::unique_ptr<ssl::context>> MakeTlsServerContext(const TlsServ
     return Bad("--tls_key", files.key, absl::StrCat("does not match the certificate of --tls_cert '", files.cert, "'"));
   }
   if (!files.client_ca.empty()) {
-    auto ca = ReadPemFile("--tls_client_ca", files.client_ca);
-    if (!ca.ok()) return ca.status();
-    ctx->add_certificate_authority(boost::asio::buffer(*ca), ec);
+    MAGI_ASSIGN_OR_RETURN(auto ca, ReadPemFile("--tls_client_ca", files.client_ca));
+    ctx->add_certificate_authority(boost::asio::buffer(ca), ec);
     if (ec) {
       return Bad("--tls_client_ca", files.client_ca, absl::StrCat("not a usable PEM CA bundle (", OpenSslReason(ec), ")"));
     }
-    MAGI_RETURN_IF_ERROR(SetClientCaNames(native, *ca, files.client_ca));
+    MAGI_RETURN_IF_ERROR(SetClientCaNames(native, ca, files.client_ca));
     ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     // Verified clients may resume sessions; OpenSSL refuses resumption without a context id.
     static const unsigned char kSessionContext[] = "magi-api";

@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "base/worker_token.h"
 #include "server/server_metrics.h"
 
@@ -45,9 +46,8 @@ absl::StatusOr<std::unique_ptr<TokenAuthenticator>> TokenAuthenticator::FromFile
     auth->stamp_ = {static_cast<long long>(st.st_size), static_cast<unsigned long long>(st.st_ino),
                     st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
   }
-  auto entries = auth->Read();
-  if (!entries.ok()) return entries.status();
-  auth->entries_ = std::move(*entries);
+  MAGI_ASSIGN_OR_RETURN(auto entries, auth->Read());
+  auth->entries_ = std::move(entries);
   return auth;
 }
 

@@ -299,16 +299,15 @@ void RunModel(const ArCase& c, const GoldenContext& ctx, GoldenReport& report) {
 
 // The golden section describing `stem`, and the config it ran with.
 absl::Status FindSection(const std::string& dir, const std::string& stem, json* section, MagiConfig* config) {
-  auto base = ReadGoldenJson(dir, "golden.json");
-  if (!base.ok()) return base.status();
+  MAGI_ASSIGN_OR_RETURN(auto base, ReadGoldenJson(dir, "golden.json"));
   for (const char* name : {"golden.json", "golden_prefix.json", "golden_w4.json"}) {
     auto j = ReadGoldenJson(dir, name);
     if (!j.ok() || !j->contains(stem)) continue;
     *section = (*j)[stem];
-    auto cfg = section->contains("config") ? GoldenConfig(*section, absl::StrCat(dir, "/", name, ":", stem))
-                                           : GoldenConfig(*base, absl::StrCat(dir, "/golden.json"));
-    if (!cfg.ok()) return cfg.status();
-    *config = *cfg;
+    MAGI_ASSIGN_OR_RETURN(auto cfg, section->contains("config")
+                                        ? GoldenConfig(*section, absl::StrCat(dir, "/", name, ":", stem))
+                                        : GoldenConfig(base, absl::StrCat(dir, "/golden.json")));
+    *config = cfg;
     config->runtime.cfg_number = section->value("cfg_number", config->runtime.cfg_number);
     config->engine.distill = section->value("engine_distill", config->engine.distill);
     return absl::OkStatus();

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "tools/golden/golden_report.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/safetensors.h"
@@ -69,9 +70,9 @@ absl::StatusOr<std::vector<json>> ExpectedTiles(const ViTVae& vae, const VaeTile
   const VaeConfig& c = vae.config();
   std::vector<json> out;
   for (const at::Tensor& v : enc_inputs) {
-    auto plan = PlanTiledEncode(v.size(2), v.size(3), v.size(4), enc, c.patch_size, c.patch_length);
-    if (!plan.ok()) return plan.status();
-    for (const VaeTile& t : plan->tiles) {
+    MAGI_ASSIGN_OR_RETURN(auto plan,
+                          PlanTiledEncode(v.size(2), v.size(3), v.size(4), enc, c.patch_size, c.patch_length));
+    for (const VaeTile& t : plan.tiles) {
       const int64_t lt = t.t_len == 1 ? 1 : t.t_len / c.patch_length;
       out.push_back(json::array({"enc",
                                  {v.size(0), v.size(1), t.t_len, t.h_len, t.w_len},
@@ -79,9 +80,9 @@ absl::StatusOr<std::vector<json>> ExpectedTiles(const ViTVae& vae, const VaeTile
     }
   }
   for (int call = 0; call < decode_calls; ++call) {
-    auto plan = PlanTiledDecode(latent.size(2), latent.size(3), latent.size(4), dec, c.patch_size, c.patch_length);
-    if (!plan.ok()) return plan.status();
-    for (const VaeTile& t : plan->tiles) {
+    MAGI_ASSIGN_OR_RETURN(auto plan, PlanTiledDecode(latent.size(2), latent.size(3), latent.size(4), dec,
+                                                     c.patch_size, c.patch_length));
+    for (const VaeTile& t : plan.tiles) {
       const int64_t frames = t.t_len == 1 ? 1 : t.t_len * c.patch_length;
       out.push_back(
           json::array({"dec",

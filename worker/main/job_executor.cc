@@ -27,9 +27,9 @@ absl::Status JobExecutor::Run() {
                                                      " and frames_per_chunk ", job_.spec.frames_per_chunk(),
                                                      " must be >= 1 (a server that sends no JobSpec is too old)"));
     }
-    auto writer = Fmp4ChunkWriter::Create(job_.request().width(), job_.request().height(), EncodeOptions(job_.spec));
-    if (!writer.ok()) return writer.status();
-    writer_ = std::move(*writer);
+    MAGI_ASSIGN_OR_RETURN(auto writer, Fmp4ChunkWriter::Create(job_.request().width(), job_.request().height(),
+                                                                EncodeOptions(job_.spec)));
+    writer_ = std::move(writer);
     MAGI_RETURN_IF_ERROR(runner_.Run(job_, *this));
     return writer_->Finish().status();
   }();
@@ -69,8 +69,7 @@ absl::Status JobExecutor::OnPrefixChunk(int index, const std::vector<RgbFrame>& 
 
 absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames) {
   Touch();
-  auto piece = writer_->WriteChunk(index, frames);
-  if (!piece.ok()) return piece.status();
+  MAGI_ASSIGN_OR_RETURN(auto piece, writer_->WriteChunk(index, frames));
   WorkerMessage m;
   auto* c = m.mutable_chunk();
   c->set_job_id(job_.job_id);
@@ -78,8 +77,8 @@ absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames
   c->set_index(index);
   c->set_frame_begin(job_.FrameBegin(index));
   c->set_frame_end(job_.FrameEnd(index));
-  c->set_init_segment(std::move(piece->init_segment));
-  c->set_fragment(std::move(piece->fragment));
+  c->set_init_segment(std::move(piece.init_segment));
+  c->set_fragment(std::move(piece.fragment));
   c->set_runner_seconds(absl::ToDoubleSeconds(absl::Now() - start_));
   c->set_ready_unix_ns(absl::ToUnixNanos(absl::Now()));
   if (!send_(m)) {

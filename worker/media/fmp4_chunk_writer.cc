@@ -11,12 +11,10 @@ namespace magi {
 absl::StatusOr<std::unique_ptr<Fmp4ChunkWriter>> Fmp4ChunkWriter::Create(int width, int height,
                                                                          const VideoEncodeOptions& options) {
   std::unique_ptr<Fmp4ChunkWriter> w(new Fmp4ChunkWriter());
-  auto encoder = FragmentedMp4Encoder::Create(width, height, options);
-  if (!encoder.ok()) return encoder.status();
-  w->encoder_ = std::move(*encoder);
-  auto init = w->encoder_->Init();
-  if (!init.ok()) return init.status();
-  w->init_segment_ = std::move(*init);
+  MAGI_ASSIGN_OR_RETURN(auto encoder, FragmentedMp4Encoder::Create(width, height, options));
+  w->encoder_ = std::move(encoder);
+  MAGI_ASSIGN_OR_RETURN(auto init, w->encoder_->Init());
+  w->init_segment_ = std::move(init);
   return w;
 }
 
@@ -32,21 +30,19 @@ absl::Status Fmp4ChunkWriter::CheckOrder(int index) const {
 
 absl::Status Fmp4ChunkWriter::ReplayChunk(int index, const std::vector<RgbFrame>& frames) {
   MAGI_RETURN_IF_ERROR(CheckOrder(index));
-  auto fragment = encoder_->AddChunk(frames);
-  if (!fragment.ok()) return fragment.status();
+  MAGI_RETURN_IF_ERROR(encoder_->AddChunk(frames).status());
   ++next_index_;
   return absl::OkStatus();
 }
 
 absl::StatusOr<Fmp4Piece> Fmp4ChunkWriter::WriteChunk(int index, const std::vector<RgbFrame>& frames) {
   MAGI_RETURN_IF_ERROR(CheckOrder(index));
-  auto fragment = encoder_->AddChunk(frames);
-  if (!fragment.ok()) return fragment.status();
+  MAGI_ASSIGN_OR_RETURN(auto fragment, encoder_->AddChunk(frames));
   ++next_index_;
   Fmp4Piece piece;
   piece.index = index;
   if (index == 0) piece.init_segment = init_segment_;
-  piece.fragment = std::move(*fragment);
+  piece.fragment = std::move(fragment);
   piece.frames = static_cast<int>(frames.size());
   return piece;
 }

@@ -101,16 +101,14 @@ absl::StatusOr<int64_t> DecodeFrames(OpenedVideo& v, const std::string& path,
 
 // Decodes the first frame of the best video stream.
 absl::StatusOr<FramePtr> DecodeFirstFrame(const std::string& path) {
-  auto v = OpenVideo(path);
-  if (!v.ok()) return v.status();
+  MAGI_ASSIGN_OR_RETURN(auto v, OpenVideo(path));
   FramePtr first(av_frame_alloc());
   if (!first) return absl::ResourceExhaustedError("cannot allocate a frame");
-  auto n = DecodeFrames(*v, path, [&](int64_t, const AVFrame* f) {
+  MAGI_ASSIGN_OR_RETURN(auto n, DecodeFrames(v, path, [&](int64_t, const AVFrame* f) {
     av_frame_ref(first.get(), f);
     return false;
-  });
-  if (!n.ok()) return n.status();
-  if (*n == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": holds no decodable video frame"));
+  }));
+  if (n == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": holds no decodable video frame"));
   return std::move(first);
 }
 
@@ -168,18 +166,16 @@ absl::Status CheckQuality(int quality) {
 absl::StatusOr<std::string> VideoThumbnailJpeg(const std::string& path, int quality) {
   MAGI_RETURN_IF_ERROR(CheckQuality(quality));
   media_internal::InitFfmpegLogging();
-  absl::StatusOr<FramePtr> decoded = DecodeFirstFrame(path);
-  if (!decoded.ok()) return decoded.status();
-  const AVFrame* src = decoded->get();
+  MAGI_ASSIGN_OR_RETURN(FramePtr decoded, DecodeFirstFrame(path));
+  const AVFrame* src = decoded.get();
   const int w = src->width, h = src->height;
-  auto yuv = NewJpegPicture(w, h);
-  if (!yuv.ok()) return yuv.status();
+  MAGI_ASSIGN_OR_RETURN(auto yuv, NewJpegPicture(w, h));
   // Converts (and expands limited-range video to JPEG's full range) in one swscale pass.
   SwsPtr sws(sws_getContext(w, h, static_cast<AVPixelFormat>(src->format), w, h, AV_PIX_FMT_YUVJ420P,
                             SWS_BICUBIC, nullptr, nullptr, nullptr));
   if (!sws) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot convert its pixel format"));
-  sws_scale(sws.get(), src->data, src->linesize, 0, h, (*yuv)->data, (*yuv)->linesize);
-  return EncodeJpeg(yuv->get(), quality);
+  sws_scale(sws.get(), src->data, src->linesize, 0, h, yuv->data, yuv->linesize);
+  return EncodeJpeg(yuv.get(), quality);
 }
 
 absl::StatusOr<std::string> VideoSpritesheetJpeg(const std::string& path, const SpritesheetOptions& options) {
@@ -196,9 +192,8 @@ absl::StatusOr<std::string> VideoSpritesheetJpeg(const std::string& path, const 
   if (!v.ok()) return v.status();
   int64_t frames = v->frames_hint;
   if (frames == 0) {
-    auto n = DecodeFrames(*v, path, [](int64_t, const AVFrame*) { return true; });
-    if (!n.ok()) return n.status();
-    frames = *n;
+    MAGI_ASSIGN_OR_RETURN(auto n, DecodeFrames(*v, path, [](int64_t, const AVFrame*) { return true; }));
+    frames = n;
     v = OpenVideo(path);
     if (!v.ok()) return v.status();
   }
@@ -213,9 +208,8 @@ absl::StatusOr<std::string> VideoSpritesheetJpeg(const std::string& path, const 
   int th = static_cast<int>(static_cast<int64_t>(src_h) * tw / src_w) & ~1;
   tw = std::max(tw, 2);
   th = std::max(th, 2);
-  auto sheet = NewJpegPicture(cols * tw, rows * th);
-  if (!sheet.ok()) return sheet.status();
-  AVFrame* dst = sheet->get();
+  MAGI_ASSIGN_OR_RETURN(auto sheet, NewJpegPicture(cols * tw, rows * th));
+  AVFrame* dst = sheet.get();
   // Black background for the empty cells of the last row (full-range YUV black).
   for (int y = 0; y < dst->height; ++y) std::memset(dst->data[0] + y * dst->linesize[0], 0, dst->width);
   for (int p = 1; p < 3; ++p) {

@@ -3,19 +3,19 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 
 absl::Status KvCache::ReadInto(int layer, int64_t end, const at::Tensor& dst) {
-  auto rows = Read(layer, end);
-  if (!rows.ok()) return rows.status();
-  if (dst.sizes() != rows->sizes()) {
+  MAGI_ASSIGN_OR_RETURN(auto rows, Read(layer, end));
+  if (dst.sizes() != rows.sizes()) {
     return absl::InvalidArgumentError(absl::StrCat("kv cache: read of ", end, " rows of layer ", layer,
                                                    " into a buffer of ", dst.dim() > 0 ? dst.size(0) : 0,
                                                    " rows (or of other row shape)"));
   }
   at::Tensor out = dst;
-  out.copy_(*rows);
+  out.copy_(rows);
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace magi {
 namespace {
@@ -103,11 +104,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     mapping->addr = nullptr;
     return err(absl::StrCat("mmap failed: ", std::strerror(errno)));
   }
-  auto header = ParseSafetensorsHeader(static_cast<const uint8_t*>(mapping->addr), file->size_, path);
-  if (!header.ok()) return header.status();
-  file->data_start_ = header->data_start;
-  file->tensors_ = std::move(header->tensors);
-  file->metadata_ = std::move(header->metadata);
+  MAGI_ASSIGN_OR_RETURN(auto header,
+                        ParseSafetensorsHeader(static_cast<const uint8_t*>(mapping->addr), file->size_, path));
+  file->data_start_ = header.data_start;
+  file->tensors_ = std::move(header.tensors);
+  file->metadata_ = std::move(header.metadata);
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_[file->tensors_[i].name] = i;
   file->mapping_ = std::move(mapping);
   return file;
@@ -186,9 +187,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::map<std::strin
   std::vector<at::Tensor> blobs;
   uint64_t offset = 0;
   for (const auto& [key, tensor] : tensors) {
-    auto dtype = FromAten(tensor.scalar_type(), key);
-    if (!dtype.ok()) return dtype.status();
-    StDtype d = *dtype;
+    MAGI_ASSIGN_OR_RETURN(auto dtype, FromAten(tensor.scalar_type(), key));
+    StDtype d = dtype;
     if (std::find(e4m3_keys.begin(), e4m3_keys.end(), key) != e4m3_keys.end()) {
       if (d != StDtype::kU8) {
         return absl::InvalidArgumentError(absl::StrCat("safetensors: e4m3 tensor '", key, "' must be uint8 codes"));

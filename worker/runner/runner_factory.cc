@@ -21,12 +21,11 @@ absl::StatusOr<std::unique_ptr<JobRunner>> CreateJobRunner(const RunnerOptions& 
     if (options.create_tiny_model) {
       MAGI_RETURN_IF_ERROR(WriteTinyModelSet(options.model_dir));
     }
-    auto runner = ModelJobRunner::Load(options.model_dir, options.model);
-    if (!runner.ok()) return runner.status();
+    MAGI_ASSIGN_OR_RETURN(auto runner, ModelJobRunner::Load(options.model_dir, options.model));
     // The conditioning every job of this model gets (config.json serving_config).
-    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s; %s\n", (*runner)->model_name().c_str(),
-                 options.model_dir.c_str(), (*runner)->conditioning().c_str(), (*runner)->placement().c_str());
-    return std::unique_ptr<JobRunner>(std::move(*runner));
+    std::fprintf(stderr, "magi-worker: model '%s' from %s: %s; %s\n", runner->model_name().c_str(),
+                 options.model_dir.c_str(), runner->conditioning().c_str(), runner->placement().c_str());
+    return std::unique_ptr<JobRunner>(std::move(runner));
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--runner: '", options.runner, "' is unknown; allowed: synthetic, model"));

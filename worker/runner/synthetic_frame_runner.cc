@@ -81,11 +81,10 @@ absl::Status SyntheticFrameRunner::Run(const RunnerJob& job, FrameSink& sink) {
   const int todo_steps = steps * (job.chunks_total() - job.start_chunk);
   ::magi::v1::GenerateRequest request = job.request();  // live prompt updates go into its prompts
   for (int c = job.start_chunk; c < job.chunks_total(); ++c) {
-    absl::StatusOr<std::optional<LivePrompt>> live = sink.TakeLivePrompt(c);
-    if (!live.ok()) return live.status();
-    if (*live) {
-      MAGI_RETURN_IF_ERROR(ApplyPromptFrom(c, (*live)->text, &request));
-      sink.OnLivePromptApplied(**live, c);
+    MAGI_ASSIGN_OR_RETURN(std::optional<LivePrompt> live, sink.TakeLivePrompt(c));
+    if (live) {
+      MAGI_RETURN_IF_ERROR(ApplyPromptFrom(c, live->text, &request));
+      sink.OnLivePromptApplied(*live, c);
     }
     for (int s = 0; s < steps; ++s) {
       if (sink.Cancelled()) return absl::CancelledError(absl::StrCat("job ", job.job_id, " cancelled"));

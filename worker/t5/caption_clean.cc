@@ -1,5 +1,6 @@
 #include "worker/t5/caption_clean.h"
 
+#include "base/status_macros.h"
 #include "worker/t5/caption_clean_internal.h"
 
 // The reference's clean_caption (MAGI-1 T5Embedder, spec/pipeline.md §4.3): its chain of `re`
@@ -75,9 +76,8 @@ absl::StatusOr<UnicodeString> CleanOnce(const UnicodeString& input) {
   c = P.person.Sub(c, "person");
   c = P.url1.Sub(c, "");
   c = P.url2.Sub(c, "");
-  auto html = HtmlText(c);
-  if (!html.ok()) return html.status();
-  c = *html;
+  MAGI_ASSIGN_OR_RETURN(auto html, HtmlText(c));
+  c = html;
   c = P.mention.Sub(c, "");
   c = P.cjk.Sub(c, "");
   c = P.dashes.Sub(c, "-");
@@ -125,25 +125,21 @@ absl::StatusOr<UnicodeString> CleanOnce(const UnicodeString& input) {
 }  // namespace
 
 absl::StatusOr<std::string> CleanCaptionOnce(std::string_view caption) {
-  auto r = CleanOnce(FromUtf8(caption));
-  if (!r.ok()) return r.status();
-  return ToUtf8(*r);
+  MAGI_ASSIGN_OR_RETURN(auto r, CleanOnce(FromUtf8(caption)));
+  return ToUtf8(r);
 }
 
 absl::StatusOr<std::string> CleanCaption(std::string_view caption) {
-  auto once = CleanOnce(FromUtf8(caption));
-  if (!once.ok()) return once.status();
-  auto twice = CleanOnce(*once);
-  if (!twice.ok()) return twice.status();
-  return ToUtf8(*twice);
+  MAGI_ASSIGN_OR_RETURN(auto once, CleanOnce(FromUtf8(caption)));
+  MAGI_ASSIGN_OR_RETURN(auto twice, CleanOnce(once));
+  return ToUtf8(twice);
 }
 
 std::string PyUnquotePlus(std::string_view s) { return ToUtf8(UnquotePlus(FromUtf8(s))); }
 
 absl::StatusOr<std::string> HtmlParserText(std::string_view s) {
-  auto r = HtmlText(FromUtf8(s));
-  if (!r.ok()) return r.status();
-  return ToUtf8(*r);
+  MAGI_ASSIGN_OR_RETURN(auto r, HtmlText(FromUtf8(s)));
+  return ToUtf8(r);
 }
 
 std::string PyHtmlUnescape(std::string_view s) { return ToUtf8(HtmlUnescape(FromUtf8(s))); }

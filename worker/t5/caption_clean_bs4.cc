@@ -176,9 +176,8 @@ class HtmlParser {
         } else if (StartsWith(i, u"<?")) {
           k = ParsePi(i);
         } else if (StartsWith(i, u"<!")) {
-          auto r = ParseDeclaration(i);
-          if (!r.ok()) return r.status();
-          k = *r;
+          MAGI_ASSIGN_OR_RETURN(auto r, ParseDeclaration(i));
+          k = r;
         } else if (i + 1 < n) {
           soup_.Data(UnicodeString(u"<"));
           k = i + 1;

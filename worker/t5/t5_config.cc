@@ -93,18 +93,16 @@ absl::StatusOr<T5Config> ParseT5Config(const std::string& json_text, const std::
   MAGI_RETURN_IF_ERROR(r.Int("pad_token_id", &c.pad_token_id, 0, c.vocab_size - 1, false));
   MAGI_RETURN_IF_ERROR(r.Int("eos_token_id", &c.eos_token_id, 0, c.vocab_size - 1, false));
 
-  auto model_type = r.String("model_type");
-  if (!model_type.ok()) return model_type.status();
-  if (!model_type->empty() && *model_type != "t5") {
-    return r.Err("model_type", absl::StrCat("must be \"t5\", got \"", *model_type, "\""));
+  MAGI_ASSIGN_OR_RETURN(auto model_type, r.String("model_type"));
+  if (!model_type.empty() && model_type != "t5") {
+    return r.Err("model_type", absl::StrCat("must be \"t5\", got \"", model_type, "\""));
   }
   // HF's T5Config defaults feed_forward_proj to "relu" (T5 v1.0), which this encoder does not
   // implement, so the field must be present and name the v1.1 gated GELU.
-  auto ffp = r.String("feed_forward_proj");
-  if (!ffp.ok()) return ffp.status();
-  if (*ffp != "gated-gelu") {
+  MAGI_ASSIGN_OR_RETURN(auto ffp, r.String("feed_forward_proj"));
+  if (ffp != "gated-gelu") {
     return r.Err("feed_forward_proj",
-                 absl::StrCat("must be \"gated-gelu\" (T5 v1.1), got ", ffp->empty() ? "nothing" : "\"" + *ffp + "\""));
+                 absl::StrCat("must be \"gated-gelu\" (T5 v1.1), got ", ffp.empty() ? "nothing" : "\"" + ffp + "\""));
   }
   auto it = j.find("is_gated_act");
   if (it != j.end() && !it->is_null() && !(it->is_boolean() && it->get<bool>())) {

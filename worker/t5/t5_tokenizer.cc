@@ -1,6 +1,7 @@
 #include "worker/t5/t5_tokenizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "worker/t5/sentencepiece_model.h"
 #include "worker/t5/utf8.h"
 
@@ -42,15 +43,14 @@ absl::StatusOr<T5Tokens> T5Tokenizer::Encode(std::string_view text, int64_t max_
   if (max_length < 1 || max_length > (int64_t{1} << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer max_length must be in [1, 1048576], got ", max_length));
   }
-  auto pieces = Pieces(text);
-  if (!pieces.ok()) return pieces.status();
+  MAGI_ASSIGN_OR_RETURN(auto pieces, Pieces(text));
   T5Tokens out;
-  out.num_pieces = static_cast<int64_t>(pieces->size());
+  out.num_pieces = static_cast<int64_t>(pieces.size());
   out.input_ids.assign(max_length, pad_id());
   out.attention_mask.assign(max_length, 0);
   const int64_t keep = std::min<int64_t>(out.num_pieces, max_length - 1);
   for (int64_t i = 0; i < keep; ++i) {
-    out.input_ids[i] = (*pieces)[i];
+    out.input_ids[i] = pieces[i];
     out.attention_mask[i] = 1;
   }
   out.input_ids[keep] = eos_id();

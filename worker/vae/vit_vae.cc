@@ -219,9 +219,8 @@ absl::StatusOr<std::unique_ptr<ViTVae>> ViTVae::LoadFolder(const std::string& fo
   MAGI_ASSIGN_OR_RETURN(VaeConfig config, LoadVaeConfigFile((fs::path(folder) / "config.json").string()));
   // The released layout (diffusers): diffusion_pytorch_model.safetensors next to config.json.
   const fs::path weights = fs::path(folder) / "diffusion_pytorch_model.safetensors";
-  auto ckpt = Checkpoint::Open(fs::exists(weights) ? weights.string() : folder);
-  if (!ckpt.ok()) return ckpt.status();
-  return Load(config, **ckpt, options);
+  MAGI_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(fs::exists(weights) ? weights.string() : folder));
+  return Load(config, *ckpt, options);
 }
 
 absl::StatusOr<at::Tensor> ViTVae::EncodeTile(const at::Tensor& x_in) const {

@@ -368,6 +368,12 @@ function checkConsistency(file, docs) {
         const w = `${cw} ${probeName} port ${port} is a container port`;
         (typeof port === "string" ? portNames.has(port) : portNumbers.has(port)) ? ok(w) : fail(w, "no such container port");
       }
+      // TLS on the client port: the kubelet's gRPC probe speaks plaintext and would fail.
+      if (flag(c, "tls_cert") !== undefined) {
+        const w = `${cw} with --tls_cert probes over --http_listen, not gRPC`;
+        const grpcProbes = ["startupProbe", "readinessProbe", "livenessProbe"].filter((k) => c[k]?.grpc);
+        grpcProbes.length ? fail(w, `${grpcProbes.join(", ")} use the kubelet's gRPC probe, which speaks plaintext to a TLS port`) : ok(w);
+      }
       // magi-server: --drain-timeout-seconds=N (a plain number of seconds).
       const drain = flag(c, "drain_timeout_seconds");
       if (drain !== undefined) {

@@ -50,7 +50,7 @@ for o in "${overlays[@]}"; do
 done
 
 # Components (deploy/k8s/components): each rendered on the overlay it is meant for, validated
-# like an overlay. COMPONENT:OVERLAY[+COMPONENT...] (client-auth is in the production overlays).
+# like an overlay. COMPONENT:OVERLAY[+COMPONENT...] (client-auth and tls are in the production overlays).
 component_builds=(
   models-storage-class:single-node model-fetch:single-node model-fetch:cpu
   rdma:multi-node host-network:multi-node group-topology:multi-node
@@ -62,7 +62,7 @@ component_builds=(
 comp_dirs=()
 for dir in "$deploy"/k8s/components/*/; do comp_dirs+=("$(basename "$dir")"); done
 for c in "${comp_dirs[@]}"; do
-  [ "$c" = client-auth ] && continue
+  [ "$c" = client-auth ] || [ "$c" = tls ] && continue
   printf '%s\n' "${component_builds[@]}" | grep -q "^$c:" || { echo "FAIL component $c is not rendered by validate.sh (add it to component_builds)"; failed=1; }
 done
 # As an operator would: the component added to (a copy of) the overlay's kustomization, so that
@@ -139,7 +139,8 @@ expect_failure dashed-flag 's/--state_dir=/--state-dir=/' "flags use underscores
 lws_yaml="$work/rendered/multi-node.yaml"
 expect_failure no-startup-probe 's/startupProbe:/startupProbeOff:/' "has no startupProbe"
 expect_failure liveness-path 's|path: /healthz|path: /livez|' "livenessProbe must be GET /healthz"
-expect_failure readiness-path '0,/path: \/readyz/s//path: \/healthz/' "readinessProbe must be GET /readyz"
+expect_failure readiness-path '/kind: StatefulSet/,/path: \/readyz/s/path: \/readyz/path: \/healthz/' "readinessProbe must be GET /readyz"
+expect_failure tls-grpc-probe '/readinessProbe:/{n;n;/httpGet:/{N;N;s|httpGet:\n\( *\)path: /readyz\n *port: http-metrics|grpc:\n\1port: 50051|}}' "which speaks plaintext to a TLS port"
 expect_failure no-http-listen '/--http_listen=0.0.0.0:8081/d' "probes need --http_listen"
 expect_failure leader-created 's/startupPolicy: LeaderReady/startupPolicy: LeaderCreated/' "startupPolicy LeaderCreated" "$lws_yaml"
 expect_failure leader-readyz '/tcpSocket:/{N;s|tcpSocket:\n\( *\)port: rendezvous|httpGet:\n\1path: /readyz\n\1port: probes|}' "would deadlock the group" "$lws_yaml"

@@ -33,7 +33,8 @@ int Usage(const std::string& why) {
                "usage: magi generate --model_dir DIR --prompt TEXT --output FILE.mp4\n"
                "  [--chunk_prompt K=TEXT]... [--mode t2v|i2v|v2v] [--image FILE] [--prefix_video FILE]\n"
                "  [--frames N] [--width W] [--height H] [--fps F] [--seed S] [--steps N]\n"
-               "  [--fragments_dir DIR] [--create_tiny] [--quiet] [--schedule stream_first|reference]\n");
+               "  [--fragments_dir DIR] [--create_tiny] [--quiet] [--schedule stream_first|reference]\n"
+               "  [--overlap_decode true|false]\n");
   return 2;
 }
 
@@ -160,7 +161,8 @@ int RunLocalModelGenerate(int argc, char** argv) {
       prompts.emplace_back(k, value.substr(e + 1));
     } else if (name == "model_dir" || name == "output" || name == "fragments_dir" || name == "mode" ||
                name == "image" || name == "prefix_video" || name == "frames" || name == "width" ||
-               name == "height" || name == "fps" || name == "seed" || name == "steps" || name == "schedule") {
+               name == "height" || name == "fps" || name == "seed" || name == "steps" || name == "schedule" ||
+               name == "overlap_decode") {
       flags[name] = value;
     } else {
       return Usage(absl::StrCat("unknown option --", name));
@@ -189,6 +191,11 @@ int RunLocalModelGenerate(int argc, char** argv) {
     auto schedule = ParseSchedule("--schedule", flags["schedule"]);
     if (!schedule.ok()) return Usage(std::string(schedule.status().message()));
     runner_options.schedule = *schedule;
+  }
+  if (flags.count("overlap_decode")) {
+    const std::string& v = flags["overlap_decode"];
+    if (v != "true" && v != "false") return Usage(absl::StrCat("--overlap_decode must be true or false, got '", v, "'"));
+    runner_options.overlap_decode = v == "true";
   }
   const std::string model_dir = flags["model_dir"];
   if (create_tiny && !TinyModelSetComplete(model_dir)) {

@@ -12,6 +12,9 @@
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <atomic>
+#include <chrono>
+#include <mutex>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -28,6 +31,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Chunks may arrive on the runner's delivery thread while progress comes on Run()'s: the
+// counters both sides touch are atomics, the chunk lists are written by the delivery side only
+// and read after Run() returned.
 class RecordingSink : public FrameSink {
  public:
   absl::Status OnPrefixChunk(int index, const std::vector<RgbFrame>& frames) override {
@@ -37,21 +43,25 @@ class RecordingSink : public FrameSink {
   absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
     chunks.push_back({index, frames});
     progress_at_chunk.push_back(progress_calls);
+    if (on_chunk) on_chunk(index);
     if (cancel_after_chunks > 0 && static_cast<int>(chunks.size()) >= cancel_after_chunks) cancel = true;
     return absl::OkStatus();
   }
   void OnProgress(const StepProgress& p) override {
     ++progress_calls;
+    std::lock_guard<std::mutex> lock(mu);
     last = p;
   }
   bool Cancelled() const override { return cancel; }
 
   std::vector<std::pair<int, std::vector<RgbFrame>>> prefix, chunks;
   std::vector<int> progress_at_chunk;
-  int progress_calls = 0;
-  StepProgress last;
+  std::atomic<int> progress_calls{0};
+  std::mutex mu;
+  StepProgress last;  // guarded by mu while Run() runs
+  std::function<void(int index)> on_chunk;
   int cancel_after_chunks = 0;
-  bool cancel = false;
+  std::atomic<bool> cancel{false};
 };
 
 class ModelJobRunnerTest : public ::testing::Test {
@@ -143,9 +153,9 @@ TEST_F(ModelJobRunnerTest, MakesEveryChunkAndStreamsThemAsTheyFinish) {
     EXPECT_EQ(sink.chunks[i].second[0].width, 64);
     EXPECT_EQ(sink.chunks[i].second[0].height, 48);
   }
-  // Streaming: chunk 0 is handed over while denoising steps are still to come.
-  EXPECT_LT(sink.progress_at_chunk[0], sink.progress_calls);
-  EXPECT_LT(sink.progress_at_chunk[0], sink.progress_at_chunk[3]);
+  // Streaming: chunk 0 is handed over before the run ends (the delivery overlaps the
+  // engine's later steps: DeliversAChunkWhileTheEngineComputesTheNext).
+  EXPECT_LT(sink.progress_at_chunk[0], sink.progress_calls.load());
   EXPECT_EQ(sink.last.step, sink.last.total_steps);
   // Not a constant picture: the model made something.
   EXPECT_NE(sink.chunks[0].second[0].rgb24, sink.chunks[3].second[23].rgb24);
@@ -267,7 +277,7 @@ TEST_F(ModelJobRunnerTest, AFollowerLoadsNoVaeDecodesNothingAndStopsWhereTheLead
     ASSERT_TRUE(s.ok()) << frames << ": " << s;
     EXPECT_TRUE(follower_sink.chunks.empty()) << frames;
     EXPECT_TRUE(follower_sink.prefix.empty()) << frames;
-    EXPECT_EQ(follower_sink.progress_calls, leader_sink.progress_calls) << frames;
+    EXPECT_EQ(follower_sink.progress_calls.load(), leader_sink.progress_calls.load()) << frames;
     EXPECT_EQ(follower_sink.last.step, leader_sink.last.step) << frames;
     EXPECT_EQ(follower_sink.last.step, follower_sink.last.total_steps) << frames;
   }
@@ -333,6 +343,75 @@ TEST_F(ModelJobRunnerTest, HonoursCancel) {
   sink.cancel_after_chunks = 1;
   absl::Status s = runner_->Run(Job(4 * 24), sink);
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  // The engine stops at its next check; a chunk it had already queued for delivery while the
+  // cancelling one was being delivered may still be handed over, none after.
+  ASSERT_GE(sink.chunks.size(), 1u);
+  EXPECT_LE(sink.chunks.size(), 2u);
+  for (size_t i = 0; i < sink.chunks.size(); ++i) EXPECT_EQ(sink.chunks[i].first, static_cast<int>(i));
+  // Inline delivery: nothing after the cancelling chunk.
+  ModelRunnerOptions inline_options;
+  inline_options.overlap_decode = false;
+  auto inline_runner = ModelJobRunner::Load((*dir_ / "tiny").string(), inline_options);
+  ASSERT_TRUE(inline_runner.ok()) << inline_runner.status();
+  RecordingSink inline_sink;
+  inline_sink.cancel_after_chunks = 1;
+  EXPECT_EQ((*inline_runner)->Run(Job(4 * 24), inline_sink).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(inline_sink.chunks.size(), 1u);
+}
+
+// Issue #16 item 5: a chunk is decoded and delivered while the engine computes the next
+// stage. The sink holds chunk 0 until the engine reports progress made after it arrived:
+// with delivery on the engine's thread no step can run meanwhile and the wait times out.
+// The video equals the inline delivery's frame for frame.
+TEST_F(ModelJobRunnerTest, DeliversAChunkWhileTheEngineComputesTheNext) {
+  RecordingSink sink;
+  bool stepped_meanwhile = false;
+  sink.on_chunk = [&](int index) {
+    if (index != 0) return;
+    const int at_arrival = sink.progress_calls.load();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (sink.progress_calls.load() > at_arrival) {
+        stepped_meanwhile = true;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ASSERT_TRUE(runner_->Run(Job(4 * 24), sink).ok());
+  EXPECT_TRUE(stepped_meanwhile) << "no engine step ran while chunk 0 was being delivered";
+  ASSERT_EQ(sink.chunks.size(), 4u);
+
+  ModelRunnerOptions inline_options;
+  inline_options.overlap_decode = false;
+  auto inline_runner = ModelJobRunner::Load((*dir_ / "tiny").string(), inline_options);
+  ASSERT_TRUE(inline_runner.ok()) << inline_runner.status();
+  RecordingSink inline_sink;
+  ASSERT_TRUE((*inline_runner)->Run(Job(4 * 24), inline_sink).ok());
+  ASSERT_EQ(inline_sink.chunks.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(sink.chunks[i].second.size(), inline_sink.chunks[i].second.size());
+    for (size_t f = 0; f < sink.chunks[i].second.size(); ++f) {
+      EXPECT_EQ(sink.chunks[i].second[f].rgb24, inline_sink.chunks[i].second[f].rgb24) << "chunk " << i << " frame " << f;
+    }
+  }
+}
+
+// A delivery that fails (the stream gone, an encoder error) ends the run with its error, not
+// with the engine's cancellation or a later chunk.
+TEST_F(ModelJobRunnerTest, AFailedDeliveryEndsTheRunWithItsError) {
+  class FailingSink : public RecordingSink {
+   public:
+    absl::Status OnChunk(int index, const std::vector<RgbFrame>& frames) override {
+      if (index == 1) {
+        cancel = true;  // as JobExecutor does when the stream is gone
+        return absl::UnavailableError("server stream gone");
+      }
+      return RecordingSink::OnChunk(index, frames);
+    }
+  } sink;
+  absl::Status s = runner_->Run(Job(4 * 24), sink);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_EQ(sink.chunks.size(), 1u);
 }
 

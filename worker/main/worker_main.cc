@@ -60,6 +60,9 @@ ABSL_FLAG(std::string, model_name, "",
           "default: config.json serving_config.name, else the --model_dir folder's basename");
 ABSL_FLAG(bool, create_tiny_model, false,
           "model runner: generate the embedded 'tiny' model set in --model_dir if it is missing");
+ABSL_FLAG(bool, overlap_decode, true,
+          "model runner: decode and stream each clean chunk on a thread of its own while the DiT computes the "
+          "next stage (false: between model calls, on the engine's thread)");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
 ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
@@ -178,6 +181,7 @@ int main(int argc, char** argv) {
   ro.model_dir = absl::GetFlag(FLAGS_model_dir);
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   ro.model.model_name = absl::GetFlag(FLAGS_model_name);
+  ro.model.overlap_decode = absl::GetFlag(FLAGS_overlap_decode);
   // torchrun's variables (a single rank without them): LOCAL_RANK picks this rank's GPU.
   auto rdv = magi::RendezvousFromEnv();
   if (!rdv.ok()) {

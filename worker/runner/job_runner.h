@@ -13,8 +13,12 @@
 // A runner produces RGB frames per chunk; the caller (JobExecutor) encodes them into
 // fMP4 fragments and streams them, so runners know nothing of gRPC or containers.
 //
-// Thread safety: a runner runs one job at a time; FrameSink calls happen on the thread
-// that called Run().
+// Thread safety: a runner runs one job at a time. FrameSink calls happen on the thread that
+// called Run(), except OnPrefixChunk / OnChunk, which a runner may make from one other thread
+// of its own (the model runner's chunk delivery, overlapping decode with compute): those two
+// never run concurrently with each other and come in order, but may run concurrently with
+// OnProgress, Cancelled, TakeLivePrompt and OnLivePromptApplied, so a sink guards what
+// they share. Every call has returned when Run() returns.
 #ifndef MAGI_WORKER_RUNNER_JOB_RUNNER_H_
 #define MAGI_WORKER_RUNNER_JOB_RUNNER_H_
 

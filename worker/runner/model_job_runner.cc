@@ -1,13 +1,22 @@
 #include "worker/runner/model_job_runner.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <numeric>
 #include <filesystem>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <thread>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -91,6 +100,123 @@ absl::Status SharePrefix(Communicator& world, bool leader, bool leader_ok, at::T
   prefix = data;
   return absl::OkStatus();
 }
+
+// The leader's chunk delivery (issue #16 item 5): each clean latent chunk is VAE-decoded and
+// handed to the sink (fMP4 encode + send, JobExecutor) on this thread while the engine goes
+// on with the next stage's DiT work, so a chunk's lag from clean to client is its decode and
+// encode time, not that plus the rest of its stage. Chunks are delivered one at a time, in
+// the order pushed. On a CUDA device the decode runs on its own stream from the pool,
+// ordered after the engine's stream by an event recorded at Push().
+// A delivery error is kept (the first one) and returned by the next Push() and by Finish(),
+// i.e. at the points where the inline decode reported it, so a group meets it where it did.
+class ChunkDelivery {
+ public:
+  using Work = std::function<absl::Status(const at::Tensor& latent, int chunk)>;
+  ChunkDelivery(Work work, c10::Device device)
+      : work_(std::move(work)), device_(device), threads_(at::get_num_threads()) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~ChunkDelivery() {
+    Abandon();
+    thread_.join();
+  }
+  ChunkDelivery(const ChunkDelivery&) = delete;
+  ChunkDelivery& operator=(const ChunkDelivery&) = delete;
+
+  // Queues `latent` (owned by the caller's copy) for delivery; the first error of an earlier
+  // delivery instead, if one failed. Waits while two chunks are already queued, so a slow
+  // client holds at most that many decoded-to-be chunks here.
+  absl::Status Push(at::Tensor latent, int chunk) {
+    Item item{std::move(latent), chunk, std::nullopt};
+    if (device_.is_cuda()) {
+      c10::impl::VirtualGuardImpl impl(device_.type());
+      item.ready.emplace(device_.type());
+      item.ready->record(impl.getStream(device_));
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return queue_.size() < kMaxQueued || !error_.ok() || stop_; });
+    if (!error_.ok()) return error_;
+    queue_.push_back(std::move(item));
+    cv_.notify_all();
+    return absl::OkStatus();
+  }
+  // Waits until everything queued is delivered; the first delivery error, if any.
+  absl::Status Finish() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return (queue_.empty() && !busy_) || !error_.ok(); });
+    return error_;
+  }
+  absl::Status error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+  // The run ended early (error, cancel): drops what was not started, waits for the one that was.
+  void Abandon() {
+    std::unique_lock<std::mutex> lock(mu_);
+    stop_ = true;
+    queue_.clear();
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !busy_; });
+  }
+
+ private:
+  static constexpr size_t kMaxQueued = 2;
+  struct Item {
+    at::Tensor latent;
+    int chunk = 0;
+    std::optional<c10::Event> ready;
+  };
+  void Loop() {
+    at::set_num_threads(threads_);  // ATen's intra-op setting is per thread
+    std::optional<c10::StreamGuard> stream;
+    if (device_.is_cuda()) {
+      c10::impl::VirtualGuardImpl impl(device_.type());
+      stream.emplace(impl.getStreamFromGlobalPool(device_));
+    }
+    while (true) {
+      std::optional<Item> item;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        if (!error_.ok()) {  // nothing is delivered after a failed chunk
+          queue_.clear();
+          cv_.notify_all();
+          continue;
+        }
+        item.emplace(std::move(queue_.front()));
+        queue_.pop_front();
+        busy_ = true;
+      }
+      if (item->ready) item->ready->block(stream->current_stream());
+      absl::Status s;
+      try {
+        s = work_(item->latent, item->chunk);
+      } catch (const std::exception& e) {
+        s = absl::InternalError(absl::StrCat("chunk ", item->chunk, " delivery: ", e.what()));
+      }
+      item.reset();  // the latent is released on this thread, after its stream's use
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_ = false;
+      if (!s.ok() && error_.ok()) {
+        error_ = s;
+        queue_.clear();
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Work work_;
+  const c10::Device device_;
+  const int threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;  // guarded by mu_
+  bool busy_ = false;       // guarded by mu_: an item is being delivered
+  bool stop_ = false;       // guarded by mu_
+  absl::Status error_;      // guarded by mu_: the first delivery error
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -414,8 +540,10 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   ChunkLayout layout;
   layout.chunk_width = rt.chunk_width;
   layout.prefix_latent_frames = req.prefix.defined() ? req.prefix.size(2) : 0;
+  // Decoded frames not yet handed out, and the next job chunk to hand out: the delivery's
+  // (its thread's when it overlaps, this one's otherwise); next_chunk is read for progress.
   std::deque<RgbFrame> pending;
-  int next_chunk = 0;
+  std::atomic<int> next_chunk{0};
   // Hands out every full job chunk in `pending` (all of it, trimmed, when `final`).
   auto flush = [&](bool final) -> absl::Status {
     while (next_chunk < job.chunks_total()) {
@@ -434,6 +562,18 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     }
     return absl::OkStatus();
   };
+  // Decodes latent chunk `chunk` (its layout says how many frames it makes) and hands out the
+  // job chunks it completes.
+  auto deliver = [&](const at::Tensor& latent, int chunk, int64_t frames) -> absl::Status {
+    MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(latent, chunk, layout));
+    if (d.frames.size(0) != frames) {
+      return absl::InternalError(absl::StrCat("model runner: latent chunk ", chunk, " (", latent.size(2),
+                                              " latent frames) decoded to ", d.frames.size(0), " frames, not the ",
+                                              frames, " its layout gives"));
+    }
+    AppendFrames(d.frames, pending);
+    return flush(false);
+  };
 
   GenerateCallbacks cb;
   cb.on_captions = options_.on_captions;
@@ -445,18 +585,21 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   // job streams). The decoding rank checks the count against what it decoded.
   const VaeTileOptions decode_tiles = VaeTileOptions::ForPipeline(config_.runtime.fps);  // the codec's (Load)
   int64_t frames_made = 0;
+  std::optional<ChunkDelivery> delivery;
+  if (!options_.follower && options_.overlap_decode) {
+    delivery.emplace(
+        [&](const at::Tensor& latent, int chunk) {
+          return deliver(latent, chunk, ChunkFrameCount(chunk, layout, decode_tiles, rt.temporal_downsample_factor));
+        },
+        vae_->options().device);
+  }
   cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     const int64_t frames = ChunkFrameCount(e.chunk, layout, decode_tiles, rt.temporal_downsample_factor);
     frames_made += frames;
-    if (!options_.follower) {
-      MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(e.latent, e.chunk, layout));
-      if (d.frames.size(0) != frames) {
-        return absl::InternalError(absl::StrCat("model runner: latent chunk ", e.chunk, " (", e.frame_end - e.frame_begin,
-                                                " latent frames) decoded to ", d.frames.size(0), " frames, not the ",
-                                                frames, " its layout gives"));
-      }
-      AppendFrames(d.frames, pending);
-      MAGI_RETURN_IF_ERROR(flush(false));
+    if (delivery) {
+      MAGI_RETURN_IF_ERROR(delivery->Push(e.latent, e.chunk));
+    } else if (!options_.follower) {
+      MAGI_RETURN_IF_ERROR(deliver(e.latent, e.chunk, frames));
     }
     return frames_made >= r.num_frames() ? ChunkAction::kStop : ChunkAction::kContinue;
   };
@@ -480,14 +623,25 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   StepProgress last;
   cb.on_progress = [&](const ArProgress& p) {
     StepProgress& sp = last;
-    sp.chunk = std::min(std::max(next_chunk, 0), job.chunks_total() - 1);
+    sp.chunk = std::min(std::max(next_chunk.load(), 0), job.chunks_total() - 1);
     sp.step = p.step;
     sp.total_steps = p.total_steps;
     sp.step_seconds = p.step > 0 ? p.seconds / p.step : 0;
     sp.eta_seconds = p.eta_seconds;
     sink.OnProgress(sp);
   };
-  MAGI_RETURN_IF_ERROR(engine->Generate(req, cb).status());
+  absl::Status generated = engine->Generate(req, cb).status();
+  if (delivery) {
+    if (!generated.ok()) {
+      delivery->Abandon();
+      // A failed delivery (the stream gone, an encoder error) that made the sink cancel says
+      // more than the engine's "cancelled".
+      absl::Status delivered = delivery->error();
+      return absl::IsCancelled(generated) && !delivered.ok() ? delivered : generated;
+    }
+    MAGI_RETURN_IF_ERROR(delivery->Finish());
+  }
+  MAGI_RETURN_IF_ERROR(generated);
   if (frames_made < r.num_frames()) {
     return absl::InternalError(absl::StrCat("model runner: the engine made ", frames_made, " frames, the job needs ",
                                             r.num_frames()));

@@ -31,6 +31,9 @@
 // the folder's special_tokens.npz -- loading fails when tokens are enabled and the file is
 // missing -- and prev_chunks_scale. Reported in Models() and by conditioning().
 //
+// Overlap: the leader decodes and delivers chunks on a thread of its own while the engine
+// computes (ModelRunnerOptions::overlap_decode).
+//
 // Thread safety: Run() one job at a time (JobRunner contract). Owns the loaded networks.
 #ifndef MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
 #define MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
@@ -95,6 +98,12 @@ struct ModelRunnerOptions {
   // Order of the engine's forwards (EngineOptions::schedule): stream-first emits the first
   // chunk after its own steps, same video within rounding (docs/schedule.md).
   Schedule schedule = Schedule::kStreamFirst;
+  // The leader decodes each clean chunk and hands it to the sink (which encodes and sends
+  // it) on a thread of its own while the engine goes on with the next stage (a CUDA stream of
+  // its own on a GPU), so a chunk reaches the client a decode after it is clean; the sink's
+  // OnChunk / OnPrefixChunk then run on that thread (FrameSink's contract). false: inline,
+  // on the engine's thread, between model calls (for comparison and debugging).
+  bool overlap_decode = true;
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
 };

@@ -69,6 +69,9 @@ absl::Status JobExecutor::OnPrefixChunk(int index, const std::vector<RgbFrame>& 
 
 absl::Status JobExecutor::OnChunk(int index, const std::vector<RgbFrame>& frames) {
   Touch();
+  // Handed back after an earlier chunk: a chunk the runner's delivery had already queued is
+  // not sent (the next attempt starts right after the last one sent).
+  if (handed_back_) return absl::CancelledError("handed back: the worker is draining");
   MAGI_ASSIGN_OR_RETURN(auto piece, writer_->WriteChunk(index, frames));
   WorkerMessage m;
   auto* c = m.mutable_chunk();

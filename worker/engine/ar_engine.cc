@@ -3,6 +3,7 @@
 #include <chrono>
 #include <exception>
 #include <map>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "parallel/communicator.h"
 #include "worker/engine/lead_kv_recording.h"
 #include "worker/engine/timestep_schedule.h"
 #include "worker/engine/windowed_kv_cache.h"
@@ -151,6 +153,9 @@ ArEngine::~ArEngine() = default;
 absl::StatusOr<std::unique_ptr<ArEngine>> ArEngine::Create(const MagiConfig& config, Denoiser& model,
                                                            const EngineOptions& options) {
   MAGI_RETURN_IF_ERROR(ValidateEngineConfig(config));
+  if (options.cfg_comm != nullptr) {
+    MAGI_RETURN_IF_ERROR(ValidateCfgParallel(config.runtime.cfg_number, options.cfg_comm->size(), "cfg group"));
+  }
   return std::unique_ptr<ArEngine>(new ArEngine(config, model, options));
 }
 
@@ -203,6 +208,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
   gopt.prev_chunks_scale = options_.prev_chunks_scale;
   gopt.chunk_width = cw;
   gopt.tokens_per_chunk = ctn;
+  gopt.cfg_comm = options_.cfg_comm;
   MAGI_RETURN_IF_ERROR(ValidateGuidanceConfig(gopt));
 
   const c10::Device dev = model_.device();
@@ -239,6 +245,11 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
     cache_ = std::move(w);
   }
 
+  // CFG-parallel: the context pass's cache writes reach the text pass's rank (CfgCacheMirror).
+  std::optional<CfgCacheMirror> mirror;
+  if (options_.cfg_comm != nullptr && options_.cfg_comm->size() > 1) mirror.emplace(*options_.cfg_comm, cache_.get(), dev);
+  KvCache* real_cache = mirror ? mirror->cache() : cache_.get();
+
   GenerateResult result;
   int dispatch = 0;
   auto forward_observer = [&](int call, const DitForwardArgs& a, const at::Tensor& out) {
@@ -274,7 +285,8 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
     st.extract_prefix_video_feature = true;
     st.num_steps = rt.num_steps;
     st.distill_interval = intervals.empty() ? 1 : intervals[0];
-    MAGI_ASSIGN_OR_RETURN(at::Tensor v, GuidedVelocity(model_, cache_.get(), gopt, st, forward_observer, cb.cancelled));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor v, GuidedVelocity(model_, real_cache, gopt, st, forward_observer, cb.cancelled));
+    if (mirror) MAGI_RETURN_IF_ERROR(mirror->Sync());
     if (cb.on_dispatch) cb.on_dispatch(dispatch, st, v);
     ++dispatch;
     ++result.forward_steps;
@@ -342,23 +354,26 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
     st.distill_interval = intervals[ps.idx];
     // The cache this pass sees: the request's, or an adapter that records / serves the lead
     // chunk's K/V (pass 0: the cache-writing pass; pass 1: cfg 3's text pass).
-    KvCache* pass_cache = cache_.get();
+    KvCache* pass_cache = real_cache;
     std::unique_ptr<KvCache> main_adapter, text_adapter;
     const bool cache_writes = !ps.drop_cache_writes;
     if (ps.record_lead_kv) {
-      main_adapter = lead_kv.Recorder(cache_.get(), ps.step, 0, cache_writes);
-      if (rt.cfg_number == 3) text_adapter = lead_kv.Recorder(cache_.get(), ps.step, 1, false);
+      main_adapter = lead_kv.Recorder(real_cache, ps.step, 0, cache_writes);
+      if (rt.cfg_number == 3) {
+        text_adapter = lead_kv.Recorder(real_cache, ps.step, 1, false);
+      }
       st.record_kv = true;
       // cfg 3 has no appended copy: the flag only keeps the DiT from writing the last chunk's
       // K/V (spec §2.8.1), which here is the lead chunk's that is to be recorded.
       if (rt.cfg_number == 3) st.distill_nearly_clean_chunk = false;
     } else if (ps.serve_lead_kv) {
-      main_adapter = lead_kv.Server(cache_.get(), ps.step, 0, cache_writes);
-      if (rt.cfg_number == 3) text_adapter = lead_kv.Server(cache_.get(), ps.step, 1, false);
+      main_adapter = lead_kv.Server(real_cache, ps.step, 0, cache_writes);
+      if (rt.cfg_number == 3) text_adapter = lead_kv.Server(real_cache, ps.step, 1, false);
     }
     if (main_adapter) pass_cache = main_adapter.get();
     st.text_pass_cache = text_adapter.get();
     MAGI_ASSIGN_OR_RETURN(at::Tensor v, GuidedVelocity(model_, pass_cache, gopt, st, forward_observer, cb.cancelled));
+    if (mirror) MAGI_RETURN_IF_ERROR(mirror->Sync());
     if (cb.on_dispatch) cb.on_dispatch(dispatch, st, v);
     ++dispatch;
     ++result.forward_steps;

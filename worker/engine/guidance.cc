@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "parallel/communicator.h"
 #include "worker/model/kv_cache.h"
 
 namespace magi {
@@ -34,6 +35,115 @@ at::Tensor Bool1(bool v) { return at::full({1}, v, at::TensorOptions().dtype(at:
 
 }  // namespace
 
+CfgPasses CfgPasses::For(int rank, int size, int64_t m) {
+  CfgPasses p;
+  if (size <= 1) {
+    p.uncond_end = m;
+    return p;
+  }
+  p.text = rank == 0;
+  p.context = rank == 1;
+  int64_t begin = m, end = m;
+  for (int64_t j = 0; j < m; ++j) {
+    if (UncondOwner(j, size, m) != rank) continue;
+    if (begin == m) begin = j;
+    end = j + 1;
+  }
+  p.uncond_begin = begin;
+  p.uncond_end = begin == m ? m : end;
+  return p;
+}
+
+int CfgPasses::UncondOwner(int64_t j, int size, int64_t m) {
+  if (size <= 1) return 0;
+  if (size >= 3) return 2;
+  return j < (m + 1) / 2 ? 0 : 1;
+}
+
+class CfgCacheMirror::Capture : public KvCache {
+ public:
+  explicit Capture(KvCache* inner) : inner_(inner) {}
+  absl::StatusOr<at::Tensor> Read(int layer, int64_t end) override { return inner_->Read(layer, end); }
+  absl::Status ReadInto(int layer, int64_t end, const at::Tensor& dst) override {
+    return inner_->ReadInto(layer, end, dst);
+  }
+  absl::Status Write(int layer, int64_t start, const at::Tensor& kv) override {
+    MAGI_RETURN_IF_ERROR(inner_->Write(layer, start, kv));
+    writes.push_back({layer, start, kv.contiguous().clone()});
+    return absl::OkStatus();
+  }
+  struct Written {
+    int layer;
+    int64_t start;
+    at::Tensor kv;
+  };
+  std::vector<Written> writes;
+
+ private:
+  KvCache* inner_;
+};
+
+CfgCacheMirror::CfgCacheMirror(Communicator& comm, KvCache* cache, c10::Device device)
+    : comm_(comm), cache_(cache), device_(device) {
+  if (comm_.rank() == 1) capture_ = std::make_unique<Capture>(cache);
+}
+CfgCacheMirror::~CfgCacheMirror() = default;
+
+KvCache* CfgCacheMirror::cache() { return capture_ ? static_cast<KvCache*>(capture_.get()) : cache_; }
+
+absl::Status CfgCacheMirror::Sync() {
+  // Header: the number of writes, then per write layer, start, rows, groups, width, dtype
+  // (0 float32, 1 bfloat16, 2 float16).
+  constexpr int kFields = 6;
+  at::Tensor count = at::zeros({1}, at::kLong);
+  if (capture_) count[0] = static_cast<int64_t>(capture_->writes.size());
+  MAGI_RETURN_IF_ERROR(comm_.Broadcast(count, 1, "cfg.cache_writes"));
+  const int64_t n = count[0].item<int64_t>();
+  if (n == 0) return absl::OkStatus();
+  at::Tensor header = at::zeros({n, kFields}, at::kLong);
+  if (capture_) {
+    auto h = header.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& w = capture_->writes[i];
+      h[i][0] = w.layer;
+      h[i][1] = w.start;
+      h[i][2] = w.kv.size(0);
+      h[i][3] = w.kv.size(1);
+      h[i][4] = w.kv.size(2);
+      h[i][5] = w.kv.scalar_type() == at::kBFloat16 ? 1 : w.kv.scalar_type() == at::kHalf ? 2 : 0;
+    }
+  }
+  MAGI_RETURN_IF_ERROR(comm_.Broadcast(header, 1, "cfg.cache_write_header"));
+  auto h = header.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    at::Tensor kv;
+    if (capture_) {
+      kv = capture_->writes[i].kv;
+    } else {
+      const at::ScalarType dtype = h[i][5] == 1 ? at::kBFloat16 : h[i][5] == 2 ? at::kHalf : at::kFloat;
+      kv = at::empty({h[i][2], h[i][3], h[i][4]}, at::TensorOptions().dtype(dtype).device(device_));
+    }
+    MAGI_RETURN_IF_ERROR(comm_.Broadcast(kv, 1, "cfg.cache_write"));
+    if (comm_.rank() == 0) MAGI_RETURN_IF_ERROR(cache_->Write(static_cast<int>(h[i][0]), h[i][1], kv));
+  }
+  if (capture_) capture_->writes.clear();
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCfgParallel(int cfg_number, int ranks, const std::string& field) {
+  if (ranks <= 1) return absl::OkStatus();
+  if (ranks > 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", ranks, " ranks; CFG-parallel splits cfg_number 3's three passes over 2 or 3 ranks"));
+  }
+  if (cfg_number != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": CFG-parallel over ", ranks, " ranks needs cfg_number 3 (base models); this model runs cfg_number ",
+        cfg_number, " (one pass per step: nothing to split); use 1"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateGuidanceConfig(const GuidanceConfig& o) {
   if (o.cfg_number == 2) {
     return absl::InvalidArgumentError(
@@ -50,6 +160,7 @@ absl::Status ValidateGuidanceConfig(const GuidanceConfig& o) {
           " entries) must have as many entries as cfg_t_range (", o.cfg_t_range.size(), ")"));
     }
   }
+  if (o.cfg_comm != nullptr) MAGI_RETURN_IF_ERROR(ValidateCfgParallel(o.cfg_number, o.cfg_comm->size(), "cfg group"));
   if (o.chunk_width < 1) return absl::InvalidArgumentError("chunk_width must be >= 1");
   if (o.tokens_per_chunk < 1) return absl::InvalidArgumentError("tokens_per_chunk must be >= 1");
   return absl::OkStatus();
@@ -122,47 +233,77 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
   base.record_kv = s.record_kv;
 
   if (o.cfg_number == 3) {
-    // B1: text + context, reads the cache only.
-    DitForwardArgs b1 = base;
-    b1.y = StackRows(s.text_rows, 0, n, dev);
-    b1.xattn_mask = StackRows(s.text_masks, 0, n, dev);
-    b1.caption_dropout_mask = Bool1(false).to(dev);
-    b1.update_kv_cache = false;
-    if (s.text_pass_cache != nullptr) b1.kv_cache = s.text_pass_cache;
-    MAGI_ASSIGN_OR_RETURN(at::Tensor out1, run(b1));
-    // B2: context only (null text); the cache-writing pass.
-    DitForwardArgs b2 = base;
-    b2.y = StackRows(s.null_rows, 0, n, dev);
-    b2.xattn_mask = StackRows(s.null_masks, 0, n, dev);
-    b2.caption_dropout_mask = Bool1(true).to(dev);
-    b2.update_kv_cache = true;
-    MAGI_ASSIGN_OR_RETURN(at::Tensor out2, run(b2));
-    // B3: each noisy chunk alone as a batch item, no context, no cache.
     const int64_t m = static_cast<int64_t>(n) - extra;
     const int64_t width = m * cw;
-    at::Tensor xn = s.x.narrow(2, extra * cw, width);
-    const int64_t C = xn.size(1), H = xn.size(3), W = xn.size(4);
-    DitForwardArgs b3;
-    b3.x = xn.squeeze(0).reshape({C, m, cw, H, W}).transpose(0, 1).contiguous();
-    b3.t = TimeTensor(s.t, extra, n).transpose(0, 1).contiguous().to(dev);
-    b3.y = StackRows(s.null_rows, extra, n, dev);
-    b3.xattn_mask = StackRows(s.null_masks, extra, n, dev);
-    b3.caption_dropout_mask = Bool1(true).to(dev);
-    std::vector<std::array<int64_t, 2>> own;
-    for (int64_t i = 0; i < m; ++i) own.push_back({i * o.tokens_per_chunk, (i + 1) * o.tokens_per_chunk});
-    b3.kv_range = RangeTensor(own).to(dev);
-    b3.denoising_range_num = 1;
-    b3.slice_point = 0;
-    // Without a cache the reference ignores the cache flags; ours must not ask for one.
-    b3.fwd_extra_1st_chunk = false;
-    b3.extract_prefix_video_feature = false;
-    b3.distill_nearly_clean_chunk = s.distill_nearly_clean_chunk;
-    b3.num_steps = s.num_steps;
-    b3.distill_interval = s.distill_interval;
-    b3.kv_cache = nullptr;
-    b3.update_kv_cache = false;
-    b3.record_kv = false;
-    MAGI_ASSIGN_OR_RETURN(at::Tensor out3b, run(b3));
+    Communicator* split = o.cfg_comm != nullptr && o.cfg_comm->size() > 1 ? o.cfg_comm : nullptr;
+    const CfgPasses mine = split ? CfgPasses::For(split->rank(), split->size(), m) : CfgPasses::For(0, 1, m);
+    const int64_t C = s.x.size(1), H = s.x.size(3), W = s.x.size(4);
+    const auto out_options = s.x.options().dtype(at::kFloat).device(dev);
+    at::Tensor out1, out2, out3b;
+    // B1: text + context, reads the cache only.
+    if (mine.text) {
+      DitForwardArgs b1 = base;
+      b1.y = StackRows(s.text_rows, 0, n, dev);
+      b1.xattn_mask = StackRows(s.text_masks, 0, n, dev);
+      b1.caption_dropout_mask = Bool1(false).to(dev);
+      b1.update_kv_cache = false;
+      if (s.text_pass_cache != nullptr) b1.kv_cache = s.text_pass_cache;
+      MAGI_ASSIGN_OR_RETURN(out1, run(b1));
+    }
+    // B2: context only (null text); the cache-writing pass.
+    if (mine.context) {
+      DitForwardArgs b2 = base;
+      b2.y = StackRows(s.null_rows, 0, n, dev);
+      b2.xattn_mask = StackRows(s.null_masks, 0, n, dev);
+      b2.caption_dropout_mask = Bool1(true).to(dev);
+      b2.update_kv_cache = true;
+      MAGI_ASSIGN_OR_RETURN(out2, run(b2));
+    }
+    // B3: each noisy chunk alone as a batch item, no context, no cache (this rank's chunks).
+    const int64_t k = mine.uncond_end - mine.uncond_begin;
+    if (k > 0) {
+      at::Tensor xn = s.x.narrow(2, (extra + mine.uncond_begin) * cw, k * cw);
+      DitForwardArgs b3;
+      b3.x = xn.squeeze(0).reshape({C, k, cw, H, W}).transpose(0, 1).contiguous();
+      b3.t = TimeTensor(s.t, extra + mine.uncond_begin, extra + mine.uncond_end).transpose(0, 1).contiguous().to(dev);
+      b3.y = StackRows(s.null_rows, extra + mine.uncond_begin, extra + mine.uncond_end, dev);
+      b3.xattn_mask = StackRows(s.null_masks, extra + mine.uncond_begin, extra + mine.uncond_end, dev);
+      b3.caption_dropout_mask = Bool1(true).to(dev);
+      std::vector<std::array<int64_t, 2>> own;
+      for (int64_t i = 0; i < k; ++i) own.push_back({i * o.tokens_per_chunk, (i + 1) * o.tokens_per_chunk});
+      b3.kv_range = RangeTensor(own).to(dev);
+      b3.denoising_range_num = 1;
+      b3.slice_point = 0;
+      // Without a cache the reference ignores the cache flags; ours must not ask for one.
+      b3.fwd_extra_1st_chunk = false;
+      b3.extract_prefix_video_feature = false;
+      b3.distill_nearly_clean_chunk = s.distill_nearly_clean_chunk;
+      b3.num_steps = s.num_steps;
+      b3.distill_interval = s.distill_interval;
+      b3.kv_cache = nullptr;
+      b3.update_kv_cache = false;
+      b3.record_kv = false;
+      MAGI_ASSIGN_OR_RETURN(out3b, run(b3));
+    }
+    if (split != nullptr) {
+      // Every rank combines the same velocity: each pass's output comes from its owner.
+      if (!out1.defined()) out1 = at::empty({1, C, static_cast<int64_t>(n) * cw, H, W}, out_options);
+      if (!out2.defined()) out2 = at::empty({1, C, static_cast<int64_t>(n) * cw, H, W}, out_options);
+      at::Tensor all3 = at::empty({m, C, cw, H, W}, out_options);
+      if (k > 0) all3.narrow(0, mine.uncond_begin, k).copy_(out3b);
+      out1 = out1.contiguous();
+      out2 = out2.contiguous();
+      MAGI_RETURN_IF_ERROR(split->Broadcast(out1, 0, "cfg.text_pass"));
+      MAGI_RETURN_IF_ERROR(split->Broadcast(out2, 1, "cfg.context_pass"));
+      for (int r = 0; r < split->size(); ++r) {
+        const CfgPasses theirs = CfgPasses::For(r, split->size(), m);
+        const int64_t len = theirs.uncond_end - theirs.uncond_begin;
+        if (len <= 0) continue;
+        at::Tensor part = all3.narrow(0, theirs.uncond_begin, len);  // contiguous: leading dim
+        MAGI_RETURN_IF_ERROR(split->Broadcast(part, r, "cfg.uncond_pass"));
+      }
+      out3b = all3;
+    }
     at::Tensor out3 = out3b.transpose(0, 1).reshape({1, C, width, H, W});
 
     std::vector<at::Tensor> parts;

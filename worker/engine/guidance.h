@@ -13,9 +13,12 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,6 +26,7 @@
 
 namespace magi {
 
+class Communicator;
 class KvCache;
 
 struct GuidanceConfig {
@@ -33,7 +37,56 @@ struct GuidanceConfig {
   double prev_chunks_scale = 0.7;         // nearly-clean blend weight (env prev_chunks_scale)
   int chunk_width = 6;                    // latent frames per chunk
   int64_t tokens_per_chunk = 0;           // DiT tokens of one chunk
+  // CFG-parallel (spec parallel.md §3): cfg_number 3's passes split over the ranks of this
+  // group (2 or 3 ranks, each with the whole DiT or its own TP/CP share; not owned). Null or
+  // one rank: every pass here. See CfgPasses.
+  Communicator* cfg_comm = nullptr;
 };
+
+// Which of cfg_number 3's passes a rank of a CFG-parallel group of `size` runs: B1 (text +
+// context) on rank 0, B2 (context only, the cache-writing pass) on rank 1, B3 (unconditional,
+// every noisy chunk alone) on rank 2 of 3 -- or, of 2, its chunks split in two halves, the
+// first half with B1 on rank 0 (B3 costs about 65% of B1 at a full window, so the halves
+// balance). B1 reads the cache B2 writes: CfgCacheMirror sends B2's writes to rank 0.
+struct CfgPasses {
+  bool text = true;            // B1
+  bool context = true;         // B2
+  int64_t uncond_begin = 0;    // B3: noisy chunks [uncond_begin, uncond_end) of m
+  int64_t uncond_end = 0;
+  static CfgPasses For(int rank, int size, int64_t noisy_chunks);
+  // Rank that runs B3 for noisy chunk j of m.
+  static int UncondOwner(int64_t j, int size, int64_t noisy_chunks);
+};
+
+// CFG-parallel's shared state, the KV cache: only B2 writes it (on rank 1), B1 (on rank 0)
+// reads the same rows, so after every dispatcher call the rows B2 wrote are broadcast and
+// written into rank 0's cache too. Rank 0 cannot make them itself: the clean chunk's K/V
+// differ between the passes (adaLN takes null_caption_embedding row Ly-2 in B1, Ly-1 in B2;
+// spec dit.md §3.5), so spec parallel.md §3's "identical in A and B" does not hold.
+// Bytes per dispatcher call: one clean chunk's K/V, all layers (24B at 720p: 48 layers x 7200
+// tokens x 8 groups x 256 x 2 bytes = 1.4 GB in bf16, once per stage).
+class CfgCacheMirror {
+ public:
+  // `cache`: this rank's real cache on `device` (not owned); `comm`: the CFG group (size >= 2).
+  CfgCacheMirror(Communicator& comm, KvCache* cache, c10::Device device);
+  ~CfgCacheMirror();
+  // What this rank's passes use as the real cache: on the B2 rank, a front that keeps what
+  // is written; elsewhere the cache itself.
+  KvCache* cache();
+  // Collective, after each dispatcher call: rank 1's writes of that call reach rank 0's cache.
+  absl::Status Sync();
+
+ private:
+  class Capture;
+  Communicator& comm_;
+  KvCache* cache_;
+  c10::Device device_;
+  std::unique_ptr<Capture> capture_;
+};
+
+// Checks a CFG-parallel group against cfg_number: 2 or 3 ranks, cfg_number 3 (a distilled or
+// fp8 model's single pass has nothing to split); errors name `field`.
+absl::Status ValidateCfgParallel(int cfg_number, int ranks, const std::string& field);
 
 // Checks cfg_number (1 or 3) and that the three scale lists have equal non-zero length;
 // errors name the field.

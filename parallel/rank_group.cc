@@ -216,10 +216,10 @@ absl::StatusOr<RendezvousOptions> RendezvousFromEnv() {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptions& o, int tp, int cp) {
-  if (tp < 1 || cp < 1 || tp * cp != o.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("layout tp ", tp, " x cp ", cp, " needs WORLD_SIZE = ", tp * cp,
-                                                   ", got ", o.world_size));
+absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptions& o, int tp, int cp, int cfg) {
+  if (tp < 1 || cp < 1 || cfg < 1 || cfg * tp * cp != o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("layout cfg ", cfg, " x tp ", tp, " x cp ", cp,
+                                                   " needs WORLD_SIZE = ", cfg * tp * cp, ", got ", o.world_size));
   }
   const bool nccl = o.backend == CollectiveBackend::kNccl;
   if (nccl && !NcclCompiledIn()) {
@@ -232,12 +232,17 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
   g->impl_ = std::make_unique<Impl>();
   g->layout_.tp_size = tp;
   g->layout_.cp_size = cp;
-  g->layout_.tp_rank = o.rank % tp;
-  g->layout_.cp_rank = o.rank / tp;
+  const int model_rank = o.rank % (tp * cp);  // the shard this rank holds
+  g->layout_.tp_rank = model_rank % tp;
+  g->layout_.cp_rank = model_rank / tp;
+  g->cfg_rank_ = o.rank / (tp * cp);
+  // The TP and CP groups live within one CFG replica (named by it when there are several).
+  const std::string replica = cfg == 1 ? std::string() : absl::StrCat("r", g->cfg_rank_, "_");
   if (o.world_size == 1) {
     g->world_ = MakeSingleRankCommunicator("world");
     g->tp_ = MakeSingleRankCommunicator("tp");
     g->cp_ = MakeSingleRankCommunicator("cp");
+    g->cfg_ = MakeSingleRankCommunicator("cfg");
     return g;
   }
   try {
@@ -304,10 +309,13 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     if (!nccl) {
       g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
                        : std::make_unique<C10dCommunicator>(
-                             "tp", make(absl::StrCat("tp", g->layout_.cp_rank), g->layout_.tp_rank, tp));
+                             "tp", make(absl::StrCat(replica, "tp", g->layout_.cp_rank), g->layout_.tp_rank, tp));
       g->cp_ = cp == 1 ? MakeSingleRankCommunicator("cp")
                        : std::make_unique<C10dCommunicator>(
-                             "cp", make(absl::StrCat("cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
+                             "cp", make(absl::StrCat(replica, "cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
+      g->cfg_ = cfg == 1 ? MakeSingleRankCommunicator("cfg")
+                         : std::make_unique<C10dCommunicator>("cfg", make(absl::StrCat("cfg", model_rank),
+                                                                          g->cfg_rank_, cfg));
     }
     g->impl_->store->setTimeout(o.timeout);
     std::fprintf(stderr, "magi rank %d: rendezvous done after %llds\n", o.rank, waited_s());
@@ -350,10 +358,13 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       }
       return comm;
     };
-    MAGI_ASSIGN_OR_RETURN(auto tp_comm, make_nccl("tp", g->layout_.cp_rank, g->layout_.tp_rank, tp));
-    MAGI_ASSIGN_OR_RETURN(auto cp_comm, make_nccl("cp", g->layout_.tp_rank, g->layout_.cp_rank, cp));
+    const int index_base = g->cfg_rank_ * (tp + cp);  // distinct store keys per replica
+    MAGI_ASSIGN_OR_RETURN(auto tp_comm, make_nccl("tp", index_base + g->layout_.cp_rank, g->layout_.tp_rank, tp));
+    MAGI_ASSIGN_OR_RETURN(auto cp_comm, make_nccl("cp", index_base + g->layout_.tp_rank, g->layout_.cp_rank, cp));
+    MAGI_ASSIGN_OR_RETURN(auto cfg_comm, make_nccl("cfg", model_rank, g->cfg_rank_, cfg));
     g->tp_ = std::move(tp_comm);
     g->cp_ = std::move(cp_comm);
+    g->cfg_ = std::move(cfg_comm);
 #endif
   }
   return g;

@@ -74,7 +74,11 @@ class RankGroup {
   // kNccl fails with FailedPrecondition when the build has no NCCL, and with Unavailable
   // (naming the group and the CUDA device) when the device or NCCL cannot be initialised;
   // a group of one never initialises NCCL (but still needs a build that has it).
-  static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp);
+  // `cfg` > 1 adds CFG-parallel replicas outermost (world_size = cfg * tp * cp): rank r is
+  // model rank r % (tp * cp) of replica r / (tp * cp), and the cfg group joins the ranks that
+  // hold the same model shard (spec parallel.md §3; the engine's EngineOptions::cfg_comm).
+  static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp,
+                                                         int cfg = 1);
   ~RankGroup();
   RankGroup(const RankGroup&) = delete;
   RankGroup& operator=(const RankGroup&) = delete;
@@ -85,6 +89,9 @@ class RankGroup {
   Communicator& world() { return *world_; }
   Communicator& tp() { return *tp_; }
   Communicator& cp() { return *cp_; }
+  // The CFG-parallel group (one rank when cfg is 1).
+  Communicator& cfg() { return *cfg_; }
+  int cfg_rank() const { return cfg_rank_; }
 
   // Starts the heartbeat monitor: when a peer stops beating for `timeout`, the process
   // prints "rank K stopped responding" (or that the store on rank 0 is gone) and exits
@@ -96,7 +103,8 @@ class RankGroup {
   RankGroup() = default;
   RendezvousOptions options_;
   ShardLayout layout_;
-  std::unique_ptr<Communicator> world_, tp_, cp_;
+  std::unique_ptr<Communicator> world_, tp_, cp_, cfg_;
+  int cfg_rank_ = 0;
   std::unique_ptr<Impl> impl_;
 };
 

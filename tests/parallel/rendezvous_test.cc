@@ -6,6 +6,9 @@
 
 #include <chrono>
 #include <thread>
+#include <vector>
+
+#include <ATen/ATen.h>
 
 #include <gtest/gtest.h>
 
@@ -48,6 +51,46 @@ TEST(RendezvousTest, ARankStartedBeforeRankZeroWaitsForIt) {
   ASSERT_TRUE(leader.ok()) << leader.status();
   ASSERT_TRUE(follower.ok()) << follower.status();
   EXPECT_EQ((*follower)->rank(), 1);
+}
+
+// CFG-parallel replicas (--cfg): 4 ranks as cfg 2 x tp 2. Rank r holds TP shard r % 2 of
+// replica r / 2; the TP groups stay within a replica and the cfg group joins equal shards.
+TEST(RendezvousTest, CfgReplicasGroupEqualShardsAndKeepTpWithinAReplica) {
+  const int port = FreePort();
+  constexpr int kWorld = 4;
+  std::vector<absl::StatusOr<std::unique_ptr<RankGroup>>> groups(kWorld);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kWorld; ++r) {
+    threads.emplace_back([&, r] {
+      RendezvousOptions o = Options(port, r);
+      o.world_size = kWorld;
+      groups[r] = RankGroup::Join(o, /*tp=*/2, /*cp=*/1, /*cfg=*/2);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < kWorld; ++r) ASSERT_TRUE(groups[r].ok()) << "rank " << r << ": " << groups[r].status();
+  std::vector<int64_t> tp_sum(kWorld), cfg_value(kWorld);
+  threads.clear();
+  for (int r = 0; r < kWorld; ++r) {
+    threads.emplace_back([&, r] {
+      RankGroup& g = **groups[r];
+      EXPECT_EQ(g.layout().tp_rank, r % 2);
+      EXPECT_EQ(g.layout().tp_size, 2);
+      EXPECT_EQ(g.cfg_rank(), r / 2);
+      EXPECT_EQ(g.cfg().size(), 2);
+      EXPECT_EQ(g.cfg().rank(), r / 2);
+      at::Tensor t = at::full({1}, static_cast<int64_t>(1) << r, at::kLong);
+      EXPECT_TRUE(g.tp().AllReduceSum(t, "test.tp").ok());
+      tp_sum[r] = t.item<int64_t>();
+      at::Tensor b = at::full({1}, static_cast<int64_t>(100 + r), at::kLong);
+      EXPECT_TRUE(g.cfg().Broadcast(b, 1, "test.cfg").ok());  // from replica 1's rank
+      cfg_value[r] = b.item<int64_t>();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(tp_sum, (std::vector<int64_t>{3, 3, 12, 12}));
+  EXPECT_EQ(cfg_value, (std::vector<int64_t>{102, 103, 102, 103}));
+  for (auto& g : groups) g->reset();
 }
 
 TEST(RendezvousTest, GivesUpAtTheDeadlineNamingTheAddress) {

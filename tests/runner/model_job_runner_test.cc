@@ -338,6 +338,75 @@ TEST_F(ModelJobRunnerTest, AGroupsFollowerTakesTheLeadersPrefixAndStopsWithIt) {
   EXPECT_TRUE(follower_status.ok()) << follower_status;
 }
 
+// CFG-parallel through the runner and the group protocol (#16 item 5): a cfg_number 3 model
+// on three ranks (each running one guidance pass per step; rank 0 leads and decodes) streams
+// the video one rank makes, frame for frame.
+TEST_F(ModelJobRunnerTest, ACfgParallelGroupMakesTheSingleRanksVideo) {
+  const fs::path cfg3 = *dir_ / "tiny_cfg3";
+  fs::copy(*dir_ / "tiny", cfg3, fs::copy_options::recursive);
+  MagiConfig c = TinyModelSetConfig();
+  c.runtime.cfg_number = 3;
+  c.engine.distill = false;
+  std::ofstream((cfg3 / "config.json").string()) << MagiConfigToJson(c);
+  auto alone_runner = ModelJobRunner::Load(cfg3.string());
+  ASSERT_TRUE(alone_runner.ok()) << alone_runner.status();
+  RunnerJob job;
+  job.job_id = "j-cfg";
+  ::magi::v1::GenerateRequest r;
+  r.add_prompts()->set_text("a red ball bounces to the right");
+  r.set_num_frames(48);
+  r.set_width(64);
+  r.set_height(48);
+  r.set_seed(3);
+  r.set_num_steps(4);
+  auto spec = BuildJobSpec(r, (*alone_runner)->Models().front());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  job.spec = *spec;
+  RecordingSink alone;
+  ASSERT_TRUE((*alone_runner)->Run(job, alone).ok());
+
+  constexpr int kRanks = 3;
+  FakeGroup world(kRanks), cfg(kRanks);
+  std::vector<std::unique_ptr<ModelJobRunner>> runners;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    ModelRunnerOptions o;
+    o.group_comm = world.comms[rank].get();
+    o.cfg_comm = cfg.comms[rank].get();
+    o.follower = rank > 0;
+    auto loaded = ModelJobRunner::Load(cfg3.string(), o);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    runners.push_back(std::move(*loaded));
+  }
+  std::vector<absl::Status> follower_status(kRanks);
+  std::vector<std::thread> followers;
+  for (int rank = 1; rank < kRanks; ++rank) {
+    followers.emplace_back([&, rank] { follower_status[rank] = RunGroupFollower(*runners[rank], *world.comms[rank]); });
+  }
+  RecordingSink grouped;
+  absl::Status s;
+  {
+    GroupLeaderRunner group(std::move(runners[0]), *world.comms[0]);
+    s = group.Run(job, grouped);
+  }  // the group's destructor stops the followers
+  for (auto& t : followers) t.join();
+  ASSERT_TRUE(s.ok()) << s;
+  for (int rank = 1; rank < kRanks; ++rank) EXPECT_TRUE(follower_status[rank].ok()) << follower_status[rank];
+  ASSERT_EQ(grouped.chunks.size(), alone.chunks.size());
+  for (size_t k = 0; k < alone.chunks.size(); ++k) {
+    ASSERT_EQ(grouped.chunks[k].second.size(), alone.chunks[k].second.size());
+    for (size_t f = 0; f < alone.chunks[k].second.size(); ++f) {
+      EXPECT_EQ(grouped.chunks[k].second[f].rgb24, alone.chunks[k].second[f].rgb24) << "chunk " << k << " frame " << f;
+    }
+  }
+  // A distilled model has one pass: a CFG group is refused at load, naming the flag.
+  ModelRunnerOptions distilled;
+  distilled.cfg_comm = cfg.comms[0].get();
+  auto refused = ModelJobRunner::Load((*dir_ / "tiny").string(), distilled);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--cfg 3"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("needs cfg_number 3"), std::string::npos) << refused.status();
+}
+
 TEST_F(ModelJobRunnerTest, HonoursCancel) {
   RecordingSink sink;
   sink.cancel_after_chunks = 1;

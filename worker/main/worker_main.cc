@@ -66,7 +66,10 @@ ABSL_FLAG(bool, overlap_decode, true,
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
 ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
-ABSL_FLAG(int, nproc_per_node, 0, "ranks started on this node (default: all tp x cp)");
+ABSL_FLAG(int, cfg, 1,
+          "CFG-parallel replicas of this worker group (1, 2 or 3; cfg_number 3 models only): each holds the tp x cp "
+          "model and runs a share of the three guidance passes per step (spec parallel.md §3)");
+ABSL_FLAG(int, nproc_per_node, 0, "ranks started on this node (default: all cfg x tp x cp)");
 ABSL_FLAG(int, nnodes, 1, "nodes the group spans");
 ABSL_FLAG(int, node_rank, 0, "this node's index in [0, nnodes)");
 ABSL_FLAG(std::string, master_addr, "127.0.0.1", "rendezvous host (rank 0's node)");
@@ -97,18 +100,22 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_synthetic_step_ms));
     return 2;
   }
-  const int tp = absl::GetFlag(FLAGS_tp), cp = absl::GetFlag(FLAGS_cp);
+  const int tp = absl::GetFlag(FLAGS_tp), cp = absl::GetFlag(FLAGS_cp), cfg = absl::GetFlag(FLAGS_cfg);
   const int nnodes = absl::GetFlag(FLAGS_nnodes), node_rank = absl::GetFlag(FLAGS_node_rank);
   if (tp < 1 || tp > 64 || cp < 1 || cp > 64) {
     std::fprintf(stderr, "magi-worker: --tp and --cp must be in [1, 64], got %d and %d\n", tp, cp);
     return 2;
   }
-  const int world = tp * cp;
+  if (cfg < 1 || cfg > 3) {
+    std::fprintf(stderr, "magi-worker: --cfg must be 1, 2 or 3 (CFG-parallel replicas), got %d\n", cfg);
+    return 2;
+  }
+  const int world = cfg * tp * cp;
   int nproc = absl::GetFlag(FLAGS_nproc_per_node);
   if (nproc == 0) nproc = world / std::max(1, nnodes);
   if (nnodes < 1 || node_rank < 0 || node_rank >= nnodes || nproc < 1 || nproc * nnodes != world) {
     std::fprintf(stderr,
-                 "magi-worker: --nproc_per_node (%d) x --nnodes (%d) must equal --tp x --cp (%d), and --node_rank "
+                 "magi-worker: --nproc_per_node (%d) x --nnodes (%d) must equal --cfg x --tp x --cp (%d), and --node_rank "
                  "(%d) must be in [0, nnodes)\n", nproc, nnodes, world, node_rank);
     return 2;
   }
@@ -202,7 +209,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<magi::RankGroup> group;
   if (world > 1) {
     if (ro.runner != "model") {
-      std::fprintf(stderr, "magi-worker: --tp/--cp > 1 shard the model: they need --runner=model\n");
+      std::fprintf(stderr, "magi-worker: --cfg/--tp/--cp > 1 split the model's work: they need --runner=model\n");
       return 2;
     }
     // Followers wait in a broadcast between jobs: collectives may wait long; dead or hung
@@ -217,7 +224,7 @@ int main(int argc, char** argv) {
     }
     rdv->backend = *parsed_backend;
     if (device == "cuda") rdv->cuda_device = rdv->local_rank;
-    auto joined = magi::RankGroup::Join(*rdv, tp, cp);
+    auto joined = magi::RankGroup::Join(*rdv, tp, cp, cfg);
     if (!joined.ok()) {
       std::fprintf(stderr, "magi-worker: %s\n", std::string(joined.status().message()).c_str());
       return 1;
@@ -227,6 +234,7 @@ int main(int argc, char** argv) {
     ro.model.layout = group->layout();
     ro.model.tp_comm = &group->tp();
     ro.model.cp_comm = &group->cp();
+    if (cfg > 1) ro.model.cfg_comm = &group->cfg();
     ro.model.group_comm = &group->world();
     ro.model.follower = group->rank() != 0;
     // Only one rank writes the shared tiny model set; the others wait for it at the barrier.

@@ -24,6 +24,7 @@
 #include "parallel/communicator.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
+#include "worker/engine/guidance.h"
 #include "worker/engine/stage_plan.h"
 #include "worker/media/image_decoder.h"
 #include "worker/media/prefix_video_decoder.h"
@@ -231,6 +232,10 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   MAGI_ASSIGN_OR_RETURN(r->config_, LoadMagiConfig((base / "config.json").string()));
   MAGI_RETURN_IF_ERROR(ValidateMagiConfig(r->config_));
   MAGI_RETURN_IF_ERROR(ValidateEngineConfig(r->config_));
+  if (options.cfg_comm != nullptr) {
+    MAGI_RETURN_IF_ERROR(ValidateCfgParallel(r->config_.runtime.cfg_number, options.cfg_comm->size(),
+                                             absl::StrCat("--cfg ", options.cfg_comm->size(), ", model ", model_dir)));
+  }
   if (!options.model_name.empty()) {
     MAGI_RETURN_IF_ERROR(CheckModelName(options.model_name, "--model_name"));
   } else if (!r->config_.serving.name.empty()) {
@@ -535,6 +540,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   eo.keep_final_latents = false;
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   eo.schedule = options_.schedule;
+  eo.cfg_comm = options_.cfg_comm;
   MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_, eo));
 
   ChunkLayout layout;

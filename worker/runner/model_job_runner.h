@@ -89,6 +89,9 @@ struct ModelRunnerOptions {
   ShardLayout layout;
   Communicator* tp_comm = nullptr;  // not owned
   Communicator* cp_comm = nullptr;  // not owned
+  // CFG-parallel (EngineOptions::cfg_comm): the group of 2 or 3 ranks holding the same shard
+  // that split cfg_number 3's passes; Load() refuses it for a model with one pass.
+  Communicator* cfg_comm = nullptr;  // not owned
   // Rank groups (worker/main/rank_group_runner.h): `group_comm` is the group's world
   // communicator on every rank (i2v/v2v prefixes travel over it from rank 0). A follower
   // loads no VAE and neither encodes a prefix nor decodes a chunk -- the leader does both and

@@ -77,6 +77,7 @@ struct EngineRun {
   absl::Status status;
   GenerateResult result;
   std::vector<at::Tensor> chunks;
+  int polls = 0;  // cancellation polls: an agreement in a rank group, so equal on every rank
 };
 
 EngineRun Generate(const MagiConfig& c, Denoiser& model, const ArRequest& req, Schedule schedule, Communicator* cfg) {
@@ -93,6 +94,10 @@ EngineRun Generate(const MagiConfig& c, Denoiser& model, const ArRequest& req, S
   cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     out.chunks.push_back(e.latent);
     return ChunkAction::kContinue;
+  };
+  cb.cancelled = [&] {
+    ++out.polls;
+    return false;
   };
   auto r = (*engine)->Generate(req, cb);
   out.status = r.status();
@@ -167,6 +172,7 @@ TEST_F(CfgParallelTest, SplitPassesMakeTheSameVideoAsOneRank) {
           ASSERT_TRUE(runs[r].status.ok()) << "rank " << r << ": " << runs[r].status;
           ASSERT_EQ(runs[r].chunks.size(), one.chunks.size()) << "rank " << r;
           calls += runs[r].result.model_calls;
+          EXPECT_EQ(runs[r].polls, one.polls) << "rank " << r;
           // Each rank runs a share of the passes, not all of them.
           EXPECT_LT(runs[r].result.model_calls, one.result.model_calls) << "rank " << r;
           double worst = 0;

@@ -210,8 +210,15 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
   const int cw = o.chunk_width;
   const int extra = s.fwd_extra_1st_chunk ? 1 : 0;
   int call = 0;
-  auto run = [&](const DitForwardArgs& args) -> absl::StatusOr<at::Tensor> {
+  // `cancelled` is polled once per pass slot on every rank -- before each model call, and on a
+  // CFG-parallel rank also before the passes another rank runs -- since in a rank group the
+  // poll is an agreement every rank must make the same number of times.
+  auto poll = [&]() -> absl::Status {
     if (cancelled && cancelled()) return absl::CancelledError("generation cancelled");
+    return absl::OkStatus();
+  };
+  auto run = [&](const DitForwardArgs& args) -> absl::StatusOr<at::Tensor> {
+    MAGI_RETURN_IF_ERROR(poll());
     MAGI_ASSIGN_OR_RETURN(at::Tensor out, model.Forward(args));
     if (observer) observer(call, args, out);
     ++call;
@@ -249,6 +256,8 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
       b1.update_kv_cache = false;
       if (s.text_pass_cache != nullptr) b1.kv_cache = s.text_pass_cache;
       MAGI_ASSIGN_OR_RETURN(out1, run(b1));
+    } else {
+      MAGI_RETURN_IF_ERROR(poll());
     }
     // B2: context only (null text); the cache-writing pass.
     if (mine.context) {
@@ -258,6 +267,8 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
       b2.caption_dropout_mask = Bool1(true).to(dev);
       b2.update_kv_cache = true;
       MAGI_ASSIGN_OR_RETURN(out2, run(b2));
+    } else {
+      MAGI_RETURN_IF_ERROR(poll());
     }
     // B3: each noisy chunk alone as a batch item, no context, no cache (this rank's chunks).
     const int64_t k = mine.uncond_end - mine.uncond_begin;
@@ -284,6 +295,8 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
       b3.update_kv_cache = false;
       b3.record_kv = false;
       MAGI_ASSIGN_OR_RETURN(out3b, run(b3));
+    } else {
+      MAGI_RETURN_IF_ERROR(poll());
     }
     if (split != nullptr) {
       // Every rank combines the same velocity: each pass's output comes from its owner.

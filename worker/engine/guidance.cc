@@ -93,12 +93,15 @@ KvCache* CfgCacheMirror::cache() { return capture_ ? static_cast<KvCache*>(captu
 
 absl::Status CfgCacheMirror::Sync() {
   // Header: the number of writes, then per write layer, start, rows, groups, width, dtype
-  // (0 float32, 1 bfloat16, 2 float16).
+  // (0 float32, 1 bfloat16, 2 float16). Built on the host, moved on the cache's device (an
+  // NCCL group moves device tensors only).
   constexpr int kFields = 6;
+  const auto on_device = at::TensorOptions().dtype(at::kLong).device(device_);
   at::Tensor count = at::zeros({1}, at::kLong);
   if (capture_) count[0] = static_cast<int64_t>(capture_->writes.size());
+  count = count.to(on_device);
   MAGI_RETURN_IF_ERROR(comm_.Broadcast(count, 1, "cfg.cache_writes"));
-  const int64_t n = count[0].item<int64_t>();
+  const int64_t n = count.to(at::kCPU)[0].item<int64_t>();
   if (n == 0) return absl::OkStatus();
   at::Tensor header = at::zeros({n, kFields}, at::kLong);
   if (capture_) {
@@ -113,7 +116,9 @@ absl::Status CfgCacheMirror::Sync() {
       h[i][5] = w.kv.scalar_type() == at::kBFloat16 ? 1 : w.kv.scalar_type() == at::kHalf ? 2 : 0;
     }
   }
+  header = header.to(on_device);
   MAGI_RETURN_IF_ERROR(comm_.Broadcast(header, 1, "cfg.cache_write_header"));
+  header = header.to(at::kCPU);
   auto h = header.accessor<int64_t, 2>();
   for (int64_t i = 0; i < n; ++i) {
     at::Tensor kv;

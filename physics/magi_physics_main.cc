@@ -37,7 +37,8 @@ constexpr char kUsage[] =
     "      scores continuations of N held-out scenes; --generated DIR adds a row for a model's\n"
     "      videos DIR/scene_<i>.mp4 or DIR/scene_<i>/frame_0000.ppm ... (the continuation, or the\n"
     "      whole video whose first K frames are dropped); --export_context DIR writes each scene's\n"
-    "      context as DIR/scene_<i>_context.mp4 and its caption as DIR/scene_<i>.txt\n";
+    "      context as DIR/scene_<i>_context.mp4, its caption as DIR/scene_<i>.txt and its\n"
+    "      world seed as DIR/scene_<i>.seed\n";
 
 struct Args {
   std::string command;
@@ -219,6 +220,8 @@ absl::Status RunEvalCommand(const Args& a) {
       const std::string base = absl::StrCat(it->second, "/scene_", i);
       if (absl::Status s = WriteMp4File(base + "_context.mp4", *ctx, enc); !s.ok()) return s;
       if (absl::Status s = WriteText(base + ".txt", Caption(scene) + "\n"); !s.ok()) return s;
+      // The scene's own seed: `magi-physics scene --seed N` renders the whole scene.
+      if (absl::Status s = WriteText(base + ".seed", absl::StrCat(scene.seed, "\n")); !s.ok()) return s;
     }
   }
 

@@ -6,8 +6,8 @@
 //
 // Everything is a pure function of a uint64 seed: the scene is drawn with our own splitmix64
 // generator (never std::*_distribution, whose output differs between standard libraries),
-// the simulation is plain double arithmetic in a fixed order, so the same seed gives the same
-// bytes on every machine with IEEE doubles.
+// the simulation is plain double arithmetic in a fixed order (+, *, /, sqrt, compiled with
+// -ffp-contract=off), so the same seed gives the same bytes on every machine with IEEE doubles.
 //
 // World units: the frame is the unit square, x to the right, y DOWN (image order); gravity
 // pulls towards +y. Balls are discs, boxes are axis-aligned rectangles that do not rotate.

@@ -45,7 +45,8 @@ absl::StatusOr<std::vector<MethodRow>> RunEval(
   const int k = options.context_frames;
   for (int i = 0; i < options.scenes; ++i) {
     const Scene scene = MakeScene(EvalSceneSeed(options.seed, i));
-    absl::StatusOr<std::vector<RgbFrame>> video = RenderSceneRgb(scene, options.size, options.frames);
+    absl::StatusOr<std::vector<RgbFrame>> video =
+        RenderSceneRgb(scene, options.size, options.frames);
     if (!video.ok()) return video.status();
     std::vector<RgbFrame> context(video->begin(), video->begin() + k);
     std::vector<RgbFrame> truth(video->begin() + k, video->end());
@@ -60,8 +61,8 @@ absl::StatusOr<std::vector<MethodRow>> RunEval(
       }
       if (c->size() != truth.size()) {
         return absl::InvalidArgumentError(absl::StrCat(name, ", scene ", i, ": ", c->size(),
-                                                       " continuation frames; need ",
-                                                       truth.size(), " (--frames minus --context_frames)"));
+                                                       " continuation frames; need ", truth.size(),
+                                                       " (--frames minus --context_frames)"));
       }
       candidates.push_back(std::move(*c));
     }
@@ -89,9 +90,9 @@ absl::StatusOr<std::vector<MethodRow>> RunEval(
 }
 
 std::string FormatTable(const std::vector<MethodRow>& rows) {
-  std::string out = absl::StrFormat("%-20s %10s %12s %19s %21s %9s\n", "method", "Physics IQ",
-                                    "spatial IoU", "spatiotemporal IoU", "weighted spatial IoU",
-                                    "MSE");
+  std::string out =
+      absl::StrFormat("%-20s %10s %12s %19s %21s %9s\n", "method", "Physics IQ", "spatial IoU",
+                      "spatiotemporal IoU", "weighted spatial IoU", "MSE");
   for (const MethodRow& r : rows) {
     absl::StrAppendFormat(&out, "%-20s %10.1f %12.3f %19.3f %21.3f %9.4f\n", r.method,
                           r.summary.physics_iq, r.summary.mean.spatial_iou,

@@ -32,11 +32,11 @@ namespace physics {
 inline constexpr int kMaxEvalScenes = 10000;
 
 struct EvalOptions {
-  int scenes = 20;             // --scenes, [1, kMaxEvalScenes]
-  uint64_t seed = 1;           // --seed
-  int context_frames = 24;     // --context_frames, [1, frames - 2]
-  int frames = kDefaultFrames; // --frames, total per scene, [3, kMaxFrames]
-  int size = kDefaultSize;     // --size, a multiple of 16 in [16, 256]
+  int scenes = 20;              // --scenes, [1, kMaxEvalScenes]
+  uint64_t seed = 1;            // --seed
+  int context_frames = 24;      // --context_frames, [1, frames - 2]
+  int frames = kDefaultFrames;  // --frames, total per scene, [3, kMaxFrames]
+  int size = kDefaultSize;      // --size, a multiple of 16 in [16, 256]
   MotionMaskOptions masks;
 };
 

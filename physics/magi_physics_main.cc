@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "physics/continuation_eval.h"
 #include "physics/ppm.h"
@@ -31,12 +32,14 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  magi-physics scene --seed S [--size 64] [--frames 96] --out DIR\n"
-    "      writes DIR/frame_0000.ppm ..., DIR/video.mp4, DIR/labels_0000.pgm ... and DIR/caption.txt\n"
+    "      writes DIR/frame_0000.ppm ..., DIR/video.mp4, DIR/labels_0000.pgm ... and "
+    "DIR/caption.txt\n"
     "  magi-physics eval --scenes N --seed S --context_frames K [--frames 96] [--size 64]\n"
     "                    [--generated DIR] [--export_context DIR]\n"
     "      scores continuations of N held-out scenes; --generated DIR adds a row for a model's\n"
     "      videos DIR/scene_<i>.mp4 or DIR/scene_<i>/frame_0000.ppm ... (the continuation, or the\n"
-    "      whole video whose first K frames are dropped); --export_context DIR writes each scene's\n"
+    "      whole video whose first K frames are dropped); --export_context DIR writes each "
+    "scene's\n"
     "      context as DIR/scene_<i>_context.mp4, its caption as DIR/scene_<i>.txt and its\n"
     "      world seed as DIR/scene_<i>.seed\n";
 
@@ -50,7 +53,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
     if (s.rfind("--", 0) != 0) {
-      if (!a.command.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", s, "'"));
+      if (!a.command.empty())
+        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", s, "'"));
       a.command = s;
       continue;
     }
@@ -60,7 +64,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
     } else {
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      if (i + 1 >= argc)
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
       value = argv[++i];
     }
     absl::StrReplaceAll({{"-", "_"}}, &name);
@@ -73,7 +78,9 @@ absl::Status CheckKnown(const Args& a, const std::vector<std::string>& known) {
   for (const auto& [name, value] : a.flags) {
     bool ok = false;
     for (const std::string& k : known) ok = ok || k == name;
-    if (!ok) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " for '", a.command, "'"));
+    if (!ok)
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, " for '", a.command, "'"));
   }
   return absl::OkStatus();
 }
@@ -82,7 +89,8 @@ absl::Status GetInt(const Args& a, const std::string& name, int& out) {
   auto it = a.flags.find(name);
   if (it == a.flags.end()) return absl::OkStatus();
   if (!absl::SimpleAtoi(it->second, &out)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, " is '", it->second, "'; need an integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " is '", it->second, "'; need an integer"));
   }
   return absl::OkStatus();
 }
@@ -94,7 +102,8 @@ absl::Status GetSeed(const Args& a, uint64_t& out, bool required) {
                     : absl::OkStatus();
   }
   if (!absl::SimpleAtoi(it->second, &out)) {
-    return absl::InvalidArgumentError(absl::StrCat("--seed is '", it->second, "'; need an integer in [0, 2^64)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seed is '", it->second, "'; need an integer in [0, 2^64)"));
   }
   return absl::OkStatus();
 }
@@ -123,7 +132,8 @@ absl::Status RunScene(const Args& a) {
   if (absl::Status s = GetInt(a, "frames", frames); !s.ok()) return s;
   if (absl::Status s = CheckRenderArgs(size, frames); !s.ok()) return s;
   auto out_it = a.flags.find("out");
-  if (out_it == a.flags.end() || out_it->second.empty()) return absl::InvalidArgumentError("--out DIR is required");
+  if (out_it == a.flags.end() || out_it->second.empty())
+    return absl::InvalidArgumentError("--out DIR is required");
   const std::string dir = out_it->second;
   if (absl::Status s = MakeDir(dir, "out"); !s.ok()) return s;
 
@@ -135,10 +145,11 @@ absl::Status RunScene(const Args& a) {
     const RenderedFrame& f = (*rendered)[i];
     rgb.push_back(f.rgb);
     // Labels as 8-bit PGM: 0 background, i + 1 object i.
-    std::ofstream pgm(absl::StrCat(dir, "/labels_", FrameFileName(static_cast<int>(i)).substr(6, 4), ".pgm"),
+    std::ofstream pgm(absl::StrFormat("%s/labels_%04d.pgm", dir, i),
                       std::ios::binary | std::ios::trunc);
     pgm << "P5\n" << size << " " << size << "\n255\n";
-    pgm.write(reinterpret_cast<const char*>(f.label.data()), static_cast<std::streamsize>(f.label.size()));
+    pgm.write(reinterpret_cast<const char*>(f.label.data()),
+              static_cast<std::streamsize>(f.label.size()));
     if (!pgm) return absl::UnavailableError(absl::StrCat(dir, ": writing labels failed"));
   }
   if (absl::Status s = WriteFrameFolder(dir, rgb); !s.ok()) return s;
@@ -150,7 +161,8 @@ absl::Status RunScene(const Args& a) {
   const std::string caption = Caption(scene);
   if (absl::Status s = WriteText(dir + "/caption.txt", caption + "\n"); !s.ok()) return s;
   std::printf("seed %llu: %d frames %dx%d at %d fps -> %s\n  caption: %s\n",
-              static_cast<unsigned long long>(seed), frames, size, size, kFps, dir.c_str(), caption.c_str());
+              static_cast<unsigned long long>(seed), frames, size, size, kFps, dir.c_str(),
+              caption.c_str());
   return absl::OkStatus();
 }
 
@@ -174,28 +186,29 @@ absl::StatusOr<std::vector<RgbFrame>> LoadGenerated(const std::string& dir, int 
     frames = std::move(*read);
     for (size_t t = 0; t < frames.size(); ++t) {
       if (frames[t].width != o.size || frames[t].height != o.size) {
-        return absl::InvalidArgumentError(absl::StrCat(folder, "/", FrameFileName(static_cast<int>(t)), " is ",
-                                                       frames[t].width, "x", frames[t].height, "; need ",
-                                                       o.size, "x", o.size, " (--size)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(folder, "/", FrameFileName(static_cast<int>(t)), " is ", frames[t].width,
+                         "x", frames[t].height, "; need ", o.size, "x", o.size, " (--size)"));
       }
     }
   } else {
-    return absl::NotFoundError(absl::StrCat("--generated: neither ", mp4, " nor ", folder, "/ exists"));
+    return absl::NotFoundError(
+        absl::StrCat("--generated: neither ", mp4, " nor ", folder, "/ exists"));
   }
   if (static_cast<int>(frames.size()) == o.frames) {
     frames.erase(frames.begin(), frames.begin() + o.context_frames);
   }
   if (static_cast<int>(frames.size()) != continuation) {
-    return absl::InvalidArgumentError(absl::StrCat("--generated scene ", index, " has ", frames.size(),
-                                                   " frames; need ", continuation, " (the continuation) or ",
-                                                   o.frames, " (the whole video)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--generated scene ", index, " has ", frames.size(), " frames; need ",
+                     continuation, " (the continuation) or ", o.frames, " (the whole video)"));
   }
   return frames;
 }
 
 absl::Status RunEvalCommand(const Args& a) {
-  if (absl::Status s = CheckKnown(a, {"scenes", "seed", "context_frames", "frames", "size", "generated",
-                                      "export_context"});
+  if (absl::Status s = CheckKnown(
+          a, {"scenes", "seed", "context_frames", "frames", "size", "generated", "export_context"});
       !s.ok()) {
     return s;
   }
@@ -221,7 +234,8 @@ absl::Status RunEvalCommand(const Args& a) {
       if (absl::Status s = WriteMp4File(base + "_context.mp4", *ctx, enc); !s.ok()) return s;
       if (absl::Status s = WriteText(base + ".txt", Caption(scene) + "\n"); !s.ok()) return s;
       // The scene's own seed: `magi-physics scene --seed N` renders the whole scene.
-      if (absl::Status s = WriteText(base + ".seed", absl::StrCat(scene.seed, "\n")); !s.ok()) return s;
+      if (absl::Status s = WriteText(base + ".seed", absl::StrCat(scene.seed, "\n")); !s.ok())
+        return s;
     }
   }
 
@@ -231,17 +245,19 @@ absl::Status RunEvalCommand(const Args& a) {
     if (!std::filesystem::is_directory(dir)) {
       return absl::NotFoundError(absl::StrCat("--generated ", dir, ": not a directory"));
     }
-    extra.emplace_back(absl::StrCat("generated (", std::filesystem::path(dir).filename().string(), ")"),
-                       [dir, o](int index, const Scene&, const std::vector<RgbFrame>&) {
-                         return LoadGenerated(dir, index, o);
-                       });
+    extra.emplace_back(
+        absl::StrCat("generated (", std::filesystem::path(dir).filename().string(), ")"),
+        [dir, o](int index, const Scene&, const std::vector<RgbFrame>&) {
+          return LoadGenerated(dir, index, o);
+        });
   }
   absl::StatusOr<std::vector<MethodRow>> rows = RunEval(o, extra);
   if (!rows.ok()) return rows.status();
-  std::printf("Physics-IQ-style continuation, %d held-out scenes (seed %llu), %dx%d, %d context + %d "
-              "continuation frames at %d fps\n",
-              o.scenes, static_cast<unsigned long long>(o.seed), o.size, o.size, o.context_frames,
-              o.frames - o.context_frames, kFps);
+  std::printf(
+      "Physics-IQ-style continuation, %d held-out scenes (seed %llu), %dx%d, %d context + %d "
+      "continuation frames at %d fps\n",
+      o.scenes, static_cast<unsigned long long>(o.seed), o.size, o.size, o.context_frames,
+      o.frames - o.context_frames, kFps);
   std::fputs(FormatTable(*rows).c_str(), stdout);
   return absl::OkStatus();
 }
@@ -259,7 +275,8 @@ int Main(int argc, char** argv) {
     std::fputs(kUsage, args->command == "help" ? stdout : stderr);
     return args->command == "help" ? 0 : 2;
   } else {
-    s = absl::InvalidArgumentError(absl::StrCat("unknown command '", args->command, "'; allowed: scene, eval"));
+    s = absl::InvalidArgumentError(
+        absl::StrCat("unknown command '", args->command, "'; allowed: scene, eval"));
   }
   if (!s.ok()) {
     std::fprintf(stderr, "magi-physics: %s\n%s", std::string(s.message()).c_str(), kUsage);

@@ -82,17 +82,17 @@ absl::StatusOr<std::vector<BinaryMask>> MotionMasks(const std::vector<RgbFrame>&
         absl::StrCat("MotionMaskOptions.alpha is ", options.alpha, "; allowed: (0, 1]"));
   }
   if (options.morph_kernel < 1 || options.morph_kernel % 2 == 0 || options.morph_kernel > 31) {
-    return absl::InvalidArgumentError(absl::StrCat("MotionMaskOptions.morph_kernel is ",
-                                                   options.morph_kernel,
-                                                   "; allowed: odd, in [1, 31]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MotionMaskOptions.morph_kernel is ", options.morph_kernel, "; allowed: odd, in [1, 31]"));
   }
   const int w = frames[0].width, h = frames[0].height;
   const size_t n = static_cast<size_t>(w) * h;
   for (size_t t = 0; t < frames.size(); ++t) {
-    if (frames[t].width != w || frames[t].height != h || frames[t].rgb24.size() != n * 3 || n == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("frame ", t, " is ", frames[t].width, "x",
-                                                     frames[t].height, " with ", frames[t].rgb24.size(),
-                                                     " bytes; frame 0 is ", w, "x", h));
+    if (frames[t].width != w || frames[t].height != h || frames[t].rgb24.size() != n * 3 ||
+        n == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("frame ", t, " is ", frames[t].width, "x", frames[t].height, " with ",
+                       frames[t].rgb24.size(), " bytes; frame 0 is ", w, "x", h));
     }
   }
   std::vector<double> background(n);
@@ -117,8 +117,8 @@ absl::StatusOr<std::vector<BinaryMask>> MotionMasks(const std::vector<RgbFrame>&
     }
     if (options.morph_kernel > 1) {
       const int k = options.morph_kernel;
-      m = Morph(Morph(m, k, /*take_max=*/false), k, /*take_max=*/true);   // opening
-      m = Morph(Morph(m, k, /*take_max=*/true), k, /*take_max=*/false);   // closing
+      m = Morph(Morph(m, k, /*take_max=*/false), k, /*take_max=*/true);  // opening
+      m = Morph(Morph(m, k, /*take_max=*/true), k, /*take_max=*/false);  // closing
     }
     masks.push_back(std::move(m));
   }
@@ -230,9 +230,9 @@ SceneMetrics PhysicalVarianceOfTruth() {
 absl::StatusOr<MethodSummary> Summarize(const std::vector<SceneMetrics>& scenes,
                                         const std::vector<SceneMetrics>& variance) {
   if (scenes.empty() || scenes.size() != variance.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("Summarize: ", scenes.size(), " scenes and ",
-                                                   variance.size(),
-                                                   " variance references; need the same number, at least 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Summarize: ", scenes.size(), " scenes and ", variance.size(),
+                     " variance references; need the same number, at least 1"));
   }
   SceneMetrics mean, var;
   for (size_t i = 0; i < scenes.size(); ++i) {
@@ -255,10 +255,11 @@ absl::StatusOr<MethodSummary> Summarize(const std::vector<SceneMetrics>& scenes,
   if (var.spatial_iou <= 0.0 || var.spatiotemporal_iou <= 0.0 || var.weighted_spatial_iou <= 0.0) {
     return absl::InvalidArgumentError("Summarize: a physical-variance IoU mean is 0");
   }
-  const double raw = (mean.spatial_iou / var.spatial_iou +
-                      mean.spatiotemporal_iou / var.spatiotemporal_iou +
-                      mean.weighted_spatial_iou / var.weighted_spatial_iou) / 3.0 -
-                     (mean.mse - var.mse);
+  const double raw =
+      (mean.spatial_iou / var.spatial_iou + mean.spatiotemporal_iou / var.spatiotemporal_iou +
+       mean.weighted_spatial_iou / var.weighted_spatial_iou) /
+          3.0 -
+      (mean.mse - var.mse);
   MethodSummary out;
   out.mean = mean;
   out.physics_iq = 100.0 * std::min(1.0, std::max(0.0, raw));

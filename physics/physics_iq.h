@@ -57,9 +57,9 @@ struct BinaryMask {
 };
 
 struct MotionMaskOptions {
-  int threshold = 10;        // |gray - background| above this is motion (theirs: 10)
-  double alpha = 0.3;        // running-average weight of the new frame (theirs: 0.3)
-  int morph_kernel = 3;      // odd square kernel for opening + closing; 1 = none (theirs: 5)
+  int threshold = 10;    // |gray - background| above this is motion (theirs: 10)
+  double alpha = 0.3;    // running-average weight of the new frame (theirs: 0.3)
+  int morph_kernel = 3;  // odd square kernel for opening + closing; 1 = none (theirs: 5)
 };
 
 // OpenCV's BGR2GRAY value of one RGB pixel.

@@ -72,8 +72,8 @@ absl::StatusOr<RgbFrame> ReadPpm(const std::string& path) {
   }
   RgbFrame f(w, h);
   if (s.size() - pos < f.rgb24.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: ", s.size() - pos,
-                                                   " pixel bytes, need ", f.rgb24.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": truncated: ", s.size() - pos, " pixel bytes, need ", f.rgb24.size()));
   }
   std::copy(s.begin() + pos, s.begin() + pos + f.rgb24.size(), f.rgb24.begin());
   return f;

@@ -144,7 +144,7 @@ double SplitMix64::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p
 
 const std::vector<Colour>& Palette() {
   static const std::vector<Colour>* palette = new std::vector<Colour>{
-      {"red", 220, 40, 40},    {"green", 40, 170, 60},   {"blue", 40, 80, 220},
+      {"red", 220, 40, 40},     {"green", 40, 170, 60},   {"blue", 40, 80, 220},
       {"yellow", 230, 200, 30}, {"purple", 150, 60, 190}, {"orange", 245, 130, 20},
   };
   return *palette;
@@ -261,8 +261,9 @@ double TotalEnergy(const std::vector<ObjectState>& objects) {
 absl::Status CheckRenderArgs(int size, int num_frames, const char* size_flag,
                              const char* frames_flag) {
   if (size < kSizeMultiple || size > kMaxSize || size % kSizeMultiple != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--", size_flag, " is ", size, "; allowed: a multiple of ",
-                                                   kSizeMultiple, " in [", kSizeMultiple, ", ", kMaxSize, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("--", size_flag, " is ", size,
+                                                   "; allowed: a multiple of ", kSizeMultiple,
+                                                   " in [", kSizeMultiple, ", ", kMaxSize, "]"));
   }
   if (num_frames < 1 || num_frames > kMaxFrames) {
     return absl::InvalidArgumentError(
@@ -307,7 +308,7 @@ RenderedFrame RenderFrame(const Scene& scene, const std::vector<ObjectState>& ob
 }
 
 absl::StatusOr<std::vector<RenderedFrame>> RenderScene(const Scene& scene, int size,
-                                                      int num_frames) {
+                                                       int num_frames) {
   absl::Status ok = CheckRenderArgs(size, num_frames);
   if (!ok.ok()) return ok;
   std::vector<RenderedFrame> frames;
@@ -318,8 +319,7 @@ absl::StatusOr<std::vector<RenderedFrame>> RenderScene(const Scene& scene, int s
   return frames;
 }
 
-absl::StatusOr<std::vector<RgbFrame>> RenderSceneRgb(const Scene& scene, int size,
-                                                    int num_frames) {
+absl::StatusOr<std::vector<RgbFrame>> RenderSceneRgb(const Scene& scene, int size, int num_frames) {
   absl::StatusOr<std::vector<RenderedFrame>> rendered = RenderScene(scene, size, num_frames);
   if (!rendered.ok()) return rendered.status();
   std::vector<RgbFrame> frames;

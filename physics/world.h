@@ -42,11 +42,11 @@ inline constexpr int kSizeMultiple = 16;
 inline constexpr int kDefaultFrames = 96;
 inline constexpr int kMaxFrames = 1024;
 inline constexpr int kMaxObjects = 3;
-inline constexpr double kGravity = 2.5;               // world units / s^2
+inline constexpr double kGravity = 2.5;  // world units / s^2
 inline constexpr int kSubstepsPerFrame = 16;
 inline constexpr double kBallFloorRestitution = 0.8;
 inline constexpr double kBoxFloorRestitution = 0.3;
-inline constexpr double kBoxFloorFriction = 0.1;      // kinetic friction coefficient
+inline constexpr double kBoxFloorFriction = 0.1;  // kinetic friction coefficient
 
 // splitmix64 (Steele, Lea, Flood 2014): a tiny, well-mixed 64-bit generator whose output is
 // the same everywhere. Thread-compatible.
@@ -69,9 +69,9 @@ enum class Shape { kBall, kBox };
 
 // How an object starts, which is also what its caption says.
 enum class Motion {
-  kFall,     // released at rest in the air: falls and bounces in place
-  kThrow,    // released in the air moving sideways: falls and bounces to one side
-  kSlide,    // on the floor moving sideways (a ball rolls, a box slides and stops)
+  kFall,   // released at rest in the air: falls and bounces in place
+  kThrow,  // released in the air moving sideways: falls and bounces to one side
+  kSlide,  // on the floor moving sideways (a ball rolls, a box slides and stops)
 };
 
 struct Colour {
@@ -84,9 +84,9 @@ const std::vector<Colour>& Palette();
 
 struct ObjectState {
   Shape shape = Shape::kBall;
-  int colour = 0;         // index into Palette()
+  int colour = 0;  // index into Palette()
   Motion motion = Motion::kFall;
-  double half_w = 0.08;   // a ball's radius is half_w (== half_h)
+  double half_w = 0.08;  // a ball's radius is half_w (== half_h)
   double half_h = 0.08;
   double x = 0.5, y = 0.5;    // centre
   double vx = 0.0, vy = 0.0;  // world units / s
@@ -135,7 +135,7 @@ RenderedFrame RenderFrame(const Scene& scene, const std::vector<ObjectState>& ob
 
 // Simulates and renders frames 0..num_frames-1 of `scene`. Errors as CheckRenderArgs.
 absl::StatusOr<std::vector<RenderedFrame>> RenderScene(const Scene& scene, int size,
-                                                      int num_frames);
+                                                       int num_frames);
 
 // Only the RGB frames of RenderScene.
 absl::StatusOr<std::vector<RgbFrame>> RenderSceneRgb(const Scene& scene, int size, int num_frames);

@@ -43,8 +43,9 @@ TEST(ContinuationEvalTest, GroundTruthIs100AndRepeatLastFrameIsWorse) {
 TEST(ContinuationEvalTest, AModelSourceGetsItsRow) {
   const EvalOptions o = Small();
   int calls = 0;
-  ContinuationSource perfect = [&](int index, const Scene& scene, const std::vector<RgbFrame>& context)
-      -> absl::StatusOr<std::vector<RgbFrame>> {
+  ContinuationSource perfect =
+      [&](int index, const Scene& scene,
+          const std::vector<RgbFrame>& context) -> absl::StatusOr<std::vector<RgbFrame>> {
     ++calls;
     EXPECT_EQ(scene.seed, EvalSceneSeed(o.seed, index));
     EXPECT_EQ(static_cast<int>(context.size()), o.context_frames);
@@ -53,8 +54,9 @@ TEST(ContinuationEvalTest, AModelSourceGetsItsRow) {
     return std::vector<RgbFrame>(all->begin() + o.context_frames, all->end());
   };
   // A continuation one frame late: worse than the truth, better than freezing.
-  ContinuationSource late = [&](int, const Scene& scene, const std::vector<RgbFrame>&)
-      -> absl::StatusOr<std::vector<RgbFrame>> {
+  ContinuationSource late =
+      [&](int, const Scene& scene,
+          const std::vector<RgbFrame>&) -> absl::StatusOr<std::vector<RgbFrame>> {
     absl::StatusOr<std::vector<RgbFrame>> all = RenderSceneRgb(scene, o.size, o.frames);
     if (!all.ok()) return all.status();
     return std::vector<RgbFrame>(all->begin() + o.context_frames - 1, all->end() - 1);
@@ -75,7 +77,8 @@ TEST(ContinuationEvalTest, WrongFrameCountIsAnErrorNamingTheMethod) {
       -> absl::StatusOr<std::vector<RgbFrame>> { return context; };
   absl::StatusOr<std::vector<MethodRow>> rows = RunEval(Small(), {{"short", short_source}});
   ASSERT_FALSE(rows.ok());
-  EXPECT_NE(rows.status().message().find("short, scene 0"), absl::string_view::npos) << rows.status();
+  EXPECT_NE(rows.status().message().find("short, scene 0"), absl::string_view::npos)
+      << rows.status();
 }
 
 TEST(ContinuationEvalTest, BadOptionsNameTheFlagAndRange) {

@@ -52,7 +52,8 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("magi_physics_cli_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           absl::StrCat("magi_physics_cli_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -92,14 +93,18 @@ TEST_F(CliTest, EvalScoresGeneratedFoldersAndMp4s) {
               Caption(MakeScene(EvalSceneSeed(5, i))) + "\n");
     EXPECT_TRUE(fs::is_regular_file(ctx / absl::StrCat("scene_", i, "_context.mp4")));
     // The true continuation as a frame folder...
-    absl::StatusOr<std::vector<RgbFrame>> all = RenderSceneRgb(MakeScene(EvalSceneSeed(5, i)), 64, 36);
+    absl::StatusOr<std::vector<RgbFrame>> all =
+        RenderSceneRgb(MakeScene(EvalSceneSeed(5, i)), 64, 36);
     ASSERT_TRUE(all.ok());
     const fs::path folder = frames / absl::StrCat("scene_", i);
     fs::create_directories(folder);
-    ASSERT_TRUE(WriteFrameFolder(folder.string(), std::vector<RgbFrame>(all->begin() + 12, all->end())).ok());
+    ASSERT_TRUE(
+        WriteFrameFolder(folder.string(), std::vector<RgbFrame>(all->begin() + 12, all->end()))
+            .ok());
     // ...and the whole true video as the CLI's own MP4.
     const fs::path full = dir_ / absl::StrCat("full", i);
-    r = Cli(absl::StrCat("scene --seed ", seed.substr(0, seed.size() - 1), " --frames 36 --out ", full.string()));
+    r = Cli(absl::StrCat("scene --seed ", seed.substr(0, seed.size() - 1), " --frames 36 --out ",
+                         full.string()));
     ASSERT_EQ(r.rc, 0) << r.output;
     fs::copy_file(full / "video.mp4", mp4 / absl::StrCat("scene_", i, ".mp4"));
   }
@@ -112,12 +117,15 @@ TEST_F(CliTest, EvalScoresGeneratedFoldersAndMp4s) {
   EXPECT_GT(score, 90.0) << "H.264 at CRF 12 keeps nearly everything\n" << r.output;
   EXPECT_LT(score, 100.0) << "but not bit-exact";
   // One scene short: the error names the flag, the scene and the counts.
-  r = Cli(absl::StrCat("eval --scenes 4 --seed 5 --frames 36 --context_frames 12 --generated ", frames.string()));
+  r = Cli(absl::StrCat("eval --scenes 4 --seed 5 --frames 36 --context_frames 12 --generated ",
+                       frames.string()));
   EXPECT_EQ(r.rc, 1) << r.output;
   EXPECT_NE(r.output.find("scene 3: --generated: neither"), std::string::npos) << r.output;
-  r = Cli(absl::StrCat("eval --scenes 3 --seed 5 --frames 36 --context_frames 11 --generated ", frames.string()));
+  r = Cli(absl::StrCat("eval --scenes 3 --seed 5 --frames 36 --context_frames 11 --generated ",
+                       frames.string()));
   EXPECT_EQ(r.rc, 2) << r.output;
-  EXPECT_NE(r.output.find("has 24 frames; need 25 (the continuation) or 36"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("has 24 frames; need 25 (the continuation) or 36"), std::string::npos)
+      << r.output;
 }
 
 TEST_F(CliTest, BadFlagsExit2NamingTheFlagAndRange) {

@@ -74,8 +74,9 @@ TEST(VideoIouTest, SpatialSpatiotemporalAndWeighted) {
 
 TEST(MseTest, ScaledToUnitRange) {
   EXPECT_DOUBLE_EQ(*MeanSquaredError({Filled(4, 4, 0)}, {Filled(4, 4, 255)}), 1.0);
-  EXPECT_NEAR(*MeanSquaredError({Filled(4, 4, 0), Filled(4, 4, 9)}, {Filled(4, 4, 51), Filled(4, 4, 9)}),
-              0.04 / 2, 1e-12);
+  EXPECT_NEAR(
+      *MeanSquaredError({Filled(4, 4, 0), Filled(4, 4, 9)}, {Filled(4, 4, 51), Filled(4, 4, 9)}),
+      0.04 / 2, 1e-12);
   EXPECT_FALSE(MeanSquaredError({Filled(4, 4, 0)}, {Filled(4, 2, 0)}).ok());
   EXPECT_FALSE(MeanSquaredError({}, {}).ok());
 }
@@ -136,7 +137,8 @@ TEST(PhysicsIqScoreTest, TruthIs100AndTheScoreIsClipped) {
   ASSERT_TRUE(self.ok()) << self.status();
   EXPECT_DOUBLE_EQ(self->spatial_iou, 1.0);
   EXPECT_DOUBLE_EQ(self->mse, 0.0);
-  absl::StatusOr<MethodSummary> s = Summarize({*self, *self}, {PhysicalVarianceOfTruth(), PhysicalVarianceOfTruth()});
+  absl::StatusOr<MethodSummary> s =
+      Summarize({*self, *self}, {PhysicalVarianceOfTruth(), PhysicalVarianceOfTruth()});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_DOUBLE_EQ(s->physics_iq, 100.0);
 

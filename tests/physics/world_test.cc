@@ -120,7 +120,8 @@ TEST(WorldTest, DroppedBallFallsBouncesAndStaysInFrame) {
   EXPECT_NEAR(ys[contact - 1], floor_y, 2.5) << "the turn should be at the floor";
   // ...then bounces: y decreases clearly afterwards.
   double min_after = ys[contact - 1];
-  for (size_t t = contact; t < contact + 10 && t < ys.size(); ++t) min_after = std::min(min_after, ys[t]);
+  for (size_t t = contact; t < contact + 10 && t < ys.size(); ++t)
+    min_after = std::min(min_after, ys[t]);
   EXPECT_LT(min_after, ys[contact - 1] - 3.0);
   // Horizontal position untouched by a vertical drop.
   EXPECT_NEAR(Centroid(frames.back(), 1).x, 0.5 * kDefaultSize, 0.5);
@@ -129,7 +130,8 @@ TEST(WorldTest, DroppedBallFallsBouncesAndStaysInFrame) {
 TEST(WorldTest, EnergyDoesNotGrow) {
   const std::vector<std::vector<ObjectState>> one = Simulate(OneBall(0.3, 0.2, 0.08, 0.5), 240);
   const double e0 = TotalEnergy(one[0]);
-  for (size_t t = 0; t < one.size(); ++t) ASSERT_LE(TotalEnergy(one[t]), e0 * 1.005) << "frame " << t;
+  for (size_t t = 0; t < one.size(); ++t)
+    ASSERT_LE(TotalEnergy(one[t]), e0 * 1.005) << "frame " << t;
   EXPECT_LT(TotalEnergy(one.back()), 0.9 * e0) << "floor bounces must take energy out";
   // Every drawn scene, collisions included.
   for (uint64_t seed = 0; seed < 200; ++seed) {
@@ -157,7 +159,8 @@ TEST(WorldTest, BallsCollideElastically) {
   // They meet in the middle and swap velocities (equal masses, head on).
   EXPECT_LT(states.back()[0].vx, -0.45);
   EXPECT_GT(states.back()[1].vx, 0.45);
-  const double p = states.back()[0].vx * states.back()[0].Mass() + states.back()[1].vx * states.back()[1].Mass();
+  const double p =
+      states.back()[0].vx * states.back()[0].Mass() + states.back()[1].vx * states.back()[1].Mass();
   EXPECT_NEAR(p, 0.0, 1e-9);
   for (const auto& st : states) EXPECT_GE(st[1].x - st[0].x, 2 * 0.08 - 0.01);
 }
@@ -204,8 +207,8 @@ TEST(WorldTest, CaptionsNameEveryObjectsColourAndShape) {
     ASSERT_LE(scene.objects.size(), static_cast<size_t>(kMaxObjects));
     const std::string caption = Caption(scene);
     for (const ObjectState& o : scene.objects) {
-      const std::string name = std::string(Palette()[o.colour].name) +
-                               (o.shape == Shape::kBall ? " ball" : " box");
+      const std::string name =
+          std::string(Palette()[o.colour].name) + (o.shape == Shape::kBall ? " ball" : " box");
       EXPECT_NE(caption.find(name), std::string::npos) << caption;
       if (o.motion != Motion::kFall) {
         EXPECT_NE(caption.find(o.vx > 0 ? "right" : "left"), std::string::npos) << caption;

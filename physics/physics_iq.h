@@ -30,6 +30,8 @@
 //  - Kernel 3 by default (theirs 5) and no 4x downscale before comparing. They compute masks
 //    at full resolution, shrink them by 4 and re-threshold (> 127); our frames are already
 //    tiny (64 px), so we compare at the rendered size and shrink the kernel instead.
+//  - Masks stay in memory (theirs are written as an 'mp4v' video and read back, which adds
+//    codec loss to the masks themselves).
 //  - One view per scene (theirs: three cameras averaged) and the whole continuation is
 //    compared (theirs: the first 5 s at their fps).
 //

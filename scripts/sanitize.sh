@@ -3,7 +3,8 @@
 #   asan  (default): AddressSanitizer + UndefinedBehaviorSanitizer (halt on the first report)
 #   tsan:            ThreadSanitizer
 # of the test targets named below (default: the tests that need no LibTorch: media decoders
-# and encoders, the OpenAI API layer, job specs). Any sanitizer report fails the run.
+# and encoders, the OpenAI API layer, job specs, the physics world and metrics). Any
+# sanitizer report fails the run.
 # Usage: scripts/sanitize.sh [asan|tsan] [TEST_TARGET...]
 # Not part of CI (it rebuilds what it tests: minutes on 2 cores; the script prints its times).
 set -euo pipefail
@@ -14,7 +15,7 @@ targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
   targets=(bad_media_test fragmented_mp4_encoder_test image_decoder_test mp4_writer_test prefix_video_decoder_test
            video_thumbnail_test job_spec_test)
-  for f in tests/api/*_test.cc; do targets+=("$(basename "$f" .cc)"); done
+  for f in tests/api/*_test.cc tests/physics/*_test.cc; do targets+=("$(basename "$f" .cc)"); done
 fi
 case "$kind" in
   asan) flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

@@ -429,7 +429,7 @@ absl::Status JobStore::PutChunk(const std::string& job_id, const ChunkRecord& c,
   {
     Stmt ins(db_, "INSERT OR REPLACE INTO chunks(job_id, idx, frame_begin, frame_end, bytes) VALUES(?,?,?,?,?)");
     if (auto st = ins.status("put chunk"); !st.ok()) {
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // the error returned is the one that matters
       return st;
     }
     ins.BindText(1, job_id);
@@ -439,7 +439,7 @@ absl::Status JobStore::PutChunk(const std::string& job_id, const ChunkRecord& c,
     ins.Bind(5, static_cast<int64_t>(fragment.size()));
     if (ins.Step() != SQLITE_DONE) {
       auto err = SqlError(db_, "put chunk");
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // the error returned is the one that matters
       return err;
     }
     Stmt up(db_, "UPDATE jobs SET chunks_done=? WHERE job_id=?");
@@ -447,7 +447,7 @@ absl::Status JobStore::PutChunk(const std::string& job_id, const ChunkRecord& c,
     up.BindText(2, job_id);
     if (up.Step() != SQLITE_DONE) {
       auto err = SqlError(db_, "count chunk");
-      Exec("ROLLBACK");
+      Exec("ROLLBACK").IgnoreError();  // the error returned is the one that matters
       return err;
     }
   }

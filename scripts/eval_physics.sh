@@ -22,13 +22,14 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 "$PHYS" eval --scenes "$SCENES" --seed "$SEED" --context_frames "$CONTEXT" --frames "$FRAMES" --size "$SIZE" \
   --export_context "$WORK/context" >/dev/null
-mkdir -p "$WORK/generated"
+OUT="$WORK/$(basename "$(cd "$MODEL_DIR" && pwd)")"  # the table names the row after it
+mkdir -p "$OUT"
 steps=()
 [[ -n ${STEPS:-} ]] && steps=(--steps "$STEPS")
 for ((i = 0; i < SCENES; i++)); do
   "$MAGI" generate --model_dir "$MODEL_DIR" --quiet --mode v2v --prefix_video "$WORK/context/scene_${i}_context.mp4" \
     --prompt "$(cat "$WORK/context/scene_${i}.txt")" --frames $((FRAMES - CONTEXT)) --width "$SIZE" --height "$SIZE" \
-    "${steps[@]}" --output "$WORK/generated/scene_${i}.mp4"
+    "${steps[@]}" --output "$OUT/scene_${i}.mp4"
 done
 "$PHYS" eval --scenes "$SCENES" --seed "$SEED" --context_frames "$CONTEXT" --frames "$FRAMES" --size "$SIZE" \
-  --generated "$WORK/generated"
+  --generated "$OUT"

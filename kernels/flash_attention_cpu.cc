@@ -7,8 +7,15 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/Config.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+
+// at::parallel_for is inline: compiled without OpenMP against an OpenMP LibTorch it silently
+// runs serially (this kernel did, on one thread of two). kernels/CMakeLists.txt adds -fopenmp.
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "kernels/flash_attention_cpu.cc must be compiled with OpenMP (kernels/CMakeLists.txt links OpenMP::OpenMP_CXX)"
+#endif
 
 #include "kernels/flash_attention_kernel.h"
 

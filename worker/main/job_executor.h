@@ -7,7 +7,10 @@
 // fragment sequence continue exactly where the previous attempt stopped and the stored
 // fragments plus the new ones form one valid MP4.
 //
-// Thread safety: Run() on one thread; Cancel() from any thread. Not copyable.
+// Thread safety: Run() on one thread; Cancel() from any thread. As a FrameSink it takes
+// OnChunk / OnPrefixChunk from the runner's delivery thread (job_runner.h) concurrently with
+// the other calls: the chunk writer is touched only by those two, the flags are atomics and
+// the send function is the link's (which serialises writes). Not copyable.
 #ifndef MAGI_WORKER_MAIN_JOB_EXECUTOR_H_
 #define MAGI_WORKER_MAIN_JOB_EXECUTOR_H_
 

@@ -429,35 +429,48 @@ TEST_F(ModelJobRunnerTest, HonoursCancel) {
 }
 
 // Issue #16 item 5: a chunk is decoded and delivered while the engine computes the next
-// stage. The sink holds chunk 0 until the engine reports progress made after it arrived:
-// with delivery on the engine's thread no step can run meanwhile and the wait times out.
-// The video equals the inline delivery's frame for frame.
+// stage. The engine reports the step that made chunk 0 clean only after handing chunk 0 over
+// (kStop skips that report), so with inline delivery that report cannot arrive while the sink
+// holds chunk 0; with the delivery thread it comes at once (the first chunk never waits for
+// queue space). The inline run tells which step that is; the overlapped run's sink holds chunk
+// 0 until it sees it (up to 10 s). The video equals the inline delivery's frame for frame.
 TEST_F(ModelJobRunnerTest, DeliversAChunkWhileTheEngineComputesTheNext) {
-  RecordingSink sink;
-  bool stepped_meanwhile = false;
-  sink.on_chunk = [&](int index) {
-    if (index != 0) return;
-    const int at_arrival = sink.progress_calls.load();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (sink.progress_calls.load() > at_arrival) {
-        stepped_meanwhile = true;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  };
-  ASSERT_TRUE(runner_->Run(Job(4 * 24), sink).ok());
-  EXPECT_TRUE(stepped_meanwhile) << "no engine step ran while chunk 0 was being delivered";
-  ASSERT_EQ(sink.chunks.size(), 4u);
-
   ModelRunnerOptions inline_options;
   inline_options.overlap_decode = false;
   auto inline_runner = ModelJobRunner::Load((*dir_ / "tiny").string(), inline_options);
   ASSERT_TRUE(inline_runner.ok()) << inline_runner.status();
   RecordingSink inline_sink;
+  int step_before_chunk0 = -1;
+  inline_sink.on_chunk = [&](int index) {
+    if (index != 0) return;
+    std::lock_guard<std::mutex> lock(inline_sink.mu);
+    step_before_chunk0 = inline_sink.last.step;
+  };
   ASSERT_TRUE((*inline_runner)->Run(Job(4 * 24), inline_sink).ok());
   ASSERT_EQ(inline_sink.chunks.size(), 4u);
+  ASSERT_GE(step_before_chunk0, 0);
+  const int clean_step = step_before_chunk0 + 1;  // the report that follows chunk 0's hand-over
+
+  RecordingSink sink;
+  bool stepped_meanwhile = false;
+  sink.on_chunk = [&](int index) {
+    if (index != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(sink.mu);
+        if (sink.last.step >= clean_step) {
+          stepped_meanwhile = true;
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ASSERT_TRUE(runner_->Run(Job(4 * 24), sink).ok());
+  EXPECT_TRUE(stepped_meanwhile) << "the engine reported no step " << clean_step
+                                 << " while chunk 0 was being delivered";
+  ASSERT_EQ(sink.chunks.size(), 4u);
   for (int i = 0; i < 4; ++i) {
     ASSERT_EQ(sink.chunks[i].second.size(), inline_sink.chunks[i].second.size());
     for (size_t f = 0; f < sink.chunks[i].second.size(); ++f) {

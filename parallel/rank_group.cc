@@ -358,9 +358,11 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       }
       return comm;
     };
-    const int index_base = g->cfg_rank_ * (tp + cp);  // distinct store keys per replica
-    MAGI_ASSIGN_OR_RETURN(auto tp_comm, make_nccl("tp", index_base + g->layout_.cp_rank, g->layout_.tp_rank, tp));
-    MAGI_ASSIGN_OR_RETURN(auto cp_comm, make_nccl("cp", index_base + g->layout_.tp_rank, g->layout_.cp_rank, cp));
+    // Group indices unique over replicas: TP group (replica, cp_rank), CP group (replica, tp_rank).
+    MAGI_ASSIGN_OR_RETURN(auto tp_comm,
+                          make_nccl("tp", g->cfg_rank_ * cp + g->layout_.cp_rank, g->layout_.tp_rank, tp));
+    MAGI_ASSIGN_OR_RETURN(auto cp_comm,
+                          make_nccl("cp", g->cfg_rank_ * tp + g->layout_.tp_rank, g->layout_.cp_rank, cp));
     MAGI_ASSIGN_OR_RETURN(auto cfg_comm, make_nccl("cfg", model_rank, g->cfg_rank_, cfg));
     g->tp_ = std::move(tp_comm);
     g->cp_ = std::move(cp_comm);

@@ -248,7 +248,7 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
     const int64_t m = static_cast<int64_t>(n) - extra;
     const int64_t width = m * cw;
     Communicator* split = o.cfg_comm != nullptr && o.cfg_comm->size() > 1 ? o.cfg_comm : nullptr;
-    const CfgPasses mine = split ? CfgPasses::For(split->rank(), split->size(), m) : CfgPasses::For(0, 1, m);
+    const CfgPasses mine = CfgPasses::For(split ? split->rank() : 0, split ? split->size() : 1, m);
     const int64_t C = s.x.size(1), H = s.x.size(3), W = s.x.size(4);
     const auto out_options = s.x.options().dtype(at::kFloat).device(dev);
     at::Tensor out1, out2, out3b;

@@ -63,8 +63,9 @@ struct CfgPasses {
 // written into rank 0's cache too. Rank 0 cannot make them itself: the clean chunk's K/V
 // differ between the passes (adaLN takes null_caption_embedding row Ly-2 in B1, Ly-1 in B2;
 // spec dit.md §3.5), so spec parallel.md §3's "identical in A and B" does not hold.
-// Bytes per dispatcher call: one clean chunk's K/V, all layers (24B at 720p: 48 layers x 7200
-// tokens x 8 groups x 256 x 2 bytes = 1.4 GB in bf16, once per stage).
+// Bytes per dispatcher call: one clean chunk's K/V, all layers, this rank's share (computed for
+// the 24B at 720p: 48 layers x 21,600 tokens x 8 groups x 2 x 128 x 2 bytes = 4.2 GB in bf16
+// unsharded, 0.53 GB per rank at CP 8; once per stage).
 class CfgCacheMirror {
  public:
   // `cache`: this rank's real cache on `device` (not owned); `comm`: the CFG group (size >= 2).

@@ -112,7 +112,7 @@ absl::Status SharePrefix(Communicator& world, bool leader, bool leader_ok, at::T
 // i.e. at the points where the inline decode reported it, so a group meets it where it did.
 class ChunkDelivery {
  public:
-  using Work = std::function<absl::Status(const at::Tensor& latent, int chunk)>;
+  using Work = std::function<absl::Status(const at::Tensor& latent, int chunk, int64_t frames)>;
   ChunkDelivery(Work work, c10::Device device)
       : work_(std::move(work)), device_(device), threads_(at::get_num_threads()) {
     thread_ = std::thread([this] { Loop(); });
@@ -127,8 +127,8 @@ class ChunkDelivery {
   // Queues `latent` (owned by the caller's copy) for delivery; the first error of an earlier
   // delivery instead, if one failed. Waits while two chunks are already queued, so a slow
   // client holds at most that many decoded-to-be chunks here.
-  absl::Status Push(at::Tensor latent, int chunk) {
-    Item item{std::move(latent), chunk, std::nullopt};
+  absl::Status Push(at::Tensor latent, int chunk, int64_t frames) {
+    Item item{std::move(latent), chunk, frames, std::nullopt};
     if (device_.is_cuda()) {
       c10::impl::VirtualGuardImpl impl(device_.type());
       item.ready.emplace(device_.type());
@@ -165,6 +165,7 @@ class ChunkDelivery {
   struct Item {
     at::Tensor latent;
     int chunk = 0;
+    int64_t frames = 0;  // video frames it decodes to (ChunkFrameCount)
     std::optional<c10::Event> ready;
   };
   void Loop() {
@@ -192,7 +193,7 @@ class ChunkDelivery {
       if (item->ready) item->ready->block(stream->current_stream());
       absl::Status s;
       try {
-        s = work_(item->latent, item->chunk);
+        s = work_(item->latent, item->chunk, item->frames);
       } catch (const std::exception& e) {
         s = absl::InternalError(absl::StrCat("chunk ", item->chunk, " delivery: ", e.what()));
       }
@@ -593,17 +594,13 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   int64_t frames_made = 0;
   std::optional<ChunkDelivery> delivery;
   if (!options_.follower && options_.overlap_decode) {
-    delivery.emplace(
-        [&](const at::Tensor& latent, int chunk) {
-          return deliver(latent, chunk, ChunkFrameCount(chunk, layout, decode_tiles, rt.temporal_downsample_factor));
-        },
-        vae_->options().device);
+    delivery.emplace(deliver, vae_->options().device);
   }
   cb.on_chunk = [&](const EmittedChunk& e) -> absl::StatusOr<ChunkAction> {
     const int64_t frames = ChunkFrameCount(e.chunk, layout, decode_tiles, rt.temporal_downsample_factor);
     frames_made += frames;
     if (delivery) {
-      MAGI_RETURN_IF_ERROR(delivery->Push(e.latent, e.chunk));
+      MAGI_RETURN_IF_ERROR(delivery->Push(e.latent, e.chunk, frames));
     } else if (!options_.follower) {
       MAGI_RETURN_IF_ERROR(deliver(e.latent, e.chunk, frames));
     }

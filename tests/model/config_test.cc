@@ -91,6 +91,11 @@ TEST(ConfigTest, NamesTheFieldOfEveryError) {
   ExpectError([](auto& j) { j["runtime_config"]["colour"] = 1; }, "unknown field runtime_config.colour");
   ExpectError([](auto& j) { j["model_config"]["num_layers"] = "34"; }, "model_config.num_layers");
   ExpectError([](auto& j) { j["model_config"]["num_layers"] = 0; }, "must be in [1, 1024]");
+  // Found by the config fuzzer: an integral float beyond int64 (4e96) was converted before the
+  // range check (undefined behaviour); a huge unsigned wrapped. Both are range errors now.
+  ExpectError([](auto& j) { j["model_config"]["num_layers"] = 4e96; }, "must be in [1, 1024], got 4e+96");
+  ExpectError([](auto& j) { j["model_config"]["num_layers"] = 18446744073709551615ull; },
+              "must be in [1, 1024], got 18446744073709551615");
   ExpectError([](auto& j) { j["model_config"]["params_dtype"] = "torch.float16"; }, "params_dtype");
   ExpectError([](auto& j) { j["model_config"]["num_query_groups"] = 7; }, "divisible by num_query_groups");
   ExpectError([](auto& j) { j["model_config"]["kv_channels"] = 64; }, "kv_channels");

@@ -1,6 +1,7 @@
 #include "worker/model/config.h"
 
 #include <cctype>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -36,8 +37,14 @@ class SectionReader {
     if (!v->is_number_integer() && !(v->is_number_float() && std::floor(v->get<double>()) == v->get<double>())) {
       return Err(name, absl::StrCat("must be an integer in [", lo, ", ", hi, "], got ", v->dump()));
     }
-    int64_t x = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(v->get<double>());
-    if (x < lo || x > hi) return Err(name, absl::StrCat("must be in [", lo, ", ", hi, "], got ", x));
+    // Range-checked before any conversion: a huge float (4e96) or unsigned value has no int64.
+    const bool in_range = v->is_number_unsigned() ? v->get<uint64_t>() <= static_cast<uint64_t>(std::max<int64_t>(hi, 0)) &&
+                                                        static_cast<int64_t>(v->get<uint64_t>()) >= lo
+                          : v->is_number_integer() ? v->get<int64_t>() >= lo && v->get<int64_t>() <= hi
+                                                   : v->get<double>() >= static_cast<double>(lo) &&
+                                                         v->get<double>() <= static_cast<double>(hi);
+    if (!in_range) return Err(name, absl::StrCat("must be in [", lo, ", ", hi, "], got ", v->dump()));
+    const int64_t x = v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(v->get<double>());
     *out = x;
     return absl::OkStatus();
   }

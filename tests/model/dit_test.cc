@@ -166,6 +166,89 @@ TEST_F(DitTest, TokenChunkingDoesNotChangeTheOutput) {
   }
 }
 
+// Calls of different requests in one forward (ForwardBatch): each at its own place in its
+// video (slice point, so its own RoPE rows), with its own KV cache (read and updated), its own
+// chunk timesteps, captions, key ranges and distill step count. Each output and each cache
+// update must equal the call's separate forward up to float32 GEMM roundings.
+TEST_F(DitTest, BatchedCallsEqualSeparateForwards) {
+  const ModelConfig m = SmallConfig(true);
+  auto model = Make(m, false, /*distill=*/true);
+  ASSERT_NE(model, nullptr);
+  const int64_t M = 32;
+  // A cache holding `chunks` clean chunks, written by a forward of them.
+  auto prefilled = [&](int chunks, int64_t seed) {
+    auto cache = std::make_unique<DenseKvCache>(m.num_layers, 8 * M, m.num_query_groups, m.kv_channels, at::kFloat);
+    std::vector<std::pair<int, int>> kv;
+    for (int c = 0; c < chunks; ++c) kv.push_back({0, c + 1});
+    DitForwardArgs a = Args(m, chunks, 0, kv, seed);
+    a.fwd_extra_1st_chunk = true;
+    a.kv_cache = cache.get();
+    a.update_kv_cache = true;
+    EXPECT_TRUE(model->Forward(a).ok());
+    return cache;
+  };
+  struct Call {
+    int sp;
+    int prefix_chunks;
+    int num_steps;
+    bool drop;
+    bool update;
+  };
+  const std::vector<Call> plan = {{0, 0, 8, false, false}, {1, 1, 16, true, true}, {2, 2, 12, false, true}};
+  std::vector<std::unique_ptr<DenseKvCache>> solo_caches, batch_caches;
+  std::vector<DitForwardArgs> solo_args, batch_args;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Call& c = plan[i];
+    solo_caches.push_back(c.prefix_chunks > 0 ? prefilled(c.prefix_chunks, 100 + i) : nullptr);
+    batch_caches.push_back(c.prefix_chunks > 0 ? prefilled(c.prefix_chunks, 100 + i) : nullptr);
+    // Two chunks at slice point sp: the first sees the prefix and itself, the second one more.
+    DitForwardArgs a = Args(m, 2, c.sp, {{0, c.sp + 1}, {std::max(0, c.sp - 1), c.sp + 2}}, 200 + i);
+    a.num_steps = c.num_steps;
+    a.distill_interval = 1;
+    a.caption_dropout_mask = at::full({1}, c.drop, at::kBool);
+    a.update_kv_cache = c.update;
+    solo_args.push_back(a);
+    batch_args.push_back(a);
+    solo_args.back().kv_cache = solo_caches.back().get();
+    batch_args.back().kv_cache = batch_caches.back().get();
+  }
+  std::vector<const DitForwardArgs*> calls;
+  for (const auto& a : batch_args) calls.push_back(&a);
+  auto batched = model->ForwardBatch(calls);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  ASSERT_EQ(batched->size(), plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    auto solo = model->Forward(solo_args[i]);
+    ASSERT_TRUE(solo.ok()) << solo.status();
+    ASSERT_EQ((*batched)[i].sizes(), solo->sizes());
+    const double diff = ((*batched)[i] - *solo).abs().max().item<double>();
+    std::printf("call %zu: max |batched - solo| %.3g of max %.3g\n", i, diff, solo->abs().max().item<double>());
+    EXPECT_LE(diff, 5e-6 * solo->abs().max().item<double>()) << "call " << i;
+    if (plan[i].update) {
+      const int64_t rows = (plan[i].sp + 2) * M;
+      for (int layer = 0; layer < m.num_layers; ++layer) {
+        const at::Tensor a = solo_caches[i]->buffer(layer).narrow(0, 0, rows);
+        const at::Tensor b = batch_caches[i]->buffer(layer).narrow(0, 0, rows);
+        EXPECT_LE((a - b).abs().max().item<double>(), 5e-6 * a.abs().max().item<double>()) << "call " << i;
+      }
+    }
+  }
+  // Different windows cannot share a forward: the error names the call and both shapes.
+  DitForwardArgs other = Args(m, 3, 0, {{0, 1}, {0, 2}, {0, 3}}, 9);
+  other.num_steps = 8;
+  auto mismatch = model->ForwardBatch({&solo_args[0], &other});
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mismatch.status().message().find("call 1"), std::string::npos) << mismatch.status();
+  // A bad call is reported with its index.
+  DitForwardArgs bad = solo_args[0];
+  bad.kv_range = at::zeros({5, 2}, at::kInt);
+  auto refused = model->ForwardBatch({&solo_args[0], &bad});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("batched call 1: DiT forward: kv_range"), std::string::npos)
+      << refused.status();
+}
+
 TEST_F(DitTest, ReadingUnwrittenCacheRowsIsAnError) {
   const ModelConfig m = SmallConfig(false);
   auto model = Make(m);

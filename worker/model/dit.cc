@@ -89,9 +89,20 @@ struct ForwardShape {
   int64_t M = 0;                         // tokens per chunk
   int64_t S = 0;                         // tokens of the window (per batch row)
   int64_t rows = 0;                      // N * R: one per batch row and chunk
-  bool use_cache = false;
-  int64_t prefix_tokens = 0;             // cached key tokens in front of the window
+  bool use_cache = false;                // some call reads or writes its KV cache
+  int64_t prefix_tokens = 0;             // cached key tokens in front of the window (one call)
   std::vector<TokenRange> q_ranges, k_ranges;  // self-attention, batch-major (b, s)
+  // The calls of this forward, in batch order: one (all N batch rows), or one per row when
+  // calls of several requests share the forward (ForwardBatch). Each call's keys are
+  // [its cached prefix | its window], laid out in batch order from key_base on.
+  struct Call {
+    const DitForwardArgs* args = nullptr;
+    int64_t first_row = 0, rows = 1;  // batch rows [first_row, first_row + rows)
+    bool use_cache = false;
+    int64_t prefix_tokens = 0;
+    int64_t key_base = 0;
+  };
+  std::vector<Call> calls;
 };
 
 // The window embedded (spec §3.1-3.6), computed on every rank for the whole window.
@@ -149,6 +160,9 @@ struct DitModel::Impl {
   at::Tensor TimestepEmbedding(const at::Tensor& t) const;
   at::Tensor RopeTable(int64_t t_total, int64_t tp, int64_t hp, int64_t wp) const;
   absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& a, DitRecorder* rec) const;
+  absl::StatusOr<std::vector<at::Tensor>> ForwardBatch(const std::vector<const DitForwardArgs*>& calls) const;
+  // The forward of checked arguments (one call's, or the merged calls of a batch).
+  absl::StatusOr<at::Tensor> Run(const DitForwardArgs& a, const ForwardShape& shape, DitRecorder* rec) const;
 
   // The steps of Forward, in order.
   absl::StatusOr<ForwardShape> CheckArgs(const DitForwardArgs& a) const;
@@ -446,6 +460,7 @@ absl::StatusOr<ForwardShape> DitModel::Impl::CheckArgs(const DitForwardArgs& a) 
     return bad("distill_interval must be > 0 at 12 steps");
   }
   s.prefix_tokens = s.use_cache ? static_cast<int64_t>(a.slice_point) * s.M : 0;
+  s.calls.push_back({&a, 0, N, s.use_cache, s.prefix_tokens, 0});
   const int64_t key_tokens = s.prefix_tokens + N * s.S;
   at::Tensor kv_cpu = a.kv_range.to(at::kCPU).to(at::kLong).contiguous();
   for (int64_t r = 0; r < rows; ++r) {
@@ -472,15 +487,32 @@ Embedded DitModel::Impl::Embed(const DitForwardArgs& a, const ForwardShape& s, D
   e.h = patches.flatten(2).permute({2, 0, 1}).contiguous().to(pd);   // [S, N, D]
   if (rec) rec->tensors["pre.x_embed"] = e.h.to(f32);
 
-  const int64_t t_total = s.Tp + (s.Tp / R) * a.slice_point;
-  e.rope = RopeTable(t_total, s.Tp, s.Hp, s.Wp);                    // [S, 2 * half]
+  // RoPE over the window's place in its video: one table, or one per call ([S, N, 2 * half])
+  // when calls at different places share the forward.
+  auto rope_of = [&](const DitForwardArgs& c) {
+    return RopeTable(s.Tp + (s.Tp / R) * c.slice_point, s.Tp, s.Hp, s.Wp);  // [S, 2 * half]
+  };
+  if (s.calls.size() == 1) {
+    e.rope = rope_of(*s.calls[0].args);
+  } else {
+    std::vector<at::Tensor> tables;
+    for (const auto& c : s.calls) tables.push_back(rope_of(*c.args).unsqueeze(1).expand({-1, c.rows, -1}));
+    e.rope = at::cat(tables, 1);
+  }
   if (rec) rec->tensors["pre.rope"] = e.rope;
 
   at::Tensor t_flat = a.t.to(dev, f32).reshape({rows});
   at::Tensor temb = TimestepEmbedding(t_flat);                      // [N*R, Dc]
   if (options.distill) {
-    const double factor = a.num_steps == 12 ? 4.0 / a.distill_interval * 2.0 : a.num_steps / 4.0 * 2.0;
-    temb = temb + TimestepEmbedding(at::ones_like(t_flat) * static_cast<float>(factor));
+    // The shortcut-step embedding of each call's step count, on each of its rows.
+    std::vector<float> factor;
+    for (const auto& c : s.calls) {
+      const DitForwardArgs& ca = *c.args;
+      const double f = ca.num_steps == 12 ? 4.0 / ca.distill_interval * 2.0 : ca.num_steps / 4.0 * 2.0;
+      factor.insert(factor.end(), static_cast<size_t>(c.rows * R), static_cast<float>(f));
+    }
+    at::Tensor ft = at::tensor(factor, at::TensorOptions().dtype(f32)).to(dev);
+    temb = temb + TimestepEmbedding(ft);
   }
   // Caption: cross-attention tokens and the adaLN "text on/off" row.
   at::Tensor y = a.y.to(dev, f32).reshape({rows, Ly, Cy});
@@ -509,9 +541,10 @@ LayerInputs DitModel::Impl::SliceForRank(const ForwardShape& s, const UlyssesExc
   LayerInputs in{s, a, cp, e};
   const int64_t off = cp.offset(), n = cp.local();
   const at::Tensor rope = cp.Slice(e.rope);
-  const int64_t rot_half = rope.size(1) / 2;
-  in.rope_sin = rope.narrow(1, 0, rot_half).reshape({n, 1, 1, rot_half});
-  in.rope_cos = rope.narrow(1, rot_half, rot_half).reshape({n, 1, 1, rot_half});
+  const int64_t rot_half = rope.size(-1) / 2;
+  const int64_t rope_batch = rope.dim() == 3 ? rope.size(1) : 1;  // per-call tables
+  in.rope_sin = rope.narrow(-1, 0, rot_half).reshape({n, rope_batch, 1, rot_half});
+  in.rope_cos = rope.narrow(-1, rot_half, rot_half).reshape({n, rope_batch, 1, rot_half});
   in.token_chunk_index =
       at::div(at::arange(off, off + n, at::TensorOptions().dtype(at::kLong).device(options.device)), s.M, "floor");
   for (int64_t b = 0; b < s.N; ++b) {
@@ -557,7 +590,6 @@ absl::StatusOr<AttentionOutputs> DitModel::Impl::Attend(size_t li, const Layer& 
   const ModelConfig& m = config;
   const double eps = m.layernorm_epsilon;
   const ForwardShape& s = in.shape;
-  const DitForwardArgs& a = in.args;
   const int64_t N = s.N, S = s.S, n_loc = in.cp.local(), hd = m.kv_channels, cp = in.cp.size();
   const int64_t Hq = m.num_attention_heads / options.layout.tp_size, G = m.num_query_groups / options.layout.tp_size;
   // Heads / K/V groups this rank attends over after the exchange. With fewer groups than CP
@@ -580,16 +612,23 @@ absl::StatusOr<AttentionOutputs> DitModel::Impl::Attend(size_t li, const Layer& 
   at::Tensor kv_cur = kv_seq.transpose(0, 1).reshape({N * S, Gc, 2 * hd});
   at::Tensor kv_all = kv_cur;
   if (s.use_cache) {
-    // [cached prefix | this window] in one buffer on the model's device: the prefix is
-    // copied once, straight from the cache.
-    kv_all = at::empty({s.prefix_tokens + kv_cur.size(0), Gc, 2 * hd}, kv_cur.options());
-    MAGI_RETURN_IF_ERROR(
-        a.kv_cache->ReadInto(static_cast<int>(li), s.prefix_tokens, kv_all.narrow(0, 0, s.prefix_tokens)));
-    if (a.update_kv_cache || a.record_kv) {
-      const int64_t n = a.distill_nearly_clean_chunk ? (s.R - 1) * s.M : s.R * s.M;
-      MAGI_RETURN_IF_ERROR(a.kv_cache->Write(static_cast<int>(li), s.prefix_tokens, kv_cur.narrow(0, 0, n)));
+    // Per call, [cached prefix | its window] in one buffer on the model's device: the prefix
+    // is copied once, straight from the call's cache.
+    const ForwardShape::Call& last = s.calls.back();
+    kv_all = at::empty({last.key_base + last.prefix_tokens + last.rows * S, Gc, 2 * hd}, kv_cur.options());
+    for (const ForwardShape::Call& c : s.calls) {
+      const DitForwardArgs& ca = *c.args;
+      const at::Tensor window = kv_cur.narrow(0, c.first_row * S, c.rows * S);
+      if (c.use_cache) {
+        MAGI_RETURN_IF_ERROR(ca.kv_cache->ReadInto(static_cast<int>(li), c.prefix_tokens,
+                                                   kv_all.narrow(0, c.key_base, c.prefix_tokens)));
+        if (ca.update_kv_cache || ca.record_kv) {
+          const int64_t n = ca.distill_nearly_clean_chunk ? (s.R - 1) * s.M : s.R * s.M;
+          MAGI_RETURN_IF_ERROR(ca.kv_cache->Write(static_cast<int>(li), c.prefix_tokens, window.narrow(0, 0, n)));
+        }
+      }
+      kv_all.narrow(0, c.key_base + c.prefix_tokens, window.size(0)).copy_(window);
     }
-    kv_all.narrow(0, s.prefix_tokens, kv_cur.size(0)).copy_(kv_cur);
   }
   qkv.kv = kv_seq = kv_cur = q_seq = qkv.q = at::Tensor();
   at::Tensor os = RangeAttention(q_flat, kv_all.narrow(-1, 0, hd), kv_all.narrow(-1, hd, hd), s.q_ranges, s.k_ranges,
@@ -686,6 +725,75 @@ absl::StatusOr<at::Tensor> DitModel::Impl::OutputHead(const at::Tensor& h, const
 
 absl::StatusOr<at::Tensor> DitModel::Impl::Forward(const DitForwardArgs& a, DitRecorder* rec) const {
   MAGI_ASSIGN_OR_RETURN(ForwardShape shape, CheckArgs(a));              // spec §2
+  return Run(a, shape, rec);
+}
+
+absl::StatusOr<std::vector<at::Tensor>> DitModel::Impl::ForwardBatch(
+    const std::vector<const DitForwardArgs*>& calls) const {
+  if (calls.empty()) return std::vector<at::Tensor>{};
+  if (calls.size() == 1) {
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out, Forward(*calls[0], nullptr));
+    return std::vector<at::Tensor>{out};
+  }
+  // Each call is checked as if alone; then they must agree on the window's shape.
+  ForwardShape s;
+  std::vector<at::Tensor> xs, ts, ys, masks, drops;
+  int64_t key_base = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const DitForwardArgs& c = *calls[i];
+    auto checked = CheckArgs(c);
+    if (!checked.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("batched call ", i, ": ", checked.status().message()));
+    }
+    const ForwardShape& one = *checked;
+    if (one.N != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("DiT forward batch: call ", i, " has batch N = ", one.N,
+                                                     "; batched calls take N = 1 each"));
+    }
+    if (i == 0) {
+      s = one;
+      s.calls.clear();
+      s.q_ranges.clear();
+      s.k_ranges.clear();
+      s.use_cache = false;
+    } else if (one.T != s.T || one.Hl != s.Hl || one.Wl != s.Wl || one.R != s.R) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DiT forward batch: call ", i, " has window [T ", one.T, ", H ", one.Hl, ", W ", one.Wl, "] of ", one.R,
+          " chunks; call 0 has [T ", s.T, ", H ", s.Hl, ", W ", s.Wl, "] of ", s.R, ": batched calls must agree"));
+    }
+    s.calls.push_back({&c, static_cast<int64_t>(i), 1, one.use_cache, one.prefix_tokens, key_base});
+    s.use_cache = s.use_cache || one.use_cache;
+    for (int64_t r = 0; r < one.R; ++r) {
+      const int64_t row = static_cast<int64_t>(i) * one.R + r;
+      s.q_ranges.emplace_back(row * one.M, (row + 1) * one.M);
+      s.k_ranges.emplace_back(one.k_ranges[r].first + key_base, one.k_ranges[r].second + key_base);
+    }
+    key_base += one.prefix_tokens + one.S;
+    xs.push_back(c.x);
+    ts.push_back(c.t.reshape({1, one.R}));
+    ys.push_back(c.y);
+    masks.push_back(c.xattn_mask.reshape({one.R, 1, -1}));
+    drops.push_back(c.caption_dropout_mask.reshape({1}));
+  }
+  s.N = static_cast<int64_t>(calls.size());
+  s.rows = s.N * s.R;
+  s.prefix_tokens = 0;
+  DitForwardArgs merged = *calls[0];
+  merged.x = at::cat(xs, 0);
+  merged.t = at::cat(ts, 0);
+  merged.y = at::cat(ys, 0);
+  merged.xattn_mask = at::cat(masks, 0);
+  merged.caption_dropout_mask = at::cat(drops, 0);
+  merged.kv_range = at::Tensor();  // per call, in s.k_ranges
+  merged.kv_cache = nullptr;       // per call, in s.calls
+  MAGI_ASSIGN_OR_RETURN(at::Tensor out, Run(merged, s, nullptr));
+  std::vector<at::Tensor> outs;
+  for (int64_t b = 0; b < s.N; ++b) outs.push_back(out.narrow(0, b, 1));
+  return outs;
+}
+
+absl::StatusOr<at::Tensor> DitModel::Impl::Run(const DitForwardArgs& a, const ForwardShape& shape,
+                                               DitRecorder* rec) const {
   Embedded emb = Embed(a, shape, rec);                                   // §3.1-3.6, whole window
   const UlyssesExchange cp(options.cp_comm, options.layout.cp_rank, options.layout.cp_size, shape.S, shape.N);
   const LayerInputs in = SliceForRank(shape, cp, emb, a);
@@ -729,6 +837,14 @@ absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Load(const ModelConfig& conf
   impl->pd = config.params_dtype == ParamsDtype::kFloat32 ? at::kFloat : at::kBFloat16;
   MAGI_RETURN_IF_ERROR(impl->LoadAll(checkpoint));
   return std::unique_ptr<DitModel>(new DitModel(std::move(impl)));
+}
+
+absl::StatusOr<std::vector<at::Tensor>> DitModel::ForwardBatch(const std::vector<const DitForwardArgs*>& calls) const {
+  try {
+    return impl_->ForwardBatch(calls);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("DiT forward failed: ", e.what()));
+  }
 }
 
 absl::StatusOr<at::Tensor> DitModel::Forward(const DitForwardArgs& args, DitRecorder* recorder) const {

@@ -101,6 +101,14 @@ class DitModel {
   // InvalidArgument naming the argument. `recorder` (optional) receives intermediates.
   absl::StatusOr<at::Tensor> Forward(const DitForwardArgs& args, DitRecorder* recorder = nullptr) const;
 
+  // Several calls (each N = 1, e.g. of different requests) as one forward of batch N =
+  // calls.size(): their windows must have the same frames, size and chunk count; everything
+  // else is per call (timesteps, captions, key ranges, place in the video, KV cache and its
+  // updates, distill step count). Returns each call's velocity [1, C, T, H, W] in order. Equal
+  // to separate Forward() calls up to float32 rounding (the GEMMs see more rows). A call that
+  // fails its checks fails the batch with an InvalidArgument naming its index.
+  absl::StatusOr<std::vector<at::Tensor>> ForwardBatch(const std::vector<const DitForwardArgs*>& calls) const;
+
   const ModelConfig& config() const;
   const Options& options() const;
   // Bytes of the weights held by this rank.

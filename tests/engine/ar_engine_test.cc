@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/engine/fake_denoiser.h"
+#include "tests/engine/random_dit.h"
 #include "worker/engine/windowed_kv_cache.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/random_checkpoint.h"
@@ -36,36 +37,6 @@ ArRequest Request(const MagiConfig& c, int num_frames = -1) {
 }
 
 FakeDenoiser Fake(const MagiConfig& c) { return FakeDenoiser(c.model.num_layers, c.model.num_query_groups, c.model.kv_channels); }
-
-// A distilled DiT of random weights (a temporary checkpoint, removed with it) and its null
-// caption: the real model the engine runs.
-struct RandomDit {
-  std::string path;
-  std::unique_ptr<Checkpoint> ckpt;  // the weights alias it
-  std::unique_ptr<DitModel> dit;
-  at::Tensor null_caption;
-  ~RandomDit() {
-    dit.reset();
-    ckpt.reset();
-    if (!path.empty()) std::filesystem::remove(path);
-  }
-};
-
-void LoadRandomDit(const MagiConfig& c, const std::string& name, RandomDit* out) {
-  out->path = (std::filesystem::temp_directory_path() / name).string();
-  ASSERT_TRUE(WriteRandomDitCheckpoint(c.model, out->path).ok());
-  auto ckpt = Checkpoint::Open(out->path);
-  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  out->ckpt = std::move(*ckpt);
-  DitModel::Options o;
-  o.distill = true;
-  auto dit = DitModel::Load(c.model, *out->ckpt, o);
-  ASSERT_TRUE(dit.ok()) << dit.status();
-  out->dit = std::move(*dit);
-  auto null = LoadNullCaption(*out->ckpt, c.model);
-  ASSERT_TRUE(null.ok()) << null.status();
-  out->null_caption = *null;
-}
 
 TEST(ArEngine, StreamsEachChunkRightAfterTheStepThatFinishesIt) {
   MagiConfig c = Config();

@@ -190,6 +190,62 @@ TEST_F(ModelJobRunnerTest, ResumedRunEqualsAnUndisturbedOne) {
   EXPECT_NE(other.chunks[0].second[5].rgb24, full.chunks[0].second[5].rgb24);
 }
 
+// --max_jobs_per_group 3: three jobs (different lengths, seeds and prompts; one i2v-free mix of
+// window shapes) run at once on one runner, their DiT calls batched. Each job's frames equal
+// its solo run's to within one level of 255 (float32 roundings of the batched GEMMs through 4
+// steps and the VAE), and a rank group cannot take several jobs.
+TEST_F(ModelJobRunnerTest, ConcurrentJobsShareForwardsAndEachMakesItsSoloVideo) {
+  ModelRunnerOptions o;
+  o.max_concurrent_jobs = 3;
+  auto loaded = ModelJobRunner::Load((*dir_ / "tiny").string(), o);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ModelJobRunner& shared = **loaded;
+  EXPECT_EQ(shared.max_concurrent_jobs(), 3);
+  const std::vector<RunnerJob> jobs = {
+      Job(3 * 24), Job(2 * 24, 0, [](auto& r) { r.set_seed(11); }),
+      Job(4 * 24, 0, [](auto& r) { r.mutable_prompts(0)->set_text("waves breaking on a rocky shore"); })};
+  std::vector<RecordingSink> solo(jobs.size()), together(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) ASSERT_TRUE(runner_->Run(jobs[i], solo[i]).ok());
+  std::vector<absl::Status> results(jobs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = shared.Run(jobs[i], together[i]); });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i];
+    ASSERT_EQ(together[i].chunks.size(), solo[i].chunks.size());
+    int worst = 0;
+    for (size_t c = 0; c < solo[i].chunks.size(); ++c) {
+      ASSERT_EQ(together[i].chunks[c].second.size(), solo[i].chunks[c].second.size());
+      for (size_t f = 0; f < solo[i].chunks[c].second.size(); ++f) {
+        const std::vector<uint8_t>& a = together[i].chunks[c].second[f].rgb24;
+        const std::vector<uint8_t>& b = solo[i].chunks[c].second[f].rgb24;
+        ASSERT_EQ(a.size(), b.size());
+        for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(int{a[k]} - int{b[k]}));
+      }
+    }
+    std::printf("job %zu: largest pixel difference from its solo run %d / 255\n", i, worst);
+    EXPECT_LE(worst, 1) << "job " << i;
+  }
+  const ForwardBatcherStats st = shared.batch_stats();
+  std::printf("DiT calls %lld in %lld forwards, widest batch %d\n", static_cast<long long>(st.calls),
+              static_cast<long long>(st.forwards), st.max_batch);
+  EXPECT_LT(st.forwards, st.calls);
+  EXPECT_GE(st.max_batch, 2);
+  ModelRunnerOptions group;
+  group.max_concurrent_jobs = 2;
+  group.layout.tp_size = 2;
+  auto refused = ModelJobRunner::Load((*dir_ / "tiny").string(), group);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--max_jobs_per_group 2"), std::string::npos) << refused.status();
+  group.layout.tp_size = 1;
+  group.max_concurrent_jobs = 17;
+  auto too_many = ModelJobRunner::Load((*dir_ / "tiny").string(), group);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.status().message().find("[1, 16], got 17"), std::string::npos) << too_many.status();
+}
+
 // A file made by the ffmpeg CLI from its test source (the media inputs the API takes).
 std::string MakeMedia(const fs::path& dir, const std::string& name, const std::string& args) {
   const fs::path path = dir / name;

@@ -131,6 +131,60 @@ TEST_F(ServerIntegrationTest, QueueFullAndBadRequestsAreRefusedWithoutWorkers) {
   EXPECT_EQ(app_.manager().running_jobs(), 0);
 }
 
+// A group with two slots (--max_jobs_per_group 2) runs two jobs at once and never three; a
+// cancel reaches the job it names while the other runs on; every other job completes with
+// all its chunks.
+TEST_F(ServerIntegrationTest, AGroupWithTwoSlotsRunsTwoJobsAtOnce) {
+  SyntheticFrameRunner runner(absl::Milliseconds(20), 0, /*max_jobs=*/2);
+  WorkerLinkOptions lo;
+  lo.server = addr_;
+  lo.group_id = "two-slots";
+  lo.token_file = app_.worker_token_file();
+  link_ = std::make_unique<WorkerLink>(lo, &runner);
+  worker_ = std::thread([this] { link_->Run().IgnoreError(); });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ClientContext ctx;
+    ::magi::v1::SubmitResponse resp;
+    ASSERT_TRUE(stub_->Submit(&ctx, SmallRequest(2), &resp).ok());
+    ids.push_back(resp.job().job_id());
+  }
+  auto state = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    ::magi::v1::GetJobRequest g;
+    g.set_job_id(id);
+    ::magi::v1::Job job;
+    EXPECT_TRUE(stub_->GetJob(&ctx, g, &job).ok());
+    return job;
+  };
+  int most = 0;
+  bool cancelled = false;
+  for (int i = 0; i < 3000 && (app_.manager().queued_jobs() > 0 || app_.manager().running_jobs() > 0); ++i) {
+    most = std::max(most, app_.manager().running_jobs());
+    if (!cancelled && state(ids[1]).state() == ::magi::v1::JOB_STATE_RUNNING &&
+        state(ids[0]).state() == ::magi::v1::JOB_STATE_RUNNING) {
+      grpc::ClientContext ctx;
+      ::magi::v1::CancelRequest c;
+      c.set_job_id(ids[1]);
+      ::magi::v1::Job job;
+      ASSERT_TRUE(stub_->Cancel(&ctx, c, &job).ok());
+      cancelled = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(most, 2);
+  EXPECT_TRUE(cancelled) << "jobs 0 and 1 were never running together";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const ::magi::v1::Job job = state(ids[i]);
+    if (i == 1) {
+      EXPECT_EQ(job.state(), ::magi::v1::JOB_STATE_CANCELLED);
+    } else {
+      EXPECT_EQ(job.state(), ::magi::v1::JOB_STATE_SUCCEEDED) << ids[i] << ": " << job.error_message();
+      EXPECT_EQ(job.chunks_done(), 2);
+    }
+  }
+}
+
 // What makes resumption exact: an attempt that starts at chunk k re-encodes the earlier
 // chunks' frames and emits fragments identical to an uninterrupted run's.
 TEST(JobExecutorTest, ResumedAttemptEmitsIdenticalFragments) {

@@ -1,5 +1,6 @@
 #include "worker/main/worker_link.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <thread>
@@ -37,13 +38,18 @@ void WorkerLink::Drain(absl::Duration grace) {
   while (absl::Now() < deadline) {
     {
       std::lock_guard<std::mutex> lock(exec_mu_);
-      if (current_ == nullptr || !current_->running()) break;
-      current_->HandBackAfterChunk();
-      if (!logged) {
-        std::fprintf(stderr, "magi-worker: draining: job %s stops after its current chunk (up to %s)\n",
-                     current_->job_id().c_str(), absl::FormatDuration(grace).c_str());
-        logged = true;
+      bool any = false;
+      for (JobExecutor* ex : current_) {
+        if (!ex->running()) continue;
+        any = true;
+        ex->HandBackAfterChunk();
+        if (!logged) {
+          std::fprintf(stderr, "magi-worker: draining: job %s stops after its current chunk (up to %s)\n",
+                       ex->job_id().c_str(), absl::FormatDuration(grace).c_str());
+        }
       }
+      logged = logged || any;
+      if (!any) break;
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -135,7 +141,8 @@ absl::Status WorkerLink::RunSession() {
   for (const auto& m : runner_->Models()) *r->add_models() = m;
   r->set_memory_bytes(options_.memory_bytes);
   r->set_world_size(options_.world_size);
-  r->set_slots(1);
+  const int slots = std::max(1, runner_->max_concurrent_jobs());
+  r->set_slots(slots);
   r->set_runner(runner_->name());
   if (!send(reg)) {
     std::lock_guard<std::mutex> lock(ctx_mu_);
@@ -157,13 +164,23 @@ absl::Status WorkerLink::RunSession() {
     half_close_ = half_close;
   }
 
-  // Heartbeats and the job thread share this state.
+  // Heartbeats and the job threads share this state.
   std::mutex mu;
   std::condition_variable cv;
   bool session_over = false;
   int heartbeat_ms = 1000;
-  std::unique_ptr<JobExecutor> executor;
-  std::thread job_thread;
+  struct Slot {
+    std::unique_ptr<JobExecutor> executor;
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+  };
+  std::vector<Slot> jobs;  // under mu; in start order
+  auto find = [&](const std::string& job_id, int attempt) -> JobExecutor* {
+    for (auto& s : jobs) {
+      if (s.executor->job_id() == job_id && s.executor->attempt() == attempt) return s.executor.get();
+    }
+    return nullptr;
+  };
   std::thread heartbeat([&] {
     std::unique_lock<std::mutex> lock(mu);
     while (!session_over) {
@@ -171,11 +188,17 @@ absl::Status WorkerLink::RunSession() {
       if (session_over) break;
       WorkerMessage hb;
       hb.mutable_heartbeat()->set_unix_ms(absl::ToUnixMillis(absl::Now()));
-      if (executor) hb.mutable_heartbeat()->add_running_job_ids(executor->job_id());
-      if (executor && executor->running() && options_.step_timeout > absl::ZeroDuration() && !stalled_ &&
-          absl::Now() - executor->last_progress() > options_.step_timeout) {
-        stall_reason_ = absl::StrCat("job ", executor->job_id(), " made no progress for ",
-                                     absl::FormatDuration(absl::Now() - executor->last_progress()),
+      JobExecutor* wedged = nullptr;
+      for (auto& s : jobs) {
+        if (s.done->load()) continue;
+        hb.mutable_heartbeat()->add_running_job_ids(s.executor->job_id());
+        if (s.executor->running() && absl::Now() - s.executor->last_progress() > options_.step_timeout) {
+          wedged = s.executor.get();
+        }
+      }
+      if (wedged != nullptr && options_.step_timeout > absl::ZeroDuration() && !stalled_) {
+        stall_reason_ = absl::StrCat("job ", wedged->job_id(), " made no progress for ",
+                                     absl::FormatDuration(absl::Now() - wedged->last_progress()),
                                      " (--step_timeout_seconds ", absl::ToInt64Seconds(options_.step_timeout),
                                      "); a collective or the device is wedged");
         stalled_ = true;
@@ -209,7 +232,23 @@ absl::Status WorkerLink::RunSession() {
         break;
       }
       case ServerMessage::kAssign: {
-        if (job_thread.joinable()) job_thread.join();  // one slot: the previous job is done
+        // Finished jobs free their slots. The server assigns only into a free slot (it frees one
+        // at JobDone, sent as the job's last act), so when all are taken the oldest is ending.
+        std::vector<Slot> finished;
+        {
+          std::lock_guard<std::mutex> exec_lock(exec_mu_);
+          std::lock_guard<std::mutex> lock(mu);
+          for (size_t i = 0; i < jobs.size();) {
+            if (jobs[i].done->load() || (i == 0 && static_cast<int>(jobs.size()) >= slots)) {
+              current_.erase(std::remove(current_.begin(), current_.end(), jobs[i].executor.get()), current_.end());
+              finished.push_back(std::move(jobs[i]));
+              jobs.erase(jobs.begin() + static_cast<std::ptrdiff_t>(i));
+            } else {
+              ++i;
+            }
+          }
+        }
+        for (auto& s : finished) s.thread.join();
         std::lock_guard<std::mutex> exec_lock(exec_mu_);
         if (draining_) {
           std::fprintf(stderr, "magi-worker: draining: not starting job %s\n", in.assign().job_id().c_str());
@@ -218,25 +257,25 @@ absl::Status WorkerLink::RunSession() {
         std::lock_guard<std::mutex> lock(mu);
         std::fprintf(stderr, "magi-worker: job %s attempt %d starts at chunk %d\n", in.assign().job_id().c_str(),
                      static_cast<int>(in.assign().attempt()), static_cast<int>(in.assign().start_chunk()));
-        executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
-        current_ = executor.get();
-        job_thread = std::thread([ex = executor.get()] { ex->Run().IgnoreError(); });
+        Slot s;
+        s.executor = std::make_unique<JobExecutor>(*runner_, in.assign(), send);
+        current_.push_back(s.executor.get());
+        s.thread = std::thread([ex = s.executor.get(), done = s.done] {
+          ex->Run().IgnoreError();
+          *done = true;
+        });
+        jobs.push_back(std::move(s));
         break;
       }
       case ServerMessage::kCancel: {
         std::lock_guard<std::mutex> lock(mu);
-        if (executor && executor->job_id() == in.cancel().job_id() &&
-            executor->attempt() == in.cancel().attempt()) {
-          executor->Cancel();
-        }
+        if (JobExecutor* ex = find(in.cancel().job_id(), in.cancel().attempt())) ex->Cancel();
         break;
       }
       case ServerMessage::kPromptUpdate: {
         const auto& u = in.prompt_update();
         std::lock_guard<std::mutex> lock(mu);
-        if (executor && executor->job_id() == u.job_id() && executor->attempt() == u.attempt()) {
-          executor->OfferPrompt(LivePrompt{u.update_id(), u.text()});
-        }
+        if (JobExecutor* ex = find(u.job_id(), u.attempt())) ex->OfferPrompt(LivePrompt{u.update_id(), u.text()});
         break;
       }
       case ServerMessage::MSG_NOT_SET:
@@ -246,22 +285,26 @@ absl::Status WorkerLink::RunSession() {
   if (options_.health) options_.health->SetRegistered(false);
   {
     std::lock_guard<std::mutex> exec_lock(exec_mu_);
-    current_ = nullptr;
+    current_.clear();
   }
   {
     std::lock_guard<std::mutex> lock(mu);
     session_over = true;
     broken = true;
-    if (executor) executor->Cancel();
+    for (auto& s : jobs) s.executor->Cancel();
   }
   cv.notify_all();
   heartbeat.join();
-  if (stalled_ && job_thread.joinable()) {
-    // The wedged job never returns: abandon its thread and keep what it uses alive.
-    job_thread.detach();
-    executor.release();
+  for (auto& s : jobs) {
+    if (stalled_ && !s.done->load()) {
+      // A wedged job never returns: abandon its thread and keep what it uses alive.
+      s.thread.detach();
+      s.executor.release();
+    } else {
+      s.thread.join();
+    }
   }
-  if (job_thread.joinable()) job_thread.join();
+  jobs.clear();
   half_close();
   grpc::Status s = stream->Finish();
   {

@@ -1,7 +1,8 @@
 // WorkerLink: the leader's side of magi.internal.v1.WorkerPool. It dials the server, opens
-// the one bidi stream, registers the runner's models, runs each assignment on its own
-// thread through a JobExecutor, forwards cancellations, and sends heartbeats. When the
-// stream breaks, the running job is cancelled (the server re-queues it) and the link
+// the one bidi stream, registers the runner's models and slots (JobRunner::max_concurrent_jobs),
+// runs each assignment on its own thread through a JobExecutor (up to that many at once),
+// forwards cancellations and prompt updates to the job they name, and sends heartbeats. When
+// the stream breaks, the running jobs are cancelled (the server re-queues it) and the link
 // reconnects with back-off until Stop(). Every stream carries the worker token
 // (base/worker_token.h: `authorization: Bearer <first token of token_file>`); the file is
 // read again for every stream, so a rotated token is picked up at the next reconnect.
@@ -16,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -63,9 +65,9 @@ class WorkerLink {
   // at once when no token_file is set.
   absl::Status Run();
   void Stop();
-  // Eviction (SIGTERM): takes no more jobs, lets the job in progress finish its current
+  // Eviction (SIGTERM): takes no more jobs, lets each job in progress finish its current
   // chunk (JobExecutor::HandBackAfterChunk) for at most `grace`, then ends the stream; the
-  // server re-queues the job from its last finished chunk. Run() then returns. Any thread.
+  // server re-queues the jobs from their last finished chunks. Run() then returns. Any thread.
   void Drain(absl::Duration grace);
   // Streams opened and registered so far (tests).
   int sessions() const { return sessions_.load(); }
@@ -82,7 +84,7 @@ class WorkerLink {
   std::atomic<bool> stalled_{false};
   std::atomic<bool> draining_{false};
   std::mutex exec_mu_;
-  JobExecutor* current_ = nullptr;  // the session's job, for Drain
+  std::vector<JobExecutor*> current_;  // the session's jobs, for Drain
   std::string stall_reason_;  // set once, before stalled_
   std::mutex ctx_mu_;
   grpc::ClientContext* ctx_ = nullptr;

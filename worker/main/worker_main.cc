@@ -63,6 +63,10 @@ ABSL_FLAG(bool, create_tiny_model, false,
 ABSL_FLAG(bool, overlap_decode, true,
           "model runner: decode and stream each clean chunk on a thread of its own while the DiT computes the "
           "next stage (false: between model calls, on the engine's thread)");
+ABSL_FLAG(int, max_jobs_per_group, 1,
+          "jobs this worker group runs at once, in [1, 16] (the slots it registers); with the model runner their "
+          "DiT calls of the same window shape share one batched forward and the rest interleave; > 1 needs a "
+          "single-rank group (--tp, --cp and --cfg 1)");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
 ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
@@ -111,6 +115,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int world = cfg * tp * cp;
+  const int max_jobs = absl::GetFlag(FLAGS_max_jobs_per_group);
+  if (max_jobs < 1 || max_jobs > 16) {
+    std::fprintf(stderr, "magi-worker: --max_jobs_per_group: %d is out of range; allowed [1, 16]\n", max_jobs);
+    return 2;
+  }
+  if (max_jobs > 1 && world > 1) {
+    std::fprintf(stderr, "magi-worker: --max_jobs_per_group %d needs a single-rank group: a group of --cfg x --tp x "
+                         "--cp = %d ranks runs one job at a time\n", max_jobs, world);
+    return 2;
+  }
   int nproc = absl::GetFlag(FLAGS_nproc_per_node);
   if (nproc == 0) nproc = world / std::max(1, nnodes);
   if (nnodes < 1 || node_rank < 0 || node_rank >= nnodes || nproc < 1 || nproc * nnodes != world) {
@@ -189,6 +203,7 @@ int main(int argc, char** argv) {
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   ro.model.model_name = absl::GetFlag(FLAGS_model_name);
   ro.model.overlap_decode = absl::GetFlag(FLAGS_overlap_decode);
+  ro.max_concurrent_jobs = max_jobs;
   // torchrun's variables (a single rank without them): LOCAL_RANK picks this rank's GPU.
   auto rdv = magi::RendezvousFromEnv();
   if (!rdv.ok()) {

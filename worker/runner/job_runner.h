@@ -13,7 +13,8 @@
 // A runner produces RGB frames per chunk; the caller (JobExecutor) encodes them into
 // fMP4 fragments and streams them, so runners know nothing of gRPC or containers.
 //
-// Thread safety: a runner runs one job at a time. FrameSink calls happen on the thread that
+// Thread safety: a runner runs up to max_concurrent_jobs() jobs at a time, each Run() on its
+// own thread with its own sink (1 by default: one at a time). FrameSink calls happen on the thread that
 // called Run(), except OnPrefixChunk / OnChunk, which a runner may make from one other thread
 // of its own (the model runner's chunk delivery, overlapping decode with compute): those two
 // never run concurrently with each other and come in order, but may run concurrently with
@@ -97,6 +98,8 @@ class JobRunner {
   // Makes chunks [job.start_chunk, job.chunks_total): OK, CancelledError, or the error
   // (InvalidArgument for requests it cannot serve, naming the field).
   virtual absl::Status Run(const RunnerJob& job, FrameSink& sink) = 0;
+  // Jobs it runs at once (the slots its worker group registers); >= 1.
+  virtual int max_concurrent_jobs() const { return 1; }
 };
 
 }  // namespace magi

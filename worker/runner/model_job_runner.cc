@@ -24,6 +24,7 @@
 #include "parallel/communicator.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
+#include "worker/engine/forward_batcher.h"
 #include "worker/engine/guidance.h"
 #include "worker/engine/stage_plan.h"
 #include "worker/media/image_decoder.h"
@@ -230,6 +231,17 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   const fs::path base(model_dir);
   std::unique_ptr<ModelJobRunner> r(new ModelJobRunner());
   r->options_ = options;
+  if (options.max_concurrent_jobs < 1 || options.max_concurrent_jobs > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_jobs_per_group: must be in [1, 16], got ",
+                                                   options.max_concurrent_jobs));
+  }
+  if (options.max_concurrent_jobs > 1 &&
+      (options.layout.tp_size * options.layout.cp_size > 1 || options.cfg_comm != nullptr ||
+       options.group_comm != nullptr || options.follower)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_jobs_per_group ", options.max_concurrent_jobs,
+        ": several jobs per group need a single-rank group (--tp, --cp and --cfg 1); a rank group runs one job"));
+  }
   MAGI_ASSIGN_OR_RETURN(r->config_, LoadMagiConfig((base / "config.json").string()));
   MAGI_RETURN_IF_ERROR(ValidateMagiConfig(r->config_));
   MAGI_RETURN_IF_ERROR(ValidateEngineConfig(r->config_));
@@ -270,6 +282,11 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   MAGI_ASSIGN_OR_RETURN(r->dit_, DitModel::Load(r->config_.model, *r->dit_checkpoint_, dit_options));
   MAGI_ASSIGN_OR_RETURN(r->null_caption_, LoadNullCaption(*r->dit_checkpoint_, r->config_.model));
   r->denoiser_ = std::make_unique<DitDenoiser>(*r->dit_);
+  if (options.max_concurrent_jobs > 1) {
+    ForwardBatcherOptions bo;
+    bo.max_batch = options.max_concurrent_jobs;
+    r->batcher_ = std::make_unique<ForwardBatcher>(*r->dit_, bo);
+  }
   // Special tokens (serving_config; the run scripts' PAD_HQ + PAD_DURATION by default).
   const SpecialTokenFlags& flags = r->config_.serving.special_tokens;
   std::unique_ptr<SpecialTokens> tokens;
@@ -467,6 +484,15 @@ absl::Status ModelJobRunner::Validate(const RunnerJob& job) const {
 
 absl::Status ModelJobRunner::Check(const RunnerJob& job) const { return Validate(job); }
 
+ForwardBatcherStats ModelJobRunner::batch_stats() const {
+  return batcher_ ? batcher_->stats() : ForwardBatcherStats{};
+}
+
+absl::StatusOr<at::Tensor> ModelJobRunner::EncodePrefix(const at::Tensor& video) const {
+  std::lock_guard<std::mutex> lock(vae_mu_);
+  return codec_->EncodePrefix(video);
+}
+
 absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   const pb::GenerateRequest& r = job.request();
   MagiConfig c = config_;
@@ -497,7 +523,10 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, ArRequ
   req.seed = r.seed();  // the JobSpec filled the model's default
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
-    auto enc = captions_->Encode(p.text());
+    auto enc = [&] {
+      std::lock_guard<std::mutex> lock(text_mu_);
+      return captions_->Encode(p.text());
+    }();
     if (!enc.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(enc.status().message()));
     EncodedChunkPrompt cp;
     cp.from_chunk = p.from_chunk();
@@ -517,14 +546,14 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, ArRequ
   }
   if (r.mode() == pb::MODE_I2V) {
     MAGI_ASSIGN_OR_RETURN(RgbFrame image, DecodeImage("image", r.image(), r.width(), r.height()));
-    MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo({image})));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor z, EncodePrefix(FramesToVideo({image})));
     // On the host: it may travel to the followers over the (Gloo) world group; the engine
     // moves it to the model's device. The first emitted chunk's first frame is the image's.
     req.prefix = z.to(at::kCPU, at::kFloat);
   } else if (r.mode() == pb::MODE_V2V) {
     MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> frames,
                           DecodePrefixVideo("prefix_video", r.prefix_video(), r.width(), r.height(), rt.fps));
-    MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec_->EncodePrefix(FramesToVideo(frames)));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor z, EncodePrefix(FramesToVideo(frames)));
     if (z.size(2) < 1) return Bad("prefix_video", "too short: it encodes to no latent frame");
     req.prefix = z.to(at::kCPU, at::kFloat);
   } else if (r.mode() != pb::MODE_UNSPECIFIED && r.mode() != pb::MODE_T2V) {
@@ -542,7 +571,12 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   eo.schedule = options_.schedule;
   eo.cfg_comm = options_.cfg_comm;
-  MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(c, *denoiser_, eo));
+  // Several jobs at once: this job's DiT calls join the shared batches from here until its
+  // engine is done (the member leaves before the last decodes, so no batch waits for them).
+  std::unique_ptr<Denoiser> member;
+  if (batcher_) member = batcher_->Join();
+  MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine,
+                        ArEngine::Create(c, member ? *member : static_cast<Denoiser&>(*denoiser_), eo));
 
   ChunkLayout layout;
   layout.chunk_width = rt.chunk_width;
@@ -572,7 +606,11 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   // Decodes latent chunk `chunk` (its layout says how many frames it makes) and hands out the
   // job chunks it completes.
   auto deliver = [&](const at::Tensor& latent, int chunk, int64_t frames) -> absl::Status {
-    MAGI_ASSIGN_OR_RETURN(DecodedChunk d, codec_->DecodeChunk(latent, chunk, layout));
+    absl::StatusOr<DecodedChunk> decoded = [&] {
+      std::lock_guard<std::mutex> lock(vae_mu_);
+      return codec_->DecodeChunk(latent, chunk, layout);
+    }();
+    MAGI_ASSIGN_OR_RETURN(DecodedChunk d, std::move(decoded));
     if (d.frames.size(0) != frames) {
       return absl::InternalError(absl::StrCat("model runner: latent chunk ", chunk, " (", latent.size(2),
                                               " latent frames) decoded to ", d.frames.size(0), " frames, not the ",
@@ -614,7 +652,10 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     if (chunk < job.start_chunk || chunk >= job.chunks_total()) return std::optional<EncodedChunkPrompt>();
     MAGI_ASSIGN_OR_RETURN(std::optional<LivePrompt> live, sink.TakeLivePrompt(chunk));
     if (!live) return std::optional<EncodedChunkPrompt>();
-    auto enc = captions_->Encode(live->text);
+    auto enc = [&] {
+      std::lock_guard<std::mutex> lock(text_mu_);
+      return captions_->Encode(live->text);
+    }();
     if (!enc.ok()) return Bad("text", absl::StrCat("live prompt ", live->update_id, ": ", enc.status().message()));
     EncodedChunkPrompt p;
     p.from_chunk = chunk;
@@ -634,6 +675,8 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     sink.OnProgress(sp);
   };
   absl::Status generated = engine->Generate(req, cb).status();
+  engine.reset();
+  member.reset();
   if (delivery) {
     if (!generated.ok()) {
       delivery->Abandon();

@@ -34,12 +34,21 @@
 // Overlap: the leader decodes and delivers chunks on a thread of its own while the engine
 // computes (ModelRunnerOptions::overlap_decode).
 //
-// Thread safety: Run() one job at a time (JobRunner contract). Owns the loaded networks.
+// Several jobs at once (ModelRunnerOptions::max_concurrent_jobs > 1, single-rank groups):
+// each Run() on its own thread; their engines share DiT forwards through a ForwardBatcher
+// (calls of the same window shape in one batched forward, the others interleaved), the T5 and
+// the VAE take one job at a time. Each job's video equals its solo run up to float32
+// rounding (not bitwise: a batched GEMM rounds differently), so with batching a resumed job's
+// replayed chunks match the stored ones to rounding, not byte for byte.
+//
+// Thread safety: Run() on up to max_concurrent_jobs threads at once (JobRunner contract).
+// Owns the loaded networks.
 #ifndef MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
 #define MAGI_WORKER_RUNNER_MODEL_JOB_RUNNER_H_
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "parallel/layout.h"
 #include "worker/engine/chunk_captions.h"
+#include "worker/engine/forward_batcher.h"
 #include "worker/engine/stage_plan.h"
 #include "worker/model/config.h"
 #include "worker/runner/job_runner.h"
@@ -107,6 +117,9 @@ struct ModelRunnerOptions {
   // OnChunk / OnPrefixChunk then run on that thread (FrameSink's contract). false: inline,
   // on the engine's thread, between model calls (for comparison and debugging).
   bool overlap_decode = true;
+  // Jobs run at once (magi-worker --max_jobs_per_group), in [1, 16]; > 1 needs a single-rank
+  // group (no TP, CP or CFG communicators). Their DiT calls share batched forwards.
+  int max_concurrent_jobs = 1;
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
 };
@@ -123,6 +136,9 @@ class ModelJobRunner final : public JobRunner {
   std::string name() const override { return "model"; }
   std::vector<::magi::internal::v1::ModelInfo> Models() const override;
   absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+  int max_concurrent_jobs() const override { return options_.max_concurrent_jobs; }
+  // How the concurrent jobs' DiT calls were batched so far (all zero with one job at a time).
+  ForwardBatcherStats batch_stats() const;
 
   // The checks Run() makes before it loads media or runs a step: the request against this
   // model's config, the job's geometry against the model's, and the engine's plan of it (all
@@ -147,6 +163,8 @@ class ModelJobRunner final : public JobRunner {
   absl::Status Validate(const RunnerJob& job) const;
   // Validates `job` and fills the engine's config `c` and request (captions, prefix).
   absl::Status Prepare(const RunnerJob& job, MagiConfig& c, ArRequest& req) const;
+  // The VAE's encoding of a prefix video (one job at a time).
+  absl::StatusOr<at::Tensor> EncodePrefix(const at::Tensor& video) const;
   // Runs the engine, decoding and streaming each chunk (not on a follower).
   absl::Status Generate(const RunnerJob& job, const MagiConfig& c, const ArRequest& req, FrameSink& sink);
 
@@ -155,6 +173,10 @@ class ModelJobRunner final : public JobRunner {
   std::unique_ptr<Checkpoint> dit_checkpoint_;  // the DiT's weights alias its mapping
   std::unique_ptr<DitModel> dit_;
   std::unique_ptr<DitDenoiser> denoiser_;
+  std::unique_ptr<ForwardBatcher> batcher_;  // max_concurrent_jobs > 1 only
+  // Concurrent jobs take the T5 (with its cache) and the VAE one at a time.
+  mutable std::mutex text_mu_;
+  mutable std::mutex vae_mu_;
   at::Tensor null_caption_;
   PromptTokens prompt_tokens_;       // serving_config's special tokens, selected at load
   std::string special_token_file_;  // "" when none is enabled

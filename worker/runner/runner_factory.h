@@ -24,6 +24,7 @@ struct RunnerOptions {
   int synthetic_hang_after_steps = 0;  // "synthetic": test hook (SyntheticFrameRunner)
   std::string model_dir;  // "model": folder with config.json and weights
   bool create_tiny_model = false;  // "model": generate the tiny set in model_dir if missing
+  int max_concurrent_jobs = 1;     // jobs run at once, both runners (it sets model.max_concurrent_jobs)
   // "model": the rest of what the model runner takes, as it takes it: the served name
   // (--model_name), where this rank computes (cuda:LOCAL_RANK on a GPU) and, in a rank group,
   // this rank's layout, its communicators (not owned) and whether it follows.

@@ -10,7 +10,8 @@
 // on (seed, frame index, size, prompt of the chunk), so a resumed job reproduces exactly
 // the frames an uninterrupted one would have made.
 //
-// Thread safety: Run() may be called from one thread at a time. Not copyable.
+// Thread safety: Run() may run on up to `max_jobs` threads at once (it keeps no state of its
+// own between calls). Not copyable.
 #ifndef MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
 #define MAGI_WORKER_RUNNER_SYNTHETIC_FRAME_RUNNER_H_
 
@@ -27,12 +28,14 @@ class SyntheticFrameRunner final : public JobRunner {
  public:
   // `hang_after_steps` > 0 (tests of the stall watchdog only): the job blocks for good after
   // that many steps, ignoring cancellation, as a wedged collective does.
-  explicit SyntheticFrameRunner(absl::Duration step_delay = absl::Milliseconds(5), int hang_after_steps = 0)
-      : step_delay_(step_delay), hang_after_steps_(hang_after_steps) {}
+  explicit SyntheticFrameRunner(absl::Duration step_delay = absl::Milliseconds(5), int hang_after_steps = 0,
+                                int max_jobs = 1)
+      : step_delay_(step_delay), hang_after_steps_(hang_after_steps), max_jobs_(max_jobs) {}
 
   std::string name() const override { return "synthetic"; }
   std::vector<::magi::internal::v1::ModelInfo> Models() const override;
   absl::Status Run(const RunnerJob& job, FrameSink& sink) override;
+  int max_concurrent_jobs() const override { return max_jobs_; }
 
   // Frame `index` of a job (exposed for tests: the reference the output is compared to).
   static RgbFrame MakeFrame(const ::magi::v1::GenerateRequest& request, int frame_index,
@@ -43,6 +46,7 @@ class SyntheticFrameRunner final : public JobRunner {
  private:
   absl::Duration step_delay_;
   int hang_after_steps_ = 0;
+  int max_jobs_ = 1;
 };
 
 }  // namespace magi

@@ -90,7 +90,6 @@ struct ForwardShape {
   int64_t S = 0;                         // tokens of the window (per batch row)
   int64_t rows = 0;                      // N * R: one per batch row and chunk
   bool use_cache = false;                // some call reads or writes its KV cache
-  int64_t prefix_tokens = 0;             // cached key tokens in front of the window (one call)
   std::vector<TokenRange> q_ranges, k_ranges;  // self-attention, batch-major (b, s)
   // The calls of this forward, in batch order: one (all N batch rows), or one per row when
   // calls of several requests share the forward (ForwardBatch). Each call's keys are
@@ -459,9 +458,9 @@ absl::StatusOr<ForwardShape> DitModel::Impl::CheckArgs(const DitForwardArgs& a) 
   if (options.distill && a.num_steps == 12 && a.distill_interval <= 0) {
     return bad("distill_interval must be > 0 at 12 steps");
   }
-  s.prefix_tokens = s.use_cache ? static_cast<int64_t>(a.slice_point) * s.M : 0;
-  s.calls.push_back({&a, 0, N, s.use_cache, s.prefix_tokens, 0});
-  const int64_t key_tokens = s.prefix_tokens + N * s.S;
+  const int64_t prefix_tokens = s.use_cache ? static_cast<int64_t>(a.slice_point) * s.M : 0;  // cached keys
+  s.calls.push_back({&a, 0, N, s.use_cache, prefix_tokens, 0});
+  const int64_t key_tokens = prefix_tokens + N * s.S;
   at::Tensor kv_cpu = a.kv_range.to(at::kCPU).to(at::kLong).contiguous();
   for (int64_t r = 0; r < rows; ++r) {
     int64_t k0 = kv_cpu[r][0].item<int64_t>(), k1 = kv_cpu[r][1].item<int64_t>();
@@ -761,14 +760,15 @@ absl::StatusOr<std::vector<at::Tensor>> DitModel::Impl::ForwardBatch(
           "DiT forward batch: call ", i, " has window [T ", one.T, ", H ", one.Hl, ", W ", one.Wl, "] of ", one.R,
           " chunks; call 0 has [T ", s.T, ", H ", s.Hl, ", W ", s.Wl, "] of ", s.R, ": batched calls must agree"));
     }
-    s.calls.push_back({&c, static_cast<int64_t>(i), 1, one.use_cache, one.prefix_tokens, key_base});
+    const int64_t prefix_tokens = one.calls[0].prefix_tokens;
+    s.calls.push_back({&c, static_cast<int64_t>(i), 1, one.use_cache, prefix_tokens, key_base});
     s.use_cache = s.use_cache || one.use_cache;
     for (int64_t r = 0; r < one.R; ++r) {
       const int64_t row = static_cast<int64_t>(i) * one.R + r;
       s.q_ranges.emplace_back(row * one.M, (row + 1) * one.M);
       s.k_ranges.emplace_back(one.k_ranges[r].first + key_base, one.k_ranges[r].second + key_base);
     }
-    key_base += one.prefix_tokens + one.S;
+    key_base += prefix_tokens + one.S;
     xs.push_back(c.x);
     ts.push_back(c.t.reshape({1, one.R}));
     ys.push_back(c.y);
@@ -777,7 +777,6 @@ absl::StatusOr<std::vector<at::Tensor>> DitModel::Impl::ForwardBatch(
   }
   s.N = static_cast<int64_t>(calls.size());
   s.rows = s.N * s.R;
-  s.prefix_tokens = 0;
   DitForwardArgs merged = *calls[0];
   merged.x = at::cat(xs, 0);
   merged.t = at::cat(ts, 0);

@@ -5,7 +5,7 @@
 // time 0 and run
 //   (a) one at a time on a runner with one slot (what --max_jobs_per_group 1 does) = baseline;
 //   (b) all at once on a runner with N slots: their DiT calls share batched forwards
-//       (ForwardBatcher), T5 and VAE one job at a time.
+//       (ForwardBatcher), the VAE one job at a time.
 // Prints jobs/hour of each and their ratio, p50 / p90 time to first chunk (from submission)
 // of each, how the DiT calls were batched, and the largest pixel difference of each job's
 // video between (a) and (b).

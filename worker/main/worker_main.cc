@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
   }
   const int world = cfg * tp * cp;
   const int max_jobs = absl::GetFlag(FLAGS_max_jobs_per_group);
-  if (max_jobs < 1 || max_jobs > 16) {
-    std::fprintf(stderr, "magi-worker: --max_jobs_per_group: %d is out of range; allowed [1, 16]\n", max_jobs);
+  if (max_jobs < 1 || max_jobs > magi::kMaxConcurrentJobs) {
+    std::fprintf(stderr, "magi-worker: --max_jobs_per_group: %d is out of range; allowed [1, %d]\n", max_jobs,
+                 magi::kMaxConcurrentJobs);
     return 2;
   }
   if (max_jobs > 1 && world > 1) {

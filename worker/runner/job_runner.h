@@ -98,9 +98,12 @@ class JobRunner {
   // Makes chunks [job.start_chunk, job.chunks_total): OK, CancelledError, or the error
   // (InvalidArgument for requests it cannot serve, naming the field).
   virtual absl::Status Run(const RunnerJob& job, FrameSink& sink) = 0;
-  // Jobs it runs at once (the slots its worker group registers); >= 1.
+  // Jobs it runs at once (the slots its worker group registers), in [1, kMaxConcurrentJobs].
   virtual int max_concurrent_jobs() const { return 1; }
 };
+
+// The most jobs a worker group runs at once (magi-worker --max_jobs_per_group).
+inline constexpr int kMaxConcurrentJobs = 16;
 
 }  // namespace magi
 

@@ -231,9 +231,9 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   const fs::path base(model_dir);
   std::unique_ptr<ModelJobRunner> r(new ModelJobRunner());
   r->options_ = options;
-  if (options.max_concurrent_jobs < 1 || options.max_concurrent_jobs > 16) {
-    return absl::InvalidArgumentError(absl::StrCat("--max_jobs_per_group: must be in [1, 16], got ",
-                                                   options.max_concurrent_jobs));
+  if (options.max_concurrent_jobs < 1 || options.max_concurrent_jobs > kMaxConcurrentJobs) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_jobs_per_group: must be in [1, ", kMaxConcurrentJobs,
+                                                   "], got ", options.max_concurrent_jobs));
   }
   if (options.max_concurrent_jobs > 1 &&
       (options.layout.tp_size * options.layout.cp_size > 1 || options.cfg_comm != nullptr ||
@@ -523,10 +523,7 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, ArRequ
   req.seed = r.seed();  // the JobSpec filled the model's default
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
-    auto enc = [&] {
-      std::lock_guard<std::mutex> lock(text_mu_);
-      return captions_->Encode(p.text());
-    }();
+    auto enc = captions_->Encode(p.text());
     if (!enc.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(enc.status().message()));
     EncodedChunkPrompt cp;
     cp.from_chunk = p.from_chunk();
@@ -652,10 +649,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     if (chunk < job.start_chunk || chunk >= job.chunks_total()) return std::optional<EncodedChunkPrompt>();
     MAGI_ASSIGN_OR_RETURN(std::optional<LivePrompt> live, sink.TakeLivePrompt(chunk));
     if (!live) return std::optional<EncodedChunkPrompt>();
-    auto enc = [&] {
-      std::lock_guard<std::mutex> lock(text_mu_);
-      return captions_->Encode(live->text);
-    }();
+    auto enc = captions_->Encode(live->text);
     if (!enc.ok()) return Bad("text", absl::StrCat("live prompt ", live->update_id, ": ", enc.status().message()));
     EncodedChunkPrompt p;
     p.from_chunk = chunk;

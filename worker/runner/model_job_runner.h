@@ -36,8 +36,8 @@
 //
 // Several jobs at once (ModelRunnerOptions::max_concurrent_jobs > 1, single-rank groups):
 // each Run() on its own thread; their engines share DiT forwards through a ForwardBatcher
-// (calls of the same window shape in one batched forward, the others interleaved), the T5 and
-// the VAE take one job at a time. Each job's video equals its solo run up to float32
+// (calls of the same window shape in one batched forward, the others interleaved), the VAE
+// takes one job at a time and the caption encoder (thread-safe, with its cache) is shared. Each job's video equals its solo run up to float32
 // rounding (not bitwise: a batched GEMM rounds differently), so with batching a resumed job's
 // replayed chunks match the stored ones to rounding, not byte for byte.
 //
@@ -174,8 +174,7 @@ class ModelJobRunner final : public JobRunner {
   std::unique_ptr<DitModel> dit_;
   std::unique_ptr<DitDenoiser> denoiser_;
   std::unique_ptr<ForwardBatcher> batcher_;  // max_concurrent_jobs > 1 only
-  // Concurrent jobs take the T5 (with its cache) and the VAE one at a time.
-  mutable std::mutex text_mu_;
+  // Concurrent jobs take the VAE one at a time (the caption encoder guards itself).
   mutable std::mutex vae_mu_;
   at::Tensor null_caption_;
   PromptTokens prompt_tokens_;       // serving_config's special tokens, selected at load

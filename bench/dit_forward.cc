@@ -12,6 +12,8 @@
 //   - peak RSS growth during load divided by the checkpoint's bytes.
 // Usage: bench_dit_forward [--threads N] [--reps N] [--layers N] [--shape medium|4.5b]
 //                          [--device cpu|cuda[:N]] [--dtype both|fp32|bf16] [--attention 0|1]
+//                          [--chunks 1..4]
+//   --chunks N: a window of the first N chunks (1: the stream-first lead chunk's forward).
 //   --attention 0: skip the attention-alone figures (e.g. to profile the forward alone).
 //   --shape 4.5b: one MAGI-1 4.5B-shaped layer (hidden 3072, 24 heads / 8 groups, GELU MLP
 //   12288, caption width 4096) over one 720p chunk (6 x 45 x 80 = 21,600 tokens), the shape
@@ -188,7 +190,7 @@ void AttentionRates(const ModelConfig& m, const Window& w, at::ScalarType dtype,
 }
 
 int Run(int argc, char** argv) {
-  int threads = 2, reps = 3, layers = -1, attention = 1;
+  int threads = 2, reps = 3, layers = -1, attention = 1, chunks = 0;
   std::string shape = "medium", device_name = "cpu", dtypes = "both";
   for (int i = 1; i < argc; i += 2) {
     if (i + 1 >= argc) {
@@ -202,6 +204,7 @@ int Run(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[i + 1];
     else if (!std::strcmp(argv[i], "--dtype")) dtypes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--attention")) attention = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--chunks")) chunks = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "bench_dit_forward: unknown option '%s'\n", argv[i]);
       return 2;
@@ -229,6 +232,13 @@ int Run(int argc, char** argv) {
   }
   Window win;
   if (big) win = Window{1, 6, 45, 80};
+  if (chunks != 0) {
+    if (chunks < 1 || chunks > kMediumChunks) {
+      std::fprintf(stderr, "bench_dit_forward: --chunks must be in [1, %d], got %d\n", kMediumChunks, chunks);
+      return 2;
+    }
+    win.chunks = chunks;
+  }
   at::set_num_threads(threads);
   std::printf("bench_dit_forward: %s, %d layer(s), window %d x (%dx%dx%d) = %lld tokens, %s, %d threads, %d reps\n",
               big ? "4.5B shape (hidden 3072, 24 heads / 8 groups, GELU 12288)"

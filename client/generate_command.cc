@@ -53,6 +53,9 @@ constexpr char kUsage[] =
     "  --kv-cache MODE    windowed (default, bounded memory) or dense (reference layout)\n"
     "  --schedule ORDER   stream_first (default: the first chunk runs its steps alone and leaves\n"
     "                     first) or reference (the reference's order); same video within rounding\n"
+    "  --elide-self-only-copy true|false\n"
+    "                     skip the nearly-clean copy of a chunk that attends only to itself (default\n"
+    "                     true; false runs the reference's exact calls); same video within rounding\n"
     "  --quiet            no progress output\n"
     "environment (the reference's run-script variables, read with its rules; config.json's\n"
     "serving_config is for the served path and `generate --model_dir`, not this command):\n"
@@ -62,7 +65,7 @@ constexpr char kUsage[] =
 
 struct Flags {
   std::string config, weights, captions, out, prefix, noise, device = "cpu", kv_cache = "windowed",
-              schedule = "stream_first";
+              schedule = "stream_first", elide_self_only_copy = "true";
   std::optional<int64_t> seed;
   std::optional<int> num_frames, num_steps, window_size, threads;
   bool quiet = false;
@@ -73,7 +76,7 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
   std::map<std::string, std::string*> strings = {
       {"--config", &f->config}, {"--weights", &f->weights}, {"--captions", &f->captions}, {"--out", &f->out},
       {"--prefix", &f->prefix}, {"--noise", &f->noise},     {"--device", &f->device},     {"--kv-cache", &f->kv_cache},
-      {"--schedule", &f->schedule}};
+      {"--schedule", &f->schedule}, {"--elide-self-only-copy", &f->elide_self_only_copy}};
   auto int_flag = [&](const std::string& name, const std::string& v, int64_t lo, int64_t hi, int64_t* out) {
     int64_t x;
     if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
@@ -148,6 +151,10 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
   }
   if (f->kv_cache != "windowed" && f->kv_cache != "dense") {
     *error = absl::StrCat("--kv-cache must be 'windowed' or 'dense', got '", f->kv_cache, "'");
+    return false;
+  }
+  if (f->elide_self_only_copy != "true" && f->elide_self_only_copy != "false") {
+    *error = absl::StrCat("--elide-self-only-copy must be 'true' or 'false', got '", f->elide_self_only_copy, "'");
     return false;
   }
   if (auto s = ParseSchedule("--schedule", f->schedule); !s.ok()) {
@@ -294,6 +301,7 @@ int RunGenerateCommand(int argc, char** argv) {
   eopt.kv_cache = f.kv_cache == "dense" ? KvCacheMode::kDense : KvCacheMode::kWindowed;
   eopt.keep_final_latents = false;
   eopt.schedule = *ParseSchedule("--schedule", f.schedule);  // checked by ParseFlags
+  eopt.elide_self_only_copy = f.elide_self_only_copy == "true";
   // The reference's run-script environment (PAD_*, NEG_PROMPT, prev_chunks_scale,
   // SPECIAL_TOKEN_PATH), read with its rules (worker/engine/run_env.h).
   auto env = RunEnvFromProcess();

@@ -34,7 +34,7 @@ int Usage(const std::string& why) {
                "  [--chunk_prompt K=TEXT]... [--mode t2v|i2v|v2v] [--image FILE] [--prefix_video FILE]\n"
                "  [--frames N] [--width W] [--height H] [--fps F] [--seed S] [--steps N]\n"
                "  [--fragments_dir DIR] [--create_tiny] [--quiet] [--schedule stream_first|reference]\n"
-               "  [--overlap_decode true|false]\n");
+               "  [--overlap_decode true|false] [--elide_self_only_copy true|false]\n");
   return 2;
 }
 
@@ -162,7 +162,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
     } else if (name == "model_dir" || name == "output" || name == "fragments_dir" || name == "mode" ||
                name == "image" || name == "prefix_video" || name == "frames" || name == "width" ||
                name == "height" || name == "fps" || name == "seed" || name == "steps" || name == "schedule" ||
-               name == "overlap_decode") {
+               name == "overlap_decode" || name == "elide_self_only_copy") {
       flags[name] = value;
     } else {
       return Usage(absl::StrCat("unknown option --", name));
@@ -196,6 +196,13 @@ int RunLocalModelGenerate(int argc, char** argv) {
     const std::string& v = flags["overlap_decode"];
     if (v != "true" && v != "false") return Usage(absl::StrCat("--overlap_decode must be true or false, got '", v, "'"));
     runner_options.overlap_decode = v == "true";
+  }
+  if (flags.count("elide_self_only_copy")) {
+    const std::string& v = flags["elide_self_only_copy"];
+    if (v != "true" && v != "false") {
+      return Usage(absl::StrCat("--elide_self_only_copy must be true or false, got '", v, "'"));
+    }
+    runner_options.elide_self_only_copy = v == "true";
   }
   const std::string model_dir = flags["model_dir"];
   if (create_tiny && !TinyModelSetComplete(model_dir)) {

@@ -14,11 +14,14 @@ if [ -d "$GOLDEN_ROOT" ]; then
   for dir in "$GOLDEN_ROOT"/*/; do
     echo "== magi-golden $dir"
     ./build/tools/golden/magi-golden "$dir" || status=1
-    # The 'ar' cases again in the stream-first order (docs/schedule.md): same chunks, final
-    # latents and KV cache within the golden tolerances.
+    # The 'ar' cases again in the stream-first order (docs/schedule.md), and as served
+    # (stream-first with the self-only copy elided): same chunks, final latents and KV cache
+    # within the golden tolerances.
     if compgen -G "$dir/ar_*.safetensors" >/dev/null; then
       echo "== magi-golden $dir --only ar --schedule=stream_first"
       ./build/tools/golden/magi-golden "$dir" --only ar --schedule=stream_first || status=1
+      echo "== magi-golden $dir --only ar --schedule=stream_first --elide_self_only_copy"
+      ./build/tools/golden/magi-golden "$dir" --only ar --schedule=stream_first --elide_self_only_copy || status=1
     fi
   done
 elif [ "${MAGI_REQUIRE_GOLDEN:-0}" = "1" ]; then

@@ -36,12 +36,15 @@ void Usage() {
   std::fprintf(stderr,
                "usage: magi-golden DIR [--only forward|ar|vae|t5] [--device cpu|cuda[:N]] [--tp N] [--cp M]\n"
                "                   [--no_onednn] [--verbose] [--schedule reference|stream_first]\n"
+               "                   [--elide_self_only_copy]\n"
                "       magi-golden --host   (prints the host line and exits)\n"
                "  Runs every golden case of DIR against this build.\n"
                "  --device     where the DiT and the VAE run (default cpu); outputs are compared on the CPU\n"
                "  --no_onednn  LibTorch's CPU kernels without oneDNN (as on a host without AVX-512)\n"
                "  --schedule reference|stream_first  engine order of the 'ar' cases (default reference;\n"
-               "               stream_first compares emitted chunks, final latents and KV cache only)\n");
+               "               stream_first compares emitted chunks, final latents and KV cache only)\n"
+               "  --elide_self_only_copy  'ar' cases skip the nearly-clean copy of a chunk that attends only\n"
+               "               to itself (as served); compares emitted chunks, final latents and KV cache only\n");
 }
 
 std::string CpuModel() {
@@ -135,6 +138,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       ctx.schedule = *schedule;
+    } else if (a == "--elide_self_only_copy") {
+      ctx.elide_self_only_copy = true;
     } else if (a == "--host") {
       host_only = true;
     } else if (a == "--no_onednn") {

@@ -30,6 +30,10 @@ struct GoldenContext {
   // alone first), so only what both orders produce is compared: every emitted chunk,
   // final_latents and the final KV cache.
   Schedule schedule = Schedule::kReference;
+  // --elide_self_only_copy (EngineOptions::elide_self_only_copy, as the served path runs):
+  // some forwards then carry one chunk fewer than the reference's, so, as for stream-first,
+  // only the emitted chunks, final_latents and the final KV cache are compared.
+  bool elide_self_only_copy = false;
   // This process's place in a launched group (single rank by default); models loaded for
   // the cases are sharded accordingly.
   ShardLayout layout;

@@ -206,6 +206,7 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
   gopt.prev_chunk_scales = rt.prev_chunk_scales;
   gopt.text_scales = rt.text_scales;
   gopt.prev_chunks_scale = options_.prev_chunks_scale;
+  gopt.elide_self_only_copy = options_.elide_self_only_copy;
   gopt.chunk_width = cw;
   gopt.tokens_per_chunk = ctn;
   gopt.cfg_comm = options_.cfg_comm;

@@ -129,6 +129,10 @@ struct EngineOptions {
   // Stream-first: the lead chunk's K/V that later chunks read is recorded when it takes at
   // most this many bytes (StreamFirstRecordBytes; -1 = no limit), recomputed otherwise.
   int64_t lead_kv_budget_bytes = -1;
+  // GuidanceConfig::elide_self_only_copy: skip the nearly-clean copy of a first noisy chunk
+  // that attends only to itself (4 of the 20 lead-chunk forwards of a distilled window-4
+  // video). Off by default: the goldens replay the reference's calls.
+  bool elide_self_only_copy = false;
   // CFG-parallel (GuidanceConfig::cfg_comm, spec parallel.md §3): cfg_number 3's passes split
   // over this group's 2 or 3 ranks, each running the same Generate() with the same request;
   // the outputs are exchanged so every rank makes the same video. Not owned; null = all here.

@@ -349,8 +349,21 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
     if (!extra) return out;
     return at::cat({s.x.narrow(2, 0, cw).to(dev), out.narrow(2, cw, out.size(2) - cw)}, 2);
   }
-  // Nearly clean: append a copy of the first noisy chunk that attends only to itself.
   const int s0 = extra;
+  if (o.elide_self_only_copy && s.kv_range[s0][1] - s.kv_range[s0][0] == o.tokens_per_chunk) {
+    // The first noisy chunk already attends only to itself: its output is the copy's. No
+    // chunk is appended, so the pass writes all of its chunks' K/V (the flag's only effect
+    // in the DiT is to leave the appended chunk out of the cache write).
+    a.distill_nearly_clean_chunk = false;
+    a.y = StackRows(s.text_rows, 0, n, dev);
+    a.xattn_mask = StackRows(s.text_masks, 0, n, dev);
+    MAGI_ASSIGN_OR_RETURN(at::Tensor out, run(a));
+    at::Tensor v = out.clone();
+    const at::Tensor first = out.narrow(2, s0 * cw, cw);
+    v.narrow(2, s0 * cw, cw).copy_(BlendNearlyClean(first, first, o.prev_chunks_scale));
+    return v;
+  }
+  // Nearly clean: append a copy of the first noisy chunk that attends only to itself.
   int64_t kmax = 0;
   for (const auto& r : s.kv_range) kmax = std::max({kmax, r[0], r[1]});
   std::vector<std::array<int64_t, 2>> ranges = s.kv_range;

@@ -35,6 +35,14 @@ struct GuidanceConfig {
   std::vector<double> prev_chunk_scales;  // same length as cfg_t_range
   std::vector<double> text_scales;        // same length as cfg_t_range
   double prev_chunks_scale = 0.7;         // nearly-clean blend weight (env prev_chunks_scale)
+  // cfg_number 1, nearly clean: when the first noisy chunk attends only to itself (its key
+  // range is its own chunk: the lead chunk of a video with no prefix chunk, before any chunk
+  // is clean), the appended self-only copy would compute that chunk's own output again at a
+  // shifted RoPE position (q.k depends only on position differences); skip the copy and
+  // blend the chunk's output with itself. Same result up to float32 rounding of the rotary
+  // angles; one chunk fewer in those forwards. Off: the reference's exact calls (goldens
+  // replay them call by call).
+  bool elide_self_only_copy = false;
   int chunk_width = 6;                    // latent frames per chunk
   int64_t tokens_per_chunk = 0;           // DiT tokens of one chunk
   // CFG-parallel (spec parallel.md §3): cfg_number 3's passes split over the ranks of this

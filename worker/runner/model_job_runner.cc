@@ -567,6 +567,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   eo.keep_final_latents = false;
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   eo.schedule = options_.schedule;
+  eo.elide_self_only_copy = options_.elide_self_only_copy;
   eo.cfg_comm = options_.cfg_comm;
   // Several jobs at once: this job's DiT calls join the shared batches from here until its
   // engine is done (the member leaves before the last decodes, so no batch waits for them).

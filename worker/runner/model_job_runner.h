@@ -111,6 +111,9 @@ struct ModelRunnerOptions {
   // Order of the engine's forwards (EngineOptions::schedule): stream-first emits the first
   // chunk after its own steps, same video within rounding (docs/schedule.md).
   Schedule schedule = Schedule::kStreamFirst;
+  // EngineOptions::elide_self_only_copy: the lead chunk's nearly-clean copy is not run when
+  // it would see exactly what the chunk sees (same video within rounding).
+  bool elide_self_only_copy = true;
   // The leader decodes each clean chunk and hands it to the sink (which encodes and sends
   // it) on a thread of its own while the engine goes on with the next stage (a CUDA stream of
   // its own on a GPU), so a chunk reaches the client a decode after it is clean; the sink's

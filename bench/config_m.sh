@@ -4,6 +4,8 @@
 #
 #   bench/config_m.sh [--ours-only | --ref-only] [--schedule reference|stream_first]
 #                     [--kv-cache windowed|dense] [--out-dir DIR] [--magi PATH]
+#                     [--ours-arg ARG]...   (ARG passed on to `magi generate`, e.g.
+#                                            --ours-arg=--lead-kv-budget-mb=0)
 #
 # Inputs: the folder written by /work/shared/reference-bench/make_inputs_M.py (weights_M, caption_M,
 # noise_M .safetensors) and that folder's config_M.json; the reference harness is
@@ -38,6 +40,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 RUN_OURS=1 RUN_REF=1 SCHEDULE="" KV_CACHE=""
+OURS_ARGS=()
 OUT_DIR="${OUT_DIR:-}"
 MAGI_BIN="${MAGI_BIN:-$ROOT/build/client/magi}"
 usage() { sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -49,6 +52,8 @@ while [ $# -gt 0 ]; do
     --schedule=*) SCHEDULE="${1#*=}" ;;
     --kv-cache) KV_CACHE="${2:?--kv-cache needs a value}"; shift ;;
     --kv-cache=*) KV_CACHE="${1#*=}" ;;
+    --ours-arg) OURS_ARGS+=("${2:?--ours-arg needs a value}"); shift ;;
+    --ours-arg=*) OURS_ARGS+=("${1#*=}") ;;
     --out-dir) OUT_DIR="${2:?--out-dir needs a value}"; shift ;;
     --out-dir=*) OUT_DIR="${1#*=}" ;;
     --magi) MAGI_BIN="${2:?--magi needs a value}"; shift ;;
@@ -177,6 +182,7 @@ EOF
   fi
   [ -n "$SCHEDULE" ] && ARGS+=(--schedule "$SCHEDULE")
   [ -n "$KV_CACHE" ] && ARGS+=(--kv-cache "$KV_CACHE")
+  [ ${#OURS_ARGS[@]} -gt 0 ] && ARGS+=("${OURS_ARGS[@]}")
   rm -rf "$OUT_DIR/ours_chunks"
   echo "$MAGI_BIN ${ARGS[*]}" > "$OUT_DIR/ours.cmd"
   echo "config_m.sh: ours: $MAGI_BIN ${ARGS[*]}" >&2

@@ -12,7 +12,7 @@
 //   - peak RSS growth during load divided by the checkpoint's bytes.
 // Usage: bench_dit_forward [--threads N] [--reps N] [--layers N] [--shape medium|4.5b]
 //                          [--device cpu|cuda[:N]] [--dtype both|fp32|bf16] [--attention 0|1]
-//                          [--chunks 1..4]
+//                          [--chunks 1..4] [--token_chunk_rows N]
 //   --chunks N: a window of the first N chunks (1: the stream-first lead chunk's forward).
 //   --attention 0: skip the attention-alone figures (e.g. to profile the forward alone).
 //   --shape 4.5b: one MAGI-1 4.5B-shaped layer (hidden 3072, 24 heads / 8 groups, GELU MLP
@@ -190,7 +190,7 @@ void AttentionRates(const ModelConfig& m, const Window& w, at::ScalarType dtype,
 }
 
 int Run(int argc, char** argv) {
-  int threads = 2, reps = 3, layers = -1, attention = 1, chunks = 0;
+  int threads = 2, reps = 3, layers = -1, attention = 1, chunks = 0, token_chunk_rows = 0;
   std::string shape = "medium", device_name = "cpu", dtypes = "both";
   for (int i = 1; i < argc; i += 2) {
     if (i + 1 >= argc) {
@@ -205,6 +205,7 @@ int Run(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--dtype")) dtypes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--attention")) attention = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--chunks")) chunks = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--token_chunk_rows")) token_chunk_rows = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "bench_dit_forward: unknown option '%s'\n", argv[i]);
       return 2;
@@ -265,6 +266,7 @@ int Run(int argc, char** argv) {
     auto ckpt = Checkpoint::Open(path);
     DitModel::Options options;
     options.device = device;
+    if (token_chunk_rows > 0) options.token_chunk_rows = token_chunk_rows;
     auto model =
         ckpt.ok() ? DitModel::Load(m, **ckpt, options) : absl::StatusOr<std::unique_ptr<DitModel>>(ckpt.status());
     if (!model.ok()) {

@@ -56,6 +56,11 @@ constexpr char kUsage[] =
     "  --elide-self-only-copy true|false\n"
     "                     skip the nearly-clean copy of a chunk that attends only to itself (default\n"
     "                     true; false runs the reference's exact calls); same video within rounding\n"
+    "  --lead-kv-budget-mb N\n"
+    "                     stream_first: record the lead chunk's K/V that later chunks read when it\n"
+    "                     takes at most N MiB, else recompute it (default -1: always record; 0:\n"
+    "                     always recompute, the least memory, about 3 x steps/window extra\n"
+    "                     chunk-forwards; docs/schedule.md)\n"
     "  --quiet            no progress output\n"
     "environment (the reference's run-script variables, read with its rules; config.json's\n"
     "serving_config is for the served path and `generate --model_dir`, not this command):\n"
@@ -68,6 +73,7 @@ struct Flags {
               schedule = "stream_first", elide_self_only_copy = "true";
   std::optional<int64_t> seed;
   std::optional<int> num_frames, num_steps, window_size, threads;
+  int64_t lead_kv_budget_mb = -1;
   bool quiet = false;
 };
 
@@ -104,7 +110,7 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
       return false;
     }
     const bool known = strings.count(a) || a == "--seed" || a == "--num-frames" || a == "--num-steps" ||
-                       a == "--window-size" || a == "--threads";
+                       a == "--window-size" || a == "--threads" || a == "--lead-kv-budget-mb";
     if (!known) {
       *error = absl::StrCat("unknown option '", a, "'");
       return false;
@@ -137,6 +143,9 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
     } else if (a == "--window-size") {
       if (!int_flag(a, value, 1, 64, &x)) return false;
       f->window_size = static_cast<int>(x);
+    } else if (a == "--lead-kv-budget-mb") {
+      if (!int_flag(a, value, -1, int64_t{1} << 30, &x)) return false;
+      f->lead_kv_budget_mb = x;
     } else if (a == "--threads") {
       if (!int_flag(a, value, 1, 1024, &x)) return false;
       f->threads = static_cast<int>(x);
@@ -302,6 +311,7 @@ int RunGenerateCommand(int argc, char** argv) {
   eopt.keep_final_latents = false;
   eopt.schedule = *ParseSchedule("--schedule", f.schedule);  // checked by ParseFlags
   eopt.elide_self_only_copy = f.elide_self_only_copy == "true";
+  eopt.lead_kv_budget_bytes = f.lead_kv_budget_mb < 0 ? -1 : f.lead_kv_budget_mb << 20;
   // The reference's run-script environment (PAD_*, NEG_PROMPT, prev_chunks_scale,
   // SPECIAL_TOKEN_PATH), read with its rules (worker/engine/run_env.h).
   auto env = RunEnvFromProcess();
@@ -345,9 +355,13 @@ int RunGenerateCommand(int argc, char** argv) {
   auto result = (*engine)->Generate(req, cb);
   if (!result.ok()) return Fail(std::string(result.status().message()));
   if (!f.quiet) {
-    std::fprintf(stderr, "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls, %s order\n",
+    std::fprintf(stderr, "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls, %s order%s\n",
                  result->chunks_emitted, result->seconds, result->first_chunk_seconds, result->forward_steps,
-                 result->model_calls, ScheduleName(result->schedule));
+                 result->model_calls, ScheduleName(result->schedule),
+                 result->schedule != Schedule::kStreamFirst ? ""
+                 : result->lead_kv == LeadKv::kRecord
+                     ? absl::StrFormat(", lead K/V recorded (peak %.1f MiB)", result->lead_kv_peak_bytes / 1048576.0).c_str()
+                     : ", lead K/V recomputed");
   }
   return 0;
 }

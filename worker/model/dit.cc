@@ -60,9 +60,11 @@ struct Layer {
   Norm q_norm, k_norm, q_norm_xattn, k_norm_xattn;  // LN1p
   Norm attn_post_norm, mlp_pre_norm, mlp_post_norm;
   Linear fc1, fc2;
-  // GLU models: fc1 holds the gate rows and fc1_up the up rows (the checkpoint's fc1 split at
-  // load), so both halves come out of their GEMMs contiguous for the SiLU-multiply.
+  // GLU models: without TP, fc1 is the checkpoint's whole [gate; up] weight (one GEMM, an
+  // alias of the mapping, no copy) and fc1_up is empty; under TP a rank's gate and up rows are
+  // not adjacent, so fc1 holds its gate rows and fc1_up its up rows.
   Linear fc1_up;
+  bool fc1_gate_up = false;  // fc1 is [gate; up]
 };
 
 at::Tensor ApplyLinear(const Linear& l, const at::Tensor& x) {
@@ -326,8 +328,8 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
     // Megatron split (a whole tensor without TP): q/qx/k/v/kv_xattn/fc1 by output rows (own
     // heads, groups, MLP columns), linear_proj/fc2 by input columns. Heads are contiguous per
     // group, and with tp | 8 the own self/cross heads of linear_proj are one contiguous column
-    // block. GLU: fc1 is [all gate; all up]; fc1 keeps this rank's gate rows and fc1_up its up
-    // rows, so SiLU(gate) * up stays local and both come out of their GEMMs contiguous.
+    // block. GLU: fc1 is [all gate; all up]; a TP rank keeps its gate rows in fc1 and its up
+    // rows in fc1_up, so SiLU(gate) * up stays local (one rank: the whole [gate; up], one GEMM).
     const int t = lay.tp_size, r = lay.tp_rank;
     const int64_t F = m.ffn_hidden_size, Fl = F / t;
     auto rows = [&](int64_t total) { return Slice{0, r * total / t, total / t}; };
@@ -352,9 +354,15 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
     MAGI_ASSIGN_OR_RETURN(l.mlp_pre_norm, L.LoadNorm(p + "mlp.layer_norm", D, std::nullopt));
     MAGI_ASSIGN_OR_RETURN(l.mlp_post_norm, L.LoadNorm(p + "mlp_post_norm", D, f32));
     const std::string fc1 = p + "mlp.linear_fc1";
-    MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, r * Fl, Fl}));
-    if (m.gated_linear_unit) {
-      MAGI_ASSIGN_OR_RETURN(l.fc1_up, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, F + r * Fl, Fl}));
+    if (m.gated_linear_unit && t == 1) {
+      MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok));
+      l.fc1_gate_up = true;
+    } else {
+      MAGI_ASSIGN_OR_RETURN(l.fc1, L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, r * Fl, Fl}));
+      if (m.gated_linear_unit) {
+        MAGI_ASSIGN_OR_RETURN(l.fc1_up,
+                              L.LoadLinear(fc1, m.fc1_out(), D, false, pd, fp8_ok, Slice{0, F + r * Fl, Fl}));
+      }
     }
     MAGI_ASSIGN_OR_RETURN(l.fc2, L.LoadLinear(p + "mlp.linear_fc2", D, F, false, pd, fp8_ok, cols_fc2));
     layers.push_back(std::move(l));
@@ -514,10 +522,13 @@ Embedded DitModel::Impl::Embed(const DitForwardArgs& a, const ForwardShape& s, D
     temb = temb + TimestepEmbedding(ft);
   }
   // Caption: cross-attention tokens and the adaLN "text on/off" row.
+  // Only the valid caption tokens reach cross-attention, so only they are projected (the
+  // reference projects all Ly padded tokens of every row and then selects; a caption is
+  // typically tens of its 800 tokens).
   at::Tensor y = a.y.to(dev, f32).reshape({rows, Ly, Cy});
-  at::Tensor y_xattn = at::silu(ApplyLinear(y_proj_xattn, y));      // [rows, Ly, Dx]
   at::Tensor mask = a.xattn_mask.to(dev).reshape({rows, Ly}).to(at::kBool);
-  e.y_flat = y_xattn.masked_select(mask.unsqueeze(-1)).view({-1, y_xattn.size(-1)}).to(pd);
+  at::Tensor y_valid = y.masked_select(mask.unsqueeze(-1)).view({-1, Cy});  // [valid tokens, Cy]
+  e.y_flat = at::silu(ApplyLinear(y_proj_xattn, y_valid)).to(pd);            // [valid tokens, Dx]
   if (rec) rec->tensors["pre.y_xattn_flat"] = e.y_flat.to(f32);
   at::Tensor counts = mask.sum(1).to(at::kCPU).to(at::kLong).contiguous();
   int64_t acc = 0;
@@ -552,7 +563,10 @@ LayerInputs DitModel::Impl::SliceForRank(const ForwardShape& s, const UlyssesExc
       in.xq_ranges.emplace_back(hi > lo ? b * n + lo - off : 0, hi > lo ? b * n + hi - off : 0);
     }
   }
-  in.token_chunk = std::max<int64_t>(1, options.token_chunk_rows / s.N);
+  // Equal pieces of at most token_chunk_rows rows (all N batch rows of a token go together).
+  const int64_t most = std::max<int64_t>(1, options.token_chunk_rows / s.N);
+  const int64_t pieces = std::max<int64_t>(1, (n + most - 1) / most);
+  in.token_chunk = std::max<int64_t>(1, (n + pieces - 1) / pieces);
   return in;
 }
 
@@ -683,8 +697,16 @@ absl::StatusOr<at::Tensor> DitModel::Impl::ProjectAndMlp(const Layer& L, const a
     at::Tensor z = LayerNormF32(h1, L.mlp_pre_norm.weight, L.mlp_pre_norm.bias, eps, false).to(pd);
     if (m.gated_linear_unit) {
       // SiLU(gate) * up in fp32, rounded once to params dtype (§3.7j).
-      at::Tensor act = at::silu(ApplyLinear(L.fc1, z).to(f32));
-      act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
+      at::Tensor act;
+      if (L.fc1_gate_up) {
+        const at::Tensor gate_up = ApplyLinear(L.fc1, z).to(f32);  // [n, N, 2 F]
+        const int64_t F = gate_up.size(-1) / 2;
+        act = at::silu(gate_up.narrow(-1, 0, F));
+        act.mul_(gate_up.narrow(-1, F, F));
+      } else {
+        act = at::silu(ApplyLinear(L.fc1, z).to(f32));
+        act.mul_(ApplyLinear(L.fc1_up, z).to(f32));
+      }
       z = act.to(pd);
     } else {
       z = at::gelu(ApplyLinear(L.fc1, z).to(f32)).to(pd);

@@ -85,7 +85,9 @@ class DitModel {
     // bounds those activations independently of the window. Every op is row-wise, so the chunk
     // size moves values only where BLAS blocks a GEMM of fewer rows differently (float32
     // roundings); tests vary it.
-    int64_t token_chunk_rows = 1024;
+    // The rows are split evenly (ceil(rows / this) pieces of equal size): no short tail GEMM,
+    // and one MAGI-1 chunk of 1,440 tokens (config M, 192x320) stays one piece.
+    int64_t token_chunk_rows = 1536;
   };
 
   // Reads every weight from `checkpoint` (exact reference key names, shapes checked; fp8

@@ -232,10 +232,11 @@ def cpu_info():
 def ours():
     r = {}
     err = open(os.path.join(out, "ours.stderr")).read()
-    m = re.search(r"done: (\d+) chunks in ([\d.]+)s \(first after ([\d.]+)s\), (\d+) forward steps, (\d+) model calls, (\S+) order", err)
+    m = re.search(r"done: (\d+) chunks in ([\d.]+)s \(first after ([\d.]+)s\), (\d+) forward steps, (\d+) model calls, (?:KV cache peak ([\d.]+) MiB, )?(\S+) order([^\n]*)", err)
     if m:
         r.update(chunks=int(m.group(1)), total_s=float(m.group(2)), first_s=float(m.group(3)),
-                 forward_steps=int(m.group(4)), model_calls=int(m.group(5)), order=m.group(6))
+                 forward_steps=int(m.group(4)), model_calls=int(m.group(5)), order=m.group(7),
+                 kv_peak_mib=m.group(6), lead_kv=m.group(8).strip(", "))
     t = open(os.path.join(out, "ours.time")).read()
     g = lambda k: re.search(re.escape(k) + r":\s*(\S+)", t).group(1)
     r["rss_mb"] = int(g("Maximum resident set size (kbytes)")) / 1024.0
@@ -283,8 +284,10 @@ print("config M same-run benchmark (issue #16 item 3)%s" % ("   *** SMOKE TEST: 
 print("host: %s, %s, %d CPUs; threads %s; OPENBLAS_CORETYPE=%s" % (model, "AVX-512" if avx512 else "no AVX-512", os.cpu_count(),
       threads, os.environ.get("OPENBLAS_CORETYPE", "(unset)")))
 if o:
-    print("ours: %s order%s, %s forward steps, %s model calls; outputs in %s" % (o.get("order", "?"),
-          " (--schedule %s)" % schedule if schedule else " (CLI default)", o.get("forward_steps"), o.get("model_calls"), out))
+    print("ours: %s order%s, %s forward steps, %s model calls; KV cache peak %s MiB%s; outputs in %s" % (
+          o.get("order", "?"), " (--schedule %s)" % schedule if schedule else " (CLI default)",
+          o.get("forward_steps"), o.get("model_calls"), o.get("kv_peak_mib") or "?",
+          ("; " + o["lead_kv"]) if o.get("lead_kv") else "", out))
 if ref:
     th = ref.get("threads", {})
     print("reference: torch %s, %s; threads %s; truncated %s; smoke %s" % (ref.get("torch"), ref.get("python"),

@@ -466,7 +466,10 @@ TEST_F(ModelJobRunnerTest, ACfgParallelGroupMakesTheSingleRanksVideo) {
 TEST_F(ModelJobRunnerTest, HonoursCancel) {
   RecordingSink sink;
   sink.cancel_after_chunks = 1;
-  absl::Status s = runner_->Run(Job(4 * 24), sink);
+  // 8 chunks: while chunk 0 is delivered the engine can run at most 3 chunks ahead (one being
+  // delivered, two queued, it waits to push the next), so model calls are still to come when
+  // the cancel is set. With 4 chunks the engine could finish before it, under load.
+  absl::Status s = runner_->Run(Job(8 * 24), sink);
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
   // The engine stops at its next check; a chunk it had already queued for delivery while the
   // cancelling one was being delivered may still be handed over, none after.
@@ -480,7 +483,7 @@ TEST_F(ModelJobRunnerTest, HonoursCancel) {
   ASSERT_TRUE(inline_runner.ok()) << inline_runner.status();
   RecordingSink inline_sink;
   inline_sink.cancel_after_chunks = 1;
-  EXPECT_EQ((*inline_runner)->Run(Job(4 * 24), inline_sink).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ((*inline_runner)->Run(Job(8 * 24), inline_sink).code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(inline_sink.chunks.size(), 1u);
 }
 

@@ -355,15 +355,17 @@ int RunGenerateCommand(int argc, char** argv) {
   auto result = (*engine)->Generate(req, cb);
   if (!result.ok()) return Fail(std::string(result.status().message()));
   if (!f.quiet) {
+    std::string lead;  // stream-first: how the lead chunk's K/V reached the later chunks
+    if (result->schedule == Schedule::kStreamFirst) {
+      lead = result->lead_kv == LeadKv::kRecord
+                 ? absl::StrFormat(", lead K/V recorded (peak %.1f MiB)", result->lead_kv_peak_bytes / 1048576.0)
+                 : ", lead K/V recomputed";
+    }
     std::fprintf(stderr,
                  "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls, KV cache peak "
                  "%.1f MiB, %s order%s\n",
                  result->chunks_emitted, result->seconds, result->first_chunk_seconds, result->forward_steps,
-                 result->model_calls, result->kv_peak_bytes / 1048576.0, ScheduleName(result->schedule),
-                 result->schedule != Schedule::kStreamFirst ? ""
-                 : result->lead_kv == LeadKv::kRecord
-                     ? absl::StrFormat(", lead K/V recorded (peak %.1f MiB)", result->lead_kv_peak_bytes / 1048576.0).c_str()
-                     : ", lead K/V recomputed");
+                 result->model_calls, result->kv_peak_bytes / 1048576.0, ScheduleName(result->schedule), lead.c_str());
   }
   return 0;
 }

@@ -342,26 +342,26 @@ absl::StatusOr<at::Tensor> GuidedVelocity(Denoiser& model, KvCache* cache, const
   DitForwardArgs a = base;
   a.caption_dropout_mask = Bool1(false).to(dev);
   a.update_kv_cache = true;
-  if (!s.distill_nearly_clean_chunk) {
-    a.y = StackRows(s.text_rows, 0, n, dev);
-    a.xattn_mask = StackRows(s.text_masks, 0, n, dev);
-    MAGI_ASSIGN_OR_RETURN(at::Tensor out, run(a));
-    if (!extra) return out;
-    return at::cat({s.x.narrow(2, 0, cw).to(dev), out.narrow(2, cw, out.size(2) - cw)}, 2);
-  }
   const int s0 = extra;
-  if (o.elide_self_only_copy && s.kv_range[s0][1] - s.kv_range[s0][0] == o.tokens_per_chunk) {
-    // The first noisy chunk already attends only to itself: its output is the copy's. No
-    // chunk is appended, so the pass writes all of its chunks' K/V (the flag's only effect
-    // in the DiT is to leave the appended chunk out of the cache write).
+  // Nearly clean, but the first noisy chunk already attends only to itself: its output is what
+  // the appended copy would give (GuidanceConfig::elide_self_only_copy), so none is appended
+  // and the pass writes all of its chunks' K/V (the flag's only effect in the DiT is to leave
+  // the appended chunk out of the cache write).
+  const bool self_only = s.distill_nearly_clean_chunk && o.elide_self_only_copy &&
+                         s.kv_range[s0][1] - s.kv_range[s0][0] == o.tokens_per_chunk;
+  if (!s.distill_nearly_clean_chunk || self_only) {
     a.distill_nearly_clean_chunk = false;
     a.y = StackRows(s.text_rows, 0, n, dev);
     a.xattn_mask = StackRows(s.text_masks, 0, n, dev);
     MAGI_ASSIGN_OR_RETURN(at::Tensor out, run(a));
-    at::Tensor v = out.clone();
-    const at::Tensor first = out.narrow(2, s0 * cw, cw);
-    v.narrow(2, s0 * cw, cw).copy_(BlendNearlyClean(first, first, o.prev_chunks_scale));
-    return v;
+    if (self_only) {
+      at::Tensor v = out.clone();
+      const at::Tensor first = out.narrow(2, s0 * cw, cw);
+      v.narrow(2, s0 * cw, cw).copy_(BlendNearlyClean(first, first, o.prev_chunks_scale));
+      return v;
+    }
+    if (!extra) return out;
+    return at::cat({s.x.narrow(2, 0, cw).to(dev), out.narrow(2, cw, out.size(2) - cw)}, 2);
   }
   // Nearly clean: append a copy of the first noisy chunk that attends only to itself.
   int64_t kmax = 0;

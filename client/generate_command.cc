@@ -57,10 +57,10 @@ constexpr char kUsage[] =
     "                     skip the nearly-clean copy of a chunk that attends only to itself (default\n"
     "                     true; false runs the reference's exact calls); same video within rounding\n"
     "  --lead-kv-budget-mb N\n"
-    "                     stream_first: record the lead chunk's K/V that later chunks read when it\n"
-    "                     takes at most N MiB, else recompute it (default -1: always record; 0:\n"
-    "                     always recompute, the least memory, about 3 x steps/window extra\n"
-    "                     chunk-forwards; docs/schedule.md)\n"
+    "                     stream_first: record the lead chunk's K/V that later chunks read for as\n"
+    "                     many of its steps as fit in N MiB, recompute it in the others (one extra\n"
+    "                     chunk-forward each; default -1: record all; 0: recompute all, 3 x\n"
+    "                     steps/window extra chunk-forwards; docs/schedule.md)\n"
     "  --quiet            no progress output\n"
     "environment (the reference's run-script variables, read with its rules; config.json's\n"
     "serving_config is for the served path and `generate --model_dir`, not this command):\n"
@@ -357,9 +357,9 @@ int RunGenerateCommand(int argc, char** argv) {
   if (!f.quiet) {
     std::string lead;  // stream-first: how the lead chunk's K/V reached the later chunks
     if (result->schedule == Schedule::kStreamFirst) {
-      lead = result->lead_kv == LeadKv::kRecord
-                 ? absl::StrFormat(", lead K/V recorded (peak %.1f MiB)", result->lead_kv_peak_bytes / 1048576.0)
-                 : ", lead K/V recomputed";
+      lead = absl::StrFormat(", lead K/V recorded in %d steps (peak %.1f MiB), recomputed in %d",
+                             result->lead_kv_steps, result->lead_kv_peak_bytes / 1048576.0,
+                             result->lead_recompute_steps);
     }
     std::fprintf(stderr,
                  "done: %d chunks in %.1fs (first after %.1fs), %d forward steps, %d model calls, KV cache peak "

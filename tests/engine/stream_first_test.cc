@@ -51,13 +51,14 @@ std::vector<std::pair<int, int>> Integrations(const StagePlan& p) {
   return out;
 }
 
-void CheckStreamFirst(const PlanOptions& o, LeadKv mode) {
+void CheckStreamFirst(const PlanOptions& o, LeadKv mode, int max_record_steps = -1) {
   SCOPED_TRACE(testing::Message() << "chunks=" << o.chunk_num << " ws=" << o.window_size << " steps=" << o.num_steps
                                   << " prefix=" << o.prefix_frames << " kvranges=" << o.noise2clean_kvrange.size()
-                                  << " recompute=" << (mode == LeadKv::kRecompute));
+                                  << " recompute=" << (mode == LeadKv::kRecompute)
+                                  << " max_record_steps=" << max_record_steps);
   auto ref = PlanStages(o);
   ASSERT_TRUE(ref.ok()) << ref.status();
-  auto sf = StreamFirstPlan(*ref, mode);
+  auto sf = StreamFirstPlan(*ref, mode, max_record_steps);
   ASSERT_TRUE(sf.ok()) << sf.status();
   const int lead = ref->chunk_offset, n = o.num_steps;
   // The same chunk steps, each once; per chunk in the same order.
@@ -110,7 +111,17 @@ void CheckStreamFirst(const PlanOptions& o, LeadKv mode) {
     }
   }
   EXPECT_EQ(sf->lead_kv_steps, static_cast<int>(recorded.size()));
+  EXPECT_EQ(sf->lead_recompute_steps, static_cast<int>(kept_inputs.size()));
   if (mode == LeadKv::kRecompute) EXPECT_TRUE(recorded.empty());
+  // Every step read later is either recorded or recomputed; a step limit records at most that
+  // many (the first ones), and the full recording's count is the limit's ceiling.
+  auto all = StreamFirstPlan(*ref, LeadKv::kRecord);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(sf->lead_kv_steps + sf->lead_recompute_steps, all->lead_kv_steps);
+  if (mode == LeadKv::kRecord && max_record_steps >= 0) {
+    EXPECT_EQ(sf->lead_kv_steps, std::min(max_record_steps, all->lead_kv_steps));
+    if (!recorded.empty() && !kept_inputs.empty()) EXPECT_LT(*recorded.rbegin(), *kept_inputs.begin());
+  }
   int floor = 0;
   for (const auto& st : sf->steps) {
     EXPECT_GE(st.keep_cache_from, floor);
@@ -130,7 +141,10 @@ void CheckStreamFirst(const PlanOptions& o, LeadKv mode) {
 }
 
 TEST(StreamFirstPlan, SameChunkStepsLeadFirstAndEveryReadOfTheLeadIsCovered) {
-  for (LeadKv mode : {LeadKv::kRecord, LeadKv::kRecompute}) {
+  // Record all, recompute all, record the first 1 or 2 of the steps read later.
+  const std::pair<LeadKv, int> modes[] = {
+      {LeadKv::kRecord, -1}, {LeadKv::kRecompute, -1}, {LeadKv::kRecord, 1}, {LeadKv::kRecord, 2}};
+  for (const auto& [mode, max_record_steps] : modes) {
     for (int ws = 1; ws <= 4; ++ws) {
       for (int chunks : {1, 2, 4, 7}) {
         for (int prefix : {0, 1, 6, 8}) {
@@ -138,7 +152,7 @@ TEST(StreamFirstPlan, SameChunkStepsLeadFirstAndEveryReadOfTheLeadIsCovered) {
           for (bool full : {false, true}) {
             const int steps = ws == 3 ? 12 : (ws == 1 ? 4 : 8);
             CheckStreamFirst(Options(chunks, ws, steps, prefix, full ? std::vector<int>{} : std::vector<int>{5, 4, 3, 2}),
-                             mode);
+                             mode, max_record_steps);
           }
         }
       }
@@ -325,8 +339,34 @@ TEST(StreamFirstEngine, SameVideoAsTheReferenceWithAContextDependentModel) {
             ContextDenoiser m(c.model.kv_channels);
             EngineRun ref = Generate(c, m, req, Opts(Schedule::kReference));
             for (KvCacheMode kv : {KvCacheMode::kWindowed, KvCacheMode::kDense}) {
-              for (int64_t budget : {int64_t{-1}, int64_t{0}}) {  // record, recompute
+              // Record all, recompute all, then the smallest power-of-two budget that records
+              // some steps and recomputes the others (found from the plans), where one exists.
+              int total_read_later = -1;
+              int64_t full_peak = 0;
+              for (int64_t budget : {int64_t{-1}, int64_t{0}, int64_t{-2}}) {
+                const bool partial = budget == -2;
+                if (partial) {
+                  if (total_read_later < 2) continue;
+                  for (budget = 1; budget < (int64_t{1} << 40); budget *= 2) {
+                    auto e = ArEngine::Create(c, m, Opts(Schedule::kStreamFirst, kv, budget));
+                    ASSERT_TRUE(e.ok());
+                    auto plan = (*e)->Plan(req);
+                    ASSERT_TRUE(plan.ok()) << plan.status();
+                    if (plan->lead_kv_steps > 0) break;
+                  }
+                }
                 EngineRun sf = Generate(c, m, req, Opts(Schedule::kStreamFirst, kv, budget));
+                if (budget < 0) {
+                  total_read_later = sf.result.lead_kv_steps;
+                  full_peak = sf.result.lead_kv_peak_bytes;
+                }
+                EXPECT_EQ(sf.result.lead_kv_steps + sf.result.lead_recompute_steps,
+                          std::max(total_read_later, 0));
+                if (partial) {
+                  EXPECT_GT(sf.result.lead_kv_steps, 0);
+                  EXPECT_GT(sf.result.lead_recompute_steps, 0);
+                  EXPECT_LT(sf.result.lead_kv_peak_bytes, full_peak);
+                }
                 ASSERT_EQ(sf.chunks.size(), ref.chunks.size());
                 for (size_t i = 0; i < sf.chunks.size(); ++i) {
                   EXPECT_EQ(sf.chunks[i].index, ref.chunks[i].index);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "parallel/communicator.h"
+#include "worker/engine/kv_write_filter.h"
 #include "worker/engine/lead_kv_recording.h"
 #include "worker/engine/timestep_schedule.h"
 #include "worker/engine/windowed_kv_cache.h"
@@ -92,8 +93,8 @@ PlanOptions MakePlanOptions(const MagiConfig& c, const Geometry& g, std::vector<
 
 int KvElementBytes(const MagiConfig& c) { return c.model.params_dtype == ParamsDtype::kBFloat16 ? 2 : 4; }
 
-// The plan of `options.schedule`: stream-first records the lead chunk's K/V when that fits the
-// budget, recomputes it otherwise.
+// The plan of `options.schedule`: stream-first records the lead chunk's K/V of as many steps
+// as fit the budget (all with no budget) and recomputes it in the others.
 absl::StatusOr<StagePlan> SchedulePlan(const MagiConfig& c, const Geometry& g, std::vector<float> sched,
                                        const EngineOptions& options, int kv_groups) {
   MAGI_ASSIGN_OR_RETURN(StagePlan plan, PlanStages(MakePlanOptions(c, g, std::move(sched))));
@@ -102,7 +103,8 @@ absl::StatusOr<StagePlan> SchedulePlan(const MagiConfig& c, const Geometry& g, s
   const int64_t bytes = StreamFirstRecordBytes(recorded, c.runtime.cfg_number, c.model.num_layers, g.tokens_per_chunk,
                                                kv_groups, c.model.kv_channels, KvElementBytes(c));
   if (options.lead_kv_budget_bytes < 0 || bytes <= options.lead_kv_budget_bytes) return recorded;
-  return StreamFirstPlan(plan, LeadKv::kRecompute);
+  const int64_t per_step = bytes / recorded.lead_kv_steps;  // bytes > budget >= 0: some step is recorded
+  return StreamFirstPlan(plan, LeadKv::kRecord, static_cast<int>(options.lead_kv_budget_bytes / per_step));
 }
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -250,6 +252,15 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
   std::optional<CfgCacheMirror> mirror;
   if (options_.cfg_comm != nullptr && options_.cfg_comm->size() > 1) mirror.emplace(*options_.cfg_comm, cache_.get(), dev);
   KvCache* real_cache = mirror ? mirror->cache() : cache_.get();
+  // The windowed cache keeps only rows a later pass reads (windowed_kv_cache.h): in the
+  // denoising loop that is a chunk's K/V from its clean pass (the extra clean chunk). The
+  // window chunks' noisy K/V, which the reference writes at every step, are always
+  // overwritten by that pass before any read, so they are not stored (a read of a chunk
+  // that never had its clean pass stays an error of the windowed cache). The dense cache
+  // keeps every write, as the reference does.
+  std::optional<KvWriteFilter> clean_writes;
+  if (windowed) clean_writes.emplace(real_cache);
+  KvCache* loop_cache = clean_writes ? &*clean_writes : real_cache;
 
   GenerateResult result;
   int dispatch = 0;
@@ -299,6 +310,8 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
   const int total = plan.num_forward_steps();
   result.schedule = plan.schedule;
   result.lead_kv = plan.lead_kv;
+  result.lead_kv_steps = plan.lead_kv_steps;
+  result.lead_recompute_steps = plan.lead_recompute_steps;
   // Stream-first: the lead chunk's recorded K/V (or, recompute variant, its input latents).
   LeadKvRecording lead_kv(off, ctn, c.model.num_layers);
   std::map<int, at::Tensor> lead_inputs;
@@ -355,21 +368,25 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
     st.distill_interval = intervals[ps.idx];
     // The cache this pass sees: the request's, or an adapter that records / serves the lead
     // chunk's K/V (pass 0: the cache-writing pass; pass 1: cfg 3's text pass).
-    KvCache* pass_cache = real_cache;
+    if (clean_writes) {
+      const int64_t clean_begin = ps.extra_clean_chunk ? static_cast<int64_t>(ps.slice_point) * ctn : 0;
+      clean_writes->SetWritableRows(clean_begin, ps.extra_clean_chunk ? clean_begin + ctn : 0);
+    }
+    KvCache* pass_cache = loop_cache;
     std::unique_ptr<KvCache> main_adapter, text_adapter;
     const bool cache_writes = !ps.drop_cache_writes;
     if (ps.record_lead_kv) {
-      main_adapter = lead_kv.Recorder(real_cache, ps.step, 0, cache_writes);
+      main_adapter = lead_kv.Recorder(loop_cache, ps.step, 0, cache_writes);
       if (rt.cfg_number == 3) {
-        text_adapter = lead_kv.Recorder(real_cache, ps.step, 1, false);
+        text_adapter = lead_kv.Recorder(loop_cache, ps.step, 1, false);
       }
       st.record_kv = true;
       // cfg 3 has no appended copy: the flag only keeps the DiT from writing the last chunk's
       // K/V (spec §2.8.1), which here is the lead chunk's that is to be recorded.
       if (rt.cfg_number == 3) st.distill_nearly_clean_chunk = false;
     } else if (ps.serve_lead_kv) {
-      main_adapter = lead_kv.Server(real_cache, ps.step, 0, cache_writes);
-      if (rt.cfg_number == 3) text_adapter = lead_kv.Server(real_cache, ps.step, 1, false);
+      main_adapter = lead_kv.Server(loop_cache, ps.step, 0, cache_writes);
+      if (rt.cfg_number == 3) text_adapter = lead_kv.Server(loop_cache, ps.step, 1, false);
     }
     if (main_adapter) pass_cache = main_adapter.get();
     st.text_pass_cache = text_adapter.get();

@@ -106,6 +106,8 @@ struct GenerateResult {
   int64_t lead_kv_peak_bytes = 0;
   Schedule schedule = Schedule::kReference;  // the order this run used
   LeadKv lead_kv = LeadKv::kRecord;          // stream-first: how the lead chunk's K/V came
+  int lead_kv_steps = 0;                     // stream-first: steps recorded (StagePlan)
+  int lead_recompute_steps = 0;              //   and steps recomputed
   double seconds = 0;
   double first_chunk_seconds = 0;
   bool stopped = false;      // on_chunk returned kStop before the plan's last step
@@ -126,8 +128,9 @@ struct EngineOptions {
   // outputs within rounding; the engine default stays the reference's order, which the
   // goldens replay call by call (the runner and `magi generate` default to stream-first).
   Schedule schedule = Schedule::kReference;
-  // Stream-first: the lead chunk's K/V that later chunks read is recorded when it takes at
-  // most this many bytes (StreamFirstRecordBytes; -1 = no limit), recomputed otherwise.
+  // Stream-first: the lead chunk's K/V that later chunks read is recorded for as many of its
+  // steps as fit in this many bytes (StreamFirstRecordBytes per step; -1 = no limit), and
+  // recomputed in the other steps (one extra chunk-forward each; 0 = recompute all).
   int64_t lead_kv_budget_bytes = -1;
   // GuidanceConfig::elide_self_only_copy: skip the nearly-clean copy of a first noisy chunk
   // that attends only to itself (4 of the 20 lead-chunk forwards of a distilled window-4

@@ -48,8 +48,8 @@ absl::Status Validate(const PlanOptions& o) {
 }
 
 // keep_cache_from of every step (suffix minimum, in execution order, of what the steps read
-// from the cache) and max_cached_chunks (chunks held after each write when rows below it are
-// dropped).
+// from the cache) and max_cached_chunks (chunks the windowed cache holds after each write:
+// the clean ones, from the prefix pass or their extra clean pass, at or above the floor).
 void FillCacheFloors(StagePlan& plan) {
   const int total = plan.num_forward_steps();
   int keep = plan.options.chunk_num;
@@ -62,11 +62,7 @@ void FillCacheFloors(StagePlan& plan) {
   int written_end = plan.has_prefix_pass ? plan.chunk_offset : 0;
   plan.max_cached_chunks = 0;
   for (const auto& st : plan.steps) {
-    const bool cache_active = st.slice_point > 0 || st.extra_clean_chunk;
-    if (cache_active && !st.drop_cache_writes) {
-      int n = st.num_chunks() - (st.nearly_clean ? 1 : 0);
-      written_end = std::max(written_end, st.slice_point + n);
-    }
+    if (st.extra_clean_chunk && !st.drop_cache_writes) written_end = std::max(written_end, st.slice_point + 1);
     plan.max_cached_chunks = std::max(plan.max_cached_chunks, written_end - std::min(written_end, st.keep_cache_from));
   }
 }
@@ -208,7 +204,7 @@ absl::StatusOr<StagePlan> PlanStages(const PlanOptions& o) {
   return plan;
 }
 
-absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) {
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv, int max_record_steps) {
   if (ref.schedule != Schedule::kReference) {
     return absl::InvalidArgumentError("stream-first plan: the input must be a reference-order plan (PlanStages())");
   }
@@ -216,6 +212,7 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) 
   plan.schedule = Schedule::kStreamFirst;
   plan.lead_kv = lead_kv;
   plan.lead_kv_steps = 0;
+  plan.lead_recompute_steps = 0;
   plan.steps.clear();
   const int lead = ref.chunk_offset;
   const int n_steps = ref.options.num_steps;
@@ -233,6 +230,21 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) 
       if (r.chunks[k].kv_begin <= lead) read_later[s] = true;
     }
   }
+  // Of the steps read later, the first max_record_steps are recorded, the others recomputed.
+  if (lead_kv == LeadKv::kRecord && max_record_steps == 0) lead_kv = LeadKv::kRecompute;
+  plan.lead_kv = lead_kv;
+  std::vector<bool> record(first_phase, false), recompute(first_phase, false);
+  for (int s = 0, kept = 0; s < first_phase; ++s) {
+    if (!read_later[s]) continue;
+    if (lead_kv == LeadKv::kRecord && (max_record_steps < 0 || kept < max_record_steps)) {
+      record[s] = true;
+      ++kept;
+      ++plan.lead_kv_steps;
+    } else {
+      recompute[s] = true;
+      ++plan.lead_recompute_steps;
+    }
+  }
   // Phase 1: the lead chunk alone.
   for (int s = 0; s < first_phase; ++s) {
     PlannedStep st = ref.steps[s];
@@ -241,10 +253,9 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) 
     st.clip_end = lead + 1;
     st.lead_chunk = lead;
     st.drop_cache_writes = lead == 0;
-    st.record_lead_kv = read_later[s] && lead_kv == LeadKv::kRecord;
-    st.keep_lead_input = read_later[s] && lead_kv == LeadKv::kRecompute;
+    st.record_lead_kv = record[s];
+    st.keep_lead_input = recompute[s];
     st.cache_read_begin = st.slice_point > 0 ? std::min(st.slice_point, st.chunks[0].kv_begin) : st.slice_point;
-    if (st.record_lead_kv) ++plan.lead_kv_steps;
     plan.steps.push_back(std::move(st));
   }
   // Phase 2: the reference order, the lead chunk taken out (or recomputed) while noisy.
@@ -263,14 +274,14 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) 
     st.emit_index = -1;
     st.emit_frame_begin = st.emit_frame_end = 0;
     st.drop_cache_writes = lead == 0;
-    if (read_later[s] && lead_kv == LeadKv::kRecompute) {
+    if (recompute[s]) {
       st.recompute_lead = true;
     } else {
       st.chunks.erase(st.chunks.begin());
       st.clip_start = lead + 1;
       st.slice_point = lead + 1;
       st.serve_lead_kv = true;
-      st.release_lead_kv = read_later[s];
+      st.release_lead_kv = record[s];
     }
     const bool cache_active = st.slice_point > 0;
     st.cache_read_begin = st.slice_point;
@@ -285,7 +296,7 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv) 
 
 int64_t StreamFirstRecordBytes(const StagePlan& plan, int cfg_number, int num_layers, int64_t tokens_per_chunk,
                                int kv_groups, int head_dim, int element_bytes) {
-  if (plan.schedule != Schedule::kStreamFirst || plan.lead_kv != LeadKv::kRecord) return 0;
+  if (plan.schedule != Schedule::kStreamFirst) return 0;
   const int64_t passes = cfg_number == 3 ? 2 : 1;
   return static_cast<int64_t>(plan.lead_kv_steps) * passes * num_layers * tokens_per_chunk * kv_groups * 2 *
          head_dim * element_bytes;

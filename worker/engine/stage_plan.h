@@ -123,16 +123,18 @@ struct StagePlan {
   Schedule schedule = Schedule::kReference;
   LeadKv lead_kv = LeadKv::kRecord;  // stream-first only
   // Stream-first: reference steps whose lead-chunk K/V is recorded (all held at once when
-  // phase 2 starts), per cache-writing or text pass.
+  // phase 2 starts), per cache-writing or text pass, and steps where it is recomputed
+  // (lead_kv kRecompute: every step read later; kRecord with a step limit: those past it).
   int lead_kv_steps = 0;
+  int lead_recompute_steps = 0;
   int chunk_offset = 0;     // whole prefix chunks (P / chunk_width)
   int steps_per_stage = 0;  // d = num_steps / window_size
   int num_stages = 0;       // S = chunk_num + window_size − 1 − chunk_offset
   bool has_prefix_pass = false;
   PrefixPass prefix_pass;
   std::vector<PlannedStep> steps;  // S · d steps
-  // Largest number of distinct chunks the cache must hold at once when rows below
-  // keep_cache_from are dropped (for memory estimates).
+  // Largest number of chunks the windowed cache holds at once: clean chunks (prefix pass,
+  // extra clean pass) at or above keep_cache_from (for memory estimates).
   int max_cached_chunks = 0;
 
   int num_forward_steps() const { return static_cast<int>(steps.size()); }
@@ -153,7 +155,10 @@ absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
 // unchanged from the lead chunk's extra clean pass on. Steps left empty are skipped.
 // keep_cache_from and max_cached_chunks are recomputed for this order. A plan with one
 // generated chunk or window 1 comes back with the reference's forwards.
-absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& reference, LeadKv lead_kv = LeadKv::kRecord);
+// With kRecord, `max_record_steps` >= 0 records only the first that many of the steps read
+// later and recomputes the rest (memory: that many steps' K/V; 0 is kRecompute); -1 records all.
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& reference, LeadKv lead_kv = LeadKv::kRecord,
+                                          int max_record_steps = -1);
 
 // Bytes of recorded lead-chunk K/V held at once (the start of phase 2) for `plan` (0 for the
 // reference order or recompute): lead_kv_steps x passes (2 with cfg_number 3: the text pass

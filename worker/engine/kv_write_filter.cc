@@ -4,7 +4,6 @@
 
 #include <ATen/ATen.h>
 
-#include "absl/strings/str_cat.h"
 
 namespace magi {
 

@@ -22,6 +22,7 @@
 #include "worker/model/checkpoint.h"
 #include "worker/model/config.h"
 #include "worker/model/dit.h"
+#include "worker/model/host_allocator.h"
 #include "worker/model/safetensors.h"
 #include "worker/model/special_tokens.h"
 
@@ -366,6 +367,13 @@ int RunGenerateCommand(int argc, char** argv) {
                  "%.1f MiB, %s order%s\n",
                  result->chunks_emitted, result->seconds, result->first_chunk_seconds, result->forward_steps,
                  result->model_calls, result->kv_peak_bytes / 1048576.0, ScheduleName(result->schedule), lead.c_str());
+    const HostAllocatorStats mem = GetHostAllocatorStats();
+    std::fprintf(stderr,
+                 "host memory: large tensor blocks peak %.1f MiB (mapped peak %.1f MiB); blocks reused %lld, "
+                 "newly mapped %lld, unmapped from the cache %lld\n",
+                 mem.peak_live_bytes / 1048576.0, mem.peak_mapped_bytes / 1048576.0,
+                 static_cast<long long>(mem.hits), static_cast<long long>(mem.misses),
+                 static_cast<long long>(mem.evictions));
   }
   return 0;
 }

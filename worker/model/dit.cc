@@ -1,6 +1,5 @@
 #include "worker/model/dit.h"
 
-#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +20,7 @@
 #include "parallel/communicator.h"
 #include "parallel/sequence_exchange.h"
 #include "worker/model/checkpoint.h"
+#include "worker/model/host_allocator.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/safetensors.h"
 
@@ -832,26 +832,10 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Run(const DitForwardArgs& a, const Fo
 DitModel::DitModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DitModel::~DitModel() = default;
 
-namespace {
-
-// A forward allocates and frees activation buffers of tens to hundreds of MB many times.
-// glibc serves each from a fresh mmap and unmaps it on free, so every forward pays page
-// faults and zeroing for memory it just released (measured: most of the forward's system
-// time). Keeping large blocks in the heap lets them be reused. Process-wide, done once.
-void KeepLargeBlocksForReuse() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  });
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Load(const ModelConfig& config, Checkpoint& checkpoint,
                                                          const Options& options) {
   MAGI_RETURN_IF_ERROR(ValidateModelConfig(config));
-  KeepLargeBlocksForReuse();
+  if (!HostAllocatorInstalled()) MAGI_RETURN_IF_ERROR(InstallHostAllocator());
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;

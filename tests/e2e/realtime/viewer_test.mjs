@@ -20,8 +20,10 @@ let browser = null;
 
 async function main() {
   assert.ok(fs.existsSync(chromium), `${chromium} not found (scripts/setup.sh installs Debian's chromium)`);
+  // 200 ms per step: the Steer prompt is typed after the first chunk is buffered and must reach
+  // the job before its last chunk is done (at 60 ms it lost that race about 1 run in 3: a 404).
   const srv = await startServer(serverBin, workerBin, work, 'main',
-    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=60', '--default-model=synthetic']);
+    ['--local-workers=1', '--worker-args=--runner=synthetic --synthetic-step-ms=200', '--default-model=synthetic']);
   await waitForWorkers(srv.http, 1);
 
   const home = await fetch(`http://${srv.api}/`);

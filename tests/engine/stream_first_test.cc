@@ -51,14 +51,14 @@ std::vector<std::pair<int, int>> Integrations(const StagePlan& p) {
   return out;
 }
 
-void CheckStreamFirst(const PlanOptions& o, LeadKv mode, int max_record_steps = -1) {
+void CheckStreamFirst(const PlanOptions& o, int max_record_steps = -1) {
   SCOPED_TRACE(testing::Message() << "chunks=" << o.chunk_num << " ws=" << o.window_size << " steps=" << o.num_steps
                                   << " prefix=" << o.prefix_frames << " kvranges=" << o.noise2clean_kvrange.size()
-                                  << " recompute=" << (mode == LeadKv::kRecompute)
                                   << " max_record_steps=" << max_record_steps);
   auto ref = PlanStages(o);
   ASSERT_TRUE(ref.ok()) << ref.status();
-  auto sf = StreamFirstPlan(*ref, mode, max_record_steps);
+  auto sf = StreamFirstPlan(*ref, max_record_steps);
+  EXPECT_EQ(sf->lead_kv, max_record_steps == 0 ? LeadKv::kRecompute : LeadKv::kRecord);
   ASSERT_TRUE(sf.ok()) << sf.status();
   const int lead = ref->chunk_offset, n = o.num_steps;
   // The same chunk steps, each once; per chunk in the same order.
@@ -112,13 +112,13 @@ void CheckStreamFirst(const PlanOptions& o, LeadKv mode, int max_record_steps = 
   }
   EXPECT_EQ(sf->lead_kv_steps, static_cast<int>(recorded.size()));
   EXPECT_EQ(sf->lead_recompute_steps, static_cast<int>(kept_inputs.size()));
-  if (mode == LeadKv::kRecompute) EXPECT_TRUE(recorded.empty());
+  if (max_record_steps == 0) EXPECT_TRUE(recorded.empty());
   // Every step read later is either recorded or recomputed; a step limit records at most that
   // many (the first ones), and the full recording's count is the limit's ceiling.
-  auto all = StreamFirstPlan(*ref, LeadKv::kRecord);
+  auto all = StreamFirstPlan(*ref);
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(sf->lead_kv_steps + sf->lead_recompute_steps, all->lead_kv_steps);
-  if (mode == LeadKv::kRecord && max_record_steps >= 0) {
+  if (max_record_steps >= 0) {
     EXPECT_EQ(sf->lead_kv_steps, std::min(max_record_steps, all->lead_kv_steps));
     if (!recorded.empty() && !kept_inputs.empty()) EXPECT_LT(*recorded.rbegin(), *kept_inputs.begin());
   }
@@ -142,9 +142,7 @@ void CheckStreamFirst(const PlanOptions& o, LeadKv mode, int max_record_steps = 
 
 TEST(StreamFirstPlan, SameChunkStepsLeadFirstAndEveryReadOfTheLeadIsCovered) {
   // Record all, recompute all, record the first 1 or 2 of the steps read later.
-  const std::pair<LeadKv, int> modes[] = {
-      {LeadKv::kRecord, -1}, {LeadKv::kRecompute, -1}, {LeadKv::kRecord, 1}, {LeadKv::kRecord, 2}};
-  for (const auto& [mode, max_record_steps] : modes) {
+  for (int max_record_steps : {-1, 0, 1, 2}) {
     for (int ws = 1; ws <= 4; ++ws) {
       for (int chunks : {1, 2, 4, 7}) {
         for (int prefix : {0, 1, 6, 8}) {
@@ -152,7 +150,7 @@ TEST(StreamFirstPlan, SameChunkStepsLeadFirstAndEveryReadOfTheLeadIsCovered) {
           for (bool full : {false, true}) {
             const int steps = ws == 3 ? 12 : (ws == 1 ? 4 : 8);
             CheckStreamFirst(Options(chunks, ws, steps, prefix, full ? std::vector<int>{} : std::vector<int>{5, 4, 3, 2}),
-                             mode, max_record_steps);
+                             max_record_steps);
           }
         }
       }

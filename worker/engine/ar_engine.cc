@@ -99,12 +99,12 @@ absl::StatusOr<StagePlan> SchedulePlan(const MagiConfig& c, const Geometry& g, s
                                        const EngineOptions& options, int kv_groups) {
   MAGI_ASSIGN_OR_RETURN(StagePlan plan, PlanStages(MakePlanOptions(c, g, std::move(sched))));
   if (options.schedule == Schedule::kReference) return plan;
-  MAGI_ASSIGN_OR_RETURN(StagePlan recorded, StreamFirstPlan(plan, LeadKv::kRecord));
+  MAGI_ASSIGN_OR_RETURN(StagePlan recorded, StreamFirstPlan(plan));
   const int64_t bytes = StreamFirstRecordBytes(recorded, c.runtime.cfg_number, c.model.num_layers, g.tokens_per_chunk,
                                                kv_groups, c.model.kv_channels, KvElementBytes(c));
   if (options.lead_kv_budget_bytes < 0 || bytes <= options.lead_kv_budget_bytes) return recorded;
   const int64_t per_step = bytes / recorded.lead_kv_steps;  // bytes > budget >= 0: some step is recorded
-  return StreamFirstPlan(plan, LeadKv::kRecord, static_cast<int>(options.lead_kv_budget_bytes / per_step));
+  return StreamFirstPlan(plan, static_cast<int>(options.lead_kv_budget_bytes / per_step));
 }
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -369,8 +369,8 @@ absl::StatusOr<GenerateResult> ArEngine::GenerateImpl(const ArRequest& request, 
     // The cache this pass sees: the request's, or an adapter that records / serves the lead
     // chunk's K/V (pass 0: the cache-writing pass; pass 1: cfg 3's text pass).
     if (clean_writes) {
-      const int64_t clean_begin = ps.extra_clean_chunk ? static_cast<int64_t>(ps.slice_point) * ctn : 0;
-      clean_writes->SetWritableRows(clean_begin, ps.extra_clean_chunk ? clean_begin + ctn : 0);
+      clean_writes->SetWritableRows(static_cast<int64_t>(ps.stored_chunk_begin()) * ctn,
+                                    static_cast<int64_t>(ps.stored_chunk_end()) * ctn);
     }
     KvCache* pass_cache = loop_cache;
     std::unique_ptr<KvCache> main_adapter, text_adapter;

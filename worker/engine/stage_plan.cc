@@ -62,7 +62,9 @@ void FillCacheFloors(StagePlan& plan) {
   int written_end = plan.has_prefix_pass ? plan.chunk_offset : 0;
   plan.max_cached_chunks = 0;
   for (const auto& st : plan.steps) {
-    if (st.extra_clean_chunk && !st.drop_cache_writes) written_end = std::max(written_end, st.slice_point + 1);
+    if (st.stored_chunk_end() > st.stored_chunk_begin() && !st.drop_cache_writes) {
+      written_end = std::max(written_end, st.stored_chunk_end());
+    }
     plan.max_cached_chunks = std::max(plan.max_cached_chunks, written_end - std::min(written_end, st.keep_cache_from));
   }
 }
@@ -204,13 +206,12 @@ absl::StatusOr<StagePlan> PlanStages(const PlanOptions& o) {
   return plan;
 }
 
-absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv, int max_record_steps) {
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, int max_record_steps) {
   if (ref.schedule != Schedule::kReference) {
     return absl::InvalidArgumentError("stream-first plan: the input must be a reference-order plan (PlanStages())");
   }
   StagePlan plan = ref;
   plan.schedule = Schedule::kStreamFirst;
-  plan.lead_kv = lead_kv;
   plan.lead_kv_steps = 0;
   plan.lead_recompute_steps = 0;
   plan.steps.clear();
@@ -231,12 +232,11 @@ absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& ref, LeadKv lead_kv, 
     }
   }
   // Of the steps read later, the first max_record_steps are recorded, the others recomputed.
-  if (lead_kv == LeadKv::kRecord && max_record_steps == 0) lead_kv = LeadKv::kRecompute;
-  plan.lead_kv = lead_kv;
+  plan.lead_kv = max_record_steps == 0 ? LeadKv::kRecompute : LeadKv::kRecord;
   std::vector<bool> record(first_phase, false), recompute(first_phase, false);
   for (int s = 0, kept = 0; s < first_phase; ++s) {
     if (!read_later[s]) continue;
-    if (lead_kv == LeadKv::kRecord && (max_record_steps < 0 || kept < max_record_steps)) {
+    if (max_record_steps < 0 || kept < max_record_steps) {
       record[s] = true;
       ++kept;
       ++plan.lead_kv_steps;

@@ -91,6 +91,13 @@ struct PlannedStep {
 
   int num_chunks() const { return static_cast<int>(chunks.size()); }
   int first_noisy() const { return extra_clean_chunk ? 1 : 0; }
+  // Chunks [stored_chunk_begin, stored_chunk_end) of this pass's cache write are the ones a
+  // later pass reads: the extra clean chunk's; a noisy chunk's rows are always written again
+  // by its own clean pass before any pass reads them (docs/schedule.md, "KV cache writes").
+  // The windowed cache stores only these (the engine's KvWriteFilter), and max_cached_chunks
+  // counts only these. Empty without an extra clean chunk.
+  int stored_chunk_begin() const { return extra_clean_chunk ? slice_point : 0; }
+  int stored_chunk_end() const { return extra_clean_chunk ? slice_point + 1 : 0; }
 };
 
 // The v2v prefix-feature pass (§2.8.3), run before step 0 when chunk_offset ≥ 1.
@@ -155,10 +162,10 @@ absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
 // unchanged from the lead chunk's extra clean pass on. Steps left empty are skipped.
 // keep_cache_from and max_cached_chunks are recomputed for this order. A plan with one
 // generated chunk or window 1 comes back with the reference's forwards.
-// With kRecord, `max_record_steps` >= 0 records only the first that many of the steps read
-// later and recomputes the rest (memory: that many steps' K/V; 0 is kRecompute); -1 records all.
-absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& reference, LeadKv lead_kv = LeadKv::kRecord,
-                                          int max_record_steps = -1);
+// `max_record_steps` >= 0 records only the first that many of the steps read later and
+// recomputes the rest (memory: that many steps' K/V; 0 recomputes all: lead_kv kRecompute);
+// -1 records all (kRecord).
+absl::StatusOr<StagePlan> StreamFirstPlan(const StagePlan& reference, int max_record_steps = -1);
 
 // Bytes of recorded lead-chunk K/V held at once (the start of phase 2) for `plan` (0 for the
 // reference order or recompute): lead_kv_steps x passes (2 with cfg_number 3: the text pass

@@ -832,10 +832,26 @@ absl::StatusOr<at::Tensor> DitModel::Impl::Run(const DitForwardArgs& a, const Fo
 DitModel::DitModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DitModel::~DitModel() = default;
 
+namespace {
+// Under AddressSanitizer LibTorch's allocator stays: ASan checks only the blocks it allocates,
+// and the host allocator's mapped blocks would hide use-after-free of activations from it.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kUseHostAllocator = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kUseHostAllocator = false;
+#else
+constexpr bool kUseHostAllocator = true;
+#endif
+#else
+constexpr bool kUseHostAllocator = true;
+#endif
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<DitModel>> DitModel::Load(const ModelConfig& config, Checkpoint& checkpoint,
                                                          const Options& options) {
   MAGI_RETURN_IF_ERROR(ValidateModelConfig(config));
-  if (!HostAllocatorInstalled()) MAGI_RETURN_IF_ERROR(InstallHostAllocator());
+  if (kUseHostAllocator && !HostAllocatorInstalled()) MAGI_RETURN_IF_ERROR(InstallHostAllocator());
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;

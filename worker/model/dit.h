@@ -93,7 +93,7 @@ class DitModel {
   // Reads every weight from `checkpoint` (exact reference key names, shapes checked; fp8
   // layers when their keys are F8_E4M3). Errors name the file and the key. Side effect,
   // process-wide: installs the host allocator (worker/model/host_allocator.h) for forward
-  // activations unless it already is.
+  // activations unless it already is (not in AddressSanitizer builds).
   static absl::StatusOr<std::unique_ptr<DitModel>> Load(const ModelConfig& config, Checkpoint& checkpoint,
                                                         const Options& options);
   ~DitModel();

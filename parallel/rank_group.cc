@@ -216,10 +216,14 @@ absl::StatusOr<RendezvousOptions> RendezvousFromEnv() {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptions& o, int tp, int cp, int cfg) {
+absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptions& o, int tp, int cp, int cfg,
+                                                           int job_slots) {
   if (tp < 1 || cp < 1 || cfg < 1 || cfg * tp * cp != o.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("layout cfg ", cfg, " x tp ", tp, " x cp ", cp,
                                                    " needs WORLD_SIZE = ", cfg * tp * cp, ", got ", o.world_size));
+  }
+  if (job_slots < 1 || job_slots > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("job slots: allowed [1, 64], got ", job_slots));
   }
   const bool nccl = o.backend == CollectiveBackend::kNccl;
   if (nccl && !NcclCompiledIn()) {
@@ -243,6 +247,8 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     g->tp_ = MakeSingleRankCommunicator("tp");
     g->cp_ = MakeSingleRankCommunicator("cp");
     g->cfg_ = MakeSingleRankCommunicator("cfg");
+    g->order_ = MakeSingleRankCommunicator("order");
+    for (int i = 1; i < job_slots; ++i) g->slots_.push_back(MakeSingleRankCommunicator(absl::StrCat("slot", i)));
     return g;
   }
   try {
@@ -306,6 +312,13 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
     };
     g->world_ = std::make_unique<C10dCommunicator>("world", make("world", o.rank, o.world_size));
+    // Job slots beyond the first, and the forward order: control channels, Gloo like the world.
+    for (int i = 1; i < job_slots; ++i) {
+      const std::string name = absl::StrCat("slot", i);
+      g->slots_.push_back(std::make_unique<C10dCommunicator>(name, make(name, o.rank, o.world_size)));
+    }
+    g->order_ = job_slots == 1 ? MakeSingleRankCommunicator("order")
+                               : std::make_unique<C10dCommunicator>("order", make("order", o.rank, o.world_size));
     if (!nccl) {
       g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
                        : std::make_unique<C10dCommunicator>(

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -77,8 +78,11 @@ class RankGroup {
   // `cfg` > 1 adds CFG-parallel replicas outermost (world_size = cfg * tp * cp): rank r is
   // model rank r % (tp * cp) of replica r / (tp * cp), and the cfg group joins the ranks that
   // hold the same model shard (spec parallel.md §3; the engine's EngineOptions::cfg_comm).
+  // `job_slots` > 1 (several jobs per group, each on every rank at once) adds a job channel
+  // per extra slot and the forward-order channel, each a Gloo group of the whole world: a
+  // slot's job metadata and agreements never meet another slot's in one collective sequence.
   static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp,
-                                                         int cfg = 1);
+                                                         int cfg = 1, int job_slots = 1);
   ~RankGroup();
   RankGroup(const RankGroup&) = delete;
   RankGroup& operator=(const RankGroup&) = delete;
@@ -92,6 +96,12 @@ class RankGroup {
   // The CFG-parallel group (one rank when cfg is 1).
   Communicator& cfg() { return *cfg_; }
   int cfg_rank() const { return cfg_rank_; }
+  // The channel of job slot `slot` in [0, job_slots): slot 0's is world().
+  Communicator& job_channel(int slot) { return slot == 0 ? *world_ : *slots_[static_cast<size_t>(slot) - 1]; }
+  int job_slots() const { return 1 + static_cast<int>(slots_.size()); }
+  // Where the leader announces which jobs' calls share each forward (ForwardOrder); one rank
+  // when job_slots is 1.
+  Communicator& forward_order() { return *order_; }
 
   // Starts the heartbeat monitor: when a peer stops beating for `timeout`, the process
   // prints "rank K stopped responding" (or that the store on rank 0 is gone) and exits
@@ -103,7 +113,8 @@ class RankGroup {
   RankGroup() = default;
   RendezvousOptions options_;
   ShardLayout layout_;
-  std::unique_ptr<Communicator> world_, tp_, cp_, cfg_;
+  std::unique_ptr<Communicator> world_, tp_, cp_, cfg_, order_;
+  std::vector<std::unique_ptr<Communicator>> slots_;  // job slots 1..job_slots-1
   int cfg_rank_ = 0;
   std::unique_ptr<Impl> impl_;
 };

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -162,6 +163,101 @@ TEST(ForwardBatcher, CancelledRefusedAndIdleRequestsDoNotHoldTheOthers) {
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
   EXPECT_NE(bad.message().find("noise"), std::string::npos) << bad;
   idle.reset();
+}
+
+// In-process rank group of two for the forward order: the leader's announcements reach the
+// follower through a queue (what CommForwardOrder's broadcast does between processes).
+struct QueueOrder {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::vector<int>> queue;
+  int announced = 0;
+
+  class End : public ForwardOrder {
+   public:
+    End(QueueOrder& q, bool leader) : q_(q), leader_(leader) {}
+    bool decides() const override { return leader_; }
+    absl::Status Exchange(std::vector<int>* slots) override {
+      std::unique_lock<std::mutex> lock(q_.mu);
+      if (leader_) {
+        q_.queue.push_back(*slots);
+        ++q_.announced;
+        q_.cv.notify_all();
+        return absl::OkStatus();
+      }
+      if (!q_.cv.wait_for(lock, std::chrono::seconds(60), [&] { return !q_.queue.empty(); })) {
+        return absl::DeadlineExceededError("no announcement");
+      }
+      *slots = q_.queue.front();
+      q_.queue.pop_front();
+      return absl::OkStatus();
+    }
+
+   private:
+    QueueOrder& q_;
+    const bool leader_;
+  };
+};
+
+// Several jobs on a rank group: the follower's batcher runs exactly the forwards the leader
+// announces, whatever its own timing. Its requests start in another order and late (request
+// 0 by 300 ms), and it would give up on stragglers after 1 ms if it decided itself (then it
+// would run 1 and 2 without 0); following, it makes the same forwards as the leader (same
+// count, same widest batch) and bit-equal videos, which is what keeps the ranks' collectives
+// in step.
+TEST(ForwardBatcher, AFollowingRankRunsTheLeadersForwardsWhateverItsOwnTiming) {
+  const MagiConfig c = Config();
+  RandomDit random;
+  ASSERT_NO_FATAL_FAILURE(LoadRandomDit(c, "magi_forward_batcher_test_dit3.safetensors", &random));
+  const std::vector<ArRequest> requests = {Request(c, random.null_caption, 4, 1), Request(c, random.null_caption, 2, 2),
+                                           Request(c, random.null_caption, 3, 3)};
+  QueueOrder q;
+  QueueOrder::End leader_end(q, true), follower_end(q, false);
+  ForwardBatcherOptions lo;
+  lo.straggler_wait = std::chrono::seconds(30);
+  lo.order = &leader_end;
+  ForwardBatcherOptions fo;
+  fo.straggler_wait = std::chrono::milliseconds(1);
+  fo.order = &follower_end;
+  ForwardBatcher leader(*random.dit, lo), follower(*random.dit, fo);
+  using Results = std::vector<absl::StatusOr<GenerateResult>>;
+  Results led(requests.size(), absl::UnknownError("not run")), followed(requests.size(), absl::UnknownError("not run"));
+  // All of a rank's requests join before any starts (as a group's slots fill), then run.
+  auto rank = [&](ForwardBatcher& b, Results& out, bool late) {
+    std::vector<std::unique_ptr<Denoiser>> members;
+    for (size_t i = 0; i < requests.size(); ++i) members.push_back(b.Join(static_cast<int>(i)));
+    std::vector<std::thread> threads;
+    for (size_t k = 0; k < requests.size(); ++k) {
+      const size_t i = late ? requests.size() - 1 - k : k;  // the follower starts them in reverse
+      threads.emplace_back([&, i] {
+        if (late && i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        auto engine = ArEngine::Create(c, *members[i], {});
+        out[i] = engine.ok() ? (*engine)->Generate(requests[i]) : engine.status();
+        members[i].reset();
+      });
+    }
+    for (auto& t : threads) t.join();
+  };
+  std::thread leading(rank, std::ref(leader), std::ref(led), false);
+  std::thread following(rank, std::ref(follower), std::ref(followed), true);
+  leading.join();
+  following.join();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(led[i].ok()) << led[i].status();
+    ASSERT_TRUE(followed[i].ok()) << followed[i].status();
+    EXPECT_TRUE(at::equal(led[i]->final_latents, followed[i]->final_latents)) << "request " << i;
+  }
+  const ForwardBatcherStats ls = leader.stats(), fs = follower.stats();
+  std::printf("leader: calls %lld, forwards %lld, widest %d; follower: calls %lld, forwards %lld, widest %d; "
+              "%d announced\n",
+              static_cast<long long>(ls.calls), static_cast<long long>(ls.forwards), ls.max_batch,
+              static_cast<long long>(fs.calls), static_cast<long long>(fs.forwards), fs.max_batch, q.announced);
+  EXPECT_EQ(fs.calls, ls.calls);
+  EXPECT_EQ(fs.forwards, ls.forwards);
+  EXPECT_EQ(fs.max_batch, ls.max_batch);
+  EXPECT_EQ(ls.max_batch, 3);
+  EXPECT_LT(ls.forwards, ls.calls);
+  EXPECT_TRUE(q.queue.empty());
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 // check; a healthy group agrees and succeeds.
 #include "worker/main/rank_group_runner.h"
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <thread>
 
@@ -147,6 +150,97 @@ TEST(RankGroupRunner, TheLeadersOwnErrorIsReturnedAsItWas) {
   EXPECT_EQ(got, absl::DataLossError("disk full"));
   EXPECT_EQ(follower.polls.load(), 3) << "the follower did not stop at the leader's failure";
   EXPECT_TRUE(f.ok()) << f;
+}
+
+// Runs until `together` jobs run at once on this rank and Release() was called (up to 10 s
+// each), polls the agreement `checks` times, and records the slot each job had.
+class SlotRunner : public JobRunner {
+ public:
+  SlotRunner(int together, int checks) : together_(together), checks_(checks) {}
+  std::string name() const override { return "slots"; }
+  std::vector<::magi::internal::v1::ModelInfo> Models() const override { return {}; }
+  int max_concurrent_jobs() const override { return together_; }
+  absl::Status Run(const RunnerJob& job, FrameSink& sink) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      slots.push_back(job.slot);
+      ++running_;
+      cv_.notify_all();
+      if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return running_ >= together_; })) {
+        return absl::DeadlineExceededError("the jobs did not run at once");
+      }
+      ran_together = true;
+      if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return released_; })) {
+        return absl::DeadlineExceededError("never released");
+      }
+    }
+    for (int i = 0; i < checks_; ++i) {
+      if (sink.Cancelled()) return absl::CancelledError("cancelled");
+    }
+    return absl::OkStatus();
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::vector<int> slots;
+  bool ran_together = false;
+
+ private:
+  std::condition_variable cv_;
+  int running_ = 0;
+  bool released_ = false;
+  const int together_, checks_;
+};
+
+// --max_jobs_per_group 2 on a group of two ranks: two jobs run at once on both ranks, each in
+// its slot on every rank over that slot's own channel (their agreements never meet in one
+// collective sequence); a third job while both slots are busy is refused, naming the flag.
+TEST(RankGroupRunner, TwoSlotsRunTwoJobsAtOnceOnEveryRankEachOverItsOwnChannel) {
+  FakeGroup slot0(2), slot1(2);
+  SlotRunner follower(2, 50);
+  follower.Release();
+  absl::Status f;
+  std::thread t([&] { f = RunGroupFollower(follower, {slot0.comms[1].get(), slot1.comms[1].get()}); });
+  auto leader_inner = std::make_unique<SlotRunner>(2, 50);
+  SlotRunner* leader_runner = leader_inner.get();
+  absl::Status a, b, third;
+  std::vector<int> leader_slots;
+  bool leader_together = false;
+  {
+    GroupLeaderRunner leader(std::move(leader_inner), {slot0.comms[0].get(), slot1.comms[0].get()});
+    EXPECT_EQ(leader.max_concurrent_jobs(), 2);
+    NullSink sink;
+    std::thread ja([&] { a = leader.Run(RunnerJob(), sink); });
+    std::thread jb([&] { b = leader.Run(RunnerJob(), sink); });
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(leader_runner->mu_);
+        if (leader_runner->slots.size() == 2) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    third = leader.Run(RunnerJob(), sink);
+    leader_runner->Release();
+    ja.join();
+    jb.join();
+    leader_slots = leader_runner->slots;
+    leader_together = leader_runner->ran_together;
+  }  // the destructor stops the follower's loops (and frees the leader's runner)
+  t.join();
+  EXPECT_TRUE(a.ok()) << a;
+  EXPECT_TRUE(b.ok()) << b;
+  EXPECT_EQ(third.code(), absl::StatusCode::kResourceExhausted) << third;
+  EXPECT_NE(third.message().find("--max_jobs_per_group"), std::string::npos) << third;
+  EXPECT_TRUE(f.ok()) << f;
+  for (auto [slots, together] : {std::make_pair(leader_slots, leader_together),
+                                  std::make_pair(follower.slots, follower.ran_together)}) {
+    std::sort(slots.begin(), slots.end());
+    EXPECT_EQ(slots, (std::vector<int>{0, 1}));
+    EXPECT_TRUE(together);
+  }
 }
 
 }  // namespace

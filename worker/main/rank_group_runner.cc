@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include <ATen/ATen.h>
 
@@ -16,6 +17,9 @@ namespace {
 // Header broadcast before every job: [payload bytes (-1 = stop), start_chunk]; the payload
 // is the job's JobSpec.
 constexpr int64_t kStop = -1;
+
+// One slot's follower loop (RunGroupFollower).
+absl::Status RunSlotFollower(JobRunner& runner, Communicator& world, int slot);
 
 // The agreement: every rank asks the same question at the same point of the same loop (each
 // cancellation check, and once when its job ends). An all-reduce of [cancel, failed by rank
@@ -118,31 +122,78 @@ class AgreedCancelSink : public FrameSink {
 }  // namespace
 
 GroupLeaderRunner::GroupLeaderRunner(std::unique_ptr<JobRunner> inner, Communicator& world)
-    : inner_(std::move(inner)), world_(world) {}
+    : GroupLeaderRunner(std::move(inner), std::vector<Communicator*>{&world}) {}
+
+GroupLeaderRunner::GroupLeaderRunner(std::unique_ptr<JobRunner> inner, std::vector<Communicator*> channels)
+    : inner_(std::move(inner)), channels_(std::move(channels)), busy_(channels_.size(), false) {}
 
 GroupLeaderRunner::~GroupLeaderRunner() { (void)StopFollowers(); }
 
-absl::Status GroupLeaderRunner::Run(const RunnerJob& job, FrameSink& sink) {
+absl::Status GroupLeaderRunner::Run(const RunnerJob& given, FrameSink& sink) {
+  int slot = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < busy_.size() && slot < 0; ++i) {
+      if (!busy_[i]) slot = static_cast<int>(i);
+    }
+    if (slot < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("worker group: all ", busy_.size(), " job slots are busy (--max_jobs_per_group)"));
+    }
+    busy_[static_cast<size_t>(slot)] = true;
+  }
+  struct Release {
+    GroupLeaderRunner* r;
+    int slot;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(r->mu_);
+      r->busy_[static_cast<size_t>(slot)] = false;
+    }
+  } release{this, slot};
+  RunnerJob job = given;
+  job.slot = slot;
+  Communicator& world = *channels_[static_cast<size_t>(slot)];
   std::string payload;
   if (!job.spec.SerializeToString(&payload)) return absl::InternalError("worker group: cannot serialise the job");
   at::Tensor header = at::tensor({static_cast<int64_t>(payload.size()), static_cast<int64_t>(job.start_chunk)}, at::kLong);
-  MAGI_RETURN_IF_ERROR(world_.Broadcast(header, 0, "group.job_header"));
+  MAGI_RETURN_IF_ERROR(world.Broadcast(header, 0, "group.job_header"));
   at::Tensor bytes = at::empty({static_cast<int64_t>(payload.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), payload.data(), payload.size());
   if (!payload.empty()) {
-    MAGI_RETURN_IF_ERROR(world_.Broadcast(bytes, 0, "group.job"));
+    MAGI_RETURN_IF_ERROR(world.Broadcast(bytes, 0, "group.job"));
   }
-  AgreedCancelSink agreed(&sink, world_);
+  AgreedCancelSink agreed(&sink, world);
   const absl::Status local = inner_->Run(job, agreed);
   return agreed.Finish(local);
 }
 
 absl::Status GroupLeaderRunner::StopFollowers() {
-  at::Tensor header = at::tensor({kStop, int64_t{0}}, at::kLong);
-  return world_.Broadcast(header, 0, "group.job_header");
+  absl::Status first;
+  for (Communicator* c : channels_) {
+    at::Tensor header = at::tensor({kStop, int64_t{0}}, at::kLong);
+    first.Update(c->Broadcast(header, 0, "group.job_header"));
+  }
+  return first;
 }
 
-absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
+absl::Status RunGroupFollower(JobRunner& runner, const std::vector<Communicator*>& channels) {
+  std::vector<absl::Status> results(channels.size());
+  std::vector<std::thread> loops;
+  for (size_t i = 1; i < channels.size(); ++i) {
+    loops.emplace_back([&, i] { results[i] = RunSlotFollower(runner, *channels[i], static_cast<int>(i)); });
+  }
+  if (!channels.empty()) results[0] = RunSlotFollower(runner, *channels[0], 0);
+  for (auto& t : loops) t.join();
+  absl::Status first;
+  for (const auto& s : results) first.Update(s);
+  return first;
+}
+
+absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) { return RunSlotFollower(runner, world, 0); }
+
+namespace {
+
+absl::Status RunSlotFollower(JobRunner& runner, Communicator& world, int slot) {
   for (;;) {
     at::Tensor header = at::zeros({2}, at::kLong);
     MAGI_RETURN_IF_ERROR(world.Broadcast(header, 0, "group.job_header"));
@@ -158,6 +209,7 @@ absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
       return absl::DataLossError("worker group: the job from rank 0 does not parse");
     }
     job.start_chunk = static_cast<int>(header[1].item<int64_t>());
+    job.slot = slot;
     AgreedCancelSink agreed(nullptr, world);
     // The leader reports the job's outcome (a follower's own failure reaches it through the
     // agreement); a follower logs its own and stays in step.
@@ -168,5 +220,7 @@ absl::Status RunGroupFollower(JobRunner& runner, Communicator& world) {
     (void)agreed.Finish(local);
   }
 }
+
+}  // namespace
 
 }  // namespace magi

@@ -65,8 +65,8 @@ ABSL_FLAG(bool, overlap_decode, true,
           "next stage (false: between model calls, on the engine's thread)");
 ABSL_FLAG(int, max_jobs_per_group, 1,
           "jobs this worker group runs at once, in [1, 16] (the slots it registers); with the model runner their "
-          "DiT calls of the same window shape share one batched forward and the rest interleave; > 1 needs a "
-          "single-rank group (--tp, --cp and --cfg 1)");
+          "DiT calls of the same window shape share one batched forward and the rest interleave; on a --tp/--cp "
+          "group every rank runs the jobs in the same slots and rank 0 orders the forwards; > 1 needs --cfg 1");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
 ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
@@ -121,9 +121,9 @@ int main(int argc, char** argv) {
                  magi::kMaxConcurrentJobs);
     return 2;
   }
-  if (max_jobs > 1 && world > 1) {
-    std::fprintf(stderr, "magi-worker: --max_jobs_per_group %d needs a single-rank group: a group of --cfg x --tp x "
-                         "--cp = %d ranks runs one job at a time\n", max_jobs, world);
+  if (max_jobs > 1 && cfg > 1) {
+    std::fprintf(stderr, "magi-worker: --max_jobs_per_group %d needs --cfg 1: CFG-parallel ranks exchange guidance "
+                         "passes outside the forward, so a --cfg %d group runs one job at a time\n", max_jobs, cfg);
     return 2;
   }
   int nproc = absl::GetFlag(FLAGS_nproc_per_node);
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
     }
     rdv->backend = *parsed_backend;
     if (device == "cuda") rdv->cuda_device = rdv->local_rank;
-    auto joined = magi::RankGroup::Join(*rdv, tp, cp, cfg);
+    auto joined = magi::RankGroup::Join(*rdv, tp, cp, cfg, max_jobs);
     if (!joined.ok()) {
       std::fprintf(stderr, "magi-worker: %s\n", std::string(joined.status().message()).c_str());
       return 1;
@@ -252,6 +252,10 @@ int main(int argc, char** argv) {
     ro.model.cp_comm = &group->cp();
     if (cfg > 1) ro.model.cfg_comm = &group->cfg();
     ro.model.group_comm = &group->world();
+    if (max_jobs > 1) {
+      for (int slot = 0; slot < max_jobs; ++slot) ro.model.job_channels.push_back(&group->job_channel(slot));
+      ro.model.forward_order = &group->forward_order();
+    }
     ro.model.follower = group->rank() != 0;
     // Only one rank writes the shared tiny model set; the others wait for it at the barrier.
     if (group->rank() != 0) ro.create_tiny_model = false;
@@ -276,12 +280,16 @@ int main(int argc, char** argv) {
   health.SetLoaded();
   if (group != nullptr && group->rank() != 0) {
     health.SetRegistered(true);  // followers are ready once loaded; the leader registers for the group
-    absl::Status s = magi::RunGroupFollower(**runner, group->world());
+    std::vector<magi::Communicator*> channels;
+    for (int slot = 0; slot < group->job_slots(); ++slot) channels.push_back(&group->job_channel(slot));
+    absl::Status s = magi::RunGroupFollower(**runner, channels);
     if (!s.ok()) std::fprintf(stderr, "magi-worker rank %d: %s\n", group->rank(), s.ToString().c_str());
     return s.ok() ? 0 : 1;
   }
   if (group != nullptr) {
-    *runner = std::make_unique<magi::GroupLeaderRunner>(std::move(*runner), group->world());
+    std::vector<magi::Communicator*> channels;
+    for (int slot = 0; slot < group->job_slots(); ++slot) channels.push_back(&group->job_channel(slot));
+    *runner = std::make_unique<magi::GroupLeaderRunner>(std::move(*runner), std::move(channels));
   }
   magi::WorkerLinkOptions lo;
   lo.server = absl::GetFlag(FLAGS_server);

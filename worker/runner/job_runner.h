@@ -41,6 +41,9 @@ struct RunnerJob {
   std::string job_id;
   JobSpec spec;         // built at the edge (jobspec/job_spec.h): the request with defaults, geometry
   int start_chunk = 0;  // chunks < start_chunk were made by an earlier attempt
+  // The job slot it runs in on every rank of a rank group (worker/main/rank_group_runner.h),
+  // in [0, max_concurrent_jobs); 0 on a single rank.
+  int slot = 0;
 
   const ::magi::v1::GenerateRequest& request() const { return spec.request(); }
   int chunks_total() const { return spec.chunks_total(); }

@@ -235,12 +235,23 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
     return absl::InvalidArgumentError(absl::StrCat("--max_jobs_per_group: must be in [1, ", kMaxConcurrentJobs,
                                                    "], got ", options.max_concurrent_jobs));
   }
-  if (options.max_concurrent_jobs > 1 &&
-      (options.layout.tp_size * options.layout.cp_size > 1 || options.cfg_comm != nullptr ||
-       options.group_comm != nullptr || options.follower)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_jobs_per_group ", options.max_concurrent_jobs,
-        ": several jobs per group need a single-rank group (--tp, --cp and --cfg 1); a rank group runs one job"));
+  const bool rank_group = options.layout.tp_size * options.layout.cp_size > 1 || options.cfg_comm != nullptr ||
+                          options.group_comm != nullptr || options.follower;
+  if (options.max_concurrent_jobs > 1 && rank_group) {
+    if (options.cfg_comm != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max_jobs_per_group ", options.max_concurrent_jobs,
+          ": several jobs per group need --cfg 1 (CFG-parallel ranks exchange guidance passes outside the "
+          "forward); a CFG-parallel group runs one job"));
+    }
+    if (static_cast<int>(options.job_channels.size()) != options.max_concurrent_jobs ||
+        options.forward_order == nullptr || options.job_channels[0] != options.group_comm ||
+        std::count(options.job_channels.begin(), options.job_channels.end(), nullptr) > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max_jobs_per_group ", options.max_concurrent_jobs, ": a rank group needs one job channel per slot (got ",
+          options.job_channels.size(), ", the first the group's) and a forward-order channel (RankGroup::Join "
+          "with job_slots)"));
+    }
   }
   MAGI_ASSIGN_OR_RETURN(r->config_, LoadMagiConfig((base / "config.json").string()));
   MAGI_RETURN_IF_ERROR(ValidateMagiConfig(r->config_));
@@ -285,6 +296,10 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   if (options.max_concurrent_jobs > 1) {
     ForwardBatcherOptions bo;
     bo.max_batch = options.max_concurrent_jobs;
+    if (options.forward_order != nullptr) {
+      r->order_ = MakeForwardOrder(*options.forward_order);
+      bo.order = r->order_.get();
+    }
     r->batcher_ = std::make_unique<ForwardBatcher>(*r->dit_, bo);
   }
   // Special tokens (serving_config; the run scripts' PAD_HQ + PAD_DURATION by default).
@@ -499,8 +514,13 @@ absl::Status ModelJobRunner::Run(const RunnerJob& job, FrameSink& sink) {
   ArRequest req;
   absl::Status prepared = Prepare(job, c, req);
   // In a group every rank takes part in the prefix exchange, whatever failed before it.
-  if (options_.group_comm != nullptr && (r.mode() == pb::MODE_I2V || r.mode() == pb::MODE_V2V)) {
-    MAGI_RETURN_IF_ERROR(SharePrefix(*options_.group_comm, !options_.follower, prepared.ok(), req.prefix));
+  if (job.slot < 0 || job.slot >= max_concurrent_jobs()) {
+    return absl::InternalError(absl::StrCat("job slot ", job.slot, " out of range [0, ", max_concurrent_jobs(), ")"));
+  }
+  Communicator* channel = options_.job_channels.empty() ? options_.group_comm
+                                                        : options_.job_channels[static_cast<size_t>(job.slot)];
+  if (channel != nullptr && (r.mode() == pb::MODE_I2V || r.mode() == pb::MODE_V2V)) {
+    MAGI_RETURN_IF_ERROR(SharePrefix(*channel, !options_.follower, prepared.ok(), req.prefix));
   }
   MAGI_RETURN_IF_ERROR(prepared);
   return Generate(job, c, req, sink);
@@ -572,7 +592,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   // Several jobs at once: this job's DiT calls join the shared batches from here until its
   // engine is done (the member leaves before the last decodes, so no batch waits for them).
   std::unique_ptr<Denoiser> member;
-  if (batcher_) member = batcher_->Join();
+  if (batcher_) member = batcher_->Join(job.slot);
   MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine,
                         ArEngine::Create(c, member ? *member : static_cast<Denoiser&>(*denoiser_), eo));
 
@@ -672,6 +692,12 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   absl::Status generated = engine->Generate(req, cb).status();
   engine.reset();
   member.reset();
+  if (batcher_ && !options_.follower) {
+    // For operators: how much the slots share (every rank of a group runs the same forwards).
+    const ForwardBatcherStats st = batcher_->stats();
+    std::fprintf(stderr, "magi-worker: slot %d job done; this worker's DiT calls so far: %lld in %lld forwards, widest %d\n",
+                 job.slot, static_cast<long long>(st.calls), static_cast<long long>(st.forwards), st.max_batch);
+  }
   if (delivery) {
     if (!generated.ok()) {
       delivery->Abandon();

@@ -34,7 +34,8 @@
 // Overlap: the leader decodes and delivers chunks on a thread of its own while the engine
 // computes (ModelRunnerOptions::overlap_decode).
 //
-// Several jobs at once (ModelRunnerOptions::max_concurrent_jobs > 1, single-rank groups):
+// Several jobs at once (ModelRunnerOptions::max_concurrent_jobs > 1; single ranks and TP x CP
+// groups, where every rank runs each job in the same slot and rank 0 orders the forwards):
 // each Run() on its own thread; their engines share DiT forwards through a ForwardBatcher
 // (calls of the same window shape in one batched forward, the others interleaved), the VAE
 // takes one job at a time and the caption encoder (thread-safe, with its cache) is shared. Each job's video equals its solo run up to float32
@@ -120,9 +121,14 @@ struct ModelRunnerOptions {
   // OnChunk / OnPrefixChunk then run on that thread (FrameSink's contract). false: inline,
   // on the engine's thread, between model calls (for comparison and debugging).
   bool overlap_decode = true;
-  // Jobs run at once (magi-worker --max_jobs_per_group), in [1, 16]; > 1 needs a single-rank
-  // group (no TP, CP or CFG communicators). Their DiT calls share batched forwards.
+  // Jobs run at once (magi-worker --max_jobs_per_group), in [1, 16]; their DiT calls share
+  // batched forwards. On a rank group (TP x CP; not CFG-parallel, whose guidance exchanges
+  // passes outside the forward) > 1 needs `job_channels` (one per slot, [0] = group_comm: the
+  // job's prefix travels over its slot's) and `forward_order` (rank 0 announces each batched
+  // forward's slots; ForwardBatcher). RunnerJob::slot picks the channel.
   int max_concurrent_jobs = 1;
+  std::vector<Communicator*> job_channels;  // not owned
+  Communicator* forward_order = nullptr;    // not owned
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
 };
@@ -176,6 +182,7 @@ class ModelJobRunner final : public JobRunner {
   std::unique_ptr<Checkpoint> dit_checkpoint_;  // the DiT's weights alias its mapping
   std::unique_ptr<DitModel> dit_;
   std::unique_ptr<DitDenoiser> denoiser_;
+  std::unique_ptr<ForwardOrder> order_;      // rank groups with max_concurrent_jobs > 1
   std::unique_ptr<ForwardBatcher> batcher_;  // max_concurrent_jobs > 1 only
   // Concurrent jobs take the VAE one at a time (the caption encoder guards itself).
   mutable std::mutex vae_mu_;

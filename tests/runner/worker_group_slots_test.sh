@@ -2,7 +2,7 @@
 # Several jobs per rank group: a group of two rank processes over Gloo (TP=2, or the layout in
 # the 4th argument, e.g. --cp=2) with --max_jobs_per_group 2 behind magi-server:
 #  1. the launcher starts exactly two rank processes, and rank 0 registers two slots;
-#  2. two jobs submitted at once run at the same time (both RUNNING together), each on both
+#  2. two jobs submitted at once run at the same time (a forward took a call of each), each on both
 #     ranks in its own slot, their same-shaped DiT calls batched in forwards whose order rank 0
 #     announces; each video equals a one-process run of its request up to the fp32
 #     reduction order (mean |diff| < 0.25, < 5% of bytes; the batched GEMMs round like TP's);
@@ -28,18 +28,11 @@ B=(--prompt "a boat on a lake" --frames 192 --width 64 --height 48 --seed 9 --st
 ga=$!
 "$MAGI" generate "${SRV[@]}" "${B[@]}" --output "$WORK/b2.mp4" >/dev/null &
 gb=$!
-together=0
-for _ in $(seq 1 40); do
-  n=$("$MAGI" list "${SRV[@]}" --state running --json |
-      python3 -c "import sys, json; print(len(json.loads(sys.stdin.read()).get('jobs', [])))")
-  if [ "$n" -ge 2 ]; then together=1; break; fi
-  kill -0 "$ga" 2>/dev/null || kill -0 "$gb" 2>/dev/null || break
-  sleep 0.05
-done
 wait "$ga" || fail "job A failed on the two-slot group"
 wait "$gb" || fail "job B failed on the two-slot group"
-[ "$together" = 1 ] || fail "the two jobs never ran at the same time on the two-slot group"
-# Their calls shared forwards: the leader's count after both jobs.
+# They ran at once, their calls sharing forwards: the leader's count after both jobs (a
+# forward of 2 calls holds one call of each job). Polling the job states instead missed the
+# overlap of these 2-second jobs on a loaded machine.
 last=$(grep -o "DiT calls so far: [0-9]* in [0-9]* forwards, widest [0-9]*" "$WORK/err.txt" | tail -1)
 echo "rank 0: $last"
 read -r calls forwards widest < <(echo "$last" | sed -E 's/.*: ([0-9]+) in ([0-9]+) forwards, widest ([0-9]+)/\1 \2 \3/')

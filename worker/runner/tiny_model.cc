@@ -47,18 +47,6 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// The released ViTVAE (its flags and patch geometry) at a tiny width.
-// embed_dim must be a multiple of patch_size^2 * patch_length = 256 (the decoder unpatchify).
-VaeConfig TinyVaeConfig() {
-  VaeConfig v = ReleasedVaeConfig();
-  v.video_length = 12;
-  v.embed_dim = 256;
-  v.depth = 2;
-  v.num_heads = 4;
-  v.mlp_ratio = 1.0;
-  return v;
-}
-
 // A small English corpus of video-prompt-like sentences, deterministic in `seed`.
 std::string MakeCorpus(uint64_t seed) {
   static const char* kWords[] = {
@@ -179,6 +167,18 @@ std::string ManifestText(uint64_t seed) {
 }
 
 }  // namespace
+
+// The released ViTVAE (its flags and patch geometry) at a tiny width.
+// embed_dim must be a multiple of patch_size^2 * patch_length = 256 (the decoder unpatchify).
+VaeConfig TinyVaeConfig() {
+  VaeConfig v = ReleasedVaeConfig();
+  v.video_length = 12;
+  v.embed_dim = 256;
+  v.depth = 2;
+  v.num_heads = 4;
+  v.mlp_ratio = 1.0;
+  return v;
+}
 
 MagiConfig TinyModelSetConfig() {
   // The DiT of TinyMagiConfig with the T5 below; what the server declares for "tiny" before any

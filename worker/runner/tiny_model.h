@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/model/config.h"
+#include "worker/vae/vae_config.h"
 
 namespace magi {
 
@@ -49,6 +50,9 @@ inline constexpr int kTinyModelFormat = 2;  // 2: special_tokens.npz + serving_c
 
 // The MAGI-1 config of the tiny set (sub-folder paths relative, as written to config.json).
 MagiConfig TinyModelSetConfig();
+
+// The tiny set's VAE: the released ViTVAE's flags and patch geometry at a tiny width.
+VaeConfig TinyVaeConfig();
 
 // Creates the set in `dir` (parents created) unless a complete one with this seed is there.
 // Errors name the path or the failing step (e.g. spm_train's exit status and log).

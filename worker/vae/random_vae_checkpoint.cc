@@ -78,7 +78,8 @@ std::map<std::string, at::Tensor> RandomVaeWeights(const VaeConfig& c, uint64_t 
   return w;
 }
 
-absl::Status WriteRandomVaeFolder(const VaeConfig& config, const std::string& folder, uint64_t seed) {
+absl::Status WriteVaeFolder(const VaeConfig& config, const std::map<std::string, at::Tensor>& weights,
+                            const std::string& folder) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(folder, ec);
@@ -89,11 +90,14 @@ absl::Status WriteRandomVaeFolder(const VaeConfig& config, const std::string& fo
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", folder, "/config.json"));
   }
   try {
-    return WriteSafetensors((fs::path(folder) / "diffusion_pytorch_model.safetensors").string(),
-                            RandomVaeWeights(config, seed));
+    return WriteSafetensors((fs::path(folder) / "diffusion_pytorch_model.safetensors").string(), weights);
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("random VAE weights: ", e.what()));
+    return absl::InternalError(absl::StrCat("VAE weights: ", e.what()));
   }
+}
+
+absl::Status WriteRandomVaeFolder(const VaeConfig& config, const std::string& folder, uint64_t seed) {
+  return WriteVaeFolder(config, RandomVaeWeights(config, seed), folder);
 }
 
 }  // namespace magi

@@ -24,6 +24,11 @@ std::map<std::string, at::Tensor> RandomVaeWeights(const VaeConfig& config, uint
 // (float32). Creates the folder.
 absl::Status WriteRandomVaeFolder(const VaeConfig& config, const std::string& folder, uint64_t seed = 5000);
 
+// Writes `weights` (state_dict keys, any float dtype) as a released-layout VAE folder with
+// `config`, as above (the trainer's output; WriteRandomVaeFolder uses it).
+absl::Status WriteVaeFolder(const VaeConfig& config, const std::map<std::string, at::Tensor>& weights,
+                            const std::string& folder);
+
 // The released VAE's ddconfig (spec pipeline.md §5.2).
 VaeConfig ReleasedVaeConfig();
 

@@ -224,6 +224,13 @@ absl::StatusOr<std::unique_ptr<ViTVae>> ViTVae::LoadFolder(const std::string& fo
 }
 
 absl::StatusOr<at::Tensor> ViTVae::EncodeTile(const at::Tensor& x_in) const {
+  MAGI_ASSIGN_OR_RETURN(at::Tensor moments, EncodeMoments(x_in));
+  const int64_t out_ch = impl_->config.encoder_out_channels();
+  // DiagonalGaussianDistribution.mode(): the first half of the channels (the mean).
+  return impl_->config.double_z ? moments.slice(1, 0, out_ch / 2).contiguous() : moments;
+}
+
+absl::StatusOr<at::Tensor> ViTVae::EncodeMoments(const at::Tensor& x_in) const {
   const Impl& m = *impl_;
   const VaeConfig& c = m.config;
   if (!x_in.defined() || x_in.dim() != 5) {
@@ -265,10 +272,8 @@ absl::StatusOr<at::Tensor> ViTVae::EncodeTile(const at::Tensor& x_in) const {
       at::Tensor xf = x.to(at::kFloat);
       x = (xf / at::norm(xf, 2, {1}, /*keepdim=*/true)).to(x.scalar_type());
     }
-    // DiagonalGaussianDistribution.mode(): the first half of the channels (the mean).
-    at::Tensor mean = x.slice(1, 0, out_ch / 2);
-    if (single) mean = mean.slice(2, 0, 1);
-    return mean.contiguous();
+    if (single) x = x.slice(2, 0, 1);
+    return x.contiguous();
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("VAE encode failed: ", e.what()));
   }
@@ -315,5 +320,44 @@ const VaeConfig& ViTVae::config() const { return impl_->config; }
 const ViTVae::Options& ViTVae::options() const { return impl_->options; }
 at::ScalarType ViTVae::compute_dtype() const { return impl_->dtype; }
 int64_t ViTVae::weight_bytes() const { return impl_->bytes; }
+
+std::map<std::string, at::Tensor> ViTVae::NamedWeights() const {
+  const Impl& m = *impl_;
+  std::map<std::string, at::Tensor> w;
+  auto put = [&](const std::string& key, const at::Tensor& t) {
+    if (t.defined()) w[key] = t;
+  };
+  for (const auto& [p, t] : {std::pair<std::string, const Tower*>{"encoder", &m.enc}, {"decoder", &m.dec}}) {
+    put(p + ".cls_token", t->cls);
+    put(p + ".pos_embed", t->pos);
+    for (size_t i = 0; i < t->blocks.size(); ++i) {
+      const std::string b = absl::StrCat(p, ".blocks.", i, ".");
+      const BlockWeights& bw = t->blocks[i];
+      put(b + "norm1.weight", bw.norm1_w);
+      put(b + "norm1.bias", bw.norm1_b);
+      put(b + "attn.qkv.weight", bw.qkv_w);
+      put(b + "attn.qkv.bias", bw.qkv_b);
+      put(b + "attn.proj.weight", bw.proj_w);
+      put(b + "attn.proj.bias", bw.proj_b);
+      put(b + "norm2.weight", bw.norm2_w);
+      put(b + "norm2.bias", bw.norm2_b);
+      put(b + "mlp.fc1.weight", bw.fc1_w);
+      put(b + "mlp.fc1.bias", bw.fc1_b);
+      put(b + "mlp.fc2.weight", bw.fc2_w);
+      put(b + "mlp.fc2.bias", bw.fc2_b);
+    }
+    put(p + ".norm.weight", t->norm_w);
+    put(p + ".norm.bias", t->norm_b);
+  }
+  put("encoder.patch_embed.proj.weight", m.patch_w);
+  put("encoder.patch_embed.proj.bias", m.patch_b);
+  put("encoder.last_layer.weight", m.enc_last_w);
+  put("encoder.last_layer.bias", m.enc_last_b);
+  put("decoder.proj_in.weight", m.proj_in_w);
+  put("decoder.proj_in.bias", m.proj_in_b);
+  put("decoder.last_layer.weight", m.dec_last_w);
+  put("decoder.last_layer.bias", m.dec_last_b);
+  return w;
+}
 
 }  // namespace magi

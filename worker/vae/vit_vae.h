@@ -23,6 +23,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -67,6 +68,10 @@ class ViTVae {
   // patch grid as the reference's strided conv does; T in {2, 3} or H, W below one patch
   // give no latent and are an InvalidArgument.
   absl::StatusOr<at::Tensor> EncodeTile(const at::Tensor& x) const;
+  // The whole posterior of EncodeTile's tile: [B, encoder_out_channels, T', H', W'] (with
+  // double_z the mean's channels, then the log-variance's), as the encoder's last layer gives
+  // it. EncodeTile returns its mean half. Differentiable (training, tools/train_tiny).
+  absl::StatusOr<at::Tensor> EncodeMoments(const at::Tensor& x) const;
 
   // The reference's tile decode (ViTVAE.decode): `z` [B, z_chans, T', H', W'] (float32 in
   // the pipeline) -> [B, 3, 4T', 8H', 8W'] in the compute dtype; a single latent frame
@@ -78,6 +83,10 @@ class ViTVae {
   at::ScalarType compute_dtype() const;
   // Bytes of all weights held.
   int64_t weight_bytes() const;
+  // Every weight held, by its state_dict key (encoder.*, decoder.*), as handles of the
+  // model's own tensors: setting requires_grad or replacing their data (Tensor::set_data)
+  // changes the model (training; see the thread-safety note above).
+  std::map<std::string, at::Tensor> NamedWeights() const;
 
  private:
   struct Impl;

@@ -1,0 +1,140 @@
+// VAE training on the synthetic world (tools/train_tiny/train_vae.h): a few Adam steps on the
+// tiny set's VAE lower the held-out reconstruction error; the weights written as a VAE folder
+// load through the real loader and compute exactly what the trained model computes; the same
+// seed trains the same bytes; bad options are refused naming the option.
+#include "tools/train_tiny/train_vae.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "worker/runner/tiny_model.h"
+#include "worker/vae/random_vae_checkpoint.h"
+
+namespace magi {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainVaeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("magi_train_vae_test_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    ASSERT_TRUE(WriteRandomVaeFolder(TinyVaeConfig(), (dir_ / "start").string(), 3).ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<ViTVae> Load(const fs::path& folder, VaeCompute compute = VaeCompute::kFloat32) {
+    ViTVae::Options o;
+    o.compute = compute;
+    auto vae = ViTVae::LoadFolder(folder.string(), o);
+    EXPECT_TRUE(vae.ok()) << vae.status();
+    return vae.ok() ? std::move(*vae) : nullptr;
+  }
+
+  static VaeTrainOptions Small(int steps) {
+    VaeTrainOptions o;
+    o.steps = steps;
+    o.batch = 4;
+    o.frames = 8;
+    o.size = 32;
+    o.learning_rate = 2e-3;
+    o.heldout_scenes = 4;
+    return o;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainVaeTest, StepsLowerTheHeldOutErrorAndTheWrittenFolderComputesTheSame) {
+  std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+  ASSERT_NE(vae, nullptr);
+  int calls = 0;
+  double first_loss = 0, last_loss = 0;
+  VaeTrainOptions o = Small(40);
+  o.on_step = [&](int step, double loss, double) {
+    ++calls;
+    EXPECT_EQ(step, calls);
+    if (step == 1) first_loss = loss;
+    last_loss = loss;
+  };
+  auto trained = TrainVae(*vae, o);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  std::printf("held-out MSE %.5f -> %.5f; loss %.5f -> %.5f in %.1f s\n", trained->heldout_mse_before,
+              trained->heldout_mse_after, first_loss, last_loss, trained->seconds);
+  EXPECT_EQ(calls, 40);
+  // Measured 0.329 -> 0.153 held out and 1.90 -> 0.62 in loss (32 px, 40 steps, AMD Zen 5);
+  // an optimiser that does not step stays at 1x.
+  EXPECT_LT(trained->heldout_mse_after, 0.7 * trained->heldout_mse_before);
+  EXPECT_LT(last_loss, 0.6 * first_loss);
+
+  std::map<std::string, at::Tensor> weights;
+  for (const auto& [name, t] : vae->NamedWeights()) {
+    EXPECT_FALSE(t.requires_grad()) << name << " is still trainable after training";
+    weights[name] = t;
+  }
+  ASSERT_TRUE(WriteVaeFolder(vae->config(), weights, (dir_ / "trained").string()).ok());
+  std::unique_ptr<ViTVae> reloaded = Load(dir_ / "trained");
+  ASSERT_NE(reloaded, nullptr);
+  auto clips = WorldClips(77, 2, 8, 32);
+  ASSERT_TRUE(clips.ok()) << clips.status();
+  auto z1 = vae->EncodeTile(*clips), z2 = reloaded->EncodeTile(*clips);
+  ASSERT_TRUE(z1.ok() && z2.ok());
+  EXPECT_TRUE(at::equal(*z1, *z2));
+  auto x1 = vae->DecodeTile(*z1), x2 = reloaded->DecodeTile(*z2);
+  ASSERT_TRUE(x1.ok() && x2.ok());
+  EXPECT_TRUE(at::equal(*x1, *x2));
+  auto mse = ReconstructionMse(*reloaded, *clips);
+  ASSERT_TRUE(mse.ok());
+  EXPECT_LT(*mse, 0.7 * trained->heldout_mse_before);
+}
+
+TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {
+  std::map<std::string, at::Tensor> runs[2];
+  for (auto& run : runs) {
+    std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+    ASSERT_NE(vae, nullptr);
+    ASSERT_TRUE(TrainVae(*vae, Small(3)).ok());
+    run = vae->NamedWeights();
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  int changed = 0;
+  std::unique_ptr<ViTVae> start = Load(dir_ / "start");
+  const auto initial = start->NamedWeights();
+  for (const auto& [name, t] : runs[0]) {
+    EXPECT_TRUE(at::equal(t, runs[1].at(name))) << name;
+    changed += at::equal(t, initial.at(name)) ? 0 : 1;
+  }
+  EXPECT_EQ(changed, static_cast<int>(initial.size())) << "some weights were not trained";
+}
+
+TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
+  std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+  ASSERT_NE(vae, nullptr);
+  VaeTrainOptions o = Small(1);
+  o.frames = 10;
+  auto r = TrainVae(*vae, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("frames must be a multiple of the VAE's patch_length 4"), std::string::npos)
+      << r.status();
+  o = Small(1);
+  o.size = 40;
+  r = TrainVae(*vae, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("size"), std::string::npos) << r.status();
+  o = Small(1);
+  o.learning_rate = 0;
+  r = TrainVae(*vae, o);
+  EXPECT_NE(r.status().message().find("learning_rate must be in"), std::string::npos) << r.status();
+  std::unique_ptr<ViTVae> bf16 = Load(dir_ / "start", VaeCompute::kBFloat16);
+  ASSERT_NE(bf16, nullptr);
+  r = TrainVae(*bf16, Small(1));
+  EXPECT_NE(r.status().message().find("kFloat32"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace magi

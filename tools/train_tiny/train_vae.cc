@@ -1,0 +1,160 @@
+#include "tools/train_tiny/train_vae.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "physics/world.h"
+
+namespace magi {
+namespace {
+
+using physics::CheckRenderArgs;
+using physics::MakeScene;
+using physics::RenderSceneRgb;
+using physics::Scene;
+using physics::SplitMix64;
+
+// Held-out scenes: far from any training seed (those are seed * 2^32 + counter).
+constexpr uint64_t kHeldoutBase = uint64_t{0xFEED} << 48;
+constexpr int kWarmupSteps = 20;
+
+absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
+  const VaeConfig& c = vae.config();
+  if (vae.compute_dtype() != at::kFloat) {
+    return absl::InvalidArgumentError("VAE training: load the VAE with VaeCompute::kFloat32");
+  }
+  auto range = [](const char* name, double v, double lo, double hi) -> absl::Status {
+    if (!(v >= lo && v <= hi)) {
+      return absl::InvalidArgumentError(absl::StrCat("VAE training: ", name, " must be in [", lo, ", ", hi, "], got ", v));
+    }
+    return absl::OkStatus();
+  };
+  MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
+  MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
+  MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
+  MAGI_RETURN_IF_ERROR(range("kl_weight", o.kl_weight, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
+  if (o.frames < c.patch_length || o.frames % c.patch_length != 0 || o.frames > 96) {
+    return absl::InvalidArgumentError(absl::StrCat("VAE training: frames must be a multiple of the VAE's patch_length ",
+                                                   c.patch_length, " in [", c.patch_length, ", 96], got ", o.frames));
+  }
+  MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.frames, "size", "frames"));
+  return absl::OkStatus();
+}
+
+uint64_t Mix(uint64_t a, uint64_t b) {
+  SplitMix64 r(a * 0x9E3779B97F4A7C15ULL ^ b);
+  return r.Next();
+}
+
+}  // namespace
+
+absl::StatusOr<at::Tensor> WorldClips(uint64_t first_seed, int n, int frames, int size, int start_frame,
+                                      uint64_t offsets_seed) {
+  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("clips: n must be >= 1, got ", n));
+  if (start_frame < 0) return absl::InvalidArgumentError(absl::StrCat("clips: start_frame must be >= 0, got ", start_frame));
+  at::Tensor out = at::empty({n, 3, frames, size, size}, at::kFloat);
+  for (int i = 0; i < n; ++i) {
+    const Scene scene = MakeScene(first_seed + static_cast<uint64_t>(i));
+    const int start = offsets_seed != 0 ? static_cast<int>(Mix(offsets_seed, first_seed + i) % 24) : start_frame;
+    MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, start + frames));
+    for (int f = 0; f < frames; ++f) {
+      const RgbFrame& fr = rgb[static_cast<size_t>(start + f)];
+      at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(fr.rgb24.data()), {size, size, 3}, at::kByte);
+      out.select(0, i).select(1, f).copy_(hwc.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<double> ReconstructionMse(const ViTVae& vae, const at::Tensor& clips) {
+  at::NoGradGuard no_grad;
+  MAGI_ASSIGN_OR_RETURN(at::Tensor z, vae.EncodeTile(clips));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
+  // [-1, 1] -> [0, 1]: the squared error scales by 1/4.
+  return (rec.clamp(-1, 1) - clips).pow(2).mean().item<double>() / 4.0;
+}
+
+absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
+  MAGI_RETURN_IF_ERROR(CheckOptions(vae, o));
+  const auto t0 = std::chrono::steady_clock::now();
+  VaeTrainResult result;
+  MAGI_ASSIGN_OR_RETURN(at::Tensor heldout, WorldClips(kHeldoutBase, o.heldout_scenes, o.frames, o.size, 12));
+  MAGI_ASSIGN_OR_RETURN(result.heldout_mse_before, ReconstructionMse(vae, heldout));
+
+  // The model's own tensors become trainable copies (a loaded checkpoint may be a read-only
+  // mapping); the Adam moments live beside them.
+  std::map<std::string, at::Tensor> params = vae.NamedWeights();
+  std::vector<at::Tensor> p, m, v;
+  for (auto& [name, t] : params) {
+    t.set_data(t.detach().clone());
+    t.requires_grad_(true);
+    p.push_back(t);
+    m.push_back(at::zeros_like(t.detach()));
+    v.push_back(at::zeros_like(t.detach()));
+  }
+  const int64_t z_chans = vae.config().z_chans;
+  at::Generator gen = at::detail::createCPUGenerator(o.seed);
+  try {
+    for (int step = 1; step <= o.steps; ++step) {
+      MAGI_ASSIGN_OR_RETURN(at::Tensor x, WorldClips((o.seed << 32) + static_cast<uint64_t>(step - 1) * o.batch,
+                                                     o.batch, o.frames, o.size, 0, Mix(o.seed, step)));
+      MAGI_ASSIGN_OR_RETURN(at::Tensor moments, vae.EncodeMoments(x));
+      at::Tensor mean = moments.slice(1, 0, z_chans);
+      at::Tensor logvar = vae.config().double_z ? moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0)
+                                                : at::zeros_like(mean);
+      at::Tensor eps = at::randn(mean.sizes(), gen, mean.options().requires_grad(false));
+      at::Tensor z = mean + (0.5 * logvar).exp() * eps;
+      MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
+      at::Tensor mse = (rec - x).pow(2).mean();
+      at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();
+      at::Tensor loss = mse + o.kl_weight * kl;
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        return absl::InternalError(absl::StrCat("VAE training: the loss is ", loss_value, " at step ", step));
+      }
+      for (auto& t : p) {
+        if (t.grad().defined()) t.mutable_grad().zero_();
+      }
+      loss.backward();
+      at::NoGradGuard no_grad;
+      double norm2 = 0;
+      for (auto& t : p) {
+        if (t.grad().defined()) norm2 += t.grad().pow(2).sum().item<double>();
+      }
+      const double clip = std::min(1.0, 1.0 / (std::sqrt(norm2) + 1e-12));
+      const double lr = o.learning_rate * std::min(1.0, static_cast<double>(step) / kWarmupSteps);
+      const double b1 = 0.9, b2 = 0.999, c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
+      for (size_t i = 0; i < p.size(); ++i) {
+        if (!p[i].grad().defined()) continue;
+        at::Tensor g = p[i].grad() * clip;
+        m[i].mul_(b1).add_(g, 1 - b1);
+        v[i].mul_(b2).addcmul_(g, g, 1 - b2);
+        p[i].sub_((m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8) * lr);
+      }
+      if (o.on_step) o.on_step(step, loss_value, mse.item<double>() / 4.0);
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("VAE training failed: ", e.what()));
+  }
+  for (auto& t : p) {
+    t.requires_grad_(false);
+    t.mutable_grad() = at::Tensor();
+  }
+  MAGI_ASSIGN_OR_RETURN(result.heldout_mse_after, ReconstructionMse(vae, heldout));
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace magi

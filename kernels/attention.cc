@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "kernels/flash_attention_cpu.h"
 #include "kernels/sdpa.h"
@@ -62,7 +63,10 @@ at::Tensor RangeAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
                           double scale) {
   if (q.is_cuda()) return RangeAttentionSdpa(q, k, v, q_ranges, k_ranges, scale);
   CheckArgs(q, k, v, q_ranges, k_ranges);
-  if (FlashAttentionSupports(q, k, v)) {
+  // Training: the fused kernel has no backward; the unfused twin is made of ATen ops that do.
+  const bool records_grad =
+      at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (!records_grad && FlashAttentionSupports(q, k, v)) {
     return FlashRangeAttentionCpu(q, k, v, q_ranges, k_ranges, scale, SelectedCpuIsa());
   }
   return RangeAttentionUnfused(q, k, v, q_ranges, k_ranges, scale);
@@ -101,7 +105,11 @@ at::Tensor RangeAttentionUnfused(const at::Tensor& q, const at::Tensor& k, const
       at::Tensor scores = at::bmm(qs.narrow(1, b0, nb), ks);  // [G, nb, Mk]
       at::Tensor probs = at::_softmax(scores, -1, false);
       at::Tensor dst = og.narrow(1, b0, nb);
-      at::bmm_out(dst, probs, vs);
+      if (probs.requires_grad() || vs.requires_grad()) {
+        dst.copy_(at::bmm(probs, vs));  // out= variants do not record gradients
+      } else {
+        at::bmm_out(dst, probs, vs);
+      }
     }
     // [G, Mq, rep, dv] -> [Mq, G, rep, dv] = [Mq, heads, dv]
     out.narrow(0, q0, mq).copy_(og.view({groups, mq, rep, dv}).permute({1, 0, 2, 3}).reshape({mq, heads, dv}));

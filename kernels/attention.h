@@ -11,7 +11,8 @@
 // non-Hopper path loops flash-attn over chunks); on CPU the fused float32 kernel of
 // kernels/flash_attention_cpu.h (online softmax, vectorised, the same bits on AVX2 and AVX-512
 // hosts), or, for shapes it does not take (value head dim not a multiple of 16, mixed dtypes),
-// RangeAttentionUnfused. tests/kernels/attention_twin_test.cc compares the SDPA and CPU paths,
+// RangeAttentionUnfused; also whenever autograd records (grad mode on and an input requiring
+// grad: training), since the fused kernel has no backward. tests/kernels/attention_twin_test.cc compares the SDPA and CPU paths,
 // tests/kernels/flash_attention_test.cc the fused kernel with the unfused one.
 #ifndef MAGI_KERNELS_ATTENTION_H_
 #define MAGI_KERNELS_ATTENTION_H_

@@ -152,6 +152,7 @@ struct DitModel::Impl {
   Linear y_proj_xattn, y_proj_adaln;       // caption embedder
   at::Tensor null_caption;                 // [Ly, Cy]
   at::Tensor rope_bands;                   // [hd / 8]
+  bool rope_bands_stored = false;          // read from the checkpoint (else the default bands)
   Norm final_norm;
   at::Tensor final_w;                      // [p*p*pt*Cout, D]
   std::vector<Layer> layers;
@@ -312,6 +313,7 @@ absl::Status DitModel::Impl::LoadAll(Checkpoint& ckpt) {
   MAGI_ASSIGN_OR_RETURN(null_caption, L.Float("y_embedder.null_caption_embedding", {m.caption_max_length, Cy}, f32));
   if (ckpt.Contains("rope.bands")) {
     MAGI_ASSIGN_OR_RETURN(rope_bands, L.Float("rope.bands", {hd / 8}, f32));
+    rope_bands_stored = true;
   } else {
     // The reference silently keeps its default bands when the key is absent (spec §6.5).
     rope_bands = at::pow(10000.0, -at::arange(hd / 8, at::kFloat) / static_cast<double>(hd / 8)).to(options.device);
@@ -875,6 +877,61 @@ absl::StatusOr<at::Tensor> DitModel::Forward(const DitForwardArgs& args, DitReco
     // ATen reports shape and device errors by exception; keep them inside this module.
     return absl::InternalError(absl::StrCat("DiT forward failed: ", e.what()));
   }
+}
+
+absl::StatusOr<std::map<std::string, at::Tensor>> DitModel::NamedWeights() const {
+  const Impl& m = *impl_;
+  const ShardLayout& lay = m.options.layout;
+  if (lay.tp_size != 1 || lay.cp_size != 1) {
+    return absl::FailedPreconditionError(absl::StrCat("DiT weights by key: the model is a shard (tp ", lay.tp_size,
+                                                      ", cp ", lay.cp_size, "); only a single-rank model holds them whole"));
+  }
+  std::map<std::string, at::Tensor> w;
+  absl::Status fp8_error;
+  auto linear = [&](const std::string& key, const Linear& l) {
+    if (l.fp8 && fp8_error.ok()) {
+      fp8_error = absl::FailedPreconditionError(absl::StrCat("DiT weights by key: ", key, " is an fp8 layer"));
+    }
+    w[key + ".weight"] = l.weight;
+    if (l.bias.defined()) w[key + ".bias"] = l.bias;
+  };
+  auto norm = [&](const std::string& key, const Norm& n) {
+    w[key + ".weight"] = n.weight;
+    w[key + ".bias"] = n.bias;
+  };
+  w["x_embedder.weight"] = m.x_embed_w;
+  linear("t_embedder.mlp.0", m.t_mlp0);
+  linear("t_embedder.mlp.2", m.t_mlp2);
+  linear("y_embedder.y_proj_xattn.0", m.y_proj_xattn);
+  linear("y_embedder.y_proj_adaln.0", m.y_proj_adaln);
+  w["y_embedder.null_caption_embedding"] = m.null_caption;
+  if (m.rope_bands_stored) w["rope.bands"] = m.rope_bands;
+  norm("videodit_blocks.final_layernorm", m.final_norm);
+  w["final_linear.linear.weight"] = m.final_w;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const Layer& l = m.layers[i];
+    const std::string p = absl::StrCat("videodit_blocks.layers.", i, ".");
+    const std::string sa = p + "self_attention.";
+    linear(p + "ada_modulate_layer.proj.0", l.ada);
+    norm(sa + "linear_qkv.layer_norm", l.qkv_pre_norm);
+    linear(sa + "linear_qkv.q", l.q);
+    linear(sa + "linear_qkv.qx", l.qx);
+    linear(sa + "linear_qkv.k", l.k);
+    linear(sa + "linear_qkv.v", l.v);
+    linear(sa + "linear_kv_xattn", l.kv_xattn);
+    linear(sa + "linear_proj", l.proj);
+    norm(sa + "q_layernorm", l.q_norm);
+    norm(sa + "k_layernorm", l.k_norm);
+    norm(sa + "q_layernorm_xattn", l.q_norm_xattn);
+    norm(sa + "k_layernorm_xattn", l.k_norm_xattn);
+    norm(p + "self_attn_post_norm", l.attn_post_norm);
+    norm(p + "mlp.layer_norm", l.mlp_pre_norm);
+    norm(p + "mlp_post_norm", l.mlp_post_norm);
+    linear(p + "mlp.linear_fc1", l.fc1);  // single rank: the whole [gate; up] of a GLU
+    linear(p + "mlp.linear_fc2", l.fc2);
+  }
+  MAGI_RETURN_IF_ERROR(fp8_error);
+  return w;
 }
 
 const ModelConfig& DitModel::config() const { return impl_->config; }

@@ -112,6 +112,13 @@ class DitModel {
   // fails its checks fails the batch with an InvalidArgument naming its index.
   absl::StatusOr<std::vector<at::Tensor>> ForwardBatch(const std::vector<const DitForwardArgs*>& calls) const;
 
+  // Every weight by its checkpoint key (videodit_blocks.layers.<i>.*, x_embedder.weight, ...),
+  // as handles of the tensors the model computes with: setting requires_grad or replacing
+  // their data (Tensor::set_data) changes the model (training, tools/train_tiny). A model
+  // that holds a key differently from its checkpoint -- a tensor- or context-parallel shard
+  // or an fp8 layer -- is a FailedPrecondition.
+  absl::StatusOr<std::map<std::string, at::Tensor>> NamedWeights() const;
+
   const ModelConfig& config() const;
   const Options& options() const;
   // Bytes of the weights held by this rank.

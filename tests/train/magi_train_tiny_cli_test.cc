@@ -1,5 +1,5 @@
 // The real magi-train-tiny binary: `vae` trains and writes a VAE folder the real loader reads;
-// bad flags exit 2 naming the flag and write nothing.
+// bad flags exit 2 naming the flag and write nothing to --out.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -60,6 +60,8 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   r = Sh("dit --out " + out.string());
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("usage: magi-train-tiny vae"), std::string::npos) << r.output;
+  // Nothing was written: a run that fails leaves --out as it was.
+  EXPECT_FALSE(fs::exists(out)) << out;
   fs::remove_all(out);
 }
 

@@ -11,6 +11,9 @@
 // Exit status: 0 trained and written, 1 failed, 2 bad flags.
 #include <ATen/Parallel.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -24,7 +27,7 @@
 #include "worker/runner/tiny_model.h"
 #include "worker/vae/random_vae_checkpoint.h"
 
-ABSL_FLAG(std::string, out, "", "output folder (created; an existing VAE there is replaced)");
+ABSL_FLAG(std::string, out, "", "output folder (created; an existing VAE there is replaced once training succeeds)");
 ABSL_FLAG(std::string, init, "", "start from this VAE folder instead of random tiny weights");
 ABSL_FLAG(int, steps, 400, "optimiser steps, in [0, 1000000]");
 ABSL_FLAG(int, batch, 8, "clips per step, in [1, 256]");
@@ -79,16 +82,28 @@ int main(int argc, char** argv) {
     }
   };
 
-  // The start: --init, or the tiny set's VAE with random weights from --seed.
+  // The start: --init, or the tiny set's VAE with random weights from --seed (written to a
+  // scratch folder: --out is touched only once training has succeeded).
   std::string start = absl::GetFlag(FLAGS_init);
+  std::filesystem::path scratch;
   if (start.empty()) {
-    if (absl::Status s = magi::WriteRandomVaeFolder(magi::TinyVaeConfig(), out, o.seed); !s.ok()) return Fail(s);
-    start = out;
+    scratch = std::filesystem::temp_directory_path() / absl::StrCat("magi-train-tiny-start-", ::getpid());
+    if (absl::Status s = magi::WriteRandomVaeFolder(magi::TinyVaeConfig(), scratch.string(), o.seed); !s.ok()) {
+      return Fail(s);
+    }
+    start = scratch.string();
   }
   magi::ViTVae::Options vo;
   vo.compute = magi::VaeCompute::kFloat32;
   auto vae = magi::ViTVae::LoadFolder(start, vo);
-  if (!vae.ok()) return Fail(vae.status());
+  if (!scratch.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+  }
+  if (!vae.ok()) {
+    if (absl::GetFlag(FLAGS_init).empty()) return Fail(vae.status());
+    return Fail(absl::Status(vae.status().code(), absl::StrCat("--init: ", vae.status().message())));
+  }
   std::printf("training the VAE (embed %lld, depth %lld) on %d x %d-frame %dx%d world clips per step, %d steps, seed %llu\n",
               static_cast<long long>((*vae)->config().embed_dim), static_cast<long long>((*vae)->config().depth),
               o.batch, o.frames, o.size, o.size, o.steps, static_cast<unsigned long long>(o.seed));

@@ -34,6 +34,10 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   if (vae.compute_dtype() != at::kFloat) {
     return absl::InvalidArgumentError("VAE training: load the VAE with VaeCompute::kFloat32");
   }
+  if (!c.double_z) {
+    return absl::InvalidArgumentError("VAE training: the VAE's ddconfig.double_z must be true (a mean and a "
+                                      "log-variance per latent channel)");
+  }
   auto range = [](const char* name, double v, double lo, double hi) -> absl::Status {
     if (!(v >= lo && v <= hi)) {
       return absl::InvalidArgumentError(absl::StrCat("VAE training: ", name, " must be in [", lo, ", ", hi, "], got ", v));
@@ -112,8 +116,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
                                                      o.batch, o.frames, o.size, 0, Mix(o.seed, step)));
       MAGI_ASSIGN_OR_RETURN(at::Tensor moments, vae.EncodeMoments(x));
       at::Tensor mean = moments.slice(1, 0, z_chans);
-      at::Tensor logvar = vae.config().double_z ? moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0)
-                                                : at::zeros_like(mean);
+      at::Tensor logvar = moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0);
       at::Tensor eps = at::randn(mean.sizes(), gen, mean.options().requires_grad(false));
       at::Tensor z = mean + (0.5 * logvar).exp() * eps;
       MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));

@@ -227,7 +227,7 @@ absl::StatusOr<at::Tensor> ViTVae::EncodeTile(const at::Tensor& x_in) const {
   MAGI_ASSIGN_OR_RETURN(at::Tensor moments, EncodeMoments(x_in));
   const int64_t out_ch = impl_->config.encoder_out_channels();
   // DiagonalGaussianDistribution.mode(): the first half of the channels (the mean).
-  return impl_->config.double_z ? moments.slice(1, 0, out_ch / 2).contiguous() : moments;
+  return moments.slice(1, 0, out_ch / 2).contiguous();
 }
 
 absl::StatusOr<at::Tensor> ViTVae::EncodeMoments(const at::Tensor& x_in) const {

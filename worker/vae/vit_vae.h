@@ -68,9 +68,9 @@ class ViTVae {
   // patch grid as the reference's strided conv does; T in {2, 3} or H, W below one patch
   // give no latent and are an InvalidArgument.
   absl::StatusOr<at::Tensor> EncodeTile(const at::Tensor& x) const;
-  // The whole posterior of EncodeTile's tile: [B, encoder_out_channels, T', H', W'] (with
-  // double_z the mean's channels, then the log-variance's), as the encoder's last layer gives
-  // it. EncodeTile returns its mean half. Differentiable (training, tools/train_tiny).
+  // The whole posterior of EncodeTile's tile: [B, encoder_out_channels, T', H', W'] (the
+  // mean's channels, then the log-variance's), as the encoder's last layer gives it.
+  // EncodeTile returns its mean half. Differentiable (training, tools/train_tiny).
   absl::StatusOr<at::Tensor> EncodeMoments(const at::Tensor& x) const;
 
   // The reference's tile decode (ViTVAE.decode): `z` [B, z_chans, T', H', W'] (float32 in

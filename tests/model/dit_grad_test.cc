@@ -14,6 +14,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include "tests/model/small_dit_config.h"
 #include "worker/model/checkpoint.h"
 #include "worker/model/config.h"
 #include "worker/model/dit.h"
@@ -23,23 +24,6 @@ namespace magi {
 namespace {
 
 namespace fs = std::filesystem;
-
-ModelConfig Small(bool glu) {
-  ModelConfig m = TinyMagiConfig().model;
-  m.num_layers = 2;
-  m.hidden_size = 64;
-  m.num_attention_heads = 4;
-  m.num_query_groups = 2;
-  m.kv_channels = 16;
-  m.ffn_hidden_size = 96;
-  m.gated_linear_unit = glu;
-  m.caption_channels = 32;
-  m.caption_max_length = 16;
-  m.half_channel_vae = false;
-  m.x_rescale_factor = 1.0;
-  m.in_channels = m.out_channels = 4;
-  return m;
-}
 
 // Three chunks, block-causal (chunk c sees chunks 0..c), as a training window.
 DitForwardArgs Window(const ModelConfig& m) {
@@ -63,7 +47,7 @@ DitForwardArgs Window(const ModelConfig& m) {
 class DitGradTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(DitGradTest, EveryWeightGetsAGradientThatMatchesFiniteDifferences) {
-  const ModelConfig m = Small(GetParam());
+  const ModelConfig m = SmallDitConfig(GetParam(), /*layers=*/2);
   const fs::path path = fs::temp_directory_path() / ("magi_dit_grad_" + std::to_string(::getpid()) + ".safetensors");
   ASSERT_TRUE(WriteRandomDitCheckpoint(m, path.string()).ok());
   auto ckpt = Checkpoint::Open(path.string());

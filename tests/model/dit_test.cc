@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tests/golden_required.h"
+#include "tests/model/small_dit_config.h"
 
 #include "tools/golden/golden_report.h"
 #include "worker/model/checkpoint.h"
@@ -55,23 +56,7 @@ class DitTest : public ::testing::Test {
     return model.ok() ? std::move(*model) : nullptr;
   }
 
-  // Spec dit.md §10 geometry: latent 8x8 -> 4x4 tokens, chunk_width 2 -> 32 tokens per chunk.
-  static ModelConfig SmallConfig(bool glu) {
-    ModelConfig m = TinyMagiConfig().model;
-    m.num_layers = 3;
-    m.hidden_size = 64;
-    m.num_attention_heads = 4;
-    m.num_query_groups = 2;
-    m.kv_channels = 16;
-    m.ffn_hidden_size = 96;
-    m.gated_linear_unit = glu;
-    m.caption_channels = 32;
-    m.caption_max_length = 16;
-    m.half_channel_vae = false;
-    m.x_rescale_factor = 1.0;
-    m.in_channels = m.out_channels = 4;
-    return m;
-  }
+  static ModelConfig SmallConfig(bool glu) { return SmallDitConfig(glu); }
 
   static DitForwardArgs Args(const ModelConfig& m, int chunks, int sp, std::vector<std::pair<int, int>> kv_chunks,
                              int64_t seed) {

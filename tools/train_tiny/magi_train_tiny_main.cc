@@ -8,7 +8,20 @@
 // (tools/train_tiny/train_vae.h) and written to --out as a released-layout VAE folder
 // (config.json + diffusion_pytorch_model.safetensors) that ViTVae::LoadFolder reads. Prints
 // the loss as it goes and the held-out reconstruction error before and after.
+//
+//   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S]
+//                       [--name NAME] [--threads N] [--log_every N]
+//
+// `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
+// special_tokens.npz, plus training.json saying how it was made), served by `magi-worker
+// --model-dir`. Without --init it starts from the tiny set (worker/runner/tiny_model.h: its
+// T5, tokenizer and special tokens, and a random DiT) with the VAE folder --vae, sets the
+// runtime video size to --size and the frame count to --chunks chunks, and calibrates
+// runtime_config.scale_factor so the latents have unit standard deviation; with --init it
+// continues from that set. Then it trains the DiT (tools/train_tiny/train_dit.h) and writes.
 // Exit status: 0 trained and written, 1 failed, 2 bad flags.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <unistd.h>
@@ -16,24 +29,37 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "tools/train_tiny/train_dit.h"
 #include "tools/train_tiny/train_vae.h"
+#include "worker/model/config.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/vae/vae_codec.h"
 #include "worker/runner/tiny_model.h"
 #include "worker/vae/random_vae_checkpoint.h"
 
 ABSL_FLAG(std::string, out, "", "output folder (created; an existing VAE there is replaced once training succeeds)");
 ABSL_FLAG(std::string, init, "", "start from this VAE folder instead of random tiny weights");
-ABSL_FLAG(int, steps, 400, "optimiser steps, in [0, 1000000]");
-ABSL_FLAG(int, batch, 8, "clips per step, in [1, 256]");
+ABSL_FLAG(int, steps, -1, "optimiser steps, in [0, 1000000] (default: vae 400, dit 1000)");
+ABSL_FLAG(int, batch, -1, "clips per step, in [1, 256] (default: vae 8, dit 4)");
 ABSL_FLAG(int, frames, 12, "frames per clip: a multiple of 4 in [4, 96]");
 ABSL_FLAG(int, size, 64, "clip width and height: a multiple of 16 in [16, 256]");
-ABSL_FLAG(double, lr, 1e-3, "Adam learning rate, in [1e-8, 1]");
+ABSL_FLAG(double, lr, -1, "Adam learning rate, in [1e-8, 1] (default: vae 1e-3, dit 5e-4)");
+ABSL_FLAG(std::string, vae, "", "dit: the trained VAE folder (magi-train-tiny vae --out) of the new set");
+ABSL_FLAG(int, chunks, 4, "dit: latent chunks per training clip (24 frames each), in [2, 16]");
+ABSL_FLAG(int, scenes, 512, "dit: training scenes (encoded once), in [1, 100000]");
+ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
+ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
 ABSL_FLAG(double, kl_weight, 1e-6, "weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
 ABSL_FLAG(int, threads, 2, "ATen threads, in [1, 256]");
@@ -48,33 +74,51 @@ int Fail(const absl::Status& s) {
 
 }  // namespace
 
+template <typename T>
+T Or(T flag, T fallback) {
+  return flag == T(-1) ? fallback : flag;
+}
+
+int RunVae(const std::string& out, int log_every);
+int RunDit(const std::string& out, int log_every);
+
 int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2 || std::string(args[1]) != "vae") {
+  const std::string command = args.size() == 2 ? args[1] : "";
+  if (command != "vae" && command != "dit") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
-                 "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n");
+                 "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n"
+                 "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--name NAME] [--threads N] "
+                 "[--log_every N]\n");
     return 2;
   }
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (out.empty()) return Fail(absl::InvalidArgumentError("--out: required (the VAE folder to write)"));
+  if (out.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--out: required (the ", command == "vae" ? "VAE folder" : "model set folder", " to write)")));
+  }
   const int threads = absl::GetFlag(FLAGS_threads);
   if (threads < 1 || threads > 256) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("--threads: must be in [1, 256], got ", threads)));
   }
   const int log_every = absl::GetFlag(FLAGS_log_every);
   if (log_every < 0) return Fail(absl::InvalidArgumentError(absl::StrCat("--log_every: must be >= 0, got ", log_every)));
+  if (absl::GetFlag(FLAGS_seed) == 0) return Fail(absl::InvalidArgumentError("--seed: must be >= 1, got 0"));
   at::set_num_threads(threads);
+  return command == "vae" ? RunVae(out, log_every) : RunDit(out, log_every);
+}
 
+int RunVae(const std::string& out, int log_every) {
   magi::VaeTrainOptions o;
-  o.steps = absl::GetFlag(FLAGS_steps);
-  o.batch = absl::GetFlag(FLAGS_batch);
+  o.steps = Or(absl::GetFlag(FLAGS_steps), 400);
+  o.batch = Or(absl::GetFlag(FLAGS_batch), 8);
   o.frames = absl::GetFlag(FLAGS_frames);
   o.size = absl::GetFlag(FLAGS_size);
-  o.learning_rate = absl::GetFlag(FLAGS_lr);
+  o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 1e-3);
   o.kl_weight = absl::GetFlag(FLAGS_kl_weight);
   o.seed = absl::GetFlag(FLAGS_seed);
-  if (o.seed == 0) return Fail(absl::InvalidArgumentError("--seed: must be >= 1, got 0"));
   o.on_step = [&](int step, double loss, double mse) {
     if (log_every > 0 && (step % log_every == 0 || step == 1)) {
       std::printf("step %d/%d: loss %.6f, reconstruction MSE %.6f\n", step, o.steps, loss, mse);
@@ -115,5 +159,148 @@ int main(int argc, char** argv) {
   std::printf("held-out reconstruction MSE: %.6f before, %.6f after (%.1fx lower); %.1f s; written to %s\n",
               trained->heldout_mse_before, trained->heldout_mse_after,
               trained->heldout_mse_before / std::max(trained->heldout_mse_after, 1e-12), trained->seconds, out.c_str());
+  return 0;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status CopyFolder(const fs::path& from, const fs::path& to, const char* flag) {
+  std::error_code ec;
+  if (!fs::is_directory(from, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", from.string(), "' is not a folder"));
+  }
+  fs::remove_all(to, ec);
+  fs::create_directories(to.parent_path(), ec);
+  fs::copy(from, to, fs::copy_options::recursive, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat(flag, ": cannot copy '", from.string(), "' to '", to.string(), "': ",
+                                            ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteTextFile(const fs::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  if (!f) return absl::InternalError(absl::StrCat("cannot write '", path.string(), "'"));
+  return absl::OkStatus();
+}
+
+// The standard deviation of the VAE's latents (scale_factor 1) over `n` world clips.
+absl::StatusOr<double> RawLatentStd(const magi::ModelJobRunner& runner, int size, int n) {
+  const magi::VaeCodec* codec = runner.codec();
+  std::vector<at::Tensor> all;
+  for (int i = 0; i < n; ++i) {
+    MAGI_ASSIGN_OR_RETURN(at::Tensor clip, magi::WorldClips(uint64_t{0xCA1} << 40 | static_cast<uint64_t>(i), 1,
+                                                            runner.frames_per_chunk(), size));
+    MAGI_ASSIGN_OR_RETURN(at::Tensor z, codec->Encode((clip + 1.0) * 127.5));
+    all.push_back(z.to(at::kFloat).flatten());
+  }
+  return at::cat(all).std().item<double>();
+}
+
+// Builds the set in `dir`, trains its DiT and writes it there.
+absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int log_every) {
+  const std::string init = absl::GetFlag(FLAGS_init);
+  const std::string vae = absl::GetFlag(FLAGS_vae);
+  const fs::path config_path = dir / "config.json";
+  if (!init.empty()) {
+    MAGI_RETURN_IF_ERROR(CopyFolder(init, dir, "--init"));
+    if (!vae.empty()) MAGI_RETURN_IF_ERROR(CopyFolder(vae, dir / "vae", "--vae"));
+  } else {
+    if (vae.empty()) {
+      return absl::InvalidArgumentError("--vae: required without --init (the trained VAE folder of the new set)");
+    }
+    MAGI_RETURN_IF_ERROR(magi::WriteTinyModelSet(dir.string()));
+    std::error_code ec;
+    fs::remove(dir / "tiny_model.json", ec);  // not the random set any more
+    MAGI_RETURN_IF_ERROR(CopyFolder(vae, dir / "vae", "--vae"));
+    MAGI_ASSIGN_OR_RETURN(magi::MagiConfig c, magi::LoadMagiConfig(config_path.string()));
+    c.runtime.video_size_h = c.runtime.video_size_w = o.size;
+    c.runtime.num_frames = o.chunks * c.runtime.chunk_width * c.runtime.temporal_downsample_factor;
+    c.serving.name = absl::GetFlag(FLAGS_name);
+    MAGI_RETURN_IF_ERROR(WriteTextFile(config_path, magi::MagiConfigToJson(c)));
+    // scale_factor: the latents the DiT sees get unit standard deviation (the released
+    // 0.18215 plays that role for the released VAE).
+    {
+      MAGI_ASSIGN_OR_RETURN(auto probe, magi::ModelJobRunner::Load(dir.string()));
+      MAGI_ASSIGN_OR_RETURN(double raw, RawLatentStd(*probe, o.size, 16));
+      c.runtime.scale_factor = 1.0 / raw;
+      std::printf("VAE latent std %.4f: runtime_config.scale_factor %.6f\n", raw, c.runtime.scale_factor);
+    }
+    MAGI_RETURN_IF_ERROR(WriteTextFile(config_path, magi::MagiConfigToJson(c)));
+  }
+  MAGI_ASSIGN_OR_RETURN(auto runner, magi::ModelJobRunner::Load(dir.string()));
+  const magi::ModelConfig& m = runner->config().model;
+  std::printf("training the DiT (%d layers, hidden %d) on %d plan steps per optimiser step, %d world scenes of %d "
+              "chunks at %dx%d, %d steps, seed %llu\n",
+              m.num_layers, m.hidden_size, o.batch, o.scenes, o.chunks, o.size, o.size, o.steps,
+              static_cast<unsigned long long>(o.seed));
+  std::fflush(stdout);
+  magi::DitTrainOptions opt = o;
+  opt.on_step = [&](int step, double loss, double norm) {
+    if (log_every > 0 && (step % log_every == 0 || step == 1)) {
+      std::printf("step %d/%d: loss %.6f, gradient norm %.4f\n", step, opt.steps, loss, norm);
+      std::fflush(stdout);
+    }
+  };
+  MAGI_ASSIGN_OR_RETURN(magi::DitTrainResult r, magi::TrainDit(*runner, opt));
+  MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(*runner, (dir / runner->config().runtime.load / "model.safetensors").string()));
+  nlohmann::json t = {{"generator", "magi-train-tiny dit"},
+                      {"init", init},
+                      {"vae", vae},
+                      {"steps", o.steps},
+                      {"batch", o.batch},
+                      {"size", o.size},
+                      {"chunks", o.chunks},
+                      {"scenes", o.scenes},
+                      {"learning_rate", o.learning_rate},
+                      {"v2v_fraction", o.v2v_fraction},
+                      {"seed", o.seed},
+                      {"parameters", r.parameters},
+                      {"plan_steps", r.plan_steps},
+                      {"latent_std", r.latent_std},
+                      {"heldout_loss_before", r.heldout_loss_before},
+                      {"heldout_loss_after", r.heldout_loss_after},
+                      {"seconds", r.seconds}};
+  MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
+  std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; latent std %.3f; %lld "
+              "parameters; %.1f s\n",
+              r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.latent_std,
+              static_cast<long long>(r.parameters), r.seconds);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunDit(const std::string& out, int log_every) {
+  magi::DitTrainOptions o;
+  o.steps = Or(absl::GetFlag(FLAGS_steps), 1000);
+  o.batch = Or(absl::GetFlag(FLAGS_batch), 4);
+  o.size = absl::GetFlag(FLAGS_size);
+  o.chunks = absl::GetFlag(FLAGS_chunks);
+  o.scenes = absl::GetFlag(FLAGS_scenes);
+  o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 5e-4);
+  o.v2v_fraction = absl::GetFlag(FLAGS_v2v_fraction);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  // Built beside --out and renamed onto it at the end: a failed run leaves --out as it was.
+  const fs::path target = fs::absolute(out).lexically_normal();
+  const fs::path scratch = target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid());
+  absl::Status s = TrainSet(scratch, o, log_every);
+  std::error_code ec;
+  if (!s.ok()) {
+    fs::remove_all(scratch, ec);
+    return Fail(s);
+  }
+  fs::remove_all(target, ec);
+  fs::rename(scratch, target, ec);
+  if (ec) {
+    return Fail(absl::InternalError(absl::StrCat("cannot rename '", scratch.string(), "' to '", target.string(), "': ",
+                                                 ec.message())));
+  }
+  std::printf("model set written to %s\n", target.string().c_str());
   return 0;
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "physics/world.h"
+#include "tools/train_tiny/adam.h"
 
 namespace magi {
 namespace {
@@ -97,17 +98,9 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_ASSIGN_OR_RETURN(at::Tensor heldout, WorldClips(kHeldoutBase, o.heldout_scenes, o.frames, o.size, 12));
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_before, ReconstructionMse(vae, heldout));
 
-  // The model's own tensors become trainable copies (a loaded checkpoint may be a read-only
-  // mapping); the Adam moments live beside them.
+  // The model's own tensors become trainable copies; the Adam moments live beside them.
   std::map<std::string, at::Tensor> params = vae.NamedWeights();
-  std::vector<at::Tensor> p, m, v;
-  for (auto& [name, t] : params) {
-    t.set_data(t.detach().clone());
-    t.requires_grad_(true);
-    p.push_back(t);
-    m.push_back(at::zeros_like(t.detach()));
-    v.push_back(at::zeros_like(t.detach()));
-  }
+  Adam adam(params, kWarmupSteps);
   const int64_t z_chans = vae.config().z_chans;
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
   try {
@@ -127,34 +120,15 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("VAE training: the loss is ", loss_value, " at step ", step));
       }
-      for (auto& t : p) {
-        if (t.grad().defined()) t.mutable_grad().zero_();
-      }
+      adam.ZeroGrad();
       loss.backward();
-      at::NoGradGuard no_grad;
-      double norm2 = 0;
-      for (auto& t : p) {
-        if (t.grad().defined()) norm2 += t.grad().pow(2).sum().item<double>();
-      }
-      const double clip = std::min(1.0, 1.0 / (std::sqrt(norm2) + 1e-12));
-      const double lr = o.learning_rate * std::min(1.0, static_cast<double>(step) / kWarmupSteps);
-      const double b1 = 0.9, b2 = 0.999, c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
-      for (size_t i = 0; i < p.size(); ++i) {
-        if (!p[i].grad().defined()) continue;
-        at::Tensor g = p[i].grad() * clip;
-        m[i].mul_(b1).add_(g, 1 - b1);
-        v[i].mul_(b2).addcmul_(g, g, 1 - b2);
-        p[i].sub_((m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8) * lr);
-      }
+      adam.Step(o.learning_rate);
       if (o.on_step) o.on_step(step, loss_value, mse.item<double>() / 4.0);
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("VAE training failed: ", e.what()));
   }
-  for (auto& t : p) {
-    t.requires_grad_(false);
-    t.mutable_grad() = at::Tensor();
-  }
+  adam.Finish();
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_after, ReconstructionMse(vae, heldout));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

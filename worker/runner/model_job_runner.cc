@@ -503,6 +503,21 @@ ForwardBatcherStats ModelJobRunner::batch_stats() const {
   return batcher_ ? batcher_->stats() : ForwardBatcherStats{};
 }
 
+absl::StatusOr<EncodedChunkPrompt> ModelJobRunner::EncodePrompt(const std::string& text, int from_chunk) const {
+  MAGI_ASSIGN_OR_RETURN(auto enc, captions_->Encode(text));
+  EncodedChunkPrompt cp;
+  cp.from_chunk = from_chunk;
+  cp.caption = enc.embedding[0];
+  cp.mask = enc.mask[0].to(at::kFloat);
+  return cp;
+}
+
+absl::StatusOr<ChunkCaptions> ModelJobRunner::Captions(const std::string& prompt, int chunk_num,
+                                                       int chunk_offset) const {
+  MAGI_ASSIGN_OR_RETURN(EncodedChunkPrompt cp, EncodePrompt(prompt, 0));
+  return BuildChunkCaptions({cp}, null_caption_, chunk_num, chunk_offset, prompt_tokens_);
+}
+
 absl::StatusOr<at::Tensor> ModelJobRunner::EncodePrefix(const at::Tensor& video) const {
   std::lock_guard<std::mutex> lock(vae_mu_);
   return codec_->EncodePrefix(video);
@@ -543,13 +558,9 @@ absl::Status ModelJobRunner::Prepare(const RunnerJob& job, MagiConfig& c, ArRequ
   req.seed = r.seed();  // the JobSpec filled the model's default
   for (int i = 0; i < r.prompts_size(); ++i) {
     const auto& p = r.prompts(i);
-    auto enc = captions_->Encode(p.text());
-    if (!enc.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(enc.status().message()));
-    EncodedChunkPrompt cp;
-    cp.from_chunk = p.from_chunk();
-    cp.caption = enc->embedding[0];
-    cp.mask = enc->mask[0].to(at::kFloat);
-    req.prompts.push_back(std::move(cp));
+    auto cp = EncodePrompt(p.text(), p.from_chunk());
+    if (!cp.ok()) return Bad(absl::StrCat("prompts[", i, "].text"), std::string(cp.status().message()));
+    req.prompts.push_back(*std::move(cp));
   }
   // Prefix (a group follower gets the leader's: SharePrefix); the engine's frame count (video
   // frames it generates after the prefix) is the JobSpec's.
@@ -670,14 +681,10 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     if (chunk < job.start_chunk || chunk >= job.chunks_total()) return std::optional<EncodedChunkPrompt>();
     MAGI_ASSIGN_OR_RETURN(std::optional<LivePrompt> live, sink.TakeLivePrompt(chunk));
     if (!live) return std::optional<EncodedChunkPrompt>();
-    auto enc = captions_->Encode(live->text);
-    if (!enc.ok()) return Bad("text", absl::StrCat("live prompt ", live->update_id, ": ", enc.status().message()));
-    EncodedChunkPrompt p;
-    p.from_chunk = chunk;
-    p.caption = enc->embedding[0];
-    p.mask = enc->mask[0].to(at::kFloat);
+    auto p = EncodePrompt(live->text, chunk);
+    if (!p.ok()) return Bad("text", absl::StrCat("live prompt ", live->update_id, ": ", p.status().message()));
     sink.OnLivePromptApplied(*live, chunk);
-    return std::optional<EncodedChunkPrompt>(std::move(p));
+    return std::optional<EncodedChunkPrompt>(*std::move(p));
   };
   StepProgress last;
   cb.on_progress = [&](const ArProgress& p) {

@@ -160,6 +160,16 @@ class ModelJobRunner final : public JobRunner {
   const MagiConfig& config() const { return config_; }
   // The resolved name this runner serves (ModelRunnerOptions::model_name).
   const std::string& model_name() const { return options_.model_name; }
+  // Training (tools/train_tiny) works on what Load() loaded: the DiT (its NamedWeights), the
+  // VAE codec (null on a group follower), and a prompt's caption rows for a video of
+  // `chunk_num` latent chunks of which `chunk_offset` are prefix, exactly as Run() builds them
+  // (T5 through the embedding cache, serving_config's special tokens, the null rows).
+  const DitModel& dit() const { return *dit_; }
+  const VaeCodec* codec() const { return codec_.get(); }
+  absl::StatusOr<ChunkCaptions> Captions(const std::string& prompt, int chunk_num, int chunk_offset) const;
+  // A prompt's text through the caption encoder (T5 output and its 0/1 mask as float), as the
+  // engine takes it from `from_chunk` on.
+  absl::StatusOr<EncodedChunkPrompt> EncodePrompt(const std::string& text, int from_chunk) const;
   // One line for logs: "special tokens PAD_HQ, PAD_DURATION (DIR/special_tokens.npz),
   // prev_chunks_scale 0.7" (or "special tokens none, ...").
   std::string conditioning() const;

@@ -1,0 +1,299 @@
+#include "tools/train_tiny/train_dit.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "physics/world.h"
+#include "tools/train_tiny/adam.h"
+#include "worker/engine/ar_engine.h"
+#include "worker/engine/chunk_captions.h"
+#include "worker/engine/denoiser.h"
+#include "worker/engine/stage_plan.h"
+#include "worker/engine/timestep_schedule.h"
+#include "worker/model/dit.h"
+#include "worker/model/safetensors.h"
+#include "worker/runner/model_job_runner.h"
+#include "worker/vae/vae_codec.h"
+
+namespace magi {
+namespace {
+
+using physics::CheckRenderArgs;
+using physics::MakeScene;
+using physics::RenderSceneRgb;
+using physics::Scene;
+using physics::SplitMix64;
+
+// Held-out scenes: far from any training seed (those are seed * 2^32 + i).
+constexpr uint64_t kHeldoutBase = uint64_t{0xD17} << 48;
+constexpr int kWarmupSteps = 20;
+
+// One world clip, ready for the DiT: its latent (scale_factor applied) and caption row.
+struct Clip {
+  at::Tensor latent;  // [1, C, chunks x chunk_width, h, w] float32
+  ChunkCaptions captions;  // the scene's caption on every chunk, the null rows
+};
+
+absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o) {
+  auto range = [](const char* name, double v, double lo, double hi) -> absl::Status {
+    if (!(v >= lo && v <= hi)) {
+      return absl::InvalidArgumentError(absl::StrCat("DiT training: ", name, " must be in [", lo, ", ", hi, "], got ", v));
+    }
+    return absl::OkStatus();
+  };
+  MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
+  MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
+  MAGI_RETURN_IF_ERROR(range("chunks", o.chunks, 2, 16));
+  MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
+  MAGI_RETURN_IF_ERROR(range("v2v_fraction", o.v2v_fraction, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("scenes", o.scenes, 1, 100000));
+  MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
+  const RuntimeConfig& rt = runner.config().runtime;
+  MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * runner.frames_per_chunk(), "size", "chunks x frames per chunk"));
+  if (rt.video_size_h != o.size || rt.video_size_w != o.size) {
+    return absl::InvalidArgumentError(absl::StrCat("DiT training: the model set's runtime_config.video_size_h x "
+                                                   "video_size_w is ", rt.video_size_h, " x ", rt.video_size_w,
+                                                   "; it must equal size x size = ", o.size, " x ", o.size));
+  }
+  if (runner.codec() == nullptr) return absl::InvalidArgumentError("DiT training: the runner has no VAE (a follower)");
+  if (runner.config().model.params_dtype != ParamsDtype::kFloat32) {
+    return absl::InvalidArgumentError("DiT training: model_config.params_dtype must be float32");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks) {
+  const Scene scene = MakeScene(scene_seed);
+  const int frames = chunks * runner.frames_per_chunk();
+  MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, frames));
+  at::Tensor video = at::empty({1, 3, frames, size, size}, at::kByte);
+  for (int f = 0; f < frames; ++f) {
+    at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(rgb[static_cast<size_t>(f)].rgb24.data()), {size, size, 3},
+                                   at::kByte);
+    video.select(0, 0).select(1, f).copy_(hwc.permute({2, 0, 1}));
+  }
+  Clip clip;
+  MAGI_ASSIGN_OR_RETURN(at::Tensor z, runner.codec()->EncodePrefix(video));
+  clip.latent = z.to(at::kFloat).contiguous();
+  MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions, runner.Captions(physics::Caption(scene), chunks, 0));
+  clip.captions = std::move(captions);
+  return clip;
+}
+
+// The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
+// first clip_end chunks): the mean squared velocity error over the window's noisy chunks.
+absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
+                                    const Clip& clip, const at::Tensor& noise, int64_t ctn) {
+  const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
+  const int64_t cw = config.runtime.chunk_width;
+  const at::Tensor clean = clip.latent.narrow(2, 0, ps.clip_end * cw);
+  at::Tensor x = clean.clone();
+  at::Tensor weight = at::zeros({1, 1, ps.clip_end * cw, 1, 1}, at::kFloat);
+  for (const PlannedChunk& pc : ps.chunks) {
+    if (pc.extra) continue;
+    const double t = pc.t_in;
+    const int64_t f = pc.chunk * cw;
+    x.narrow(2, f, cw).copy_(noise.narrow(2, f, cw) * (1.0 - t) + clean.narrow(2, f, cw) * t);
+    weight.narrow(2, f, cw).fill_(1.0);
+  }
+  MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor v, dit.Forward(a));
+  const at::Tensor target = clean - noise;
+  const double elements =
+      static_cast<double>(weight.sum().item<float>()) * clean.size(1) * clean.size(3) * clean.size(4);
+  return ((v - target).pow(2) * weight).sum() / elements;
+}
+
+}  // namespace
+
+absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const StagePlan& plan, int step,
+                                              const at::Tensor& latents, const ChunkCaptions& captions,
+                                              int64_t tokens_per_chunk) {
+  if (step < 0 || step >= plan.num_forward_steps()) {
+    return absl::InvalidArgumentError(absl::StrCat("replay: step ", step, " is outside the plan's [0, ",
+                                                   plan.num_forward_steps(), ")"));
+  }
+  const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
+  const RuntimeConfig& rt = config.runtime;
+  const int rows = ps.clip_end;
+  if (latents.dim() != 5 || latents.size(0) != 1 || latents.size(2) < static_cast<int64_t>(rows) * rt.chunk_width) {
+    return absl::InvalidArgumentError(absl::StrCat("replay: latents must be [1, C, >= ", rows * rt.chunk_width,
+                                                   ", h, w] for step ", step));
+  }
+  if (static_cast<int>(captions.text_rows.size()) < rows) {
+    return absl::InvalidArgumentError(absl::StrCat("replay: captions for ", captions.text_rows.size(),
+                                                   " chunks; step ", step, " needs ", rows));
+  }
+  // A clean chunk's key range is the one of its clean pass: the prefix pass, or the step
+  // where it is the extra clean chunk.
+  std::map<int, std::array<int64_t, 2>> clean_kv;
+  const int64_t ctn = tokens_per_chunk;
+  if (plan.has_prefix_pass) {
+    for (int j = 0; j < plan.prefix_pass.chunks; ++j) {
+      clean_kv[j] = {plan.prefix_pass.kv_begin[j] * ctn, plan.prefix_pass.kv_end[j] * ctn};
+    }
+  }
+  for (const PlannedStep& other : plan.steps) {
+    for (const PlannedChunk& pc : other.chunks) {
+      if (pc.extra) clean_kv.emplace(pc.chunk, std::array<int64_t, 2>{pc.kv_begin * ctn, pc.kv_end * ctn});
+    }
+  }
+  std::vector<float> t(static_cast<size_t>(rows), plan.options.clean_t);
+  std::vector<std::array<int64_t, 2>> kv(static_cast<size_t>(rows));
+  std::vector<bool> noisy(static_cast<size_t>(rows), false);
+  for (int j = 0; j < ps.clip_start; ++j) {
+    auto it = clean_kv.find(j);
+    if (it == clean_kv.end()) {
+      return absl::InternalError(absl::StrCat("replay: chunk ", j, " is clean at step ", step,
+                                              " but no pass of the plan made it clean"));
+    }
+    kv[static_cast<size_t>(j)] = it->second;
+  }
+  for (const PlannedChunk& pc : ps.chunks) {
+    kv[static_cast<size_t>(pc.chunk)] = {pc.kv_begin * ctn, pc.kv_end * ctn};
+    if (pc.extra) continue;
+    t[static_cast<size_t>(pc.chunk)] = pc.t_in;
+    noisy[static_cast<size_t>(pc.chunk)] = true;
+  }
+  std::vector<at::Tensor> ys, masks;
+  at::Tensor kv_range = at::empty({rows, 2}, at::kLong);
+  for (int r = 0; r < rows; ++r) {
+    ys.push_back(noisy[static_cast<size_t>(r)] ? captions.text_rows[static_cast<size_t>(r)] : captions.null_row);
+    masks.push_back(noisy[static_cast<size_t>(r)] ? captions.text_masks[static_cast<size_t>(r)] : captions.null_mask);
+    kv_range[r][0] = kv[static_cast<size_t>(r)][0];
+    kv_range[r][1] = kv[static_cast<size_t>(r)][1];
+  }
+  const std::vector<int> intervals = DistillIntervals(rt.num_steps, config.engine.shortcut_mode);
+  DitForwardArgs a;
+  a.x = latents.narrow(2, 0, static_cast<int64_t>(rows) * rt.chunk_width).to(at::kFloat);
+  a.t = at::from_blob(t.data(), {1, rows}, at::kFloat).clone();
+  a.y = at::stack(ys).unsqueeze(1).to(at::kFloat);
+  a.xattn_mask = at::stack(masks).unsqueeze(1).to(at::kFloat);
+  a.caption_dropout_mask = at::zeros({1}, at::kBool);
+  a.kv_range = kv_range;
+  a.denoising_range_num = rows;
+  a.num_steps = rt.num_steps;
+  a.distill_interval = intervals.empty() ? 1 : intervals[static_cast<size_t>(ps.idx)];
+  return a;
+}
+
+absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& o) {
+  MAGI_RETURN_IF_ERROR(CheckOptions(runner, o));
+  const auto t0 = std::chrono::steady_clock::now();
+  const MagiConfig& config = runner.config();
+  const RuntimeConfig& rt = config.runtime;
+  const ModelConfig& m = config.model;
+  const DitModel& dit = runner.dit();
+  DitTrainResult result;
+
+  // The engine's plans of a clip: t2v, and v2v with the first chunk as the prefix.
+  DitDenoiser denoiser(dit);
+  MAGI_ASSIGN_OR_RETURN(std::unique_ptr<ArEngine> engine, ArEngine::Create(config, denoiser));
+  const int fpc = runner.frames_per_chunk();
+  const int h = o.size / 8, w = o.size / 8;
+  ArRequest request;
+  request.num_frames = o.chunks * fpc;
+  MAGI_ASSIGN_OR_RETURN(StagePlan t2v, engine->Plan(request));
+  request.num_frames = (o.chunks - 1) * fpc;
+  request.prefix = at::zeros({1, m.latent_channels(), rt.chunk_width, h, w}, at::kFloat);
+  MAGI_ASSIGN_OR_RETURN(StagePlan v2v, engine->Plan(request));
+  const int64_t ctn = (rt.chunk_width / m.t_patch_size) * (h / m.patch_size) * (w / m.patch_size);
+  result.plan_steps = t2v.num_forward_steps() + v2v.num_forward_steps();
+
+  // Data: every training scene encoded once; the held-out ones too.
+  std::vector<Clip> clips, heldout;
+  for (int i = 0; i < o.scenes; ++i) {
+    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, (o.seed << 32) + static_cast<uint64_t>(i), o.size, o.chunks));
+    clips.push_back(std::move(c));
+  }
+  for (int i = 0; i < o.heldout_scenes; ++i) {
+    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, kHeldoutBase + static_cast<uint64_t>(i), o.size, o.chunks));
+    heldout.push_back(std::move(c));
+  }
+  {
+    std::vector<at::Tensor> all;
+    for (const Clip& c : clips) all.push_back(c.latent.flatten());
+    result.latent_std = at::cat(all).std().item<double>();
+  }
+
+  auto heldout_loss = [&]() -> absl::StatusOr<double> {
+    at::NoGradGuard no_grad;
+    at::Generator gen = at::detail::createCPUGenerator(7);
+    double sum = 0;
+    int n = 0;
+    for (const Clip& clip : heldout) {
+      for (const StagePlan* plan : {&t2v, &v2v}) {
+        for (int step = 0; step < plan->num_forward_steps(); ++step) {
+          const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
+          const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
+          at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
+          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn));
+          sum += loss.item<double>();
+          ++n;
+        }
+      }
+    }
+    return sum / n;
+  };
+
+  try {
+    MAGI_ASSIGN_OR_RETURN(result.heldout_loss_before, heldout_loss());
+    std::map<std::string, at::Tensor> params;
+    MAGI_ASSIGN_OR_RETURN(params, dit.NamedWeights());
+    Adam adam(params, kWarmupSteps);
+    result.parameters = adam.parameters();
+    at::Generator gen = at::detail::createCPUGenerator(o.seed);
+    SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ULL + 17);
+    for (int step = 1; step <= o.steps; ++step) {
+      adam.ZeroGrad();
+      double loss_sum = 0;
+      for (int b = 0; b < o.batch; ++b) {
+        const Clip& clip = clips[pick.Next() % clips.size()];
+        const bool use_v2v = pick.Uniform() < o.v2v_fraction;
+        const StagePlan& plan = use_v2v ? v2v : t2v;
+        const int step = static_cast<int>(pick.Next() % static_cast<uint64_t>(plan.num_forward_steps()));
+        const int rows = plan.steps[static_cast<size_t>(step)].clip_end;
+        const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
+        at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
+        MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, plan, step, clip, noise, ctn));
+        (loss / o.batch).backward();
+        loss_sum += loss.item<double>();
+      }
+      const double loss_value = loss_sum / o.batch;
+      if (!std::isfinite(loss_value)) {
+        return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
+      }
+      const double progress = o.steps > 1 ? static_cast<double>(step - 1) / (o.steps - 1) : 0.0;
+      const double norm = adam.Step(o.learning_rate * (1.0 - 0.9 * progress));
+      if (o.on_step) o.on_step(step, loss_value, norm);
+    }
+    adam.Finish();
+    MAGI_ASSIGN_OR_RETURN(result.heldout_loss_after, heldout_loss());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+absl::Status WriteDitWeights(const ModelJobRunner& runner, const std::string& path) {
+  MAGI_ASSIGN_OR_RETURN(auto weights, runner.dit().NamedWeights());
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : weights) out[name] = t.detach().contiguous();
+  return WriteSafetensors(path, out, {{"format", "pt"}, {"generator", "magi-train-tiny dit"}});
+}
+
+}  // namespace magi

@@ -1,0 +1,92 @@
+// Training the MAGI-1 DiT on the synthetic physics world (issue #17, step 2 of
+// `magi-train-tiny`): LibTorch autograd on the CPU through the inference model itself
+// (DitModel::NamedWeights made trainable in place), with MAGI-1's objective.
+//
+// Objective (flow matching, the engine's convention: t = 0 noise, t = 1 clean, the sampler
+// integrates x += v dt): a chunk at t is x_t = (1 - t) noise + t clean and its target velocity
+// is clean - noise; the loss is the mean squared error over the noisy chunks' latents.
+//
+// What a training sample is: one forward of the engine's own plan (ArEngine::Plan, reference
+// order) for a world clip -- a random step of a t2v plan or of a v2v plan whose first chunk is
+// the clean prefix -- replayed without a KV cache. Every chunk the step's window reads is in
+// the forward at its place in the video: chunks already clean (the prefix, the chunk of the
+// extra clean pass, chunks the window reads from the cache) at clean_t with the null caption
+// and the key range of their clean pass, so their keys and values are exactly those the
+// engine caches; the window's chunks at the step's timesteps (noise levels rising along the
+// window), with the scene's caption and the step's block-causal key ranges. Given clean
+// latents on the straight noise-to-clean path, that is the forward the engine runs at that
+// step. Captions go through the set's T5 (frozen) with its special tokens, as Run() builds
+// them. Latents: the set's VAE encoding of the clips (VaeCodec::EncodePrefix, the v2v prefix
+// path), made once for all training scenes.
+//
+// Optimiser: Adam (tools/train_tiny/adam.h), gradient norm clipped to 1, warm-up 20 steps,
+// then the rate decays linearly to a tenth at the last step.
+#ifndef MAGI_TOOLS_TRAIN_TINY_TRAIN_DIT_H_
+#define MAGI_TOOLS_TRAIN_TINY_TRAIN_DIT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/chunk_captions.h"
+#include "worker/engine/stage_plan.h"
+#include "worker/model/config.h"
+#include "worker/model/dit.h"
+
+namespace magi {
+
+class ModelJobRunner;
+
+// The forward that replays step `step` of `plan` (a reference-order plan of `config`) without
+// a KV cache, as training runs it: x is the first clip_end chunks of `latents` [1, C, T, h, w]
+// -- the chunks the step reads from the cache, its extra clean chunk and the prefix at
+// clean_t with the null caption and their clean pass's key ranges, the window's chunks at the
+// step's t_in with `captions`' rows and the step's key ranges -- slice_point 0, all chunks
+// in one forward. The caller puts clean latents where the step reads clean chunks and the
+// step's inputs in its window chunks; the window chunks' outputs are then the engine's for
+// that step (up to float32 rounding; tests/train/train_dit_test.cc compares them).
+absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const StagePlan& plan, int step,
+                                              const at::Tensor& latents, const ChunkCaptions& captions,
+                                              int64_t tokens_per_chunk);
+
+struct DitTrainOptions {
+  int steps = 1000;
+  int batch = 4;                // plan steps (each of its own clip) per optimiser step
+  int size = 64;                // the world's frame size, the model set's video size
+  int chunks = 4;               // latent chunks per training clip
+  double learning_rate = 5e-4;  // peak Adam rate
+  double v2v_fraction = 0.5;    // share of samples drawn from the v2v plan
+  uint64_t seed = 1;            // training scenes, plan steps and noise
+  int scenes = 512;             // training scenes, encoded once
+  int heldout_scenes = 4;       // scenes whose loss over every plan step is measured
+  // Called after every step: step (1-based), the step's loss and the gradient norm.
+  std::function<void(int step, double loss, double grad_norm)> on_step;
+};
+
+struct DitTrainResult {
+  // Mean loss of every step of both plans on held-out scenes with fixed noise, before and
+  // after training.
+  double heldout_loss_before = 0;
+  double heldout_loss_after = 0;
+  double latent_std = 0;  // standard deviation of the training latents (scale_factor applied)
+  int64_t parameters = 0;
+  int plan_steps = 0;     // distinct forwards the samples are drawn from (t2v + v2v)
+  double seconds = 0;
+};
+
+// Trains the DiT of `runner` (a single-rank, float32 model set loaded on the CPU whose
+// runtime video size is `size` x `size`) in place. Errors: InvalidArgument naming the option
+// and its allowed range; a non-finite loss is an Internal error naming the step.
+absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& options);
+
+// Writes the runner's DiT weights (by checkpoint key) to `path` as one safetensors file, the
+// layout DitModel::Load reads.
+absl::Status WriteDitWeights(const ModelJobRunner& runner, const std::string& path);
+
+}  // namespace magi
+
+#endif  // MAGI_TOOLS_TRAIN_TINY_TRAIN_DIT_H_

@@ -1,5 +1,6 @@
 // The real magi-train-tiny binary: `vae` trains and writes a VAE folder the real loader reads;
-// bad flags exit 2 naming the flag and write nothing to --out.
+// `dit` builds a whole set around such a VAE, trains its DiT and writes a folder the model
+// runner serves; bad flags exit 2 naming the flag and write nothing to --out.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -7,6 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include "worker/model/config.h"
+#include "worker/runner/model_job_runner.h"
 #include "worker/vae/vit_vae.h"
 
 namespace magi {
@@ -45,6 +48,36 @@ TEST(MagiTrainTinyCli, VaeTrainsAndWritesAFolderTheLoaderReads) {
   fs::remove_all(out);
 }
 
+TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
+  const fs::path dir = fs::temp_directory_path() / ("magi_train_cli_dit_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  CliRun r = Sh("vae --out " + (dir / "vae").string() + " --steps 1 --batch 1 --frames 8 --size 32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const fs::path set = dir / "set";
+  r = Sh("dit --out " + set.string() + " --vae " + (dir / "vae").string() +
+         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("runtime_config.scale_factor"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step 2/2: loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("held-out velocity loss"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(set / "training.json"));
+  EXPECT_FALSE(fs::exists(set / "tiny_model.json")) << "a trained set is not the random tiny set";
+  auto c = LoadMagiConfig((set / "config.json").string());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->runtime.video_size_h, 32);
+  EXPECT_EQ(c->runtime.video_size_w, 32);
+  EXPECT_EQ(c->runtime.num_frames, 48);
+  EXPECT_NE(c->runtime.scale_factor, 0.18215);
+  auto runner = ModelJobRunner::Load(set.string());
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_EQ((*runner)->model_name(), "tiny-test");
+  // Nothing is left beside --out.
+  for (const auto& e : fs::directory_iterator(dir)) {
+    EXPECT_TRUE(e.path().filename() == "vae" || e.path().filename() == "set") << e.path();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   const fs::path out = fs::temp_directory_path() / ("magi_train_cli_bad_" + std::to_string(::getpid()));
   fs::remove_all(out);
@@ -57,9 +90,18 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   r = Sh("vae --out " + out.string() + " --threads 0");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--threads: must be in [1, 256], got 0"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string());
+  r = Sh("train --out " + out.string());
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("usage: magi-train-tiny vae"), std::string::npos) << r.output;
+  r = Sh("dit --out " + out.string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--vae: required without --init"), std::string::npos) << r.output;
+  r = Sh("dit --out " + out.string() + " --vae /nonexistent/vae");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--vae: '/nonexistent/vae' is not a folder"), std::string::npos) << r.output;
+  r = Sh("dit --out " + out.string() + " --init /nonexistent/set");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--init: '/nonexistent/set' is not a folder"), std::string::npos) << r.output;
   // Nothing was written: a run that fails leaves --out as it was.
   EXPECT_FALSE(fs::exists(out)) << out;
   fs::remove_all(out);

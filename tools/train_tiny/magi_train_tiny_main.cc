@@ -286,6 +286,16 @@ int RunDit(const std::string& out, int log_every) {
   o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 5e-4);
   o.v2v_fraction = absl::GetFlag(FLAGS_v2v_fraction);
   o.seed = absl::GetFlag(FLAGS_seed);
+  for (const char* flag : {"--init", "--vae"}) {
+    const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
+    std::error_code ec;
+    if (!dir.empty() && !fs::is_directory(dir, ec)) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(flag, ": '", dir, "' is not a folder")));
+    }
+  }
+  if (absl::GetFlag(FLAGS_init).empty() && absl::GetFlag(FLAGS_vae).empty()) {
+    return Fail(absl::InvalidArgumentError("--vae: required without --init (the trained VAE folder of the new set)"));
+  }
   // Built beside --out and renamed onto it at the end: a failed run leaves --out as it was.
   const fs::path target = fs::absolute(out).lexically_normal();
   const fs::path scratch = target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid());

@@ -11,7 +11,7 @@
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
 //                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S]
-//                       [--name NAME] [--threads N] [--log_every N]
+//                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
 // special_tokens.npz, plus training.json saying how it was made), served by `magi-worker
@@ -43,6 +43,7 @@
 #include "tools/train_tiny/train_dit.h"
 #include "tools/train_tiny/train_vae.h"
 #include "worker/model/config.h"
+#include "worker/model/random_checkpoint.h"
 #include "worker/runner/model_job_runner.h"
 #include "worker/vae/vae_codec.h"
 #include "worker/runner/tiny_model.h"
@@ -59,6 +60,7 @@ ABSL_FLAG(std::string, vae, "", "dit: the trained VAE folder (magi-train-tiny va
 ABSL_FLAG(int, chunks, 4, "dit: latent chunks per training clip (24 frames each), in [2, 16]");
 ABSL_FLAG(int, scenes, 512, "dit: training scenes (encoded once), in [1, 100000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
+ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
 ABSL_FLAG(double, kl_weight, 1e-6, "weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
@@ -90,7 +92,8 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--name NAME] [--threads N] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--layers N] [--name NAME] "
+                 "[--threads N] "
                  "[--log_every N]\n");
     return 2;
   }
@@ -222,6 +225,13 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
     c.runtime.video_size_h = c.runtime.video_size_w = o.size;
     c.runtime.num_frames = o.chunks * c.runtime.chunk_width * c.runtime.temporal_downsample_factor;
     c.serving.name = absl::GetFlag(FLAGS_name);
+    if (const int layers = absl::GetFlag(FLAGS_layers); layers != 0) {
+      c.model.num_layers = layers;
+      magi::RandomCheckpointOptions rc;
+      rc.seed = magi::kTinyModelSeed;
+      MAGI_RETURN_IF_ERROR(
+          magi::WriteRandomDitCheckpoint(c.model, (dir / c.runtime.load / "model.safetensors").string(), rc));
+    }
     MAGI_RETURN_IF_ERROR(WriteTextFile(config_path, magi::MagiConfigToJson(c)));
     // scale_factor: the latents the DiT sees get unit standard deviation (the released
     // 0.18215 plays that role for the released VAE).
@@ -241,6 +251,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
               static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
   magi::DitTrainOptions opt = o;
+  opt.zero_init_output = init.empty();
   opt.on_step = [&](int step, double loss, double norm) {
     if (log_every > 0 && (step % log_every == 0 || step == 1)) {
       std::printf("step %d/%d: loss %.6f, gradient norm %.4f\n", step, opt.steps, loss, norm);
@@ -292,6 +303,12 @@ int RunDit(const std::string& out, int log_every) {
     if (!dir.empty() && !fs::is_directory(dir, ec)) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(flag, ": '", dir, "' is not a folder")));
     }
+  }
+  if (const int layers = absl::GetFlag(FLAGS_layers); layers != 0 && (layers < 1 || layers > 16)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--layers: must be in [1, 16] (or 0), got ", layers)));
+  }
+  if (absl::GetFlag(FLAGS_layers) != 0 && !absl::GetFlag(FLAGS_init).empty()) {
+    return Fail(absl::InvalidArgumentError("--layers: only for a new set; --init keeps its set's DiT"));
   }
   if (absl::GetFlag(FLAGS_init).empty() && absl::GetFlag(FLAGS_vae).empty()) {
     return Fail(absl::InvalidArgumentError("--vae: required without --init (the trained VAE folder of the new set)"));

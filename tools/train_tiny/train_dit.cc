@@ -250,9 +250,14 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   };
 
   try {
-    MAGI_ASSIGN_OR_RETURN(result.heldout_loss_before, heldout_loss());
     std::map<std::string, at::Tensor> params;
     MAGI_ASSIGN_OR_RETURN(params, dit.NamedWeights());
+    if (o.zero_init_output) {
+      auto it = params.find("final_linear.linear.weight");
+      if (it == params.end()) return absl::InternalError("DiT training: the model has no final_linear.linear.weight");
+      it->second.set_data(at::zeros_like(it->second.detach()));
+    }
+    MAGI_ASSIGN_OR_RETURN(result.heldout_loss_before, heldout_loss());
     Adam adam(params, kWarmupSteps);
     result.parameters = adam.parameters();
     at::Generator gen = at::detail::createCPUGenerator(o.seed);

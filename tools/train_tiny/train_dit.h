@@ -63,6 +63,9 @@ struct DitTrainOptions {
   uint64_t seed = 1;            // training scenes, plan steps and noise
   int scenes = 512;             // training scenes, encoded once
   int heldout_scenes = 4;       // scenes whose loss over every plan step is measured
+  // A fresh start: final_linear's weight starts at zero (the velocity starts at 0, as DiTs
+  // initialise their output layer), so training does not first unlearn a random output.
+  bool zero_init_output = false;
   // Called after every step: step (1-based), the step's loss and the gradient norm.
   std::function<void(int step, double loss, double grad_norm)> on_step;
 };

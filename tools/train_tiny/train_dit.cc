@@ -18,6 +18,7 @@
 #include "base/status_macros.h"
 #include "physics/world.h"
 #include "tools/train_tiny/adam.h"
+#include "tools/train_tiny/train_options.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/chunk_captions.h"
 #include "worker/engine/denoiser.h"
@@ -39,7 +40,6 @@ using physics::SplitMix64;
 
 // Held-out scenes: far from any training seed (those are seed * 2^32 + i).
 constexpr uint64_t kHeldoutBase = uint64_t{0xD17} << 48;
-constexpr int kWarmupSteps = 20;
 
 // One world clip, ready for the DiT: its latent (scale_factor applied) and caption row.
 struct Clip {
@@ -48,11 +48,8 @@ struct Clip {
 };
 
 absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o) {
-  auto range = [](const char* name, double v, double lo, double hi) -> absl::Status {
-    if (!(v >= lo && v <= hi)) {
-      return absl::InvalidArgumentError(absl::StrCat("DiT training: ", name, " must be in [", lo, ", ", hi, "], got ", v));
-    }
-    return absl::OkStatus();
+  auto range = [](const char* name, double v, double lo, double hi) {
+    return CheckTrainOption("DiT training", name, v, lo, hi);
   };
   MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
   MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
@@ -258,7 +255,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
       it->second.set_data(at::zeros_like(it->second.detach()));
     }
     MAGI_ASSIGN_OR_RETURN(result.heldout_loss_before, heldout_loss());
-    Adam adam(params, kWarmupSteps);
+    Adam adam(params);
     result.parameters = adam.parameters();
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ULL + 17);

@@ -16,6 +16,7 @@
 #include "base/status_macros.h"
 #include "physics/world.h"
 #include "tools/train_tiny/adam.h"
+#include "tools/train_tiny/train_options.h"
 
 namespace magi {
 namespace {
@@ -28,7 +29,6 @@ using physics::SplitMix64;
 
 // Held-out scenes: far from any training seed (those are seed * 2^32 + counter).
 constexpr uint64_t kHeldoutBase = uint64_t{0xFEED} << 48;
-constexpr int kWarmupSteps = 20;
 
 absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   const VaeConfig& c = vae.config();
@@ -39,11 +39,8 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
     return absl::InvalidArgumentError("VAE training: the VAE's ddconfig.double_z must be true (a mean and a "
                                       "log-variance per latent channel)");
   }
-  auto range = [](const char* name, double v, double lo, double hi) -> absl::Status {
-    if (!(v >= lo && v <= hi)) {
-      return absl::InvalidArgumentError(absl::StrCat("VAE training: ", name, " must be in [", lo, ", ", hi, "], got ", v));
-    }
-    return absl::OkStatus();
+  auto range = [](const char* name, double v, double lo, double hi) {
+    return CheckTrainOption("VAE training", name, v, lo, hi);
   };
   MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
   MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
@@ -100,7 +97,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
 
   // The model's own tensors become trainable copies; the Adam moments live beside them.
   std::map<std::string, at::Tensor> params = vae.NamedWeights();
-  Adam adam(params, kWarmupSteps);
+  Adam adam(params);
   const int64_t z_chans = vae.config().z_chans;
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
   try {

@@ -102,6 +102,9 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   r = Sh("dit --out " + out.string() + " --layers 17");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--layers: must be in [1, 16]"), std::string::npos) << r.output;
+  r = Sh("dit --out " + out.string() + " --vae /tmp --chunks 1");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("chunks must be in [2, 16], got 1"), std::string::npos) << r.output;
   r = Sh("dit --out " + out.string() + " --init /nonexistent/set");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--init: '/nonexistent/set' is not a folder"), std::string::npos) << r.output;

@@ -313,6 +313,12 @@ int RunDit(const std::string& out, int log_every) {
   if (absl::GetFlag(FLAGS_init).empty() && absl::GetFlag(FLAGS_vae).empty()) {
     return Fail(absl::InvalidArgumentError("--vae: required without --init (the trained VAE folder of the new set)"));
   }
+  {
+    const magi::RuntimeConfig tiny = magi::TinyModelSetConfig().runtime;
+    if (absl::Status s = magi::CheckDitTrainOptions(o, tiny.chunk_width * tiny.temporal_downsample_factor); !s.ok()) {
+      return Fail(s);
+    }
+  }
   // Built beside --out and renamed onto it at the end: a failed run leaves --out as it was.
   const fs::path target = fs::absolute(out).lexically_normal();
   const fs::path scratch = target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid());

@@ -48,18 +48,8 @@ struct Clip {
 };
 
 absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o) {
-  auto range = [](const char* name, double v, double lo, double hi) {
-    return CheckTrainOption("DiT training", name, v, lo, hi);
-  };
-  MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
-  MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
-  MAGI_RETURN_IF_ERROR(range("chunks", o.chunks, 2, 16));
-  MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
-  MAGI_RETURN_IF_ERROR(range("v2v_fraction", o.v2v_fraction, 0.0, 1.0));
-  MAGI_RETURN_IF_ERROR(range("scenes", o.scenes, 1, 100000));
-  MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
+  MAGI_RETURN_IF_ERROR(CheckDitTrainOptions(o, runner.frames_per_chunk()));
   const RuntimeConfig& rt = runner.config().runtime;
-  MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * runner.frames_per_chunk(), "size", "chunks x frames per chunk"));
   if (rt.video_size_h != o.size || rt.video_size_w != o.size) {
     return absl::InvalidArgumentError(absl::StrCat("DiT training: the model set's runtime_config.video_size_h x "
                                                    "video_size_w is ", rt.video_size_h, " x ", rt.video_size_w,
@@ -115,6 +105,21 @@ absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& confi
 }
 
 }  // namespace
+
+absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk) {
+  auto range = [](const char* name, double v, double lo, double hi) {
+    return CheckTrainOption("DiT training", name, v, lo, hi);
+  };
+  MAGI_RETURN_IF_ERROR(range("steps", o.steps, 0, 1000000));
+  MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
+  MAGI_RETURN_IF_ERROR(range("chunks", o.chunks, 2, 16));
+  MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
+  MAGI_RETURN_IF_ERROR(range("v2v_fraction", o.v2v_fraction, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("scenes", o.scenes, 1, 100000));
+  MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
+  MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const StagePlan& plan, int step,
                                               const at::Tensor& latents, const ChunkCaptions& captions,

@@ -81,6 +81,11 @@ struct DitTrainResult {
   double seconds = 0;
 };
 
+// The checks of `options` that need no model (ranges; the world's size and frame limits for
+// clips of chunks x `frames_per_chunk` frames): InvalidArgument naming the option. TrainDit
+// makes them first; the CLI makes them before it builds a set.
+absl::Status CheckDitTrainOptions(const DitTrainOptions& options, int frames_per_chunk);
+
 // Trains the DiT of `runner` (a single-rank, float32 model set loaded on the CPU whose
 // runtime video size is `size` x `size`) in place. Errors: InvalidArgument naming the option
 // and its allowed range; a non-finite loss is an Internal error naming the step.

@@ -77,6 +77,43 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   }
   fs::remove_all(dir);
 }
+// `roundtrip` writes each eval scene through the VAE as a frame folder magi-physics reads:
+// 96 frames at --size, and they are the VAE's output, not the true frames (an untrained VAE
+// is far from them).
+TEST(MagiTrainTinyCli, RoundtripWritesTheEvalScenesThroughTheVae) {
+  const fs::path dir = fs::temp_directory_path() / ("magi_train_cli_rt_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  CliRun r = Sh("vae --out " + (dir / "vae").string() + " --steps 1 --batch 1 --frames 8 --size 32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = Sh("roundtrip --vae " + (dir / "vae").string() + " --out " + (dir / "rt").string() +
+         " --scenes 2 --seed 3 --size 32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("2 scenes (eval seed 3) round-tripped"), std::string::npos) << r.output;
+  for (int i = 0; i < 2; ++i) {
+    const fs::path scene = dir / "rt" / ("scene_" + std::to_string(i));
+    EXPECT_TRUE(fs::exists(scene / "frame_0095.ppm")) << scene;
+    EXPECT_FALSE(fs::exists(scene / "frame_0096.ppm")) << scene;
+  }
+  // The eval reads them (as whole videos) and scores them below ground truth.
+  const std::string eval = std::string(MAGI_PHYSICS_BIN) + " eval --scenes 2 --seed 3 --size 32 --context_frames 24 --generated " +
+                           (dir / "rt").string() + " 2>&1";
+  FILE* p = popen(eval.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), static_cast<int>(buf.size()), p) != nullptr) out += buf.data();
+  ASSERT_EQ(pclose(p), 0) << out;
+  const size_t row = out.find("generated (rt)");
+  ASSERT_NE(row, std::string::npos) << out;
+  EXPECT_EQ(out.find(" 100.0", row), std::string::npos) << out;
+  r = Sh("roundtrip --out " + (dir / "rt2").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--vae: required"), std::string::npos) << r.output;
+  r = Sh("roundtrip --vae " + (dir / "vae").string() + " --out " + (dir / "rt2").string() + " --scenes 0");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--scenes"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
 
 TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   const fs::path out = fs::temp_directory_path() / ("magi_train_cli_bad_" + std::to_string(::getpid()));

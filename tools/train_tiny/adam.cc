@@ -52,6 +52,11 @@ void Adam::Finish() {
   }
 }
 
+double DecayedRate(double lr, int step, int steps) {
+  const double progress = steps > 1 ? static_cast<double>(std::clamp(step, 1, steps) - 1) / (steps - 1) : 0.0;
+  return lr * (1.0 - 0.9 * progress);
+}
+
 int64_t Adam::parameters() const {
   int64_t n = 0;
   for (const auto& t : p_) n += t.numel();

@@ -20,7 +20,15 @@
 // runtime video size to --size and the frame count to --chunks chunks, and calibrates
 // runtime_config.scale_factor so the latents have unit standard deviation; with --init it
 // continues from that set. Then it trains the DiT (tools/train_tiny/train_dit.h) and writes.
-// Exit status: 0 trained and written, 1 failed, 2 bad flags.
+//
+//   magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--threads N]
+//
+// `roundtrip`: the VAE's ceiling on the continuation eval -- each held-out scene of
+// `magi-physics eval --seed S` (96 frames) encoded and decoded by the VAE folder --vae with the
+// pipeline's codec (its 12-frame tiles, as serving does), written as frame folders OUT/scene_<i>/
+// that `magi-physics eval --generated OUT` scores. No model built on that VAE can score
+// above this row.
+// Exit status: 0 trained (or round-tripped) and written, 1 failed, 2 bad flags.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -28,6 +36,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -40,6 +49,9 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "physics/continuation_eval.h"
+#include "physics/ppm.h"
+#include "physics/world.h"
 #include "tools/train_tiny/train_dit.h"
 #include "tools/train_tiny/train_vae.h"
 #include "worker/model/config.h"
@@ -58,11 +70,11 @@ ABSL_FLAG(int, size, 64, "clip width and height: a multiple of 16 in [16, 256]")
 ABSL_FLAG(double, lr, -1, "Adam learning rate, in [1e-8, 1] (default: vae 1e-3, dit 5e-4)");
 ABSL_FLAG(std::string, vae, "", "dit: the trained VAE folder (magi-train-tiny vae --out) of the new set");
 ABSL_FLAG(int, chunks, 4, "dit: latent chunks per training clip (24 frames each), in [2, 16]");
-ABSL_FLAG(int, scenes, 512, "dit: training scenes (encoded once), in [1, 100000]");
+ABSL_FLAG(int, scenes, -1, "dit: training scenes (encoded once), in [1, 100000] (default 512); roundtrip: eval scenes (default 20)");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
 ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
-ABSL_FLAG(double, kl_weight, 1e-6, "weight of the posterior's KL term, in [0, 1]");
+ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
 ABSL_FLAG(int, threads, 2, "ATen threads, in [1, 256]");
 ABSL_FLAG(int, log_every, 25, "print the loss every N steps (0: only the summary)");
@@ -83,24 +95,28 @@ T Or(T flag, T fallback) {
 
 int RunVae(const std::string& out, int log_every);
 int RunDit(const std::string& out, int log_every);
+int RunRoundtrip(const std::string& out);
 
 int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() == 2 ? args[1] : "";
-  if (command != "vae" && command != "dit") {
+  if (command != "vae" && command != "dit" && command != "roundtrip") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
                  "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
-                 "[--log_every N]\n");
+                 "[--log_every N]\n"
+                 "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--threads N]\n");
     return 2;
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--out: required (the ", command == "vae" ? "VAE folder" : "model set folder", " to write)")));
+        absl::StrCat("--out: required (the ",
+                     command == "vae" ? "VAE folder" : command == "dit" ? "model set folder" : "frame folders",
+                     " to write)")));
   }
   const int threads = absl::GetFlag(FLAGS_threads);
   if (threads < 1 || threads > 256) {
@@ -110,6 +126,7 @@ int main(int argc, char** argv) {
   if (log_every < 0) return Fail(absl::InvalidArgumentError(absl::StrCat("--log_every: must be >= 0, got ", log_every)));
   if (absl::GetFlag(FLAGS_seed) == 0) return Fail(absl::InvalidArgumentError("--seed: must be >= 1, got 0"));
   at::set_num_threads(threads);
+  if (command == "roundtrip") return RunRoundtrip(out);
   return command == "vae" ? RunVae(out, log_every) : RunDit(out, log_every);
 }
 
@@ -293,7 +310,7 @@ int RunDit(const std::string& out, int log_every) {
   o.batch = Or(absl::GetFlag(FLAGS_batch), 4);
   o.size = absl::GetFlag(FLAGS_size);
   o.chunks = absl::GetFlag(FLAGS_chunks);
-  o.scenes = absl::GetFlag(FLAGS_scenes);
+  o.scenes = Or(absl::GetFlag(FLAGS_scenes), 512);
   o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 5e-4);
   o.v2v_fraction = absl::GetFlag(FLAGS_v2v_fraction);
   o.seed = absl::GetFlag(FLAGS_seed);
@@ -335,5 +352,53 @@ int RunDit(const std::string& out, int log_every) {
                                                  ec.message())));
   }
   std::printf("model set written to %s\n", target.string().c_str());
+  return 0;
+}
+
+int RunRoundtrip(const std::string& out) {
+  namespace physics = magi::physics;
+  const std::string vae_dir = absl::GetFlag(FLAGS_vae);
+  if (vae_dir.empty()) return Fail(absl::InvalidArgumentError("--vae: required (the VAE folder to round-trip through)"));
+  physics::EvalOptions e;
+  e.scenes = Or(absl::GetFlag(FLAGS_scenes), 20);
+  e.seed = absl::GetFlag(FLAGS_seed);
+  e.size = absl::GetFlag(FLAGS_size);
+  if (absl::Status s = physics::CheckEvalOptions(e); !s.ok()) return Fail(s);
+  magi::ViTVae::Options vo;
+  vo.compute = magi::VaeCompute::kFloat32;
+  auto vae = magi::ViTVae::LoadFolder(vae_dir, vo);
+  if (!vae.ok()) return Fail(absl::Status(vae.status().code(), absl::StrCat("--vae: ", vae.status().message())));
+  // The pipeline's codec (its encode and decode tiles, 12 frames at 24 fps): what serving does.
+  const magi::VaeCodec codec = magi::VaeCodec::ForPipeline(vae->get(), 24, 1.0);
+  at::NoGradGuard no_grad;
+  for (int i = 0; i < e.scenes; ++i) {
+    const physics::Scene scene = physics::MakeScene(physics::EvalSceneSeed(e.seed, i));
+    auto rgb = physics::RenderSceneRgb(scene, e.size, e.frames);
+    if (!rgb.ok()) return Fail(rgb.status());
+    at::Tensor video = at::empty({1, 3, e.frames, e.size, e.size}, at::kByte);
+    for (int f = 0; f < e.frames; ++f) {
+      const magi::RgbFrame& fr = (*rgb)[static_cast<size_t>(f)];
+      at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(fr.rgb24.data()), {e.size, e.size, 3}, at::kByte);
+      video.select(0, 0).select(1, f).copy_(hwc.permute({2, 0, 1}));
+    }
+    auto z = codec.Encode(video);
+    if (!z.ok()) return Fail(z.status());
+    auto decoded = codec.DecodeLatentToUint8(*z);  // [T, 3, H, W]
+    if (!decoded.ok()) return Fail(decoded.status());
+    std::vector<magi::RgbFrame> frames;
+    for (int64_t f = 0; f < decoded->size(0); ++f) {
+      at::Tensor hwc = decoded->select(0, f).permute({1, 2, 0}).contiguous();
+      magi::RgbFrame fr(e.size, e.size);
+      std::memcpy(fr.rgb24.data(), hwc.data_ptr<uint8_t>(), fr.rgb24.size());
+      frames.push_back(std::move(fr));
+    }
+    const fs::path dir = fs::path(out) / absl::StrCat("scene_", i);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return Fail(absl::UnavailableError(absl::StrCat("--out: cannot create '", dir.string(), "': ", ec.message())));
+    if (absl::Status s = physics::WriteFrameFolder(dir.string(), frames); !s.ok()) return Fail(s);
+  }
+  std::printf("%d scenes (eval seed %llu) round-tripped through %s into %s\n", e.scenes,
+              static_cast<unsigned long long>(e.seed), vae_dir.c_str(), out.c_str());
   return 0;
 }

@@ -283,8 +283,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
       }
-      const double progress = o.steps > 1 ? static_cast<double>(step - 1) / (o.steps - 1) : 0.0;
-      const double norm = adam.Step(o.learning_rate * (1.0 - 0.9 * progress));
+      const double norm = adam.Step(DecayedRate(o.learning_rate, step, o.steps));
       if (o.on_step) o.on_step(step, loss_value, norm);
     }
     adam.Finish();

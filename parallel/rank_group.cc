@@ -248,7 +248,10 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
     g->cp_ = MakeSingleRankCommunicator("cp");
     g->cfg_ = MakeSingleRankCommunicator("cfg");
     g->order_ = MakeSingleRankCommunicator("order");
-    for (int i = 1; i < job_slots; ++i) g->slots_.push_back(MakeSingleRankCommunicator(absl::StrCat("slot", i)));
+    for (int i = 1; i < job_slots; ++i) {
+      g->slots_.push_back(MakeSingleRankCommunicator(absl::StrCat("slot", i)));
+      g->cfg_slots_.push_back(MakeSingleRankCommunicator(absl::StrCat("cfg_slot", i)));
+    }
     return g;
   }
   try {
@@ -317,8 +320,21 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       const std::string name = absl::StrCat("slot", i);
       g->slots_.push_back(std::make_unique<C10dCommunicator>(name, make(name, o.rank, o.world_size)));
     }
-    g->order_ = job_slots == 1 ? MakeSingleRankCommunicator("order")
-                               : std::make_unique<C10dCommunicator>("order", make("order", o.rank, o.world_size));
+    // The forward order: within the replica (the whole world when cfg is 1).
+    const int replica_size = tp * cp;
+    g->order_ = job_slots == 1 || replica_size == 1
+                    ? MakeSingleRankCommunicator("order")
+                    : std::make_unique<C10dCommunicator>(
+                          "order", make(absl::StrCat(replica, "order"), model_rank, replica_size));
+    // The CFG channels (see Join's comment for why they are Gloo with NCCL and several slots).
+    auto make_cfg = [&](const std::string& name, const std::string& prefix) -> std::unique_ptr<Communicator> {
+      if (cfg == 1) return MakeSingleRankCommunicator(name);
+      return std::make_unique<C10dCommunicator>(name, make(prefix, g->cfg_rank_, cfg));
+    };
+    for (int i = 1; i < job_slots; ++i) {
+      g->cfg_slots_.push_back(make_cfg(absl::StrCat("cfg_slot", i), absl::StrCat("cfg", model_rank, "_slot", i)));
+    }
+    if (!nccl || job_slots > 1) g->cfg_ = make_cfg("cfg", absl::StrCat("cfg", model_rank));
     if (!nccl) {
       g->tp_ = tp == 1 ? MakeSingleRankCommunicator("tp")
                        : std::make_unique<C10dCommunicator>(
@@ -326,9 +342,6 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
       g->cp_ = cp == 1 ? MakeSingleRankCommunicator("cp")
                        : std::make_unique<C10dCommunicator>(
                              "cp", make(absl::StrCat(replica, "cp", g->layout_.tp_rank), g->layout_.cp_rank, cp));
-      g->cfg_ = cfg == 1 ? MakeSingleRankCommunicator("cfg")
-                         : std::make_unique<C10dCommunicator>("cfg", make(absl::StrCat("cfg", model_rank),
-                                                                          g->cfg_rank_, cfg));
     }
     g->impl_->store->setTimeout(o.timeout);
     std::fprintf(stderr, "magi rank %d: rendezvous done after %llds\n", o.rank, waited_s());
@@ -376,10 +389,11 @@ absl::StatusOr<std::unique_ptr<RankGroup>> RankGroup::Join(const RendezvousOptio
                           make_nccl("tp", g->cfg_rank_ * cp + g->layout_.cp_rank, g->layout_.tp_rank, tp));
     MAGI_ASSIGN_OR_RETURN(auto cp_comm,
                           make_nccl("cp", g->cfg_rank_ * tp + g->layout_.tp_rank, g->layout_.cp_rank, cp));
-    MAGI_ASSIGN_OR_RETURN(auto cfg_comm, make_nccl("cfg", model_rank, g->cfg_rank_, cfg));
     g->tp_ = std::move(tp_comm);
     g->cp_ = std::move(cp_comm);
-    g->cfg_ = std::move(cfg_comm);
+    if (job_slots == 1) {
+      MAGI_ASSIGN_OR_RETURN(g->cfg_, make_nccl("cfg", model_rank, g->cfg_rank_, cfg));
+    }
 #endif
   }
   return g;

@@ -79,8 +79,14 @@ class RankGroup {
   // model rank r % (tp * cp) of replica r / (tp * cp), and the cfg group joins the ranks that
   // hold the same model shard (spec parallel.md §3; the engine's EngineOptions::cfg_comm).
   // `job_slots` > 1 (several jobs per group, each on every rank at once) adds a job channel
-  // per extra slot and the forward-order channel, each a Gloo group of the whole world: a
-  // slot's job metadata and agreements never meet another slot's in one collective sequence.
+  // per extra slot, each a Gloo group of the whole world, so a slot's job metadata and
+  // agreements never meet another slot's in one collective sequence; the forward-order
+  // channel of each CFG replica (its tp x cp ranks: the replicas run different guidance
+  // passes, so each orders its own forwards); and with cfg > 1 a CFG channel per extra slot
+  // (a slot's guidance exchanges and cache mirror never meet another's). With kNccl and
+  // job_slots > 1 the CFG channels are Gloo too (CUDA tensors staged through host memory):
+  // NCCL collectives that several job threads issue on one stream could queue in opposite
+  // orders on two ranks and wait on each other.
   static absl::StatusOr<std::unique_ptr<RankGroup>> Join(const RendezvousOptions& options, int tp, int cp,
                                                          int cfg = 1, int job_slots = 1);
   ~RankGroup();
@@ -93,14 +99,16 @@ class RankGroup {
   Communicator& world() { return *world_; }
   Communicator& tp() { return *tp_; }
   Communicator& cp() { return *cp_; }
-  // The CFG-parallel group (one rank when cfg is 1).
+  // The CFG-parallel group (one rank when cfg is 1); job slot 0's CFG channel.
   Communicator& cfg() { return *cfg_; }
+  // The CFG channel of job slot `slot` in [0, job_slots): the same ranks as cfg().
+  Communicator& cfg_channel(int slot) { return slot == 0 ? *cfg_ : *cfg_slots_[static_cast<size_t>(slot) - 1]; }
   int cfg_rank() const { return cfg_rank_; }
   // The channel of job slot `slot` in [0, job_slots): slot 0's is world().
   Communicator& job_channel(int slot) { return slot == 0 ? *world_ : *slots_[static_cast<size_t>(slot) - 1]; }
   int job_slots() const { return 1 + static_cast<int>(slots_.size()); }
-  // Where the leader announces which jobs' calls share each forward (ForwardOrder); one rank
-  // when job_slots is 1.
+  // Where this CFG replica's leader (its model rank 0) announces which jobs' calls share each
+  // forward (ForwardOrder): the replica's tp x cp ranks; one rank when job_slots is 1.
   Communicator& forward_order() { return *order_; }
 
   // Starts the heartbeat monitor: when a peer stops beating for `timeout`, the process
@@ -114,7 +122,8 @@ class RankGroup {
   RendezvousOptions options_;
   ShardLayout layout_;
   std::unique_ptr<Communicator> world_, tp_, cp_, cfg_, order_;
-  std::vector<std::unique_ptr<Communicator>> slots_;  // job slots 1..job_slots-1
+  std::vector<std::unique_ptr<Communicator>> slots_;      // job slots 1..job_slots-1
+  std::vector<std::unique_ptr<Communicator>> cfg_slots_;  // their CFG channels
   int cfg_rank_ = 0;
   std::unique_ptr<Impl> impl_;
 };

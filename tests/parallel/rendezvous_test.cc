@@ -53,8 +53,9 @@ TEST(RendezvousTest, ARankStartedBeforeRankZeroWaitsForIt) {
   EXPECT_EQ((*follower)->rank(), 1);
 }
 
-// CFG-parallel replicas (--cfg): 4 ranks as cfg 2 x tp 2. Rank r holds TP shard r % 2 of
-// replica r / 2; the TP groups stay within a replica and the cfg group joins equal shards.
+// CFG-parallel replicas (--cfg): 4 ranks as cfg 2 x tp 2 with two job slots. Rank r holds TP
+// shard r % 2 of replica r / 2; the TP groups and the forward order stay within a replica, and
+// each slot's CFG channel joins equal shards.
 TEST(RendezvousTest, CfgReplicasGroupEqualShardsAndKeepTpWithinAReplica) {
   const int port = FreePort();
   constexpr int kWorld = 4;
@@ -64,12 +65,12 @@ TEST(RendezvousTest, CfgReplicasGroupEqualShardsAndKeepTpWithinAReplica) {
     threads.emplace_back([&, r] {
       RendezvousOptions o = Options(port, r);
       o.world_size = kWorld;
-      groups[r] = RankGroup::Join(o, /*tp=*/2, /*cp=*/1, /*cfg=*/2);
+      groups[r] = RankGroup::Join(o, /*tp=*/2, /*cp=*/1, /*cfg=*/2, /*job_slots=*/2);
     });
   }
   for (auto& t : threads) t.join();
   for (int r = 0; r < kWorld; ++r) ASSERT_TRUE(groups[r].ok()) << "rank " << r << ": " << groups[r].status();
-  std::vector<int64_t> tp_sum(kWorld), cfg_value(kWorld);
+  std::vector<int64_t> tp_sum(kWorld), cfg_value(kWorld), slot_value(kWorld), order_sum(kWorld);
   threads.clear();
   for (int r = 0; r < kWorld; ++r) {
     threads.emplace_back([&, r] {
@@ -85,11 +86,23 @@ TEST(RendezvousTest, CfgReplicasGroupEqualShardsAndKeepTpWithinAReplica) {
       at::Tensor b = at::full({1}, static_cast<int64_t>(100 + r), at::kLong);
       EXPECT_TRUE(g.cfg().Broadcast(b, 1, "test.cfg").ok());  // from replica 1's rank
       cfg_value[r] = b.item<int64_t>();
+      EXPECT_EQ(g.cfg_channel(1).size(), 2);
+      EXPECT_EQ(g.cfg_channel(1).rank(), r / 2);
+      at::Tensor c = at::full({1}, static_cast<int64_t>(200 + r), at::kLong);
+      EXPECT_TRUE(g.cfg_channel(1).Broadcast(c, 0, "test.cfg_slot1").ok());  // from replica 0's rank
+      slot_value[r] = c.item<int64_t>();
+      EXPECT_EQ(g.forward_order().size(), 2);
+      EXPECT_EQ(g.forward_order().rank(), r % 2);
+      at::Tensor o = at::full({1}, static_cast<int64_t>(1) << r, at::kLong);
+      EXPECT_TRUE(g.forward_order().AllReduceSum(o, "test.order").ok());
+      order_sum[r] = o.item<int64_t>();
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(tp_sum, (std::vector<int64_t>{3, 3, 12, 12}));
   EXPECT_EQ(cfg_value, (std::vector<int64_t>{102, 103, 102, 103}));
+  EXPECT_EQ(slot_value, (std::vector<int64_t>{200, 201, 200, 201}));
+  EXPECT_EQ(order_sum, (std::vector<int64_t>{3, 3, 12, 12}));
   for (auto& g : groups) g->reset();
 }
 

@@ -8,9 +8,13 @@
 #  3. agreed cancellation still works (every rank polls at the same points though it runs other
 #     passes: a mismatch hangs the group, which the first version of CFG-parallel did);
 #  4. stopping the server stops both ranks.
+# With a third argument of 2 (--max_jobs_per_group=2), step 2 runs two jobs at once instead: each
+# runs on both ranks in its own slot (its own CFG channel; each replica orders its own
+# forwards), their DiT calls share forwards, and each video equals its one-process run.
 set -euo pipefail
 SERVER="$1"
 MAGI="$2"
+SLOTS="${3:-1}"
 WORK=$(mktemp -d)
 source "$(dirname "$0")/group_test_lib.sh"
 trap group_cleanup EXIT
@@ -27,16 +31,34 @@ c.setdefault("serving_config", {})["name"] = "tiny-cfg3"
 json.dump(c, open(sys.argv[1], "w"), indent=1)
 EOF
 
-group_start "--model_dir=$WORK/tiny3 --cfg=2" --default_model=tiny-cfg3
+group_start "--model_dir=$WORK/tiny3 --cfg=2 --max_jobs_per_group=$SLOTS" --default_model=tiny-cfg3
 # 1.
 group_expect_ranks 2
 # 2. Served by the CFG group == one process.
 REQ=(--prompt "a red ball bounces to the right" --frames 72 --width 64 --height 48 --seed 3)
-"$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${REQ[@]}" --output "$WORK/cfg2.mp4" >/dev/null
-"$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${REQ[@]}" --output "$WORK/cfg1.mp4"
-group_compare_frames "$WORK/cfg1.mp4" "$WORK/cfg2.mp4" "CFG-parallel (2 ranks) vs one process"
+if [ "$SLOTS" = 1 ]; then
+  "$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${REQ[@]}" --output "$WORK/cfg2.mp4" >/dev/null
+  "$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${REQ[@]}" --output "$WORK/cfg1.mp4"
+  group_compare_frames "$WORK/cfg1.mp4" "$WORK/cfg2.mp4" "CFG-parallel (2 ranks) vs one process"
+else
+  B=(--prompt "a boat on a lake" --frames 96 --width 64 --height 48 --seed 9 --steps 12)
+  "$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${REQ[@]}" --output "$WORK/a2.mp4" >/dev/null &
+  ga=$!
+  "$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${B[@]}" --output "$WORK/b2.mp4" >/dev/null &
+  gb=$!
+  wait "$ga" || fail "job A failed on the two-slot CFG group"
+  wait "$gb" || fail "job B failed on the two-slot CFG group"
+  last=$(grep -o "DiT calls so far: [0-9]* in [0-9]* forwards, widest [0-9]*" "$WORK/err.txt" | tail -1)
+  echo "rank 0: $last"
+  read -r calls forwards widest < <(echo "$last" | sed -E 's/.*: ([0-9]+) in ([0-9]+) forwards, widest ([0-9]+)/\1 \2 \3/')
+  [ "${widest:-0}" = 2 ] && [ "$forwards" -lt "$calls" ] || fail "the two jobs' DiT calls never shared a forward ($last)"
+  "$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${REQ[@]}" --output "$WORK/a1.mp4"
+  "$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${B[@]}" --output "$WORK/b1.mp4"
+  group_compare_frames "$WORK/a1.mp4" "$WORK/a2.mp4" "job A: CFG-parallel (2 ranks) two slots vs one process"
+  group_compare_frames "$WORK/b1.mp4" "$WORK/b2.mp4" "job B: CFG-parallel (2 ranks) two slots vs one process"
+fi
 # 3.
 group_cancel_then_next 480 --model tiny-cfg3
 # 4.
 group_stop
-echo "PASS: a CFG-parallel group (2 ranks) served the single process's frames, agreed on a cancel, and stopped with the server"
+echo "PASS: a CFG-parallel group (2 ranks, $SLOTS slot(s)) served the single process's frames, agreed on a cancel, and stopped with the server"

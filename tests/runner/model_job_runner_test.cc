@@ -461,6 +461,14 @@ TEST_F(ModelJobRunnerTest, ACfgParallelGroupMakesTheSingleRanksVideo) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("--cfg 3"), std::string::npos) << refused.status();
   EXPECT_NE(refused.status().message().find("needs cfg_number 3"), std::string::npos) << refused.status();
+  // Several jobs on a CFG group need a CFG channel per slot (RankGroup::cfg_channel).
+  ModelRunnerOptions two;
+  two.max_concurrent_jobs = 2;
+  two.cfg_comm = cfg.comms[0].get();
+  auto unchanneled = ModelJobRunner::Load(cfg3.string(), two);
+  ASSERT_FALSE(unchanneled.ok());
+  EXPECT_NE(unchanneled.status().message().find("one CFG channel per slot (got 0"), std::string::npos)
+      << unchanneled.status();
 }
 
 TEST_F(ModelJobRunnerTest, HonoursCancel) {

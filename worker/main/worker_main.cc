@@ -65,8 +65,8 @@ ABSL_FLAG(bool, overlap_decode, true,
           "next stage (false: between model calls, on the engine's thread)");
 ABSL_FLAG(int, max_jobs_per_group, 1,
           "jobs this worker group runs at once, in [1, 16] (the slots it registers); with the model runner their "
-          "DiT calls of the same window shape share one batched forward and the rest interleave; on a --tp/--cp "
-          "group every rank runs the jobs in the same slots and rank 0 orders the forwards; > 1 needs --cfg 1");
+          "DiT calls of the same window shape share one batched forward and the rest interleave; on a rank group "
+          "every rank runs the jobs in the same slots and each CFG replica's first rank orders its forwards");
 ABSL_FLAG(bool, reconnect, true, "reconnect when the stream to the server ends");
 ABSL_FLAG(int, tp, 1, "tensor-parallel ranks of this worker group (divides 8 and the model's heads/groups)");
 ABSL_FLAG(int, cp, 1, "context-parallel (Ulysses) ranks of this worker group");
@@ -119,11 +119,6 @@ int main(int argc, char** argv) {
   if (max_jobs < 1 || max_jobs > magi::kMaxConcurrentJobs) {
     std::fprintf(stderr, "magi-worker: --max_jobs_per_group: %d is out of range; allowed [1, %d]\n", max_jobs,
                  magi::kMaxConcurrentJobs);
-    return 2;
-  }
-  if (max_jobs > 1 && cfg > 1) {
-    std::fprintf(stderr, "magi-worker: --max_jobs_per_group %d needs --cfg 1: CFG-parallel ranks exchange guidance "
-                         "passes outside the forward, so a --cfg %d group runs one job at a time\n", max_jobs, cfg);
     return 2;
   }
   int nproc = absl::GetFlag(FLAGS_nproc_per_node);
@@ -255,6 +250,9 @@ int main(int argc, char** argv) {
     if (max_jobs > 1) {
       for (int slot = 0; slot < max_jobs; ++slot) ro.model.job_channels.push_back(&group->job_channel(slot));
       ro.model.forward_order = &group->forward_order();
+      if (cfg > 1) {
+        for (int slot = 0; slot < max_jobs; ++slot) ro.model.cfg_channels.push_back(&group->cfg_channel(slot));
+      }
     }
     ro.model.follower = group->rank() != 0;
     // Only one rank writes the shared tiny model set; the others wait for it at the barrier.

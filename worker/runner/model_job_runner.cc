@@ -238,11 +238,14 @@ absl::StatusOr<std::unique_ptr<ModelJobRunner>> ModelJobRunner::Load(const std::
   const bool rank_group = options.layout.tp_size * options.layout.cp_size > 1 || options.cfg_comm != nullptr ||
                           options.group_comm != nullptr || options.follower;
   if (options.max_concurrent_jobs > 1 && rank_group) {
-    if (options.cfg_comm != nullptr) {
+    if (options.cfg_comm != nullptr &&
+        (static_cast<int>(options.cfg_channels.size()) != options.max_concurrent_jobs ||
+         options.cfg_channels[0] != options.cfg_comm ||
+         std::count(options.cfg_channels.begin(), options.cfg_channels.end(), nullptr) > 0)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--max_jobs_per_group ", options.max_concurrent_jobs,
-          ": several jobs per group need --cfg 1 (CFG-parallel ranks exchange guidance passes outside the "
-          "forward); a CFG-parallel group runs one job"));
+          "--max_jobs_per_group ", options.max_concurrent_jobs, " with --cfg ", options.cfg_comm->size(),
+          ": a CFG-parallel group needs one CFG channel per slot (got ", options.cfg_channels.size(),
+          ", the first the group's; RankGroup::Join with job_slots)"));
     }
     if (static_cast<int>(options.job_channels.size()) != options.max_concurrent_jobs ||
         options.forward_order == nullptr || options.job_channels[0] != options.group_comm ||
@@ -599,7 +602,8 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   eo.schedule = options_.schedule;
   eo.elide_self_only_copy = options_.elide_self_only_copy;
-  eo.cfg_comm = options_.cfg_comm;
+  eo.cfg_comm = options_.cfg_channels.empty() ? options_.cfg_comm
+                                              : options_.cfg_channels[static_cast<size_t>(job.slot)];
   // Several jobs at once: this job's DiT calls join the shared batches from here until its
   // engine is done (the member leaves before the last decodes, so no batch waits for them).
   std::unique_ptr<Denoiser> member;

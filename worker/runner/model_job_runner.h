@@ -101,8 +101,11 @@ struct ModelRunnerOptions {
   Communicator* tp_comm = nullptr;  // not owned
   Communicator* cp_comm = nullptr;  // not owned
   // CFG-parallel (EngineOptions::cfg_comm): the group of 2 or 3 ranks holding the same shard
-  // that split cfg_number 3's passes; Load() refuses it for a model with one pass.
+  // that split cfg_number 3's passes; Load() refuses it for a model with one pass. With
+  // several jobs, `cfg_channels` has one such group per slot ([0] = cfg_comm), so each job's
+  // guidance exchanges and cache mirror keep to their own collective sequence.
   Communicator* cfg_comm = nullptr;  // not owned
+  std::vector<Communicator*> cfg_channels;  // not owned
   // Rank groups (worker/main/rank_group_runner.h): `group_comm` is the group's world
   // communicator on every rank (i2v/v2v prefixes travel over it from rank 0). A follower
   // loads no VAE and neither encodes a prefix nor decodes a chunk -- the leader does both and
@@ -122,10 +125,10 @@ struct ModelRunnerOptions {
   // on the engine's thread, between model calls (for comparison and debugging).
   bool overlap_decode = true;
   // Jobs run at once (magi-worker --max_jobs_per_group), in [1, 16]; their DiT calls share
-  // batched forwards. On a rank group (TP x CP; not CFG-parallel, whose guidance exchanges
-  // passes outside the forward) > 1 needs `job_channels` (one per slot, [0] = group_comm: the
-  // job's prefix travels over its slot's) and `forward_order` (rank 0 announces each batched
-  // forward's slots; ForwardBatcher). RunnerJob::slot picks the channel.
+  // batched forwards. On a rank group > 1 needs `job_channels` (one per slot, [0] =
+  // group_comm: the job's prefix travels over its slot's), `forward_order` (the CFG replica's
+  // model rank 0 announces each batched forward's slots; ForwardBatcher) and, CFG-parallel,
+  // `cfg_channels`. RunnerJob::slot picks the channels.
   int max_concurrent_jobs = 1;
   std::vector<Communicator*> job_channels;  // not owned
   Communicator* forward_order = nullptr;    // not owned

@@ -5,7 +5,7 @@
 #   bench/config_m.sh [--ours-only | --ref-only] [--schedule reference|stream_first]
 #                     [--kv-cache windowed|dense] [--out-dir DIR] [--magi PATH]
 #                     [--ours-arg ARG]...   (ARG passed on to `magi generate`, e.g.
-#                                            --ours-arg=--lead-kv-budget-mb=0)
+#                                            --ours-arg=--lead-kv-budget-mb=-1)
 #
 # Inputs: the folder written by /work/shared/reference-bench/make_inputs_M.py (weights_M, caption_M,
 # noise_M .safetensors) and that folder's config_M.json; the reference harness is

@@ -60,8 +60,8 @@ constexpr char kUsage[] =
     "  --lead-kv-budget-mb N\n"
     "                     stream_first: record the lead chunk's K/V that later chunks read for as\n"
     "                     many of its steps as fit in N MiB, recompute it in the others (one extra\n"
-    "                     chunk-forward each; default -1: record all; 0: recompute all, 3 x\n"
-    "                     steps/window extra chunk-forwards; docs/schedule.md)\n"
+    "                     chunk-forward each; default 0: recompute all, 3 x steps/window extra\n"
+    "                     chunk-forwards, bounded memory; -1: record all; docs/schedule.md)\n"
     "  --quiet            no progress output\n"
     "environment (the reference's run-script variables, read with its rules; config.json's\n"
     "serving_config is for the served path and `generate --model_dir`, not this command):\n"
@@ -74,7 +74,7 @@ struct Flags {
               schedule = "stream_first", elide_self_only_copy = "true";
   std::optional<int64_t> seed;
   std::optional<int> num_frames, num_steps, window_size, threads;
-  int64_t lead_kv_budget_mb = -1;
+  int64_t lead_kv_budget_bytes = kDefaultLeadKvBudgetBytes;
   bool quiet = false;
 };
 
@@ -145,8 +145,12 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
       if (!int_flag(a, value, 1, 64, &x)) return false;
       f->window_size = static_cast<int>(x);
     } else if (a == "--lead-kv-budget-mb") {
-      if (!int_flag(a, value, -1, int64_t{1} << 30, &x)) return false;
-      f->lead_kv_budget_mb = x;
+      auto bytes = ParseLeadKvBudgetMb(a, value);
+      if (!bytes.ok()) {
+        *error = std::string(bytes.status().message());
+        return false;
+      }
+      f->lead_kv_budget_bytes = *bytes;
     } else if (a == "--threads") {
       if (!int_flag(a, value, 1, 1024, &x)) return false;
       f->threads = static_cast<int>(x);
@@ -312,7 +316,7 @@ int RunGenerateCommand(int argc, char** argv) {
   eopt.keep_final_latents = false;
   eopt.schedule = *ParseSchedule("--schedule", f.schedule);  // checked by ParseFlags
   eopt.elide_self_only_copy = f.elide_self_only_copy == "true";
-  eopt.lead_kv_budget_bytes = f.lead_kv_budget_mb < 0 ? -1 : f.lead_kv_budget_mb << 20;
+  eopt.lead_kv_budget_bytes = f.lead_kv_budget_bytes;
   // The reference's run-script environment (PAD_*, NEG_PROMPT, prev_chunks_scale,
   // SPECIAL_TOKEN_PATH), read with its rules (worker/engine/run_env.h).
   auto env = RunEnvFromProcess();

@@ -34,7 +34,9 @@ int Usage(const std::string& why) {
                "  [--chunk_prompt K=TEXT]... [--mode t2v|i2v|v2v] [--image FILE] [--prefix_video FILE]\n"
                "  [--frames N] [--width W] [--height H] [--fps F] [--seed S] [--steps N]\n"
                "  [--fragments_dir DIR] [--create_tiny] [--quiet] [--schedule stream_first|reference]\n"
-               "  [--overlap_decode true|false] [--elide_self_only_copy true|false]\n");
+               "  [--overlap_decode true|false] [--elide_self_only_copy true|false]\n"
+               "  [--lead_kv_budget_mb N]  (stream_first: MiB for recording the first chunk's K/V; default 0,\n"
+               "                           recompute it; -1 records all: faster, more memory)\n");
   return 2;
 }
 
@@ -162,7 +164,7 @@ int RunLocalModelGenerate(int argc, char** argv) {
     } else if (name == "model_dir" || name == "output" || name == "fragments_dir" || name == "mode" ||
                name == "image" || name == "prefix_video" || name == "frames" || name == "width" ||
                name == "height" || name == "fps" || name == "seed" || name == "steps" || name == "schedule" ||
-               name == "overlap_decode" || name == "elide_self_only_copy") {
+               name == "overlap_decode" || name == "elide_self_only_copy" || name == "lead_kv_budget_mb") {
       flags[name] = value;
     } else {
       return Usage(absl::StrCat("unknown option --", name));
@@ -203,6 +205,11 @@ int RunLocalModelGenerate(int argc, char** argv) {
       return Usage(absl::StrCat("--elide_self_only_copy must be true or false, got '", v, "'"));
     }
     runner_options.elide_self_only_copy = v == "true";
+  }
+  if (flags.count("lead_kv_budget_mb")) {
+    auto bytes = ParseLeadKvBudgetMb("--lead_kv_budget_mb", flags["lead_kv_budget_mb"]);
+    if (!bytes.ok()) return Usage(std::string(bytes.status().message()));
+    runner_options.lead_kv_budget_bytes = *bytes;
   }
   const std::string model_dir = flags["model_dir"];
   if (create_tiny && !TinyModelSetComplete(model_dir)) {

@@ -21,4 +21,24 @@ if err=$("$MAGI" generate --model_dir "$WORK/tiny" --prompt "x" --width 100 --ou
   echo "FAIL: a width of 100 was accepted"; exit 1
 fi
 case "$err" in *width*) ;; *) echo "FAIL: the error does not name the field: $err"; exit 1 ;; esac
-echo "PASS: magi generate --model_dir wrote 96 frames in 4 playable fragments"
+# The lead chunk's K/V recorded (-1) instead of recomputed (the default): the same video (the
+# lead chunk runs alone both times; measured byte-equal, the bound allows float32 rounding).
+"$MAGI" generate --model_dir "$WORK/tiny" --quiet --prompt "a red fox in the snow" --chunk_prompt 2="the fox jumps" \
+  --frames 96 --width 64 --height 48 --lead_kv_budget_mb -1 --output "$WORK/recorded.mp4"
+for f in out recorded; do ffmpeg -v error -y -i "$WORK/$f.mp4" -f rawvideo -pix_fmt rgb24 "$WORK/$f.rgb"; done
+python3 - "$WORK/out.rgb" "$WORK/recorded.rgb" <<'PY'
+import sys
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+if len(a) != len(b) or not a:
+    sys.exit(f"FAIL: recompute and record decode to {len(a)} and {len(b)} bytes")
+mean = sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+print(f"recompute (default) vs record: mean |diff| {mean:.4f} per byte")
+if mean >= 0.25:
+    sys.exit("FAIL: recording the lead K/V changed the video")
+PY
+if err=$("$MAGI" generate --model_dir "$WORK/tiny" --prompt "x" --lead_kv_budget_mb -2 --output "$WORK/bad.mp4" 2>&1); then
+  echo "FAIL: a lead K/V budget of -2 was accepted"; exit 1
+fi
+case "$err" in *"--lead_kv_budget_mb must be an integer MiB count in [0, 1073741824] or -1"*) ;;
+  *) echo "FAIL: unclear error for --lead_kv_budget_mb -2: $err"; exit 1 ;; esac
+echo "PASS: magi generate --model_dir wrote 96 frames in 4 playable fragments; recording the lead K/V made the same video"

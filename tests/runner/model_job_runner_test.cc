@@ -1,5 +1,6 @@
 // ModelJobRunner on the embedded tiny model: chunk and frame counts, streaming, cancel,
 // resume equality, request validation, and the special caption tokens of serving_config.
+#include "worker/engine/ar_engine.h"
 #include "worker/runner/model_job_runner.h"
 
 #include <unistd.h>
@@ -244,6 +245,39 @@ TEST_F(ModelJobRunnerTest, ConcurrentJobsShareForwardsAndEachMakesItsSoloVideo) 
   auto too_many = ModelJobRunner::Load((*dir_ / "tiny").string(), group);
   ASSERT_FALSE(too_many.ok());
   EXPECT_NE(too_many.status().message().find("[1, 16], got 17"), std::string::npos) << too_many.status();
+}
+
+// The lead K/V budget reaches the engine: by default (0) the stream-first schedule recomputes
+// the first chunk's K/V in the steps later chunks read (the tiny model: window 2, so 8 steps /
+// 2 = 4 steps, one extra chunk in a forward each), with -1 it records them; the video is the
+// same (the lead chunk runs alone both times, so its K/V are bit-equal).
+TEST_F(ModelJobRunnerTest, TheLeadKvBudgetPicksRecomputeOrRecordForTheSameVideo) {
+  const RunnerJob job = Job(4 * 24, 0, [](auto& r) { r.set_num_steps(8); });
+  std::vector<GenerateResult> results;
+  std::vector<RecordingSink> sinks(2);
+  for (int64_t budget : {kDefaultLeadKvBudgetBytes, int64_t{-1}}) {
+    ModelRunnerOptions o;
+    o.lead_kv_budget_bytes = budget;
+    o.on_result = [&](const GenerateResult& r) { results.push_back(r); };
+    auto loaded = ModelJobRunner::Load((*dir_ / "tiny").string(), o);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_TRUE((*loaded)->Run(job, sinks[results.size()]).ok());
+  }
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(kDefaultLeadKvBudgetBytes, 0);
+  EXPECT_EQ(results[0].schedule, Schedule::kStreamFirst);
+  EXPECT_EQ(results[0].lead_kv_steps, 0);
+  EXPECT_EQ(results[0].lead_recompute_steps, 4);
+  EXPECT_EQ(results[1].lead_kv_steps, 4);
+  EXPECT_EQ(results[1].lead_recompute_steps, 0);
+  ASSERT_EQ(sinks[0].chunks.size(), 4u);
+  ASSERT_EQ(sinks[1].chunks.size(), 4u);
+  for (size_t c = 0; c < 4; ++c) {
+    ASSERT_EQ(sinks[0].chunks[c].second.size(), sinks[1].chunks[c].second.size());
+    for (size_t f = 0; f < sinks[0].chunks[c].second.size(); ++f) {
+      EXPECT_EQ(sinks[0].chunks[c].second[f].rgb24, sinks[1].chunks[c].second[f].rgb24) << "chunk " << c;
+    }
+  }
 }
 
 // A file made by the ffmpeg CLI from its test source (the media inputs the API takes).

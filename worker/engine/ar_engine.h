@@ -131,7 +131,7 @@ struct EngineOptions {
   // Stream-first: the lead chunk's K/V that later chunks read is recorded for as many of its
   // steps as fit in this many bytes (StreamFirstRecordBytes per step; -1 = no limit), and
   // recomputed in the other steps (one extra chunk-forward each; 0 = recompute all).
-  int64_t lead_kv_budget_bytes = -1;
+  int64_t lead_kv_budget_bytes = kDefaultLeadKvBudgetBytes;
   // GuidanceConfig::elide_self_only_copy: skip the nearly-clean copy of a first noisy chunk
   // that attends only to itself (4 of the 20 lead-chunk forwards of a distilled window-4
   // video). Off by default: the goldens replay the reference's calls.

@@ -4,6 +4,7 @@
 #include <limits>
 #include <numeric>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
@@ -80,6 +81,16 @@ absl::StatusOr<Schedule> ParseSchedule(const std::string& flag, const std::strin
   if (value == "stream_first") return Schedule::kStreamFirst;
   return absl::InvalidArgumentError(
       absl::StrCat(flag, " must be 'reference' or 'stream_first', got '", value, "'"));
+}
+
+absl::StatusOr<int64_t> ParseLeadKvBudgetMb(const std::string& flag, const std::string& value) {
+  constexpr int64_t kMaxMb = int64_t{1} << 30;
+  int64_t mb = 0;
+  if (!absl::SimpleAtoi(value, &mb) || mb < -1 || mb > kMaxMb) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " must be an integer MiB count in [0, ", kMaxMb,
+                                                   "] or -1 (no limit), got '", value, "'"));
+  }
+  return mb < 0 ? -1 : mb << 20;
 }
 
 int NumStepsMultiple(int window_size, int kv_range_count) {

@@ -153,6 +153,18 @@ struct StagePlan {
 // builds the plan.
 absl::StatusOr<StagePlan> PlanStages(const PlanOptions& options);
 
+// The stream-first schedule's default budget for recording the lead chunk's K/V (EngineOptions,
+// ModelRunnerOptions and every flag that sets it): 0, recompute it. Memory stays bounded
+// whatever the model, step count and cfg (recording everything is 540 MiB on config M and
+// 23.7 GiB per rank for the 24B at 720p, 64 steps, on 8 ranks) for +3 x steps / window
+// chunk-forwards per video (+14 % on config M); a budget records what fits (docs/schedule.md).
+inline constexpr int64_t kDefaultLeadKvBudgetBytes = 0;
+inline constexpr int64_t kDefaultLeadKvBudgetMb = kDefaultLeadKvBudgetBytes >> 20;
+
+// A flag's lead K/V budget in MiB (`value`: an integer, -1 = no limit, 0 .. 2^30) as bytes;
+// errors name `flag` and the allowed range.
+absl::StatusOr<int64_t> ParseLeadKvBudgetMb(const std::string& flag, const std::string& value);
+
 // The stream-first order of `reference` (a PlanStages() plan), same outputs (spec pipeline.md
 // §2, docs/schedule.md). Phase 1: the lead chunk (chunk_offset, the first one emitted) runs its
 // num_steps steps alone, in the reference's passes but with only its own chunk in x (it

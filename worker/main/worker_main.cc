@@ -63,6 +63,10 @@ ABSL_FLAG(bool, create_tiny_model, false,
 ABSL_FLAG(bool, overlap_decode, true,
           "model runner: decode and stream each clean chunk on a thread of its own while the DiT computes the "
           "next stage (false: between model calls, on the engine's thread)");
+ABSL_FLAG(int64_t, lead_kv_budget_mb, magi::kDefaultLeadKvBudgetMb,
+          "model runner, stream-first schedule: MiB for recording the first chunk's K/V that later chunks read; "
+          "the steps that do not fit are recomputed, one extra chunk-forward each (0: recompute all, bounded "
+          "memory; -1: record all, the fastest; docs/schedule.md)");
 ABSL_FLAG(int, max_jobs_per_group, 1,
           "jobs this worker group runs at once, in [1, 16] (the slots it registers); with the model runner their "
           "DiT calls of the same window shape share one batched forward and the rest interleave; on a rank group "
@@ -199,6 +203,12 @@ int main(int argc, char** argv) {
   ro.create_tiny_model = absl::GetFlag(FLAGS_create_tiny_model);
   ro.model.model_name = absl::GetFlag(FLAGS_model_name);
   ro.model.overlap_decode = absl::GetFlag(FLAGS_overlap_decode);
+  auto lead_kv = magi::ParseLeadKvBudgetMb("--lead_kv_budget_mb", std::to_string(absl::GetFlag(FLAGS_lead_kv_budget_mb)));
+  if (!lead_kv.ok()) {
+    std::fprintf(stderr, "magi-worker: %s\n", std::string(lead_kv.status().message()).c_str());
+    return 2;
+  }
+  ro.model.lead_kv_budget_bytes = *lead_kv;
   ro.max_concurrent_jobs = max_jobs;
   // torchrun's variables (a single rank without them): LOCAL_RANK picks this rank's GPU.
   auto rdv = magi::RendezvousFromEnv();

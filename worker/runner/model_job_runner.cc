@@ -601,6 +601,7 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
   eo.keep_final_latents = false;
   eo.prev_chunks_scale = config_.serving.prev_chunks_scale;
   eo.schedule = options_.schedule;
+  eo.lead_kv_budget_bytes = options_.lead_kv_budget_bytes;
   eo.elide_self_only_copy = options_.elide_self_only_copy;
   eo.cfg_comm = options_.cfg_channels.empty() ? options_.cfg_comm
                                               : options_.cfg_channels[static_cast<size_t>(job.slot)];
@@ -700,7 +701,9 @@ absl::Status ModelJobRunner::Generate(const RunnerJob& job, const MagiConfig& c,
     sp.eta_seconds = p.eta_seconds;
     sink.OnProgress(sp);
   };
-  absl::Status generated = engine->Generate(req, cb).status();
+  absl::StatusOr<GenerateResult> result = engine->Generate(req, cb);
+  if (result.ok() && options_.on_result) options_.on_result(*result);
+  absl::Status generated = result.status();
   engine.reset();
   member.reset();
   if (batcher_ && !options_.follower) {

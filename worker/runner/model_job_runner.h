@@ -70,6 +70,7 @@ class Communicator;
 
 class CaptionEncoder;
 struct ArRequest;
+struct GenerateResult;
 class Checkpoint;
 class DitDenoiser;
 class DitModel;
@@ -115,6 +116,9 @@ struct ModelRunnerOptions {
   // Order of the engine's forwards (EngineOptions::schedule): stream-first emits the first
   // chunk after its own steps, same video within rounding (docs/schedule.md).
   Schedule schedule = Schedule::kStreamFirst;
+  // EngineOptions::lead_kv_budget_bytes: stream-first records the lead chunk's K/V for as many
+  // steps as fit and recomputes the rest (0: recompute all, bounded memory; -1: record all).
+  int64_t lead_kv_budget_bytes = kDefaultLeadKvBudgetBytes;
   // EngineOptions::elide_self_only_copy: the lead chunk's nearly-clean copy is not run when
   // it would see exactly what the chunk sees (same video within rounding).
   bool elide_self_only_copy = true;
@@ -134,6 +138,9 @@ struct ModelRunnerOptions {
   Communicator* forward_order = nullptr;    // not owned
   // Tests / debugging: the caption rows of every job, as the engine built them.
   std::function<void(const ChunkCaptions&)> on_captions;
+  // Tests / debugging: each job's engine result (schedule, model calls, lead K/V steps
+  // recorded and recomputed), when its generation succeeded.
+  std::function<void(const GenerateResult&)> on_result;
 };
 
 class ModelJobRunner final : public JobRunner {

@@ -99,6 +99,15 @@ std::string FormatTable(const std::vector<MethodRow>& rows) {
                           r.summary.mean.spatiotemporal_iou, r.summary.mean.weighted_spatial_iou,
                           r.summary.mean.mse);
   }
+  // The spatiotemporal IoU by frame: a frame the truth keeps still scores 1 only if the
+  // candidate's mask is empty too, a moving one its mask IoU.
+  absl::StrAppendFormat(&out, "\n%-20s %13s %19s %16s\n", "spatiotemporal IoU", "still frames",
+                        "kept still of them", "IoU when moving");
+  for (const MethodRow& r : rows) {
+    const SceneMetrics& m = r.summary.mean;
+    absl::StrAppendFormat(&out, "%-20s %6d (%3.0f%%) %12d (%3.0f%%) %16.3f\n", r.method, m.still_frames,
+                          100.0 * m.StillShare(), m.still_agreed, 100.0 * m.StillAgreement(), m.MovingIou());
+  }
   return out;
 }
 

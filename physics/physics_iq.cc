@@ -216,6 +216,17 @@ absl::StatusOr<SceneMetrics> ScoreContinuation(const std::vector<RgbFrame>& trut
   if (!mc.ok()) return mc.status();
   m.spatial_iou = *SpatialIou(*mt, *mc);
   m.spatiotemporal_iou = *SpatiotemporalIou(*mt, *mc);
+  for (size_t t = 0; t < mt->size(); ++t) {
+    const bool still = std::count((*mt)[t].bits.begin(), (*mt)[t].bits.end(), 1) == 0;
+    const double iou = *MaskIou((*mt)[t], (*mc)[t]);
+    ++m.frames;
+    if (still) {
+      ++m.still_frames;
+      m.still_agreed += iou == 1.0 ? 1 : 0;  // both empty
+    } else {
+      m.moving_iou_sum += iou;
+    }
+  }
   m.weighted_spatial_iou = *WeightedSpatialIou(*mt, *mc);
   return m;
 }
@@ -225,6 +236,16 @@ SceneMetrics PhysicalVarianceOfTruth() {
   v.spatial_iou = v.spatiotemporal_iou = v.weighted_spatial_iou = 1.0;
   v.mse = 0.0;
   return v;
+}
+
+double SceneMetrics::StillShare() const { return frames > 0 ? static_cast<double>(still_frames) / frames : 0.0; }
+
+double SceneMetrics::StillAgreement() const {
+  return still_frames > 0 ? static_cast<double>(still_agreed) / still_frames : 0.0;
+}
+
+double SceneMetrics::MovingIou() const {
+  return frames > still_frames ? moving_iou_sum / (frames - still_frames) : 0.0;
 }
 
 absl::StatusOr<MethodSummary> Summarize(const std::vector<SceneMetrics>& scenes,
@@ -244,6 +265,10 @@ absl::StatusOr<MethodSummary> Summarize(const std::vector<SceneMetrics>& scenes,
     var.spatiotemporal_iou += variance[i].spatiotemporal_iou;
     var.weighted_spatial_iou += variance[i].weighted_spatial_iou;
     var.mse += variance[i].mse;
+    mean.frames += scenes[i].frames;
+    mean.still_frames += scenes[i].still_frames;
+    mean.still_agreed += scenes[i].still_agreed;
+    mean.moving_iou_sum += scenes[i].moving_iou_sum;
   }
   const double n = static_cast<double>(scenes.size());
   for (SceneMetrics* s : {&mean, &var}) {

@@ -93,6 +93,21 @@ struct SceneMetrics {
   double spatiotemporal_iou = 0.0;
   double weighted_spatial_iou = 0.0;
   double mse = 0.0;
+  // The spatiotemporal IoU taken apart by frame (ScoreContinuation fills them; a summary sums
+  // them over scenes): the truth's still frames (empty mask; the first frame is one), those on
+  // which the candidate is still too (IoU 1 each; where it is not, IoU 0), and the summed IoU of
+  // the frames where the truth moves. spatiotemporal IoU = (still_agreed + moving_iou_sum) /
+  // frames.
+  int frames = 0;
+  int still_frames = 0;
+  int still_agreed = 0;
+  double moving_iou_sum = 0.0;
+
+  // The breakdown's three figures (0 where there is nothing to divide): the share of still
+  // frames, the share of them the candidate keeps still, the mean IoU over the moving ones.
+  double StillShare() const;
+  double StillAgreement() const;
+  double MovingIou() const;
 };
 
 // All four metrics of `candidate` against `truth` (masks from MotionMasks with `options`).
@@ -103,7 +118,8 @@ absl::StatusOr<SceneMetrics> ScoreContinuation(const std::vector<RgbFrame>& trut
 // The physical-variance reference of a deterministic world: IoUs 1, MSE 0.
 SceneMetrics PhysicalVarianceOfTruth();
 
-// A method's row: the means over scenes and the Physics-IQ score in [0, 100].
+// A method's row: the means over scenes (the frame breakdown summed) and the Physics-IQ
+// score in [0, 100].
 struct MethodSummary {
   SceneMetrics mean;
   double physics_iq = 0.0;

@@ -19,6 +19,9 @@ EvalOptions Small() {
   return o;
 }
 
+// Continuation frames over all scenes.
+int ContinuationFrames(const EvalOptions& o) { return o.scenes * (o.frames - o.context_frames); }
+
 TEST(ContinuationEvalTest, GroundTruthIs100AndRepeatLastFrameIsWorse) {
   absl::StatusOr<std::vector<MethodRow>> rows = RunEval(Small());
   ASSERT_TRUE(rows.ok()) << rows.status();
@@ -35,9 +38,21 @@ TEST(ContinuationEvalTest, GroundTruthIs100AndRepeatLastFrameIsWorse) {
   EXPECT_LT(repeat.summary.physics_iq, 60.0);
   EXPECT_LT(repeat.summary.mean.spatial_iou, 0.6);
   EXPECT_GT(repeat.summary.mean.mse, 1e-3);
+  // By frame: holding the last frame keeps every still frame still and scores 0 when moving;
+  // the truth keeps all; the pooled breakdown adds up to the spatiotemporal IoU (equal-length
+  // scenes, so the pooled and the per-scene means agree).
+  const SceneMetrics& held = repeat.summary.mean;
+  EXPECT_EQ(held.frames, ContinuationFrames(Small()));
+  EXPECT_GT(held.still_frames, 0);
+  EXPECT_EQ(held.still_agreed, held.still_frames);
+  EXPECT_DOUBLE_EQ(held.MovingIou(), 0.0);
+  EXPECT_EQ(truth.summary.mean.still_agreed, truth.summary.mean.still_frames);
+  EXPECT_DOUBLE_EQ(truth.summary.mean.MovingIou(), 1.0);
+  EXPECT_NEAR(held.spatiotemporal_iou, (held.still_agreed + held.moving_iou_sum) / held.frames, 1e-12);
   const std::string table = FormatTable(*rows);
   EXPECT_NE(table.find("Physics IQ"), std::string::npos);
   EXPECT_NE(table.find("repeat last frame"), std::string::npos);
+  EXPECT_NE(table.find("kept still of them"), std::string::npos);
 }
 
 TEST(ContinuationEvalTest, AModelSourceGetsItsRow) {

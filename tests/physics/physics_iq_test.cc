@@ -150,6 +150,31 @@ TEST(PhysicsIqScoreTest, TruthIs100AndTheScoreIsClipped) {
   s = Summarize({*frozen}, {PhysicalVarianceOfTruth()});
   // Only frame 0 agrees (both first masks are empty by definition): spatiotemporal IoU 1/4.
   EXPECT_DOUBLE_EQ(frozen->spatiotemporal_iou, 0.25);
+  // By frame: frame 0 is the truth's one still frame (kept still), frames 1-3 move (IoU 0).
+  EXPECT_EQ(frozen->frames, 4);
+  EXPECT_EQ(frozen->still_frames, 1);
+  EXPECT_EQ(frozen->still_agreed, 1);
+  EXPECT_DOUBLE_EQ(frozen->moving_iou_sum, 0.0);
+  EXPECT_EQ(self->still_agreed, 1);
+  EXPECT_DOUBLE_EQ(self->moving_iou_sum, 3.0);
+  EXPECT_EQ(s->mean.frames, 4);
+  EXPECT_DOUBLE_EQ(s->mean.StillShare(), 0.25);
+  EXPECT_DOUBLE_EQ(s->mean.StillAgreement(), 1.0);
+  EXPECT_DOUBLE_EQ(s->mean.MovingIou(), 0.0);
+  // A candidate that moves where the truth has come to rest loses those frames: the truth
+  // steps once and rests (its background average catches up within a few frames), the
+  // candidate goes on stepping.
+  std::vector<RgbFrame> rests = {SquareAt(2), SquareAt(6)}, steps = rests;
+  for (int k = 2; k < 12; ++k) {
+    rests.push_back(SquareAt(6));
+    steps.push_back(SquareAt(2 + 2 * k));
+  }
+  absl::StatusOr<SceneMetrics> restless = ScoreContinuation(rests, steps);
+  ASSERT_TRUE(restless.ok());
+  EXPECT_GE(restless->still_frames, 4);
+  EXPECT_EQ(restless->still_agreed, 1);  // frame 0 only
+  EXPECT_NEAR(restless->spatiotemporal_iou,
+              (restless->still_agreed + restless->moving_iou_sum) / restless->frames, 1e-12);
   EXPECT_NEAR(s->physics_iq, 100.0 * (0.25 / 3.0 - frozen->mse), 1e-9);
   SceneMetrics awful{0.0, 0.0, 0.0, 0.5};
   s = Summarize({awful}, {PhysicalVarianceOfTruth()});

@@ -42,20 +42,7 @@ if [ "$SLOTS" = 1 ]; then
   group_compare_frames "$WORK/cfg1.mp4" "$WORK/cfg2.mp4" "CFG-parallel (2 ranks) vs one process"
 else
   B=(--prompt "a boat on a lake" --frames 96 --width 64 --height 48 --seed 9 --steps 12)
-  "$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${REQ[@]}" --output "$WORK/a2.mp4" >/dev/null &
-  ga=$!
-  "$MAGI" generate "${SRV[@]}" --model tiny-cfg3 "${B[@]}" --output "$WORK/b2.mp4" >/dev/null &
-  gb=$!
-  wait "$ga" || fail "job A failed on the two-slot CFG group"
-  wait "$gb" || fail "job B failed on the two-slot CFG group"
-  last=$(grep -o "DiT calls so far: [0-9]* in [0-9]* forwards, widest [0-9]*" "$WORK/err.txt" | tail -1)
-  echo "rank 0: $last"
-  read -r calls forwards widest < <(echo "$last" | sed -E 's/.*: ([0-9]+) in ([0-9]+) forwards, widest ([0-9]+)/\1 \2 \3/')
-  [ "${widest:-0}" = 2 ] && [ "$forwards" -lt "$calls" ] || fail "the two jobs' DiT calls never shared a forward ($last)"
-  "$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${REQ[@]}" --output "$WORK/a1.mp4"
-  "$MAGI" generate --model_dir "$WORK/tiny3" --quiet "${B[@]}" --output "$WORK/b1.mp4"
-  group_compare_frames "$WORK/a1.mp4" "$WORK/a2.mp4" "job A: CFG-parallel (2 ranks) two slots vs one process"
-  group_compare_frames "$WORK/b1.mp4" "$WORK/b2.mp4" "job B: CFG-parallel (2 ranks) two slots vs one process"
+  group_two_jobs_at_once "CFG-parallel (2 ranks) two-slot" "$WORK/tiny3" REQ B --model tiny-cfg3
 fi
 # 3.
 group_cancel_then_next 480 --model tiny-cfg3

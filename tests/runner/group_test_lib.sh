@@ -4,6 +4,11 @@
 #   group_expect_ranks N                        one launcher under the server, N ranks under it;
 #                                               sets launcher, ranks
 #   group_compare_frames A.mp4 B.mp4 LABEL      decoded RGB: mean |diff| < 0.25, < 5% bytes differ
+#   group_two_jobs_at_once LABEL MODEL_DIR A B [MAGI_FLAG...]
+#                                               the requests in the arrays named A and B submitted
+#                                               at once: rank 0's count shows their DiT calls
+#                                               shared a forward, and each video equals a
+#                                               one-process run of it on MODEL_DIR
 #   group_cancel_then_next FRAMES [MAGI_FLAG...] a long job cancelled after its first chunk frees
 #                                               the group at once (the next 24-frame job < 8 s)
 #   group_stop                                  SIGTERM: exit 0, no worker process left
@@ -59,6 +64,30 @@ print(f"{label}, decoded frames: mean |diff| {mean:.4f}, {100 * frac:.2f}% of by
 if mean >= 0.25 or frac >= 0.05:
     sys.exit(f"FAIL: {label}: the frames differ")
 EOF
+}
+
+group_two_jobs_at_once() {
+  local label="$1" model_dir="$2"
+  local -n job_a="$3" job_b="$4"
+  shift 4
+  local ga gb last calls forwards widest
+  "$MAGI" generate "${SRV[@]}" "$@" "${job_a[@]}" --output "$WORK/a2.mp4" >/dev/null &
+  ga=$!
+  "$MAGI" generate "${SRV[@]}" "$@" "${job_b[@]}" --output "$WORK/b2.mp4" >/dev/null &
+  gb=$!
+  wait "$ga" || fail "job A failed on the $label group"
+  wait "$gb" || fail "job B failed on the $label group"
+  # They ran at once, their calls sharing forwards: the leader's count after both jobs (a
+  # forward of 2 calls holds one call of each job). Polling the job states instead missed the
+  # overlap of these 2-second jobs on a loaded machine.
+  last=$(grep -o "DiT calls so far: [0-9]* in [0-9]* forwards, widest [0-9]*" "$WORK/err.txt" | tail -1)
+  echo "rank 0: $last"
+  read -r calls forwards widest < <(echo "$last" | sed -E 's/.*: ([0-9]+) in ([0-9]+) forwards, widest ([0-9]+)/\1 \2 \3/')
+  [ "${widest:-0}" = 2 ] && [ "$forwards" -lt "$calls" ] || fail "the two jobs' DiT calls never shared a forward ($last)"
+  "$MAGI" generate --model_dir "$model_dir" --quiet "${job_a[@]}" --output "$WORK/a1.mp4"
+  "$MAGI" generate --model_dir "$model_dir" --quiet "${job_b[@]}" --output "$WORK/b1.mp4"
+  group_compare_frames "$WORK/a1.mp4" "$WORK/a2.mp4" "job A: $label vs one process"
+  group_compare_frames "$WORK/b1.mp4" "$WORK/b2.mp4" "job B: $label vs one process"
 }
 
 group_cancel_then_next() {

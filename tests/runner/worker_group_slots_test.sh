@@ -23,23 +23,7 @@ group_expect_ranks 2
 # 2. Two jobs at once; each equals its one-process run.
 A=(--prompt "a fox in the snow" --frames 240 --width 64 --height 48 --seed 5)
 B=(--prompt "a boat on a lake" --frames 192 --width 64 --height 48 --seed 9 --steps 12)
-"$MAGI" generate "${SRV[@]}" "${A[@]}" --output "$WORK/a2.mp4" >/dev/null &
-ga=$!
-"$MAGI" generate "${SRV[@]}" "${B[@]}" --output "$WORK/b2.mp4" >/dev/null &
-gb=$!
-wait "$ga" || fail "job A failed on the two-slot group"
-wait "$gb" || fail "job B failed on the two-slot group"
-# They ran at once, their calls sharing forwards: the leader's count after both jobs (a
-# forward of 2 calls holds one call of each job). Polling the job states instead missed the
-# overlap of these 2-second jobs on a loaded machine.
-last=$(grep -o "DiT calls so far: [0-9]* in [0-9]* forwards, widest [0-9]*" "$WORK/err.txt" | tail -1)
-echo "rank 0: $last"
-read -r calls forwards widest < <(echo "$last" | sed -E 's/.*: ([0-9]+) in ([0-9]+) forwards, widest ([0-9]+)/\1 \2 \3/')
-[ "${widest:-0}" = 2 ] && [ "$forwards" -lt "$calls" ] || fail "the two jobs' DiT calls never shared a forward ($last)"
-"$MAGI" generate --model_dir "$WORK/state/models/tiny" --quiet "${A[@]}" --output "$WORK/a1.mp4"
-"$MAGI" generate --model_dir "$WORK/state/models/tiny" --quiet "${B[@]}" --output "$WORK/b1.mp4"
-group_compare_frames "$WORK/a1.mp4" "$WORK/a2.mp4" "job A: $LAYOUT two slots vs one process"
-group_compare_frames "$WORK/b1.mp4" "$WORK/b2.mp4" "job B: $LAYOUT two slots vs one process"
+group_two_jobs_at_once "$LAYOUT two slots" "$WORK/state/models/tiny" A B
 # 3.
 group_cancel_then_next 960
 # 4.

@@ -250,7 +250,9 @@ TEST_F(ModelJobRunnerTest, ConcurrentJobsShareForwardsAndEachMakesItsSoloVideo) 
 // The lead K/V budget reaches the engine: by default (0) the stream-first schedule recomputes
 // the first chunk's K/V in the steps later chunks read (the tiny model: window 2, so 8 steps /
 // 2 = 4 steps, one extra chunk in a forward each), with -1 it records them; the video is the
-// same (the lead chunk runs alone both times, so its K/V are bit-equal).
+// same to float32 rounding (the recomputed lead chunk shares its forward with the later chunks,
+// whose GEMMs a BLAS may block differently on another CPU: within one level of 255; measured
+// byte-equal on AMD EPYC with AVX-512).
 TEST_F(ModelJobRunnerTest, TheLeadKvBudgetPicksRecomputeOrRecordForTheSameVideo) {
   const RunnerJob job = Job(4 * 24, 0, [](auto& r) { r.set_num_steps(8); });
   std::vector<GenerateResult> results;
@@ -272,12 +274,18 @@ TEST_F(ModelJobRunnerTest, TheLeadKvBudgetPicksRecomputeOrRecordForTheSameVideo)
   EXPECT_EQ(results[1].lead_recompute_steps, 0);
   ASSERT_EQ(sinks[0].chunks.size(), 4u);
   ASSERT_EQ(sinks[1].chunks.size(), 4u);
+  int worst = 0;
   for (size_t c = 0; c < 4; ++c) {
     ASSERT_EQ(sinks[0].chunks[c].second.size(), sinks[1].chunks[c].second.size());
     for (size_t f = 0; f < sinks[0].chunks[c].second.size(); ++f) {
-      EXPECT_EQ(sinks[0].chunks[c].second[f].rgb24, sinks[1].chunks[c].second[f].rgb24) << "chunk " << c;
+      const std::vector<uint8_t>& a = sinks[0].chunks[c].second[f].rgb24;
+      const std::vector<uint8_t>& b = sinks[1].chunks[c].second[f].rgb24;
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(int{a[k]} - int{b[k]}));
     }
   }
+  std::printf("recompute vs record: largest pixel difference %d / 255\n", worst);
+  EXPECT_LE(worst, 1);
 }
 
 // A file made by the ffmpeg CLI from its test source (the media inputs the API takes).

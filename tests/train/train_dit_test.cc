@@ -198,6 +198,40 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.v2v_fraction = 1.5;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("v2v_fraction"), std::string::npos) << r.status();
+  o = Small(1);
+  o.workers = 0;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
+}
+
+// The batch's samples computed on several threads at once give the weights of one thread,
+// bit for bit (samples drawn in batch order, gradients summed in batch order), with a batch
+// the workers do not divide evenly.
+TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
+  std::map<std::string, at::Tensor> trained[2];
+  for (int i = 0; i < 2; ++i) {
+    auto runner = ModelJobRunner::Load((dir_ / "set").string());
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    DitTrainOptions o = Small(4);
+    o.batch = 3;
+    o.workers = i == 0 ? 1 : 2;
+    auto r = TrainDit(**runner, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    auto weights = (*runner)->dit().NamedWeights();
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    for (const auto& [name, t] : *weights) trained[i][name] = t.detach().clone();
+  }
+  ASSERT_EQ(trained[0].size(), trained[1].size());
+  int changed = 0;
+  auto start = ModelJobRunner::Load((dir_ / "set").string());
+  ASSERT_TRUE(start.ok()) << start.status();
+  auto initial = (*start)->dit().NamedWeights();
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  for (const auto& [name, t] : trained[0]) {
+    EXPECT_TRUE(at::equal(t, trained[1].at(name))) << name << " differs between 1 and 2 workers";
+    if (!at::equal(t, initial->at(name))) ++changed;
+  }
+  EXPECT_GT(changed, static_cast<int>(trained[0].size()) / 2) << "training left most weights unchanged";
 }
 
 }  // namespace

@@ -76,7 +76,9 @@ ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
 ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
-ABSL_FLAG(int, threads, 2, "ATen threads, in [1, 256]");
+ABSL_FLAG(int, threads, 2,
+          "ATen threads, in [1, 256]; dit: the batch's samples computed at once, one thread each (same weights "
+          "for any count)");
 ABSL_FLAG(int, log_every, 25, "print the loss every N steps (0: only the summary)");
 
 namespace {
@@ -314,6 +316,7 @@ int RunDit(const std::string& out, int log_every) {
   o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 5e-4);
   o.v2v_fraction = absl::GetFlag(FLAGS_v2v_fraction);
   o.seed = absl::GetFlag(FLAGS_seed);
+  o.workers = absl::GetFlag(FLAGS_threads);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
     std::error_code ec;

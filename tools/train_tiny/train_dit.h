@@ -63,6 +63,11 @@ struct DitTrainOptions {
   uint64_t seed = 1;            // training scenes, plan steps and noise
   int scenes = 512;             // training scenes, encoded once
   int heldout_scenes = 4;       // scenes whose loss over every plan step is measured
+  // Samples of a batch computed at once, each on its own thread (the caller sets the ATen
+  // threads; the CLI gives each worker one: the tiny DiT's ops are too small for intra-op
+  // threads to help). Any count gives bit-equal weights: the samples are drawn in batch order
+  // and their gradients summed in batch order.
+  int workers = 1;
   // A fresh start: final_linear's weight starts at zero (the velocity starts at 0, as DiTs
   // initialise their output layer), so training does not first unlearn a random output.
   bool zero_init_output = false;

@@ -182,69 +182,6 @@ TEST_F(TrainDitTest, ReplayedStepsEqualTheEnginesForwards) {
   }
 }
 
-// Several clips at one plan step in one forward (BatchReplayArgs, what --group trains with):
-// each batch item computes what its own forward computes -- every step of a v2v plan (the
-// prefix and extra clean chunks, several key ranges), three clips with their own latents and
-// captions. Without the key offsets the items would attend to each other's keys.
-TEST_F(TrainDitTest, BatchedReplayItemsComputeWhatEachComputesAlone) {
-  auto runner = ModelJobRunner::Load((dir_ / "set").string());
-  ASSERT_TRUE(runner.ok()) << runner.status();
-  const MagiConfig& config = (*runner)->config();
-  const ModelConfig& m = config.model;
-  const int cw = config.runtime.chunk_width;
-  const int64_t ctn = cw * 2 * 2;  // 32 x 32: 4 x 4 latents, patch 2
-  DitDenoiser denoiser((*runner)->dit());
-  auto engine = ArEngine::Create(config, denoiser);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  ArRequest req;
-  req.num_frames = 48;
-  req.prefix = at::zeros({1, m.latent_channels(), cw, 4, 4});
-  auto plan = (*engine)->Plan(req);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  const char* prompts[] = {"a red ball falls", "two blue boxes collide", "a green ball rolls to the left"};
-  std::vector<ChunkCaptions> captions;
-  std::vector<at::Tensor> latents;
-  at::manual_seed(3);
-  for (const char* p : prompts) {
-    auto c = (*runner)->Captions(p, 3, 0);
-    ASSERT_TRUE(c.ok()) << c.status();
-    captions.push_back(*c);
-    latents.push_back(at::randn({1, m.latent_channels(), 3 * cw, 4, 4}));
-  }
-  int compared = 0;
-  for (int s = 0; s < plan->num_forward_steps(); ++s) {
-    const int64_t window_tokens = plan->steps[static_cast<size_t>(s)].clip_end * ctn;
-    std::vector<DitForwardArgs> items;
-    std::vector<at::Tensor> alone;
-    for (size_t i = 0; i < latents.size(); ++i) {
-      auto args = ReplayStepArgs(config, *plan, s, latents[i], captions[i], ctn);
-      ASSERT_TRUE(args.ok()) << args.status();
-      auto out = (*runner)->dit().Forward(*args);
-      ASSERT_TRUE(out.ok()) << out.status();
-      items.push_back(*args);
-      alone.push_back(*out);
-    }
-    auto batched = BatchReplayArgs(items, window_tokens);
-    ASSERT_TRUE(batched.ok()) << batched.status();
-    auto out = (*runner)->dit().Forward(*batched);
-    ASSERT_TRUE(out.ok()) << out.status();
-    ASSERT_EQ(out->size(0), 3);
-    for (int64_t i = 0; i < 3; ++i) {
-      const at::Tensor& theirs = alone[static_cast<size_t>(i)];
-      const double diff = (out->select(0, i) - theirs.select(0, 0)).abs().max().item<double>();
-      EXPECT_LT(diff, 1e-4 * std::max(1.0, theirs.abs().max().item<double>())) << "step " << s << " item " << i;
-      ++compared;
-    }
-  }
-  EXPECT_GT(compared, 3);
-  // Items of different plan steps are refused.
-  auto a = ReplayStepArgs(config, *plan, 0, latents[0], captions[0], ctn);
-  auto b = ReplayStepArgs(config, *plan, plan->num_forward_steps() - 1, latents[1], captions[1], ctn);
-  ASSERT_TRUE(a.ok() && b.ok());
-  auto mixed = BatchReplayArgs({*a, *b}, plan->steps[0].clip_end * ctn);
-  EXPECT_TRUE(absl::IsInvalidArgument(mixed.status())) << mixed.status();
-}
-
 TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   auto runner = ModelJobRunner::Load((dir_ / "set").string());
   ASSERT_TRUE(runner.ok()) << runner.status();
@@ -265,10 +202,6 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.workers = 0;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
-  o = Small(1);
-  o.group = 65;
-  r = TrainDit(**runner, o);
-  EXPECT_NE(r.status().message().find("group must be in [1, 64]"), std::string::npos) << r.status();
 }
 
 // The batch's samples computed on several threads at once give the weights of one thread,
@@ -281,7 +214,6 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
     ASSERT_TRUE(runner.ok()) << runner.status();
     DitTrainOptions o = Small(4);
     o.batch = 3;
-    o.group = 2;
     o.workers = i == 0 ? 1 : 2;
     auto r = TrainDit(**runner, o);
     ASSERT_TRUE(r.ok()) << r.status();

@@ -10,7 +10,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--group N] [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -71,7 +71,6 @@ ABSL_FLAG(double, lr, -1, "Adam learning rate, in [1e-8, 1] (default: vae 1e-3, 
 ABSL_FLAG(std::string, vae, "", "dit: the trained VAE folder (magi-train-tiny vae --out) of the new set");
 ABSL_FLAG(int, chunks, 4, "dit: latent chunks per training clip (24 frames each), in [2, 16]");
 ABSL_FLAG(int, scenes, -1, "dit: training scenes (encoded once), in [1, 100000] (default 512); roundtrip: eval scenes (default 20)");
-ABSL_FLAG(int, group, 1, "dit: clips per forward (each plan step of the batch taken on this many clips at once), in [1, 64]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
 ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
@@ -108,7 +107,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--group N] [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--threads N]\n");
@@ -265,9 +264,9 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
   }
   MAGI_ASSIGN_OR_RETURN(auto runner, magi::ModelJobRunner::Load(dir.string()));
   const magi::ModelConfig& m = runner->config().model;
-  std::printf("training the DiT (%d layers, hidden %d) on %d plan steps x %d clips per optimiser step, %d world "
-              "scenes of %d chunks at %dx%d, %d steps, seed %llu\n",
-              m.num_layers, m.hidden_size, o.batch, o.group, o.scenes, o.chunks, o.size, o.size, o.steps,
+  std::printf("training the DiT (%d layers, hidden %d) on %d plan steps per optimiser step, %d world scenes of %d "
+              "chunks at %dx%d, %d steps, seed %llu\n",
+              m.num_layers, m.hidden_size, o.batch, o.scenes, o.chunks, o.size, o.size, o.steps,
               static_cast<unsigned long long>(o.seed));
   std::fflush(stdout);
   magi::DitTrainOptions opt = o;
@@ -285,7 +284,6 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"vae", vae},
                       {"steps", o.steps},
                       {"batch", o.batch},
-                      {"group", o.group},
                       {"size", o.size},
                       {"chunks", o.chunks},
                       {"scenes", o.scenes},
@@ -312,7 +310,6 @@ int RunDit(const std::string& out, int log_every) {
   magi::DitTrainOptions o;
   o.steps = Or(absl::GetFlag(FLAGS_steps), 1000);
   o.batch = Or(absl::GetFlag(FLAGS_batch), 4);
-  o.group = absl::GetFlag(FLAGS_group);
   o.size = absl::GetFlag(FLAGS_size);
   o.chunks = absl::GetFlag(FLAGS_chunks);
   o.scenes = Or(absl::GetFlag(FLAGS_scenes), 512);

@@ -96,38 +96,27 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
   return clip;
 }
 
-// The loss of forward `step` of `plan` on `clips` (one or more, with `noise[i]` of the shape
-// of clip i's first clip_end chunks), all in one forward of batch size clips.size(): the
-// mean over the clips of the mean squared velocity error over the window's noisy chunks.
+// The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
+// first clip_end chunks): the mean squared velocity error over the window's noisy chunks.
 absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
-                                    const std::vector<const Clip*>& clips, const std::vector<at::Tensor>& noise,
-                                    int64_t ctn) {
+                                    const Clip& clip, const at::Tensor& noise, int64_t ctn) {
   const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
   const int64_t cw = config.runtime.chunk_width;
+  const at::Tensor clean = clip.latent.narrow(2, 0, ps.clip_end * cw);
+  at::Tensor x = clean.clone();
   at::Tensor weight = at::zeros({1, 1, ps.clip_end * cw, 1, 1}, at::kFloat);
   for (const PlannedChunk& pc : ps.chunks) {
-    if (!pc.extra) weight.narrow(2, pc.chunk * cw, cw).fill_(1.0);
+    if (pc.extra) continue;
+    const double t = pc.t_in;
+    const int64_t f = pc.chunk * cw;
+    x.narrow(2, f, cw).copy_(noise.narrow(2, f, cw) * (1.0 - t) + clean.narrow(2, f, cw) * t);
+    weight.narrow(2, f, cw).fill_(1.0);
   }
-  std::vector<DitForwardArgs> items;
-  std::vector<at::Tensor> targets;
-  for (size_t i = 0; i < clips.size(); ++i) {
-    const at::Tensor clean = clips[i]->latent.narrow(2, 0, ps.clip_end * cw);
-    at::Tensor x = clean.clone();
-    for (const PlannedChunk& pc : ps.chunks) {
-      if (pc.extra) continue;
-      const double t = pc.t_in;
-      const int64_t f = pc.chunk * cw;
-      x.narrow(2, f, cw).copy_(noise[i].narrow(2, f, cw) * (1.0 - t) + clean.narrow(2, f, cw) * t);
-    }
-    MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clips[i]->captions, ctn));
-    items.push_back(std::move(a));
-    targets.push_back(clean - noise[i]);
-  }
-  MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, BatchReplayArgs(items, static_cast<int64_t>(ps.clip_end) * ctn));
+  MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn));
   MAGI_ASSIGN_OR_RETURN(at::Tensor v, dit.Forward(a));
-  const at::Tensor target = clips.size() > 1 ? at::cat(targets, 0) : targets[0];
-  const double elements = static_cast<double>(weight.sum().item<float>()) * target.size(1) * target.size(3) *
-                          target.size(4) * static_cast<double>(clips.size());
+  const at::Tensor target = clean - noise;
+  const double elements =
+      static_cast<double>(weight.sum().item<float>()) * clean.size(1) * clean.size(3) * clean.size(4);
   return ((v - target).pow(2) * weight).sum() / elements;
 }
 
@@ -145,7 +134,6 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("scenes", o.scenes, 1, 100000));
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
-  MAGI_RETURN_IF_ERROR(range("group", o.group, 1, 64));
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
@@ -221,34 +209,6 @@ absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const St
   return a;
 }
 
-absl::StatusOr<DitForwardArgs> BatchReplayArgs(const std::vector<DitForwardArgs>& items, int64_t window_tokens) {
-  if (items.empty()) return absl::InvalidArgumentError("replay batch: no items");
-  if (items.size() == 1) return items[0];
-  const DitForwardArgs& first = items[0];
-  std::vector<at::Tensor> xs, ts, ys, masks, ranges;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const DitForwardArgs& b = items[i];
-    if (b.x.sizes() != first.x.sizes() || !at::equal(b.t, first.t) || !at::equal(b.kv_range, first.kv_range) ||
-        b.denoising_range_num != first.denoising_range_num || b.distill_interval != first.distill_interval ||
-        b.x.size(0) != 1 || b.kv_cache != nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("replay batch: item ", i, " is not a cache-free batch-1 forward of item 0's plan step"));
-    }
-    xs.push_back(b.x);
-    ts.push_back(b.t);
-    ys.push_back(b.y);
-    masks.push_back(b.xattn_mask);
-    ranges.push_back(b.kv_range + static_cast<int64_t>(i) * window_tokens);  // keys: item after item
-  }
-  DitForwardArgs a = first;
-  a.x = at::cat(xs, 0);
-  a.t = at::cat(ts, 0);
-  a.y = at::cat(ys, 0);
-  a.xattn_mask = at::cat(masks, 0);
-  a.kv_range = at::cat(ranges, 0);
-  return a;
-}
-
 absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& o) {
   MAGI_RETURN_IF_ERROR(CheckOptions(runner, o));
   const auto t0 = std::chrono::steady_clock::now();
@@ -299,7 +259,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
           const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
           at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
-          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, {&clip}, {noise}, ctn));
+          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn));
           sum += loss.item<double>();
           ++n;
         }
@@ -328,10 +288,10 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     // into .grad), and the batch's gradient is their sum in batch order. So any number of
     // workers gives bit-equal weights.
     struct Sample {
-      std::vector<const Clip*> clips;  // `group` clips at one plan step
+      const Clip* clip = nullptr;
       const StagePlan* plan = nullptr;
       int step = 0;
-      std::vector<at::Tensor> noise;
+      at::Tensor noise;
       absl::Status status;
       double loss = 0;
       std::vector<at::Tensor> grads;
@@ -339,7 +299,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
     auto run_sample = [&](Sample& s) {
       try {
-        absl::StatusOr<at::Tensor> loss = StepLoss(dit, config, *s.plan, s.step, s.clips, s.noise, ctn);
+        absl::StatusOr<at::Tensor> loss = StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn);
         if (!loss.ok()) {
           s.status = loss.status();
           return;
@@ -357,17 +317,12 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     AtenThreads one_each(workers > 1 ? 1 : at::get_num_threads());
     for (int step = 1; step <= o.steps; ++step) {
       for (Sample& s : batch) {
-        s.clips.assign(1, &clips[pick.Next() % clips.size()]);
+        s.clip = &clips[pick.Next() % clips.size()];
         const bool use_v2v = pick.Uniform() < o.v2v_fraction;
         s.plan = use_v2v ? &v2v : &t2v;
         s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
         const int rows = s.plan->steps[static_cast<size_t>(s.step)].clip_end;
-        const std::vector<int64_t> shape = clips[0].latent.narrow(2, 0, rows * rt.chunk_width).sizes().vec();
-        s.noise.assign(1, at::randn(shape, gen, clips[0].latent.options()));
-        for (int g = 1; g < o.group; ++g) {
-          s.clips.push_back(&clips[pick.Next() % clips.size()]);
-          s.noise.push_back(at::randn(shape, gen, clips[0].latent.options()));
-        }
+        s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
         s.status = absl::OkStatus();
         s.grads.clear();
       }

@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -54,20 +53,9 @@ absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const St
                                               const at::Tensor& latents, const ChunkCaptions& captions,
                                               int64_t tokens_per_chunk);
 
-// One forward of batch size items.size() that computes, for batch item i, what items[i] (a
-// ReplayStepArgs result: batch 1, no cache; all of the same plan step, captions aside)
-// computes alone: x, t, captions and masks stacked item after item, and item i's key ranges
-// moved by i x `window_tokens` (the tokens of one item's window), since the forward lays the
-// batch's keys out item after item. InvalidArgument when the items are not of one plan step.
-absl::StatusOr<DitForwardArgs> BatchReplayArgs(const std::vector<DitForwardArgs>& items, int64_t window_tokens);
-
 struct DitTrainOptions {
   int steps = 1000;
-  int batch = 4;                // plan steps (forwards) per optimiser step
-  // Clips per forward: each of the batch's plan steps is taken on `group` clips at once, as
-  // one forward of batch size `group` (the tiny DiT's forward costs about the same for a few
-  // clips as for one). An optimiser step sees batch x group samples.
-  int group = 1;
+  int batch = 4;                // plan steps (each of its own clip) per optimiser step
   int size = 64;                // the world's frame size, the model set's video size
   int chunks = 4;               // latent chunks per training clip
   double learning_rate = 5e-4;  // peak Adam rate

@@ -112,6 +112,39 @@ TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {
   EXPECT_EQ(changed, static_cast<int>(initial.size())) << "some weights were not trained";
 }
 
+// decoder_only trains every decoder weight and leaves every encoder weight bit-equal, so the
+// latents a DiT was trained on keep their values; latent noise changes what is trained.
+TEST_F(TrainVaeTest, DecoderOnlyLeavesTheEncoderAsItWas) {
+  std::unique_ptr<ViTVae> start = Load(dir_ / "start");
+  ASSERT_NE(start, nullptr);
+  const auto initial = start->NamedWeights();
+  std::map<std::string, at::Tensor> runs[2];
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+    ASSERT_NE(vae, nullptr);
+    VaeTrainOptions o = Small(3);
+    o.decoder_only = true;
+    o.latent_noise = i == 0 ? 0.0 : 0.5;
+    ASSERT_TRUE(TrainVae(*vae, o).ok());
+    runs[i] = vae->NamedWeights();
+  }
+  int encoder = 0, decoder = 0, noise_changed = 0;
+  for (const auto& [name, t] : runs[0]) {
+    if (name.rfind("encoder.", 0) == 0) {
+      ++encoder;
+      EXPECT_TRUE(at::equal(t, initial.at(name))) << name << " changed in a decoder-only run";
+      EXPECT_TRUE(at::equal(runs[1].at(name), initial.at(name))) << name << " changed in a decoder-only run";
+    } else {
+      ++decoder;
+      EXPECT_FALSE(at::equal(t, initial.at(name))) << name << " was not trained";
+      noise_changed += at::equal(t, runs[1].at(name)) ? 0 : 1;
+    }
+  }
+  EXPECT_GT(encoder, 0);
+  EXPECT_GT(decoder, 0);
+  EXPECT_EQ(noise_changed, decoder) << "latent noise did not change what the decoder learnt";
+}
+
 TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
   ASSERT_NE(vae, nullptr);
@@ -130,6 +163,10 @@ TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   o.learning_rate = 0;
   r = TrainVae(*vae, o);
   EXPECT_NE(r.status().message().find("learning_rate must be in"), std::string::npos) << r.status();
+  o = Small(1);
+  o.latent_noise = -0.1;
+  r = TrainVae(*vae, o);
+  EXPECT_NE(r.status().message().find("latent_noise must be in [0, 10]"), std::string::npos) << r.status();
   std::unique_ptr<ViTVae> bf16 = Load(dir_ / "start", VaeCompute::kBFloat16);
   ASSERT_NE(bf16, nullptr);
   r = TrainVae(*bf16, Small(1));

@@ -1,7 +1,8 @@
 // magi-train-tiny: trains the tiny model set on the synthetic physics world (issue #17).
 //
 //   magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N]
-//                       [--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]
+//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S]
+//                       [--threads N] [--log_every N]
 //
 // `vae`: the tiny set's ViT VAE (worker/runner/tiny_model.h TinyVaeConfig), from random
 // weights drawn from --seed (or the VAE folder --init), trained on world clips
@@ -21,15 +22,18 @@
 // runtime_config.scale_factor so the latents have unit standard deviation; with --init it
 // continues from that set. Then it trains the DiT (tools/train_tiny/train_dit.h) and writes.
 //
-//   magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--threads N]
+//   magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X]
+//                             [--threads N]
 //
 // `roundtrip`: the VAE's ceiling on the continuation eval -- each held-out scene of
 // `magi-physics eval --seed S` (96 frames) encoded and decoded by the VAE folder --vae with the
 // pipeline's codec (its 12-frame tiles, as serving does), written as frame folders OUT/scene_<i>/
 // that `magi-physics eval --generated OUT` scores. No model built on that VAE can score
-// above this row.
+// above this row. --latent_noise adds Gaussian noise of that standard deviation to the latents
+// before decoding: how much latent error the decoder tolerates before the eval sees motion.
 // Exit status: 0 trained (or round-tripped) and written, 1 failed, 2 bad flags.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <unistd.h>
@@ -74,6 +78,11 @@ ABSL_FLAG(int, scenes, -1, "dit: training scenes (encoded once), in [1, 100000] 
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
 ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
+ABSL_FLAG(double, latent_noise, 0,
+          "roundtrip: standard deviation of Gaussian noise added to the latents before decoding (the "
+          "decoder's tolerance to a generator's latent error); vae: the largest such level trained on, "
+          "each clip's drawn from [0, X); in [0, 10]");
+ABSL_FLAG(bool, decoder_only, false, "vae: train the decoder alone (with --init: the latents stay as they are)");
 ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
 ABSL_FLAG(int, threads, 2,
@@ -105,12 +114,13 @@ int main(int argc, char** argv) {
   if (command != "vae" && command != "dit" && command != "roundtrip") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
-                 "[--lr X] [--kl_weight X] [--seed S] [--threads N] [--log_every N]\n"
+                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
                  "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
-                 "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--threads N]\n");
+                 "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
+                 "[--threads N]\n");
     return 2;
   }
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -140,6 +150,8 @@ int RunVae(const std::string& out, int log_every) {
   o.size = absl::GetFlag(FLAGS_size);
   o.learning_rate = Or(absl::GetFlag(FLAGS_lr), 1e-3);
   o.kl_weight = absl::GetFlag(FLAGS_kl_weight);
+  o.latent_noise = absl::GetFlag(FLAGS_latent_noise);
+  o.decoder_only = absl::GetFlag(FLAGS_decoder_only);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.on_step = [&](int step, double loss, double mse) {
     if (log_every > 0 && (step % log_every == 0 || step == 1)) {
@@ -367,6 +379,11 @@ int RunRoundtrip(const std::string& out) {
   e.seed = absl::GetFlag(FLAGS_seed);
   e.size = absl::GetFlag(FLAGS_size);
   if (absl::Status s = physics::CheckEvalOptions(e); !s.ok()) return Fail(s);
+  const double noise = absl::GetFlag(FLAGS_latent_noise);
+  if (!(noise >= 0 && noise <= 10)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--latent_noise: must be in [0, 10], got ", noise)));
+  }
+  at::Generator gen = at::detail::createCPUGenerator(e.seed);
   magi::ViTVae::Options vo;
   vo.compute = magi::VaeCompute::kFloat32;
   auto vae = magi::ViTVae::LoadFolder(vae_dir, vo);
@@ -386,6 +403,7 @@ int RunRoundtrip(const std::string& out) {
     }
     auto z = codec.Encode(video);
     if (!z.ok()) return Fail(z.status());
+    if (noise > 0) *z = *z + at::randn(z->sizes(), gen, z->options()) * noise;
     auto decoded = codec.DecodeLatentToUint8(*z);  // [T, 3, H, W]
     if (!decoded.ok()) return Fail(decoded.status());
     std::vector<magi::RgbFrame> frames;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -46,6 +47,7 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_RETURN_IF_ERROR(range("batch", o.batch, 1, 256));
   MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
   MAGI_RETURN_IF_ERROR(range("kl_weight", o.kl_weight, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("latent_noise", o.latent_noise, 0.0, 10.0));
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   if (o.frames < c.patch_length || o.frames % c.patch_length != 0 || o.frames > 96) {
     return absl::InvalidArgumentError(absl::StrCat("VAE training: frames must be a multiple of the VAE's patch_length ",
@@ -96,7 +98,14 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_before, ReconstructionMse(vae, heldout));
 
   // The model's own tensors become trainable copies; the Adam moments live beside them.
+  // With decoder_only the encoder's weights are left out: they stay as they are and build no graph.
   std::map<std::string, at::Tensor> params = vae.NamedWeights();
+  if (o.decoder_only) {
+    for (auto it = params.begin(); it != params.end();) {
+      it = it->first.rfind("decoder.", 0) == 0 ? std::next(it) : params.erase(it);
+    }
+    if (params.empty()) return absl::InvalidArgumentError("VAE training: decoder_only, but the VAE has no decoder.* weights");
+  }
   Adam adam(params);
   const int64_t z_chans = vae.config().z_chans;
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
@@ -109,6 +118,11 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
       at::Tensor logvar = moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0);
       at::Tensor eps = at::randn(mean.sizes(), gen, mean.options().requires_grad(false));
       at::Tensor z = mean + (0.5 * logvar).exp() * eps;
+      if (o.latent_noise > 0) {
+        // Each clip's own level in [0, latent_noise): clean latents stay in the mix.
+        at::Tensor level = at::rand({z.size(0), 1, 1, 1, 1}, gen, z.options().requires_grad(false)) * o.latent_noise;
+        z = z + level * at::randn(z.sizes(), gen, z.options().requires_grad(false));
+      }
       MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
       at::Tensor mse = (rec - x).pow(2).mean();
       at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();

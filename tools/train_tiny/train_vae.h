@@ -36,6 +36,13 @@ struct VaeTrainOptions {
   double kl_weight = 1e-6;
   uint64_t seed = 1;             // training scenes, clip offsets and posterior noise
   int heldout_scenes = 8;        // scenes for the before/after reconstruction error
+  // Train the decoder alone: the encoder's weights, and so the latents a DiT was trained on,
+  // stay as they are.
+  bool decoder_only = false;
+  // Gaussian noise added to each clip's sampled latent before decoding, its standard deviation
+  // drawn per clip from [0, latent_noise): a decoder that returns the same frames for
+  // latents a generator got slightly wrong (docs/training.md, "The decoder's tolerance").
+  double latent_noise = 0;
   // Called after every step: step (1-based), the step's loss and its reconstruction MSE.
   std::function<void(int step, double loss, double mse)> on_step;
 };

@@ -127,6 +127,12 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   r = Sh("vae --out " + out.string() + " --threads 0");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--threads: must be in [1, 256], got 0"), std::string::npos) << r.output;
+  r = Sh("vae --out " + out.string() + " --latent_noise -1 --steps 1");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("latent_noise must be in [0, 10]"), std::string::npos) << r.output;
+  r = Sh("roundtrip --vae /tmp --out " + out.string() + " --latent_noise 11");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--latent_noise: must be in [0, 10], got 11"), std::string::npos) << r.output;
   r = Sh("train --out " + out.string());
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("usage: magi-train-tiny vae"), std::string::npos) << r.output;

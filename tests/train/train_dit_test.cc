@@ -199,9 +199,36 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("v2v_fraction"), std::string::npos) << r.status();
   o = Small(1);
+  o.late_weight = -1;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("late_weight must be in [0, 1000]"), std::string::npos) << r.status();
+  o = Small(1);
   o.workers = 0;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
+}
+
+// late_weight reweights the training loss only: the held-out loss before training is the
+// same unweighted figure, the trained weights differ.
+TEST_F(TrainDitTest, LateWeightChangesTrainingNotTheHeldOutMeasure) {
+  DitTrainResult results[2];
+  std::map<std::string, at::Tensor> trained[2];
+  for (int i = 0; i < 2; ++i) {
+    auto runner = ModelJobRunner::Load((dir_ / "set").string());
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    DitTrainOptions o = Small(3);
+    o.late_weight = i == 0 ? 0.0 : 8.0;
+    auto r = TrainDit(**runner, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    results[i] = *r;
+    auto weights = (*runner)->dit().NamedWeights();
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    for (const auto& [name, t] : *weights) trained[i][name] = t.detach().clone();
+  }
+  EXPECT_EQ(results[0].heldout_loss_before, results[1].heldout_loss_before);
+  int differ = 0;
+  for (const auto& [name, t] : trained[0]) differ += at::equal(t, trained[1].at(name)) ? 0 : 1;
+  EXPECT_GT(differ, static_cast<int>(trained[0].size()) / 2);
 }
 
 // The batch's samples computed on several threads at once give the weights of one thread,

@@ -97,9 +97,10 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
 }
 
 // The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
-// first clip_end chunks): the mean squared velocity error over the window's noisy chunks.
+// first clip_end chunks): the mean squared velocity error over the window's noisy chunks,
+// each chunk at t weighted 1 + late_weight x t^2 (a weighted mean: 0 weighs them equally).
 absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
-                                    const Clip& clip, const at::Tensor& noise, int64_t ctn) {
+                                    const Clip& clip, const at::Tensor& noise, int64_t ctn, double late_weight) {
   const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
   const int64_t cw = config.runtime.chunk_width;
   const at::Tensor clean = clip.latent.narrow(2, 0, ps.clip_end * cw);
@@ -110,13 +111,12 @@ absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& confi
     const double t = pc.t_in;
     const int64_t f = pc.chunk * cw;
     x.narrow(2, f, cw).copy_(noise.narrow(2, f, cw) * (1.0 - t) + clean.narrow(2, f, cw) * t);
-    weight.narrow(2, f, cw).fill_(1.0);
+    weight.narrow(2, f, cw).fill_(1.0 + late_weight * t * t);
   }
   MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn));
   MAGI_ASSIGN_OR_RETURN(at::Tensor v, dit.Forward(a));
   const at::Tensor target = clean - noise;
-  const double elements =
-      static_cast<double>(weight.sum().item<float>()) * clean.size(1) * clean.size(3) * clean.size(4);
+  const double elements = weight.sum().item<double>() * clean.size(1) * clean.size(3) * clean.size(4);
   return ((v - target).pow(2) * weight).sum() / elements;
 }
 
@@ -134,6 +134,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("scenes", o.scenes, 1, 100000));
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
+  MAGI_RETURN_IF_ERROR(range("late_weight", o.late_weight, 0.0, 1000.0));
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
@@ -259,7 +260,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
           const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
           at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
-          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn));
+          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn, 0.0));
           sum += loss.item<double>();
           ++n;
         }
@@ -299,7 +300,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
     auto run_sample = [&](Sample& s) {
       try {
-        absl::StatusOr<at::Tensor> loss = StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn);
+        absl::StatusOr<at::Tensor> loss = StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight);
         if (!loss.ok()) {
           s.status = loss.status();
           return;

@@ -63,6 +63,10 @@ struct DitTrainOptions {
   uint64_t seed = 1;            // training scenes, plan steps and noise
   int scenes = 512;             // training scenes, encoded once
   int heldout_scenes = 4;       // scenes whose loss over every plan step is measured
+  // Each noisy chunk's loss weighted 1 + late_weight x t^2 (t its noise level, 1 clean), as
+  // a weighted mean: more weight on the nearly clean steps, where a resting object's last
+  // error has to vanish. 0 weighs every chunk alike. The held-out loss is always unweighted.
+  double late_weight = 0;
   // Samples of a batch computed at once, each on its own thread (the caller sets the ATen
   // threads; the CLI gives each worker one: the tiny DiT's ops are too small for intra-op
   // threads to help). Any count gives bit-equal weights: the samples are drawn in batch order

@@ -56,6 +56,28 @@ class TrainDitTest : public ::testing::Test {
     return o;
   }
 
+  // The tiny set trained afresh with `o`: its result and its DiT weights by name.
+  struct Trained {
+    bool ok = false;
+    DitTrainResult result;
+    std::map<std::string, at::Tensor> weights;
+  };
+  Trained Train(const DitTrainOptions& o) {
+    Trained out;
+    auto runner = ModelJobRunner::Load((dir_ / "set").string());
+    EXPECT_TRUE(runner.ok()) << runner.status();
+    if (!runner.ok()) return out;
+    auto r = TrainDit(**runner, o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    auto weights = (*runner)->dit().NamedWeights();
+    EXPECT_TRUE(weights.ok()) << weights.status();
+    if (!r.ok() || !weights.ok()) return out;
+    out.result = *r;
+    for (const auto& [name, t] : *weights) out.weights[name] = t.detach().clone();
+    out.ok = true;
+    return out;
+  }
+
   fs::path dir_;
 };
 
@@ -211,54 +233,39 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
 // late_weight reweights the training loss only: the held-out loss before training is the
 // same unweighted figure, the trained weights differ.
 TEST_F(TrainDitTest, LateWeightChangesTrainingNotTheHeldOutMeasure) {
-  DitTrainResult results[2];
-  std::map<std::string, at::Tensor> trained[2];
-  for (int i = 0; i < 2; ++i) {
-    auto runner = ModelJobRunner::Load((dir_ / "set").string());
-    ASSERT_TRUE(runner.ok()) << runner.status();
-    DitTrainOptions o = Small(3);
-    o.late_weight = i == 0 ? 0.0 : 8.0;
-    auto r = TrainDit(**runner, o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    results[i] = *r;
-    auto weights = (*runner)->dit().NamedWeights();
-    ASSERT_TRUE(weights.ok()) << weights.status();
-    for (const auto& [name, t] : *weights) trained[i][name] = t.detach().clone();
-  }
-  EXPECT_EQ(results[0].heldout_loss_before, results[1].heldout_loss_before);
+  DitTrainOptions o = Small(3);
+  Trained plain = Train(o);
+  o.late_weight = 8.0;
+  Trained late = Train(o);
+  ASSERT_TRUE(plain.ok && late.ok);
+  EXPECT_EQ(plain.result.heldout_loss_before, late.result.heldout_loss_before);
   int differ = 0;
-  for (const auto& [name, t] : trained[0]) differ += at::equal(t, trained[1].at(name)) ? 0 : 1;
-  EXPECT_GT(differ, static_cast<int>(trained[0].size()) / 2);
+  for (const auto& [name, t] : plain.weights) differ += at::equal(t, late.weights.at(name)) ? 0 : 1;
+  EXPECT_GT(differ, static_cast<int>(plain.weights.size()) / 2);
 }
 
 // The batch's samples computed on several threads at once give the weights of one thread,
 // bit for bit (samples drawn in batch order, gradients summed in batch order), with a batch
 // the workers do not divide evenly.
 TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
-  std::map<std::string, at::Tensor> trained[2];
-  for (int i = 0; i < 2; ++i) {
-    auto runner = ModelJobRunner::Load((dir_ / "set").string());
-    ASSERT_TRUE(runner.ok()) << runner.status();
-    DitTrainOptions o = Small(4);
-    o.batch = 3;
-    o.workers = i == 0 ? 1 : 2;
-    auto r = TrainDit(**runner, o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    auto weights = (*runner)->dit().NamedWeights();
-    ASSERT_TRUE(weights.ok()) << weights.status();
-    for (const auto& [name, t] : *weights) trained[i][name] = t.detach().clone();
-  }
-  ASSERT_EQ(trained[0].size(), trained[1].size());
+  DitTrainOptions o = Small(4);
+  o.batch = 3;
+  o.workers = 1;
+  Trained one = Train(o);
+  o.workers = 2;
+  Trained two = Train(o);
+  ASSERT_TRUE(one.ok && two.ok);
+  ASSERT_EQ(one.weights.size(), two.weights.size());
   int changed = 0;
   auto start = ModelJobRunner::Load((dir_ / "set").string());
   ASSERT_TRUE(start.ok()) << start.status();
   auto initial = (*start)->dit().NamedWeights();
   ASSERT_TRUE(initial.ok()) << initial.status();
-  for (const auto& [name, t] : trained[0]) {
-    EXPECT_TRUE(at::equal(t, trained[1].at(name))) << name << " differs between 1 and 2 workers";
+  for (const auto& [name, t] : one.weights) {
+    EXPECT_TRUE(at::equal(t, two.weights.at(name))) << name << " differs between 1 and 2 workers";
     if (!at::equal(t, initial->at(name))) ++changed;
   }
-  EXPECT_GT(changed, static_cast<int>(trained[0].size()) / 2) << "training left most weights unchanged";
+  EXPECT_GT(changed, static_cast<int>(one.weights.size()) / 2) << "training left most weights unchanged";
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ struct VaeTrainOptions {
   bool decoder_only = false;
   // Gaussian noise added to each clip's sampled latent before decoding, its standard deviation
   // drawn per clip from [0, latent_noise): a decoder that returns the same frames for
-  // latents a generator got slightly wrong (docs/training.md, "The decoder's tolerance").
+  // latents a generator got slightly wrong (docs/training.md, "Where the still frames are lost").
   double latent_noise = 0;
   // Called after every step: step (1-based), the step's loss and its reconstruction MSE.
   std::function<void(int step, double loss, double mse)> on_step;

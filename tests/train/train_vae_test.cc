@@ -1,7 +1,7 @@
 // VAE training on the synthetic world (tools/train_tiny/train_vae.h): a few Adam steps on the
 // tiny set's VAE lower the held-out reconstruction error; the weights written as a VAE folder
 // load through the real loader and compute exactly what the trained model computes; the same
-// seed trains the same bytes; bad options are refused naming the option.
+// seed trains the same bytes, on any number of workers; bad options are refused naming the option.
 #include "tools/train_tiny/train_vae.h"
 
 #include <ATen/ATen.h>
@@ -112,6 +112,31 @@ TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {
   EXPECT_EQ(changed, static_cast<int>(initial.size())) << "some weights were not trained";
 }
 
+// Clips computed on 2 workers train bit-equal weights to 1 worker, with a batch the workers
+// do not divide evenly and the latent-noise draws in play.
+TEST_F(TrainVaeTest, AnyWorkerCountTrainsTheSameWeights) {
+  std::map<std::string, at::Tensor> runs[2];
+  for (int workers = 1; workers <= 2; ++workers) {
+    std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+    ASSERT_NE(vae, nullptr);
+    VaeTrainOptions o = Small(2);
+    o.batch = 3;
+    o.latent_noise = 0.3;
+    o.workers = workers;
+    ASSERT_TRUE(TrainVae(*vae, o).ok());
+    runs[workers - 1] = vae->NamedWeights();
+  }
+  std::unique_ptr<ViTVae> start = Load(dir_ / "start");
+  ASSERT_NE(start, nullptr);
+  const auto initial = start->NamedWeights();
+  int changed = 0;
+  for (const auto& [name, t] : runs[0]) {
+    EXPECT_TRUE(at::equal(t, runs[1].at(name))) << name << " differs between 1 and 2 workers";
+    changed += at::equal(t, initial.at(name)) ? 0 : 1;
+  }
+  EXPECT_EQ(changed, static_cast<int>(initial.size())) << "some weights were not trained";
+}
+
 // decoder_only trains every decoder weight and leaves every encoder weight bit-equal, so the
 // latents a DiT was trained on keep their values; latent noise changes what is trained.
 TEST_F(TrainVaeTest, DecoderOnlyLeavesTheEncoderAsItWas) {
@@ -167,6 +192,10 @@ TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   o.latent_noise = -0.1;
   r = TrainVae(*vae, o);
   EXPECT_NE(r.status().message().find("latent_noise must be in [0, 10]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.workers = 0;
+  r = TrainVae(*vae, o);
+  EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
   std::unique_ptr<ViTVae> bf16 = Load(dir_ / "start", VaeCompute::kBFloat16);
   ASSERT_NE(bf16, nullptr);
   r = TrainVae(*bf16, Small(1));

@@ -18,12 +18,6 @@ Adam::Adam(std::map<std::string, at::Tensor>& weights, int warmup_steps) : warmu
   }
 }
 
-void Adam::ZeroGrad() {
-  for (auto& t : p_) {
-    if (t.grad().defined()) t.mutable_grad().zero_();
-  }
-}
-
 double Adam::Step(double lr) {
   at::NoGradGuard no_grad;
   ++step_;

@@ -19,8 +19,6 @@ class Adam {
  public:
   // Makes every tensor of `weights` a trainable private copy (set_data + requires_grad).
   explicit Adam(std::map<std::string, at::Tensor>& weights, int warmup_steps = 20);
-  // Zeroes the gradients (before a backward).
-  void ZeroGrad();
   // One step with `lr` (scaled by the warm-up). Returns the gradient norm before clipping.
   double Step(double lr);
   // Stops recording: the weights no longer require gradients and drop theirs.

@@ -88,8 +88,8 @@ ABSL_FLAG(bool, decoder_only, false, "vae: train the decoder alone (with --init:
 ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
 ABSL_FLAG(int, threads, 2,
-          "ATen threads, in [1, 256]; dit: the batch's samples computed at once, one thread each (same weights "
-          "for any count)");
+          "threads, in [1, 256]; vae and dit: the batch's samples computed at once, one thread each (the "
+          "same weights for any count); roundtrip: ATen threads");
 ABSL_FLAG(int, log_every, 25, "print the loss every N steps (0: only the summary)");
 
 namespace {
@@ -155,6 +155,7 @@ int RunVae(const std::string& out, int log_every) {
   o.latent_noise = absl::GetFlag(FLAGS_latent_noise);
   o.decoder_only = absl::GetFlag(FLAGS_decoder_only);
   o.seed = absl::GetFlag(FLAGS_seed);
+  o.workers = absl::GetFlag(FLAGS_threads);
   o.on_step = [&](int step, double loss, double mse) {
     if (log_every > 0 && (step % log_every == 0 || step == 1)) {
       std::printf("step %d/%d: loss %.6f, reconstruction MSE %.6f\n", step, o.steps, loss, mse);

@@ -4,7 +4,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
-#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <array>
@@ -14,7 +13,6 @@
 #include <exception>
 #include <map>
 #include <memory>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,6 +20,7 @@
 #include "base/status_macros.h"
 #include "physics/world.h"
 #include "tools/train_tiny/adam.h"
+#include "tools/train_tiny/batch_gradient.h"
 #include "tools/train_tiny/train_options.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/chunk_captions.h"
@@ -44,18 +43,6 @@ using physics::SplitMix64;
 
 // Held-out scenes: far from any training seed (those are seed * 2^32 + i).
 constexpr uint64_t kHeldoutBase = uint64_t{0xD17} << 48;
-
-// Sets ATen's intra-op thread count for a scope, restoring it after.
-class AtenThreads {
- public:
-  explicit AtenThreads(int n) : saved_(at::get_num_threads()) { at::set_num_threads(n); }
-  ~AtenThreads() { at::set_num_threads(saved_); }
-  AtenThreads(const AtenThreads&) = delete;
-  AtenThreads& operator=(const AtenThreads&) = delete;
-
- private:
-  int saved_;
-};
 
 // One world clip, ready for the DiT: its latent (scale_factor applied) and caption row.
 struct Clip {
@@ -284,37 +271,16 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     for (auto& [name, t] : params) trainable.push_back(t);
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ULL + 17);
-    // One sample of a batch: drawn on this thread, in batch order, so the draws do not
-    // depend on the worker count; its gradient is its own (autograd::grad, no accumulation
-    // into .grad), and the batch's gradient is their sum in batch order. So any number of
-    // workers gives bit-equal weights.
+    // One sample of a batch, drawn on this thread in batch order, so the draws do not depend
+    // on the worker count (MeanGradient computes them, bit-equal for any count).
     struct Sample {
       const Clip* clip = nullptr;
       const StagePlan* plan = nullptr;
       int step = 0;
       at::Tensor noise;
-      absl::Status status;
-      double loss = 0;
-      std::vector<at::Tensor> grads;
     };
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
-    auto run_sample = [&](Sample& s) {
-      try {
-        absl::StatusOr<at::Tensor> loss = StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight);
-        if (!loss.ok()) {
-          s.status = loss.status();
-          return;
-        }
-        s.grads = torch::autograd::grad({*loss}, trainable, {}, /*retain_graph=*/false, /*create_graph=*/false,
-                                        /*allow_unused=*/true);
-        s.loss = loss->item<double>();
-      } catch (const std::exception& e) {
-        s.status = absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
-      }
-    };
     const int workers = std::min(o.workers, o.batch);
-    // The tiny DiT's ops are too small for intra-op threads (one and two ATen threads train
-    // at the same speed, measured): with several workers each computes on one.
     AtenThreads one_each(workers > 1 ? 1 : at::get_num_threads());
     for (int step = 1; step <= o.steps; ++step) {
       for (Sample& s : batch) {
@@ -324,35 +290,12 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
         const int rows = s.plan->steps[static_cast<size_t>(s.step)].clip_end;
         s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
-        s.status = absl::OkStatus();
-        s.grads.clear();
       }
-      std::vector<std::thread> threads;
-      for (int w = 1; w < workers; ++w) {
-        threads.emplace_back([&, w] {
-          for (size_t b = static_cast<size_t>(w); b < batch.size(); b += static_cast<size_t>(workers)) run_sample(batch[b]);
-        });
-      }
-      for (size_t b = 0; b < batch.size(); b += static_cast<size_t>(workers)) run_sample(batch[b]);
-      for (std::thread& t : threads) t.join();
-      double loss_sum = 0;
-      for (const Sample& s : batch) {
-        MAGI_RETURN_IF_ERROR(s.status);
-        loss_sum += s.loss;
-      }
-      {
-        at::NoGradGuard no_grad;
-        for (size_t i = 0; i < trainable.size(); ++i) {
-          at::Tensor sum;
-          for (const Sample& s : batch) {
-            const at::Tensor& g = s.grads[i];
-            if (!g.defined()) continue;
-            sum = sum.defined() ? sum + g : g.clone();
-          }
-          trainable[i].mutable_grad() = sum.defined() ? sum / o.batch : at::Tensor();
-        }
-      }
-      const double loss_value = loss_sum / o.batch;
+      MAGI_ASSIGN_OR_RETURN(const double loss_value,
+                            MeanGradient(trainable, o.batch, workers, "DiT training", [&](int i) {
+                              const Sample& s = batch[static_cast<size_t>(i)];
+                              return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight);
+                            }));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
       }

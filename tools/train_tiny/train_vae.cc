@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include "base/status_macros.h"
 #include "physics/world.h"
 #include "tools/train_tiny/adam.h"
+#include "tools/train_tiny/batch_gradient.h"
 #include "tools/train_tiny/train_options.h"
 
 namespace magi {
@@ -49,6 +52,7 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_RETURN_IF_ERROR(range("kl_weight", o.kl_weight, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("latent_noise", o.latent_noise, 0.0, 10.0));
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
+  MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
   if (o.frames < c.patch_length || o.frames % c.patch_length != 0 || o.frames > 96) {
     return absl::InvalidArgumentError(absl::StrCat("VAE training: frames must be a multiple of the VAE's patch_length ",
                                                    c.patch_length, " in [", c.patch_length, ", 96], got ", o.frames));
@@ -107,34 +111,56 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
     if (params.empty()) return absl::InvalidArgumentError("VAE training: decoder_only, but the VAE has no decoder.* weights");
   }
   Adam adam(params);
-  const int64_t z_chans = vae.config().z_chans;
+  std::vector<at::Tensor> trainable;
+  for (auto& [name, t] : params) trainable.push_back(t);
+  const VaeConfig& c = vae.config();
+  const int64_t z_chans = c.z_chans;
+  const std::vector<int64_t> latent_sizes = {o.batch, z_chans, o.frames / c.patch_length, o.size / c.patch_size,
+                                             o.size / c.patch_size};
+  const int workers = std::min(o.workers, o.batch);
+  AtenThreads one_each(workers > 1 ? 1 : at::get_num_threads());
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
+  std::vector<double> clip_mse(static_cast<size_t>(o.batch));
   try {
     for (int step = 1; step <= o.steps; ++step) {
       MAGI_ASSIGN_OR_RETURN(at::Tensor x, WorldClips((o.seed << 32) + static_cast<uint64_t>(step - 1) * o.batch,
                                                      o.batch, o.frames, o.size, 0, Mix(o.seed, step)));
-      MAGI_ASSIGN_OR_RETURN(at::Tensor moments, vae.EncodeMoments(x));
-      at::Tensor mean = moments.slice(1, 0, z_chans);
-      at::Tensor logvar = moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0);
-      at::Tensor eps = at::randn(mean.sizes(), gen, mean.options().requires_grad(false));
-      at::Tensor z = mean + (0.5 * logvar).exp() * eps;
+      // The step's draws, for the whole batch at once on this thread: the posterior samples'
+      // eps, then (with latent_noise) each clip's level in [0, latent_noise) -- clean latents
+      // stay in the mix -- and the noise it scales.
+      const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
+      const at::Tensor eps = at::randn(latent_sizes, gen, f32);
+      at::Tensor extra;
       if (o.latent_noise > 0) {
-        // Each clip's own level in [0, latent_noise): clean latents stay in the mix.
-        at::Tensor level = at::rand({z.size(0), 1, 1, 1, 1}, gen, z.options().requires_grad(false)) * o.latent_noise;
-        z = z + level * at::randn(z.sizes(), gen, z.options().requires_grad(false));
+        const at::Tensor level = at::rand({o.batch, 1, 1, 1, 1}, gen, f32) * o.latent_noise;
+        extra = level * at::randn(latent_sizes, gen, f32);
       }
-      MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
-      at::Tensor mse = (rec - x).pow(2).mean();
-      at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();
-      at::Tensor loss = mse + o.kl_weight * kl;
-      const double loss_value = loss.item<double>();
+      MAGI_ASSIGN_OR_RETURN(
+          const double loss_value, MeanGradient(trainable, o.batch, workers, "VAE training", [&](int i) -> absl::StatusOr<at::Tensor> {
+            const at::Tensor xi = x.narrow(0, i, 1);
+            MAGI_ASSIGN_OR_RETURN(at::Tensor moments, vae.EncodeMoments(xi));
+            at::Tensor mean = moments.slice(1, 0, z_chans);
+            at::Tensor logvar = moments.slice(1, z_chans, 2 * z_chans).clamp(-30.0, 20.0);
+            const at::Tensor eps_i = eps.narrow(0, i, 1);
+            if (!mean.sizes().equals(eps_i.sizes())) {
+              return absl::InternalError(absl::StrCat("VAE training: the encoder's latent is ", c10::str(mean.sizes()),
+                                                      ", not the ", c10::str(eps_i.sizes()), " the step drew noise for"));
+            }
+            at::Tensor z = mean + (0.5 * logvar).exp() * eps_i;
+            if (extra.defined()) z = z + extra.narrow(0, i, 1);
+            MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
+            at::Tensor mse = (rec - xi).pow(2).mean();
+            at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();
+            clip_mse[static_cast<size_t>(i)] = mse.item<double>();
+            return mse + o.kl_weight * kl;
+          }));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("VAE training: the loss is ", loss_value, " at step ", step));
       }
-      adam.ZeroGrad();
-      loss.backward();
       adam.Step(o.learning_rate);
-      if (o.on_step) o.on_step(step, loss_value, mse.item<double>() / 4.0);
+      double mse_sum = 0;
+      for (double m : clip_mse) mse_sum += m;
+      if (o.on_step) o.on_step(step, loss_value, mse_sum / o.batch / 4.0);
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("VAE training failed: ", e.what()));

@@ -1,0 +1,65 @@
+// MeanGradient (tools/train_tiny/batch_gradient.h): the gradient of the mean of per-sample
+// losses, the same whether the samples run on one worker or several, and the first failing
+// sample's error returned as it is.
+#include "tools/train_tiny/batch_gradient.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace magi {
+namespace {
+
+// Loss of sample i: sum((w * x_i)^2) + b * i, so dL/dw = 2 w x_i^2 and dL/db = i; `unused` is
+// reached by no sample.
+struct Toy {
+  at::Tensor w = at::tensor({0.5f, -1.5f, 2.0f}).requires_grad_(true);
+  at::Tensor b = at::tensor({3.0f}).requires_grad_(true);
+  at::Tensor unused = at::zeros({2}).requires_grad_(true);
+  std::vector<at::Tensor> xs = {at::tensor({1.0f, 2.0f, 3.0f}), at::tensor({-1.0f, 0.5f, 0.0f}),
+                                at::tensor({2.0f, -2.0f, 1.0f})};
+  absl::StatusOr<at::Tensor> Loss(int i) const { return (w * xs[i]).pow(2).sum() + b.sum() * i; }
+};
+
+TEST(MeanGradientTest, IsTheGradientOfTheMeanLossOnAnyWorkerCount) {
+  for (int workers : {1, 2, 5}) {
+    Toy t;
+    auto mean = MeanGradient({t.w, t.b, t.unused}, 3, workers, "toy", [&](int i) { return t.Loss(i); });
+    ASSERT_TRUE(mean.ok()) << mean.status();
+    double expected_loss = 0;
+    at::Tensor expected_w = at::zeros({3});
+    for (int i = 0; i < 3; ++i) {
+      expected_loss += t.Loss(i)->item<double>() / 3;
+      expected_w += 2 * t.w.detach() * t.xs[i].pow(2) / 3;
+    }
+    EXPECT_NEAR(*mean, expected_loss, 1e-5) << workers;
+    EXPECT_TRUE(at::allclose(t.w.grad(), expected_w, 1e-6, 1e-6)) << workers << ": " << t.w.grad();
+    EXPECT_NEAR(t.b.grad().item<double>(), (0.0 + 1.0 + 2.0) / 3, 1e-6) << workers;
+    EXPECT_FALSE(t.unused.grad().defined()) << workers;
+  }
+}
+
+TEST(MeanGradientTest, ReturnsTheFailingSamplesErrorAndRefusesAnEmptyBatch) {
+  Toy t;
+  auto r = MeanGradient({t.w}, 3, 2, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
+    if (i == 1) return absl::InvalidArgumentError("sample 1 is bad");
+    return t.Loss(i);
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "sample 1 is bad");
+  // An ATen exception in a worker becomes an Internal error naming the trainer.
+  r = MeanGradient({t.w}, 2, 2, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
+    return (t.w * at::ones({4})).sum();  // shapes 3 and 4 do not broadcast
+  });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(r.status().message().find("toy failed: "), std::string::npos) << r.status();
+  r = MeanGradient({t.w}, 0, 1, "toy", [&](int i) { return t.Loss(i); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("n >= 1"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace magi

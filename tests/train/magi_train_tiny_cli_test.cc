@@ -55,12 +55,15 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   ASSERT_EQ(r.status, 0) << r.output;
   const fs::path set = dir / "set";
   r = Sh("dit --out " + set.string() + " --vae " + (dir / "vae").string() +
-         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1");
+         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1 --ema 0.5");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("runtime_config.scale_factor"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step 2/2: loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("held-out velocity loss"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(set / "training.json"));
+  // --ema: the set's DiT is the average; the last step's weights lie beside it, not in dit/.
+  EXPECT_NE(r.output.find("the last step's weights (held-out loss"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(set / "dit_no_ema.safetensors"));
   EXPECT_FALSE(fs::exists(set / "tiny_model.json")) << "a trained set is not the random tiny set";
   auto c = LoadMagiConfig((set / "config.json").string());
   ASSERT_TRUE(c.ok()) << c.status();
@@ -148,6 +151,9 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   r = Sh("dit --out " + out.string() + " --vae /tmp --chunks 1");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("chunks must be in [2, 16], got 1"), std::string::npos) << r.output;
+  r = Sh("dit --out " + out.string() + " --vae /tmp --ema 1");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("ema must be in [0, 0.99999], got 1"), std::string::npos) << r.output;
   r = Sh("dit --out " + out.string() + " --init /nonexistent/set");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--init: '/nonexistent/set' is not a folder"), std::string::npos) << r.output;

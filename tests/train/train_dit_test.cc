@@ -228,6 +228,10 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.workers = 0;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.ema = 1.0;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("ema must be in [0, 0.99999]"), std::string::npos) << r.status();
 }
 
 // late_weight reweights the training loss only: the held-out loss before training is the
@@ -266,6 +270,34 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
     if (!at::equal(t, initial->at(name))) ++changed;
   }
   EXPECT_GT(changed, static_cast<int>(one.weights.size()) / 2) << "training left most weights unchanged";
+}
+
+// The moving average leaves training as it was: the last step's weights it returns are the
+// plain run's, bit for bit, with their held-out loss; the model holds the average, after one
+// step decay (1 + 1) / (10 + 1) of the start and the rest of the trained weights.
+TEST_F(TrainDitTest, EmaAveragesTheWeightsAndLeavesTrainingAsItWas) {
+  DitTrainOptions o = Small(1);
+  Trained plain = Train(o);
+  o.ema = 0.9;
+  Trained ema = Train(o);
+  ASSERT_TRUE(plain.ok && ema.ok);
+  EXPECT_TRUE(plain.result.raw_weights.empty());
+  ASSERT_EQ(ema.result.raw_weights.size(), plain.weights.size());
+  EXPECT_EQ(ema.result.heldout_loss_raw, plain.result.heldout_loss_after);
+  EXPECT_NE(ema.result.heldout_loss_after, plain.result.heldout_loss_after);
+  auto start = ModelJobRunner::Load((dir_ / "set").string());
+  ASSERT_TRUE(start.ok()) << start.status();
+  auto initial = (*start)->dit().NamedWeights();
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  const double d = 2.0 / 11.0;
+  int moved = 0;
+  for (const auto& [name, t] : plain.weights) {
+    EXPECT_TRUE(at::equal(t, ema.result.raw_weights.at(name))) << name;
+    const at::Tensor expected = d * initial->at(name).to(at::kFloat) + (1 - d) * t;
+    EXPECT_TRUE(at::allclose(ema.weights.at(name), expected, 1e-5, 1e-6)) << name;
+    moved += at::equal(ema.weights.at(name), t) ? 0 : 1;
+  }
+  EXPECT_GT(moved, static_cast<int>(plain.weights.size()) / 2) << "the model does not hold the average";
 }
 
 }  // namespace

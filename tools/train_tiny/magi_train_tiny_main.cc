@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -60,6 +60,7 @@
 #include "tools/train_tiny/train_vae.h"
 #include "worker/model/config.h"
 #include "worker/model/random_checkpoint.h"
+#include "worker/model/safetensors.h"
 #include "worker/runner/model_job_runner.h"
 #include "worker/vae/vae_codec.h"
 #include "worker/runner/tiny_model.h"
@@ -75,6 +76,10 @@ ABSL_FLAG(double, lr, -1, "Adam learning rate, in [1e-8, 1] (default: vae 1e-3, 
 ABSL_FLAG(std::string, vae, "", "dit: the trained VAE folder (magi-train-tiny vae --out) of the new set");
 ABSL_FLAG(int, chunks, 4, "dit: latent chunks per training clip (24 frames each), in [2, 16]");
 ABSL_FLAG(int, scenes, -1, "dit: training scenes (encoded once), in [1, 100000] (default 512); roundtrip: eval scenes (default 20)");
+ABSL_FLAG(double, ema, 0,
+          "dit: the set gets an exponential moving average of the weights with this decay (warm-up "
+          "min(D, (1 + step) / (10 + step))), the last step's weights go to SET/dit_no_ema.safetensors; "
+          "0: the last step's weights; in [0, 0.99999]");
 ABSL_FLAG(double, late_weight, 0,
           "dit: each noisy chunk's loss weighted 1 + X t^2 (t its noise level, 1 clean), in [0, 1000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
@@ -118,7 +123,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -294,6 +299,13 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
   };
   MAGI_ASSIGN_OR_RETURN(magi::DitTrainResult r, magi::TrainDit(*runner, opt));
   MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(*runner, (dir / runner->config().runtime.load / "model.safetensors").string()));
+  if (!r.raw_weights.empty()) {
+    // Beside the set, not in its DiT folder: the loader reads the average.
+    MAGI_RETURN_IF_ERROR(magi::WriteSafetensors((dir / "dit_no_ema.safetensors").string(), r.raw_weights,
+                                                {{"format", "pt"}, {"generator", "magi-train-tiny dit (no EMA)"}}));
+    std::printf("the last step's weights (held-out loss %.6f) written to %s\n", r.heldout_loss_raw,
+                (dir / "dit_no_ema.safetensors").c_str());
+  }
   nlohmann::json t = {{"generator", "magi-train-tiny dit"},
                       {"init", init},
                       {"vae", vae},
@@ -305,12 +317,14 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"learning_rate", o.learning_rate},
                       {"v2v_fraction", o.v2v_fraction},
                       {"late_weight", o.late_weight},
+                      {"ema", o.ema},
                       {"seed", o.seed},
                       {"parameters", r.parameters},
                       {"plan_steps", r.plan_steps},
                       {"latent_std", r.latent_std},
                       {"heldout_loss_before", r.heldout_loss_before},
                       {"heldout_loss_after", r.heldout_loss_after},
+                      {"heldout_loss_no_ema", r.heldout_loss_raw},
                       {"seconds", r.seconds}};
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; latent std %.3f; %lld "
@@ -334,6 +348,7 @@ int RunDit(const std::string& out, int log_every) {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.workers = absl::GetFlag(FLAGS_threads);
   o.late_weight = absl::GetFlag(FLAGS_late_weight);
+  o.ema = absl::GetFlag(FLAGS_ema);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
     std::error_code ec;

@@ -122,6 +122,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
   MAGI_RETURN_IF_ERROR(range("late_weight", o.late_weight, 0.0, 1000.0));
+  MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
@@ -269,6 +270,10 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.parameters = adam.parameters();
     std::vector<at::Tensor> trainable;
     for (auto& [name, t] : params) trainable.push_back(t);
+    std::vector<at::Tensor> average;
+    if (o.ema > 0) {
+      for (const at::Tensor& t : trainable) average.push_back(t.detach().clone());
+    }
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ULL + 17);
     // One sample of a batch, drawn on this thread in batch order, so the draws do not depend
@@ -300,9 +305,23 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
       }
       const double norm = adam.Step(DecayedRate(o.learning_rate, step, o.steps));
+      if (!average.empty()) {
+        at::NoGradGuard no_grad;
+        const double decay = std::min(o.ema, (1.0 + step) / (10.0 + step));
+        for (size_t k = 0; k < trainable.size(); ++k) average[k].mul_(decay).add_(trainable[k].detach(), 1.0 - decay);
+      }
       if (o.on_step) o.on_step(step, loss_value, norm);
     }
     adam.Finish();
+    if (!average.empty()) {
+      MAGI_ASSIGN_OR_RETURN(result.heldout_loss_raw, heldout_loss());
+      at::NoGradGuard no_grad;
+      size_t k = 0;
+      for (auto& [name, t] : params) {
+        result.raw_weights[name] = t.detach().clone();
+        t.detach().copy_(average[k++]);
+      }
+    }
     MAGI_ASSIGN_OR_RETURN(result.heldout_loss_after, heldout_loss());
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));

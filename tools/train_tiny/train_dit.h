@@ -26,6 +26,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <string>
 
 #include <ATen/core/Tensor.h>
@@ -67,6 +69,12 @@ struct DitTrainOptions {
   // a weighted mean: more weight on the nearly clean steps, where a resting object's last
   // error has to vanish. 0 weighs every chunk alike. The held-out loss is always unweighted.
   double late_weight = 0;
+  // An exponential moving average of the weights, updated after every step with decay
+  // min(ema, (1 + step) / (10 + step)) (the usual warm-up): after training the model holds
+  // the average, and the result the last step's weights. 0: no average (the model holds the
+  // last step's weights). The average does not change training: the raw weights are
+  // bit-equal with and without it.
+  double ema = 0;
   // Samples of a batch computed at once, each on its own thread (the caller sets the ATen
   // threads; the CLI gives each worker one: the tiny DiT's ops are too small for intra-op
   // threads to help). Any count gives bit-equal weights: the samples are drawn in batch order
@@ -84,6 +92,10 @@ struct DitTrainResult {
   // after training.
   double heldout_loss_before = 0;
   double heldout_loss_after = 0;
+  // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
+  // average) and their held-out loss. Empty and 0 otherwise.
+  std::map<std::string, at::Tensor> raw_weights;
+  double heldout_loss_raw = 0;
   double latent_std = 0;  // standard deviation of the training latents (scale_factor applied)
   int64_t parameters = 0;
   int plan_steps = 0;     // distinct forwards the samples are drawn from (t2v + v2v)

@@ -1,9 +1,10 @@
-// MeanGradient (tools/train_tiny/batch_gradient.h): the gradient of the mean of per-sample
-// losses, the same whether the samples run on one worker or several, and the first failing
-// sample's error returned as it is.
+// BatchGradient::MeanGradient (tools/train_tiny/batch_gradient.h): the gradient of the mean of
+// per-sample losses, bit-equal whether the samples run on one worker or several, replacing
+// what .grad held; the first failing sample's error returned as it is.
 #include "tools/train_tiny/batch_gradient.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -24,10 +25,13 @@ struct Toy {
   absl::StatusOr<at::Tensor> Loss(int i) const { return (w * xs[i]).pow(2).sum() + b.sum() * i; }
 };
 
-TEST(MeanGradientTest, IsTheGradientOfTheMeanLossOnAnyWorkerCount) {
+TEST(MeanGradientTest, IsTheGradientOfTheMeanLossBitEqualOnAnyWorkerCount) {
+  at::Tensor first_w;
   for (int workers : {1, 2, 5}) {
     Toy t;
-    auto mean = MeanGradient({t.w, t.b, t.unused}, 3, workers, "toy", [&](int i) { return t.Loss(i); });
+    t.w.mutable_grad() = at::full({3}, 100.0f);  // a stale gradient: replaced, not added to
+    const BatchGradient batches(workers);
+    auto mean = batches.MeanGradient({t.w, t.b, t.unused}, 3, "toy", [&](int i) { return t.Loss(i); });
     ASSERT_TRUE(mean.ok()) << mean.status();
     double expected_loss = 0;
     at::Tensor expected_w = at::zeros({3});
@@ -39,26 +43,39 @@ TEST(MeanGradientTest, IsTheGradientOfTheMeanLossOnAnyWorkerCount) {
     EXPECT_TRUE(at::allclose(t.w.grad(), expected_w, 1e-6, 1e-6)) << workers << ": " << t.w.grad();
     EXPECT_NEAR(t.b.grad().item<double>(), (0.0 + 1.0 + 2.0) / 3, 1e-6) << workers;
     EXPECT_FALSE(t.unused.grad().defined()) << workers;
+    if (!first_w.defined()) first_w = t.w.grad().clone();
+    EXPECT_TRUE(at::equal(t.w.grad(), first_w)) << workers << " workers: " << t.w.grad() << " vs " << first_w;
   }
 }
 
 TEST(MeanGradientTest, ReturnsTheFailingSamplesErrorAndRefusesAnEmptyBatch) {
   Toy t;
-  auto r = MeanGradient({t.w}, 3, 2, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
+  const BatchGradient batches(2);
+  auto r = batches.MeanGradient({t.w}, 3, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
     if (i == 1) return absl::InvalidArgumentError("sample 1 is bad");
     return t.Loss(i);
   });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message(), "sample 1 is bad");
   // An ATen exception in a worker becomes an Internal error naming the trainer.
-  r = MeanGradient({t.w}, 2, 2, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
+  r = batches.MeanGradient({t.w}, 2, "toy", [&](int i) -> absl::StatusOr<at::Tensor> {
     return (t.w * at::ones({4})).sum();  // shapes 3 and 4 do not broadcast
   });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
   EXPECT_NE(r.status().message().find("toy failed: "), std::string::npos) << r.status();
-  r = MeanGradient({t.w}, 0, 1, "toy", [&](int i) { return t.Loss(i); });
+  r = batches.MeanGradient({t.w}, 0, "toy", [&](int i) { return t.Loss(i); });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("n >= 1"), std::string::npos) << r.status();
+}
+
+// For its lifetime ATen computes with one thread; the caller's count comes back after.
+TEST(MeanGradientTest, HoldsOneAtenThreadAndRestoresTheCallers) {
+  at::set_num_threads(2);
+  {
+    const BatchGradient batches(2);
+    EXPECT_EQ(at::get_num_threads(), 1);
+  }
+  EXPECT_EQ(at::get_num_threads(), 2);
 }
 
 }  // namespace

@@ -272,11 +272,12 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
   EXPECT_GT(changed, static_cast<int>(one.weights.size()) / 2) << "training left most weights unchanged";
 }
 
-// The moving average leaves training as it was: the last step's weights it returns are the
-// plain run's, bit for bit, with their held-out loss; the model holds the average, after one
-// step decay (1 + 1) / (10 + 1) of the start and the rest of the trained weights.
+// The moving average leaves training as it was: over 3 steps the last step's weights it
+// returns are the plain run's, bit for bit, with their held-out loss, and the model holds
+// the average. After one step with ema 0.1 (below the warm-up's 2 / 11) the average is
+// 0.1 x the start + 0.9 x the trained weights.
 TEST_F(TrainDitTest, EmaAveragesTheWeightsAndLeavesTrainingAsItWas) {
-  DitTrainOptions o = Small(1);
+  DitTrainOptions o = Small(3);
   Trained plain = Train(o);
   o.ema = 0.9;
   Trained ema = Train(o);
@@ -285,19 +286,26 @@ TEST_F(TrainDitTest, EmaAveragesTheWeightsAndLeavesTrainingAsItWas) {
   ASSERT_EQ(ema.result.raw_weights.size(), plain.weights.size());
   EXPECT_EQ(ema.result.heldout_loss_raw, plain.result.heldout_loss_after);
   EXPECT_NE(ema.result.heldout_loss_after, plain.result.heldout_loss_after);
+  int moved = 0;
+  for (const auto& [name, t] : plain.weights) {
+    EXPECT_TRUE(at::equal(t, ema.result.raw_weights.at(name))) << name;
+    moved += at::equal(ema.weights.at(name), t) ? 0 : 1;
+  }
+  EXPECT_GT(moved, static_cast<int>(plain.weights.size()) / 2) << "the model does not hold the average";
+
+  o = Small(1);
+  Trained one = Train(o);
+  o.ema = 0.1;
+  Trained one_ema = Train(o);
+  ASSERT_TRUE(one.ok && one_ema.ok);
   auto start = ModelJobRunner::Load((dir_ / "set").string());
   ASSERT_TRUE(start.ok()) << start.status();
   auto initial = (*start)->dit().NamedWeights();
   ASSERT_TRUE(initial.ok()) << initial.status();
-  const double d = 2.0 / 11.0;
-  int moved = 0;
-  for (const auto& [name, t] : plain.weights) {
-    EXPECT_TRUE(at::equal(t, ema.result.raw_weights.at(name))) << name;
-    const at::Tensor expected = d * initial->at(name).to(at::kFloat) + (1 - d) * t;
-    EXPECT_TRUE(at::allclose(ema.weights.at(name), expected, 1e-5, 1e-6)) << name;
-    moved += at::equal(ema.weights.at(name), t) ? 0 : 1;
+  for (const auto& [name, t] : one.weights) {
+    const at::Tensor expected = 0.1 * initial->at(name).to(at::kFloat) + 0.9 * t;
+    EXPECT_TRUE(at::allclose(one_ema.weights.at(name), expected, 1e-5, 1e-6)) << name;
   }
-  EXPECT_GT(moved, static_cast<int>(plain.weights.size()) / 2) << "the model does not hold the average";
 }
 
 }  // namespace

@@ -2,12 +2,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
+#include <system_error>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -15,16 +16,16 @@
 
 namespace magi {
 
-AtenThreads::AtenThreads(int n) : saved_(at::get_num_threads()) { at::set_num_threads(n); }
+BatchGradient::BatchGradient(int workers) : workers_(std::max(1, workers)), saved_threads_(at::get_num_threads()) {
+  at::set_num_threads(1);
+}
 
-AtenThreads::~AtenThreads() { at::set_num_threads(saved_); }
+BatchGradient::~BatchGradient() { at::set_num_threads(saved_threads_); }
 
-absl::StatusOr<double> MeanGradient(const std::vector<at::Tensor>& trainable, int n, int workers, const char* what,
-                                    const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss) {
-  if (n < 1 || workers < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": a batch needs n >= 1 and workers >= 1, got ", n, " and ",
-                                                   workers));
-  }
+absl::StatusOr<double> BatchGradient::MeanGradient(
+    const std::vector<at::Tensor>& trainable, int n, const char* what,
+    const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss) const {
+  if (n < 1) return absl::InvalidArgumentError(absl::StrCat(what, ": a batch needs n >= 1 samples, got ", n));
   struct Sample {
     absl::Status status;
     double loss = 0;
@@ -46,15 +47,25 @@ absl::StatusOr<double> MeanGradient(const std::vector<at::Tensor>& trainable, in
       s.status = absl::InternalError(absl::StrCat(what, " failed: ", e.what()));
     }
   };
-  const int w_count = std::min(workers, n);
+  const int workers = std::min(workers_, n);
+  const at::ThreadLocalState state;  // grad mode and the rest, as on the calling thread
   std::vector<std::thread> threads;
-  for (int w = 1; w < w_count; ++w) {
-    threads.emplace_back([&, w] {
-      for (int i = w; i < n; i += w_count) run(i);
-    });
+  absl::Status started;
+  try {
+    for (int w = 1; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        at::ThreadLocalStateGuard guard(state);
+        for (int i = w; i < n; i += workers) run(i);
+      });
+    }
+  } catch (const std::system_error& e) {
+    started = absl::ResourceExhaustedError(absl::StrCat(what, ": cannot start a worker thread: ", e.what()));
   }
-  for (int i = 0; i < n; i += w_count) run(i);
+  if (started.ok()) {
+    for (int i = 0; i < n; i += workers) run(i);
+  }
   for (std::thread& t : threads) t.join();
+  if (!started.ok()) return started;
   double loss_sum = 0;
   for (const Sample& s : samples) {
     if (!s.status.ok()) return s.status;
@@ -68,7 +79,7 @@ absl::StatusOr<double> MeanGradient(const std::vector<at::Tensor>& trainable, in
       if (!g.defined()) continue;
       sum = sum.defined() ? sum + g : g.clone();
     }
-    // mutable_grad() on a const handle: the tensor's impl is shared with the caller's.
+    // mutable_grad() on a copy of the handle: the tensor's impl is shared with the caller's.
     at::Tensor t = trainable[k];
     t.mutable_grad() = sum.defined() ? sum / n : at::Tensor();
   }

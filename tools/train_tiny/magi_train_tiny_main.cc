@@ -60,7 +60,6 @@
 #include "tools/train_tiny/train_vae.h"
 #include "worker/model/config.h"
 #include "worker/model/random_checkpoint.h"
-#include "worker/model/safetensors.h"
 #include "worker/runner/model_job_runner.h"
 #include "worker/vae/vae_codec.h"
 #include "worker/runner/tiny_model.h"
@@ -299,12 +298,14 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
   };
   MAGI_ASSIGN_OR_RETURN(magi::DitTrainResult r, magi::TrainDit(*runner, opt));
   MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(*runner, (dir / runner->config().runtime.load / "model.safetensors").string()));
-  if (!r.raw_weights.empty()) {
+  if (r.raw_weights.empty()) {
+    std::error_code ec;
+    fs::remove(dir / "dit_no_ema.safetensors", ec);  // an --init set's: not these weights
+  } else {
     // Beside the set, not in its DiT folder: the loader reads the average.
-    MAGI_RETURN_IF_ERROR(magi::WriteSafetensors((dir / "dit_no_ema.safetensors").string(), r.raw_weights,
-                                                {{"format", "pt"}, {"generator", "magi-train-tiny dit (no EMA)"}}));
-    std::printf("the last step's weights (held-out loss %.6f) written to %s\n", r.heldout_loss_raw,
-                (dir / "dit_no_ema.safetensors").c_str());
+    MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(r.raw_weights, (dir / "dit_no_ema.safetensors").string()));
+    std::printf("the last step's weights (held-out loss %.6f) written beside the average: "
+                "SET/dit_no_ema.safetensors\n", r.heldout_loss_raw);
   }
   nlohmann::json t = {{"generator", "magi-train-tiny dit"},
                       {"init", init},
@@ -324,8 +325,8 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"latent_std", r.latent_std},
                       {"heldout_loss_before", r.heldout_loss_before},
                       {"heldout_loss_after", r.heldout_loss_after},
-                      {"heldout_loss_no_ema", r.heldout_loss_raw},
                       {"seconds", r.seconds}};
+  if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; latent std %.3f; %lld "
               "parameters; %.1f s\n",

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
@@ -268,8 +267,12 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     MAGI_ASSIGN_OR_RETURN(result.heldout_loss_before, heldout_loss());
     Adam adam(params);
     result.parameters = adam.parameters();
+    std::vector<std::string> names;
     std::vector<at::Tensor> trainable;
-    for (auto& [name, t] : params) trainable.push_back(t);
+    for (auto& [name, t] : params) {
+      names.push_back(name);
+      trainable.push_back(t);
+    }
     std::vector<at::Tensor> average;
     if (o.ema > 0) {
       for (const at::Tensor& t : trainable) average.push_back(t.detach().clone());
@@ -277,7 +280,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     at::Generator gen = at::detail::createCPUGenerator(o.seed);
     SplitMix64 pick(o.seed * 0x9E3779B97F4A7C15ULL + 17);
     // One sample of a batch, drawn on this thread in batch order, so the draws do not depend
-    // on the worker count (MeanGradient computes them, bit-equal for any count).
+    // on the worker count (BatchGradient computes them, bit-equal for any count).
     struct Sample {
       const Clip* clip = nullptr;
       const StagePlan* plan = nullptr;
@@ -285,8 +288,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
       at::Tensor noise;
     };
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
-    const int workers = std::min(o.workers, o.batch);
-    AtenThreads one_each(workers > 1 ? 1 : at::get_num_threads());
+    const BatchGradient batches(o.workers);
     for (int step = 1; step <= o.steps; ++step) {
       for (Sample& s : batch) {
         s.clip = &clips[pick.Next() % clips.size()];
@@ -297,7 +299,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
       }
       MAGI_ASSIGN_OR_RETURN(const double loss_value,
-                            MeanGradient(trainable, o.batch, workers, "DiT training", [&](int i) {
+                            batches.MeanGradient(trainable, o.batch, "DiT training", [&](int i) {
                               const Sample& s = batch[static_cast<size_t>(i)];
                               return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight);
                             }));
@@ -316,10 +318,9 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     if (!average.empty()) {
       MAGI_ASSIGN_OR_RETURN(result.heldout_loss_raw, heldout_loss());
       at::NoGradGuard no_grad;
-      size_t k = 0;
-      for (auto& [name, t] : params) {
-        result.raw_weights[name] = t.detach().clone();
-        t.detach().copy_(average[k++]);
+      for (size_t k = 0; k < trainable.size(); ++k) {
+        result.raw_weights[names[k]] = trainable[k].detach().clone();
+        trainable[k].detach().copy_(average[k]);
       }
     }
     MAGI_ASSIGN_OR_RETURN(result.heldout_loss_after, heldout_loss());
@@ -330,11 +331,15 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   return result;
 }
 
-absl::Status WriteDitWeights(const ModelJobRunner& runner, const std::string& path) {
-  MAGI_ASSIGN_OR_RETURN(auto weights, runner.dit().NamedWeights());
+absl::Status WriteDitWeights(const std::map<std::string, at::Tensor>& weights, const std::string& path) {
   std::map<std::string, at::Tensor> out;
   for (const auto& [name, t] : weights) out[name] = t.detach().contiguous();
   return WriteSafetensors(path, out, {{"format", "pt"}, {"generator", "magi-train-tiny dit"}});
+}
+
+absl::Status WriteDitWeights(const ModelJobRunner& runner, const std::string& path) {
+  MAGI_ASSIGN_OR_RETURN(auto weights, runner.dit().NamedWeights());
+  return WriteDitWeights(weights, path);
 }
 
 }  // namespace magi

@@ -28,7 +28,6 @@
 #include <functional>
 #include <map>
 #include <string>
-#include <string>
 
 #include <ATen/core/Tensor.h>
 
@@ -75,10 +74,9 @@ struct DitTrainOptions {
   // last step's weights). The average does not change training: the raw weights are
   // bit-equal with and without it.
   double ema = 0;
-  // Samples of a batch computed at once, each on its own thread (the caller sets the ATen
-  // threads; the CLI gives each worker one: the tiny DiT's ops are too small for intra-op
-  // threads to help). Any count gives bit-equal weights: the samples are drawn in batch order
-  // and their gradients summed in batch order.
+  // Samples of a batch computed at once, each on its own thread with one ATen thread
+  // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
+  // order and their gradients summed in batch order.
   int workers = 1;
   // A fresh start: final_linear's weight starts at zero (the velocity starts at 0, as DiTs
   // initialise their output layer), so training does not first unlearn a random output.
@@ -89,7 +87,7 @@ struct DitTrainOptions {
 
 struct DitTrainResult {
   // Mean loss of every step of both plans on held-out scenes with fixed noise, before and
-  // after training.
+  // after training (after: the weights the model holds, the average with options.ema > 0).
   double heldout_loss_before = 0;
   double heldout_loss_after = 0;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
@@ -113,8 +111,10 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& options, int frames_per
 absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& options);
 
 // Writes the runner's DiT weights (by checkpoint key) to `path` as one safetensors file, the
-// layout DitModel::Load reads.
+// layout DitModel::Load reads; the second form writes `weights` (e.g. DitTrainResult's
+// raw_weights) likewise.
 absl::Status WriteDitWeights(const ModelJobRunner& runner, const std::string& path);
+absl::Status WriteDitWeights(const std::map<std::string, at::Tensor>& weights, const std::string& path);
 
 }  // namespace magi
 

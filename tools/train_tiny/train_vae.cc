@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
@@ -117,8 +116,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   const int64_t z_chans = c.z_chans;
   const std::vector<int64_t> latent_sizes = {o.batch, z_chans, o.frames / c.patch_length, o.size / c.patch_size,
                                              o.size / c.patch_size};
-  const int workers = std::min(o.workers, o.batch);
-  AtenThreads one_each(workers > 1 ? 1 : at::get_num_threads());
+  const BatchGradient batches(o.workers);
   at::Generator gen = at::detail::createCPUGenerator(o.seed);
   std::vector<double> clip_mse(static_cast<size_t>(o.batch));
   try {
@@ -136,7 +134,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
         extra = level * at::randn(latent_sizes, gen, f32);
       }
       MAGI_ASSIGN_OR_RETURN(
-          const double loss_value, MeanGradient(trainable, o.batch, workers, "VAE training", [&](int i) -> absl::StatusOr<at::Tensor> {
+          const double loss_value, batches.MeanGradient(trainable, o.batch, "VAE training", [&](int i) -> absl::StatusOr<at::Tensor> {
             const at::Tensor xi = x.narrow(0, i, 1);
             MAGI_ASSIGN_OR_RETURN(at::Tensor moments, vae.EncodeMoments(xi));
             at::Tensor mean = moments.slice(1, 0, z_chans);

@@ -43,8 +43,8 @@ struct VaeTrainOptions {
   // drawn per clip from [0, latent_noise): a decoder that returns the same frames for
   // latents a generator got slightly wrong (docs/training.md, "Where the still frames are lost").
   double latent_noise = 0;
-  // Clips of a step computed at once, each on its own thread with one ATen thread (the caller
-  // sets the threads otherwise). Any count gives bit-equal weights (batch_gradient.h).
+  // Clips of a step computed at once, each on its own thread with one ATen thread. Any count
+  // gives bit-equal weights (batch_gradient.h).
   int workers = 1;
   // Called after every step: step (1-based), the step's loss and its reconstruction MSE.
   std::function<void(int step, double loss, double mse)> on_step;

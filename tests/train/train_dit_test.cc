@@ -188,6 +188,14 @@ TEST_F(TrainDitTest, ReplayedStepsEqualTheEnginesForwards) {
       }
       auto args = ReplayStepArgs(config, *plan, s, latents, captions, ctn);
       ASSERT_TRUE(args.ok()) << args.status();
+      EXPECT_FALSE(args->caption_dropout_mask.item<bool>());
+      // The guidance's context-only pass: every row the null caption, the dropout flag set.
+      auto null_args = ReplayStepArgs(config, *plan, s, latents, captions, ctn, /*null_text=*/true);
+      ASSERT_TRUE(null_args.ok()) << null_args.status();
+      EXPECT_TRUE(null_args->caption_dropout_mask.item<bool>());
+      for (int64_t r = 0; r < null_args->y.size(0); ++r) {
+        EXPECT_TRUE(at::equal(null_args->y[r][0], captions.null_row.to(at::kFloat))) << "step " << s << " row " << r;
+      }
       auto replay = (*runner)->dit().Forward(*args);
       ASSERT_TRUE(replay.ok()) << replay.status();
       for (const PlannedChunk& pc : ps.chunks) {
@@ -228,6 +236,10 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.workers = 0;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("workers must be in [1, 256]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.caption_dropout = 1.5;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("caption_dropout must be in [0, 1]"), std::string::npos) << r.status();
   o = Small(1);
   o.ema = 1.0;
   r = TrainDit(**runner, o);
@@ -270,6 +282,20 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
     if (!at::equal(t, initial->at(name))) ++changed;
   }
   EXPECT_GT(changed, static_cast<int>(one.weights.size()) / 2) << "training left most weights unchanged";
+}
+
+// Caption dropout trains other weights from the same draws (the held-out loss before training
+// is the same figure); at 0 it draws nothing, so the weights are the plain run's.
+TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
+  DitTrainOptions o = Small(3);
+  Trained plain = Train(o);
+  o.caption_dropout = 1.0;
+  Trained dropped = Train(o);
+  ASSERT_TRUE(plain.ok && dropped.ok);
+  EXPECT_EQ(plain.result.heldout_loss_before, dropped.result.heldout_loss_before);
+  int differ = 0;
+  for (const auto& [name, t] : plain.weights) differ += at::equal(t, dropped.weights.at(name)) ? 0 : 1;
+  EXPECT_GT(differ, static_cast<int>(plain.weights.size()) / 2);
 }
 
 // The moving average leaves training as it was: over 3 steps the last step's weights it

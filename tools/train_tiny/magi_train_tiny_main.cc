@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -79,6 +79,9 @@ ABSL_FLAG(double, ema, 0,
           "dit: the set gets an exponential moving average of the weights with this decay (warm-up "
           "min(D, (1 + step) / (10 + step))), the last step's weights go to SET/dit_no_ema.safetensors; "
           "0: the last step's weights; in [0, 0.99999]");
+ABSL_FLAG(double, caption_dropout, 0,
+          "dit: the share of samples trained with the null caption, as the guidance's context-only pass "
+          "(cfg_number 3 needs it); in [0, 1]");
 ABSL_FLAG(double, late_weight, 0,
           "dit: each noisy chunk's loss weighted 1 + X t^2 (t its noise level, 1 clean), in [0, 1000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
@@ -122,7 +125,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -319,6 +322,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"v2v_fraction", o.v2v_fraction},
                       {"late_weight", o.late_weight},
                       {"ema", o.ema},
+                      {"caption_dropout", o.caption_dropout},
                       {"seed", o.seed},
                       {"parameters", r.parameters},
                       {"plan_steps", r.plan_steps},
@@ -350,6 +354,7 @@ int RunDit(const std::string& out, int log_every) {
   o.workers = absl::GetFlag(FLAGS_threads);
   o.late_weight = absl::GetFlag(FLAGS_late_weight);
   o.ema = absl::GetFlag(FLAGS_ema);
+  o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
     std::error_code ec;

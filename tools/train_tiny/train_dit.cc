@@ -84,9 +84,11 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
 
 // The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
 // first clip_end chunks): the mean squared velocity error over the window's noisy chunks,
-// each chunk at t weighted 1 + late_weight x t^2 (a weighted mean: 0 weighs them equally).
+// each chunk at t weighted 1 + late_weight x t^2 (a weighted mean: 0 weighs them equally);
+// with null_text, as the guidance's context-only pass (ReplayStepArgs).
 absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
-                                    const Clip& clip, const at::Tensor& noise, int64_t ctn, double late_weight) {
+                                    const Clip& clip, const at::Tensor& noise, int64_t ctn, double late_weight,
+                                    bool null_text) {
   const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
   const int64_t cw = config.runtime.chunk_width;
   const at::Tensor clean = clip.latent.narrow(2, 0, ps.clip_end * cw);
@@ -99,7 +101,7 @@ absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& confi
     x.narrow(2, f, cw).copy_(noise.narrow(2, f, cw) * (1.0 - t) + clean.narrow(2, f, cw) * t);
     weight.narrow(2, f, cw).fill_(1.0 + late_weight * t * t);
   }
-  MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn));
+  MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn, null_text));
   MAGI_ASSIGN_OR_RETURN(at::Tensor v, dit.Forward(a));
   const at::Tensor target = clean - noise;
   const double elements = weight.sum().item<double>() * clean.size(1) * clean.size(3) * clean.size(4);
@@ -122,13 +124,14 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
   MAGI_RETURN_IF_ERROR(range("late_weight", o.late_weight, 0.0, 1000.0));
   MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
+  MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
 
 absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const StagePlan& plan, int step,
                                               const at::Tensor& latents, const ChunkCaptions& captions,
-                                              int64_t tokens_per_chunk) {
+                                              int64_t tokens_per_chunk, bool null_text) {
   if (step < 0 || step >= plan.num_forward_steps()) {
     return absl::InvalidArgumentError(absl::StrCat("replay: step ", step, " is outside the plan's [0, ",
                                                    plan.num_forward_steps(), ")"));
@@ -178,8 +181,9 @@ absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const St
   std::vector<at::Tensor> ys, masks;
   at::Tensor kv_range = at::empty({rows, 2}, at::kLong);
   for (int r = 0; r < rows; ++r) {
-    ys.push_back(noisy[static_cast<size_t>(r)] ? captions.text_rows[static_cast<size_t>(r)] : captions.null_row);
-    masks.push_back(noisy[static_cast<size_t>(r)] ? captions.text_masks[static_cast<size_t>(r)] : captions.null_mask);
+    const bool text = noisy[static_cast<size_t>(r)] && !null_text;
+    ys.push_back(text ? captions.text_rows[static_cast<size_t>(r)] : captions.null_row);
+    masks.push_back(text ? captions.text_masks[static_cast<size_t>(r)] : captions.null_mask);
     kv_range[r][0] = kv[static_cast<size_t>(r)][0];
     kv_range[r][1] = kv[static_cast<size_t>(r)][1];
   }
@@ -189,7 +193,7 @@ absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const St
   a.t = at::from_blob(t.data(), {1, rows}, at::kFloat).clone();
   a.y = at::stack(ys).unsqueeze(1).to(at::kFloat);
   a.xattn_mask = at::stack(masks).unsqueeze(1).to(at::kFloat);
-  a.caption_dropout_mask = at::zeros({1}, at::kBool);
+  a.caption_dropout_mask = at::full({1}, null_text, at::kBool);
   a.kv_range = kv_range;
   a.denoising_range_num = rows;
   a.num_steps = rt.num_steps;
@@ -247,7 +251,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
           const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
           at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
-          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn, 0.0));
+          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn, 0.0, false));
           sum += loss.item<double>();
           ++n;
         }
@@ -286,6 +290,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
       const StagePlan* plan = nullptr;
       int step = 0;
       at::Tensor noise;
+      bool null_text = false;
     };
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
     const BatchGradient batches(o.workers);
@@ -297,11 +302,13 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
         const int rows = s.plan->steps[static_cast<size_t>(s.step)].clip_end;
         s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
+        s.null_text = o.caption_dropout > 0 && pick.Uniform() < o.caption_dropout;
       }
       MAGI_ASSIGN_OR_RETURN(const double loss_value,
                             batches.MeanGradient(trainable, o.batch, "DiT training", [&](int i) {
                               const Sample& s = batch[static_cast<size_t>(i)];
-                              return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight);
+                              return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight,
+                                              s.null_text);
                             }));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));

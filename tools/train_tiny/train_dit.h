@@ -49,10 +49,12 @@ class ModelJobRunner;
 // step's t_in with `captions`' rows and the step's key ranges -- slice_point 0, all chunks
 // in one forward. The caller puts clean latents where the step reads clean chunks and the
 // step's inputs in its window chunks; the window chunks' outputs are then the engine's for
-// that step (up to float32 rounding; tests/train/train_dit_test.cc compares them).
+// that step (up to float32 rounding; tests/train/train_dit_test.cc compares them). With
+// `null_text` every chunk gets the null caption and the caption dropout flag: the forward of
+// the guidance's context-only pass (cfg_number 3, worker/engine/guidance.h).
 absl::StatusOr<DitForwardArgs> ReplayStepArgs(const MagiConfig& config, const StagePlan& plan, int step,
                                               const at::Tensor& latents, const ChunkCaptions& captions,
-                                              int64_t tokens_per_chunk);
+                                              int64_t tokens_per_chunk, bool null_text = false);
 
 struct DitTrainOptions {
   int steps = 1000;
@@ -74,6 +76,11 @@ struct DitTrainOptions {
   // last step's weights). The average does not change training: the raw weights are
   // bit-equal with and without it.
   double ema = 0;
+  // The share of samples trained as the guidance's context-only pass (ReplayStepArgs'
+  // null_text): MAGI-1's caption dropout, which classifier-free guidance (cfg_number 3)
+  // needs. 0: every sample sees its caption (and draws nothing more: the weights are as
+  // without the option).
+  double caption_dropout = 0;
   // Samples of a batch computed at once, each on its own thread with one ATen thread
   // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
   // order and their gradients summed in batch order.

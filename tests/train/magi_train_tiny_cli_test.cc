@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 #include "worker/model/config.h"
 #include "worker/runner/model_job_runner.h"
@@ -121,42 +122,27 @@ TEST(MagiTrainTinyCli, RoundtripWritesTheEvalScenesThroughTheVae) {
 TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
   const fs::path out = fs::temp_directory_path() / ("magi_train_cli_bad_" + std::to_string(::getpid()));
   fs::remove_all(out);
-  CliRun r = Sh("vae");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--out: required"), std::string::npos) << r.output;
-  r = Sh("vae --out " + out.string() + " --frames 10 --steps 1");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("frames must be a multiple"), std::string::npos) << r.output;
-  r = Sh("vae --out " + out.string() + " --threads 0");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--threads: must be in [1, 256], got 0"), std::string::npos) << r.output;
-  r = Sh("vae --out " + out.string() + " --latent_noise -1 --steps 1");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("latent_noise must be in [0, 10]"), std::string::npos) << r.output;
-  r = Sh("roundtrip --vae /tmp --out " + out.string() + " --latent_noise 11");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--latent_noise: must be in [0, 10], got 11"), std::string::npos) << r.output;
-  r = Sh("train --out " + out.string());
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("usage: magi-train-tiny vae"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string());
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--vae: required without --init"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string() + " --vae /nonexistent/vae");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--vae: '/nonexistent/vae' is not a folder"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string() + " --layers 17");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--layers: must be in [1, 16]"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string() + " --vae /tmp --chunks 1");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("chunks must be in [2, 16], got 1"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string() + " --vae /tmp --ema 1");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("ema must be in [0, 0.99999], got 1"), std::string::npos) << r.output;
-  r = Sh("dit --out " + out.string() + " --init /nonexistent/set");
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.output.find("--init: '/nonexistent/set' is not a folder"), std::string::npos) << r.output;
+  const std::string o = " --out " + out.string();
+  // Each command line and what its error must say.
+  const std::pair<std::string, std::string> cases[] = {
+      {"vae", "--out: required"},
+      {"vae" + o + " --frames 10 --steps 1", "frames must be a multiple"},
+      {"vae" + o + " --threads 0", "--threads: must be in [1, 256], got 0"},
+      {"vae" + o + " --latent_noise -1 --steps 1", "latent_noise must be in [0, 10]"},
+      {"roundtrip --vae /tmp" + o + " --latent_noise 11", "--latent_noise: must be in [0, 10], got 11"},
+      {"train" + o, "usage: magi-train-tiny vae"},
+      {"dit" + o, "--vae: required without --init"},
+      {"dit" + o + " --vae /nonexistent/vae", "--vae: '/nonexistent/vae' is not a folder"},
+      {"dit" + o + " --layers 17", "--layers: must be in [1, 16]"},
+      {"dit" + o + " --vae /tmp --chunks 1", "chunks must be in [2, 16], got 1"},
+      {"dit" + o + " --vae /tmp --ema 1", "ema must be in [0, 0.99999], got 1"},
+      {"dit" + o + " --init /nonexistent/set", "--init: '/nonexistent/set' is not a folder"},
+  };
+  for (const auto& [args, message] : cases) {
+    const CliRun r = Sh(args);
+    EXPECT_EQ(r.status, 2) << args;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << ": " << r.output;
+  }
   // Nothing was written: a run that fails leaves --out as it was.
   EXPECT_FALSE(fs::exists(out)) << out;
   fs::remove_all(out);

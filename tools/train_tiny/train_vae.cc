@@ -4,7 +4,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>

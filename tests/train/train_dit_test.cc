@@ -307,6 +307,23 @@ TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
   ExpectRetrains(o);
 }
 
+// The caption gain compares a scene's own caption with another held-out scene's on the same
+// noise: exactly 0 with one held-out scene (the other caption is its own), not 0 with two
+// (even the random DiT's velocity depends on its caption); no step leaves it as it was.
+TEST_F(TrainDitTest, CaptionGainComparesOwnCaptionWithAnothers) {
+  DitTrainOptions o = Small(0);
+  o.heldout_scenes = 1;
+  Trained one = Train(o);
+  o.heldout_scenes = 2;
+  Trained two = Train(o);
+  ASSERT_TRUE(one.ok && two.ok);
+  EXPECT_EQ(one.result.caption_gain_before, 0.0);
+  EXPECT_EQ(one.result.caption_gain_after, 0.0);
+  EXPECT_NE(two.result.caption_gain_before, 0.0);
+  EXPECT_TRUE(std::isfinite(two.result.caption_gain_before));
+  EXPECT_EQ(two.result.caption_gain_after, two.result.caption_gain_before);
+}
+
 // The moving average leaves training as it was: over 3 steps the last step's weights it
 // returns are the plain run's, bit for bit, with their held-out loss, and the model holds
 // the average. After one step with ema 0.1 (below the warm-up's 2 / 11) the average is

@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--heldout N] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -82,6 +82,7 @@ ABSL_FLAG(double, ema, 0,
 ABSL_FLAG(double, caption_dropout, 0,
           "dit: the share of samples trained with the null caption, as the guidance's context-only pass "
           "(cfg_number 3 needs it); in [0, 1]");
+ABSL_FLAG(int, heldout, 4, "dit: held-out scenes whose loss and caption gain are measured before and after");
 ABSL_FLAG(double, late_weight, 0,
           "dit: each noisy chunk's loss weighted 1 + X t^2 (t its noise level, 1 clean), in [0, 1000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--heldout N] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -323,19 +324,23 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"late_weight", o.late_weight},
                       {"ema", o.ema},
                       {"caption_dropout", o.caption_dropout},
+                      {"heldout_scenes", o.heldout_scenes},
                       {"seed", o.seed},
                       {"parameters", r.parameters},
                       {"plan_steps", r.plan_steps},
                       {"latent_std", r.latent_std},
                       {"heldout_loss_before", r.heldout_loss_before},
                       {"heldout_loss_after", r.heldout_loss_after},
+                      {"caption_gain_before", r.caption_gain_before},
+                      {"caption_gain_after", r.caption_gain_after},
                       {"seconds", r.seconds}};
   if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
-  std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; latent std %.3f; %lld "
-              "parameters; %.1f s\n",
-              r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.latent_std,
-              static_cast<long long>(r.parameters), r.seconds);
+  std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; caption gain (t2v, "
+              "another scene's caption minus its own) %.6f before, %.6f after; latent std %.3f; %lld parameters; "
+              "%.1f s\n",
+              r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.caption_gain_before, r.caption_gain_after,
+              r.latent_std, static_cast<long long>(r.parameters), r.seconds);
   return absl::OkStatus();
 }
 
@@ -355,6 +360,7 @@ int RunDit(const std::string& out, int log_every) {
   o.late_weight = absl::GetFlag(FLAGS_late_weight);
   o.ema = absl::GetFlag(FLAGS_ema);
   o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
+  o.heldout_scenes = absl::GetFlag(FLAGS_heldout);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
     std::error_code ec;

@@ -97,6 +97,12 @@ struct DitTrainResult {
   // after training (after: the weights the model holds, the average with options.ema > 0).
   double heldout_loss_before = 0;
   double heldout_loss_after = 0;
+  // How much the captions steer the model: on the held-out scenes' t2v steps (same noise),
+  // the mean loss with another held-out scene's caption minus the loss with the scene's own,
+  // before and after training. About 0: the model ignores its captions. 0 exactly with one
+  // held-out scene (its own caption is the other).
+  double caption_gain_before = 0;
+  double caption_gain_after = 0;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
   // average) and their held-out loss. Empty and 0 otherwise.
   std::map<std::string, at::Tensor> raw_weights;

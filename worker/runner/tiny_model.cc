@@ -47,9 +47,14 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// A small English corpus of video-prompt-like sentences, deterministic in `seed`.
+// A small English corpus of video-prompt-like sentences, deterministic in `seed`. It holds
+// every word of the synthetic world's captions (physics/world.h: colours, shapes, motions,
+// directions), so each is one piece: spelled out in letters, a three-object caption is about
+// 100 tokens and caption_max_length cuts it to its first object.
 std::string MakeCorpus(uint64_t seed) {
   static const char* kWords[] = {
+      "ball", "box", "falls", "bounces", "rolls", "slides", "to", "left", "right", "yellow",
+      "purple", "orange",
       "a", "the", "an", "of", "in", "on", "with", "and", "through", "over", "under", "near", "at",
       "red", "blue", "green", "golden", "dark", "bright", "small", "large", "old", "young", "quiet",
       "fox", "cat", "dog", "bird", "horse", "person", "woman", "man", "child", "car", "train", "boat",

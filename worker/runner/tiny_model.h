@@ -46,7 +46,7 @@
 namespace magi {
 
 inline constexpr uint64_t kTinyModelSeed = 20250601;
-inline constexpr int kTinyModelFormat = 2;  // 2: special_tokens.npz + serving_config
+inline constexpr int kTinyModelFormat = 3;  // 2: special_tokens.npz + serving_config; 3: the world's words in the corpus
 
 // The MAGI-1 config of the tiny set (sub-folder paths relative, as written to config.json).
 MagiConfig TinyModelSetConfig();

@@ -142,14 +142,31 @@ def dockerignore(path):
     return pats
 
 
+def _matches(rel, p):
+    p = p.rstrip("/")
+    if fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, p + "/*") or rel.split("/")[0] == p:
+        return True
+    return p.startswith("**/") and (fnmatch.fnmatch(rel, p[3:]) or fnmatch.fnmatch(os.path.basename(rel), p[3:]))
+
+
 def ignored(rel, patterns):
+    """Docker's rule: the last pattern that matches decides; '!PATTERN' takes a path back in."""
+    out = False
     for p in patterns:
-        p = p.rstrip("/")
-        if fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, p + "/*") or rel.split("/")[0] == p:
-            return True
-        if p.startswith("**/") and (fnmatch.fnmatch(rel, p[3:]) or fnmatch.fnmatch(os.path.basename(rel), p[3:])):
-            return True
-    return False
+        if p.startswith("!"):
+            if _matches(rel, p[1:]):
+                out = False
+        elif _matches(rel, p):
+            out = True
+    return out
+
+
+def context_files(repo, rel):
+    """`rel` itself, or every file under it when it is a folder (relative to `repo`)."""
+    top = os.path.join(repo, rel)
+    if not os.path.isdir(top):
+        return [rel]
+    return sorted(os.path.relpath(os.path.join(d, f), repo) for d, _, fs in os.walk(top) for f in fs)
 
 
 def cmake_targets(build):
@@ -279,8 +296,10 @@ def check_file(repo, build, dockerfile, report, state):
                     exists = os.path.exists(os.path.join(repo, s))
                     report.check(exists, f"{where} COPY source '{s}' exists in the repository")
                     if s != ".":
-                        report.check(not ignored(os.path.normpath(s), ignore),
-                                     f"{where} COPY source '{s}' is not excluded by {os.path.basename(dockerfile)}.dockerignore")
+                        dropped = [f for f in context_files(repo, os.path.normpath(s)) if ignored(f, ignore)]
+                        report.check(not dropped,
+                                     f"{where} COPY source '{s}' is not excluded by {os.path.basename(dockerfile)}.dockerignore",
+                                     f"excluded: {dropped[:3]}")
             elif src_stage in stages or src_stage.isdigit():
                 report.check(True, f"{where} COPY --from={src_stage} names an earlier stage")
                 if src_stage == "build":

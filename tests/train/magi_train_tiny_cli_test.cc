@@ -56,11 +56,12 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   ASSERT_EQ(r.status, 0) << r.output;
   const fs::path set = dir / "set";
   r = Sh("dit --out " + set.string() + " --vae " + (dir / "vae").string() +
-         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1 --ema 0.5");
+         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1 --ema 0.5 --cfg_number 3 --heldout 2");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("runtime_config.scale_factor"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step 2/2: loss"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("held-out velocity loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("caption gain (t2v"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(set / "training.json"));
   // --ema: the set's DiT is the average; the last step's weights lie beside it, not in dit/.
   EXPECT_NE(r.output.find("the last step's weights (held-out loss"), std::string::npos) << r.output;
@@ -72,6 +73,7 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   EXPECT_EQ(c->runtime.video_size_w, 32);
   EXPECT_EQ(c->runtime.num_frames, 48);
   EXPECT_NE(c->runtime.scale_factor, 0.18215);
+  EXPECT_EQ(c->runtime.cfg_number, 3);  // --cfg_number
   auto runner = ModelJobRunner::Load(set.string());
   ASSERT_TRUE(runner.ok()) << runner.status();
   EXPECT_EQ((*runner)->model_name(), "tiny-test");
@@ -134,6 +136,8 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
       {"dit" + o, "--vae: required without --init"},
       {"dit" + o + " --vae /nonexistent/vae", "--vae: '/nonexistent/vae' is not a folder"},
       {"dit" + o + " --layers 17", "--layers: must be in [1, 16]"},
+      {"dit" + o + " --cfg_number 2", "--cfg_number: must be 1 or 3 (or 0: the set's), got 2"},
+      {"dit" + o + " --vae /tmp --heldout 0", "heldout_scenes must be in [1, 1024], got 0"},
       {"dit" + o + " --vae /tmp --chunks 1", "chunks must be in [2, 16], got 1"},
       {"dit" + o + " --vae /tmp --ema 1", "ema must be in [0, 0.99999], got 1"},
       {"dit" + o + " --init /nonexistent/set", "--init: '/nonexistent/set' is not a folder"},

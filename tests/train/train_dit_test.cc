@@ -267,6 +267,10 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.ema = 1.0;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("ema must be in [0, 0.99999]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.first_chunk_share = -0.1;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("first_chunk_share must be in [0, 1]"), std::string::npos) << r.status();
 }
 
 // late_weight reweights the training loss only: the held-out loss before training is the
@@ -301,6 +305,12 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
 
 // Caption dropout trains other weights from the same start (at 0 it draws nothing: the other
 // tests' runs are the plain ones).
+TEST_F(TrainDitTest, FirstChunkShareDrawsOtherSteps) {
+  DitTrainOptions o = Small(3);
+  o.first_chunk_share = 1.0;
+  ExpectRetrains(o);
+}
+
 TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
   DitTrainOptions o = Small(3);
   o.caption_dropout = 1.0;

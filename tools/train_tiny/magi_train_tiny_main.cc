@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--heldout N] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -82,6 +82,12 @@ ABSL_FLAG(double, ema, 0,
 ABSL_FLAG(double, caption_dropout, 0,
           "dit: the share of samples trained with the null caption, as the guidance's context-only pass "
           "(cfg_number 3 needs it); in [0, 1]");
+ABSL_FLAG(double, first_chunk_share, 0,
+          "dit: the share of t2v samples drawn from the steps that denoise the first chunk (where only "
+          "the caption says what the scene holds); in [0, 1]");
+ABSL_FLAG(int, cfg_number, 0,
+          "dit: runtime_config.cfg_number of the written set: 1 (no guidance) or 3 (text guidance with "
+          "the context-only pass, which --caption_dropout trains); 0 keeps the set's");
 ABSL_FLAG(int, heldout, 4, "dit: held-out scenes whose loss and caption gain are measured before and after");
 ABSL_FLAG(double, late_weight, 0,
           "dit: each noisy chunk's loss weighted 1 + X t^2 (t its noise level, 1 clean), in [0, 1000]");
@@ -126,7 +132,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--heldout N] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -285,6 +291,11 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
     }
     MAGI_RETURN_IF_ERROR(WriteTextFile(config_path, magi::MagiConfigToJson(c)));
   }
+  if (const int cfg = absl::GetFlag(FLAGS_cfg_number); cfg != 0) {
+    MAGI_ASSIGN_OR_RETURN(magi::MagiConfig c, magi::LoadMagiConfig(config_path.string()));
+    c.runtime.cfg_number = cfg;
+    MAGI_RETURN_IF_ERROR(WriteTextFile(config_path, magi::MagiConfigToJson(c)));
+  }
   MAGI_ASSIGN_OR_RETURN(auto runner, magi::ModelJobRunner::Load(dir.string()));
   const magi::ModelConfig& m = runner->config().model;
   std::printf("training the DiT (%d layers, hidden %d) on %d plan steps per optimiser step, %d world scenes of %d "
@@ -324,6 +335,8 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"late_weight", o.late_weight},
                       {"ema", o.ema},
                       {"caption_dropout", o.caption_dropout},
+                      {"first_chunk_share", o.first_chunk_share},
+                      {"cfg_number", runner->config().runtime.cfg_number},
                       {"heldout_scenes", o.heldout_scenes},
                       {"seed", o.seed},
                       {"parameters", r.parameters},
@@ -360,6 +373,7 @@ int RunDit(const std::string& out, int log_every) {
   o.late_weight = absl::GetFlag(FLAGS_late_weight);
   o.ema = absl::GetFlag(FLAGS_ema);
   o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
+  o.first_chunk_share = absl::GetFlag(FLAGS_first_chunk_share);
   o.heldout_scenes = absl::GetFlag(FLAGS_heldout);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);
@@ -367,6 +381,9 @@ int RunDit(const std::string& out, int log_every) {
     if (!dir.empty() && !fs::is_directory(dir, ec)) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(flag, ": '", dir, "' is not a folder")));
     }
+  }
+  if (const int cfg = absl::GetFlag(FLAGS_cfg_number); cfg != 0 && cfg != 1 && cfg != 3) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--cfg_number: must be 1 or 3 (or 0: the set's), got ", cfg)));
   }
   if (const int layers = absl::GetFlag(FLAGS_layers); layers != 0 && (layers < 1 || layers > 16)) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("--layers: must be in [1, 16] (or 0), got ", layers)));

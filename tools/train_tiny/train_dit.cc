@@ -125,6 +125,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("late_weight", o.late_weight, 0.0, 1000.0));
   MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
   MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("first_chunk_share", o.first_chunk_share, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
@@ -223,6 +224,14 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   MAGI_ASSIGN_OR_RETURN(StagePlan v2v, engine->Plan(request));
   const int64_t ctn = (rt.chunk_width / m.t_patch_size) * (h / m.patch_size) * (w / m.patch_size);
   result.plan_steps = t2v.num_forward_steps() + v2v.num_forward_steps();
+  // The t2v steps whose window holds chunk 0 still noisy.
+  std::vector<int> first_chunk_steps;
+  for (int step = 0; step < t2v.num_forward_steps(); ++step) {
+    for (const PlannedChunk& pc : t2v.steps[static_cast<size_t>(step)].chunks) {
+      if (pc.chunk == 0 && !pc.extra) first_chunk_steps.push_back(step);
+    }
+  }
+  if (first_chunk_steps.empty()) return absl::InternalError("DiT training: the t2v plan never denoises chunk 0");
 
   // Data: every training scene encoded once; the held-out ones too.
   std::vector<Clip> clips, heldout;
@@ -315,7 +324,11 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         s.clip = &clips[pick.Next() % clips.size()];
         const bool use_v2v = pick.Uniform() < o.v2v_fraction;
         s.plan = use_v2v ? &v2v : &t2v;
-        s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
+        if (!use_v2v && o.first_chunk_share > 0 && pick.Uniform() < o.first_chunk_share) {
+          s.step = first_chunk_steps[pick.Next() % first_chunk_steps.size()];
+        } else {
+          s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
+        }
         const int rows = s.plan->steps[static_cast<size_t>(s.step)].clip_end;
         s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
         s.null_text = o.caption_dropout > 0 && pick.Uniform() < o.caption_dropout;

@@ -81,6 +81,11 @@ struct DitTrainOptions {
   // needs. 0: every sample sees its caption (and draws nothing more: the weights are as
   // without the option).
   double caption_dropout = 0;
+  // The share of t2v samples drawn from the steps whose window holds the first chunk still
+  // noisy: the only steps where nothing but the caption says what the scene holds (its
+  // colours, shapes and motions), a few of the plan's steps otherwise. 0: every t2v step
+  // alike (and nothing more is drawn: the weights are as without the option).
+  double first_chunk_share = 0;
   // Samples of a batch computed at once, each on its own thread with one ATen thread
   // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
   // order and their gradients summed in batch order.

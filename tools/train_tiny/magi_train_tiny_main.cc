@@ -346,13 +346,16 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"heldout_loss_after", r.heldout_loss_after},
                       {"caption_gain_before", r.caption_gain_before},
                       {"caption_gain_after", r.caption_gain_after},
+                      {"colour_gain_before", r.colour_gain_before},
+                      {"colour_gain_after", r.colour_gain_after},
                       {"seconds", r.seconds}};
   if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; caption gain (t2v, "
-              "another scene's caption minus its own) %.6f before, %.6f after; latent std %.3f; %lld parameters; "
-              "%.1f s\n",
+              "another scene's caption minus its own) %.6f before, %.6f after; colour gain (its caption recoloured "
+              "minus its own) %.6f before, %.6f after; latent std %.3f; %lld parameters; %.1f s\n",
               r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.caption_gain_before, r.caption_gain_after,
+              r.colour_gain_before, r.colour_gain_after,
               r.latent_std, static_cast<long long>(r.parameters), r.seconds);
   return absl::OkStatus();
 }

@@ -47,6 +47,9 @@ constexpr uint64_t kHeldoutBase = uint64_t{0xD17} << 48;
 struct Clip {
   at::Tensor latent;  // [1, C, chunks x chunk_width, h, w] float32
   ChunkCaptions captions;  // the scene's caption on every chunk, the null rows
+  // Held-out clips: the caption of the same scene with every object's colour the next one of
+  // the palette ("a red ball" -> "a green ball").
+  ChunkCaptions recoloured;
 };
 
 absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o) {
@@ -64,7 +67,8 @@ absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o
   return absl::OkStatus();
 }
 
-absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks) {
+absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks,
+                              bool recolour = false) {
   const Scene scene = MakeScene(scene_seed);
   const int frames = chunks * runner.frames_per_chunk();
   MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, frames));
@@ -79,6 +83,12 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
   clip.latent = z.to(at::kFloat).contiguous();
   MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions, runner.Captions(physics::Caption(scene), chunks, 0));
   clip.captions = std::move(captions);
+  if (recolour) {
+    Scene other = scene;
+    const int colours = static_cast<int>(physics::Palette().size());
+    for (physics::ObjectState& obj : other.objects) obj.colour = (obj.colour + 1) % colours;
+    MAGI_ASSIGN_OR_RETURN(clip.recoloured, runner.Captions(physics::Caption(other), chunks, 0));
+  }
   return clip;
 }
 
@@ -240,7 +250,8 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     clips.push_back(std::move(c));
   }
   for (int i = 0; i < o.heldout_scenes; ++i) {
-    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, kHeldoutBase + static_cast<uint64_t>(i), o.size, o.chunks));
+    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, kHeldoutBase + static_cast<uint64_t>(i), o.size, o.chunks,
+                                           /*recolour=*/true));
     heldout.push_back(std::move(c));
   }
   {
@@ -249,20 +260,23 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.latent_std = at::cat(all).std().item<double>();
   }
 
-  // The held-out loss, and the caption gain: on the t2v plan's steps, the mean loss with
-  // the next held-out scene's caption minus that with the scene's own (the same noise).
+  // The held-out loss, and the caption and colour gains: on the t2v plan's steps, the mean
+  // loss with the next held-out scene's caption, and with the scene's caption recoloured,
+  // minus that with the scene's own (the same noise).
   struct Heldout {
     double loss = 0;
     double caption_gain = 0;
+    double colour_gain = 0;
   };
   auto heldout_loss = [&]() -> absl::StatusOr<Heldout> {
     at::NoGradGuard no_grad;
     at::Generator gen = at::detail::createCPUGenerator(7);
-    double sum = 0, gain = 0;
+    double sum = 0, gain = 0, colour_gain = 0;
     int n = 0, n_gain = 0;
     for (size_t i = 0; i < heldout.size(); ++i) {
       const Clip& clip = heldout[i];
-      const Clip miscaptioned{clip.latent, heldout[(i + 1) % heldout.size()].captions};
+      const Clip miscaptioned{clip.latent, heldout[(i + 1) % heldout.size()].captions, {}};
+      const Clip recoloured{clip.latent, clip.recoloured, {}};
       for (const StagePlan* plan : {&t2v, &v2v}) {
         for (int step = 0; step < plan->num_forward_steps(); ++step) {
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
@@ -275,12 +289,15 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
             MAGI_ASSIGN_OR_RETURN(at::Tensor other,
                                   StepLoss(dit, config, *plan, step, miscaptioned, noise, ctn, 0.0, false));
             gain += other.item<double>() - loss.item<double>();
+            MAGI_ASSIGN_OR_RETURN(at::Tensor recolour,
+                                  StepLoss(dit, config, *plan, step, recoloured, noise, ctn, 0.0, false));
+            colour_gain += recolour.item<double>() - loss.item<double>();
             ++n_gain;
           }
         }
       }
     }
-    return Heldout{sum / n, gain / n_gain};
+    return Heldout{sum / n, gain / n_gain, colour_gain / n_gain};
   };
 
   try {
@@ -294,6 +311,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     MAGI_ASSIGN_OR_RETURN(const Heldout before, heldout_loss());
     result.heldout_loss_before = before.loss;
     result.caption_gain_before = before.caption_gain;
+    result.colour_gain_before = before.colour_gain;
     Adam adam(params);
     result.parameters = adam.parameters();
     std::vector<std::string> names;
@@ -363,6 +381,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     MAGI_ASSIGN_OR_RETURN(const Heldout after, heldout_loss());
     result.heldout_loss_after = after.loss;
     result.caption_gain_after = after.caption_gain;
+    result.colour_gain_after = after.colour_gain;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
   }

@@ -108,6 +108,11 @@ struct DitTrainResult {
   // held-out scene (its own caption is the other).
   double caption_gain_before = 0;
   double caption_gain_after = 0;
+  // Likewise with the scene's own caption recoloured (every object's colour word the next
+  // of the palette's): how much the model reads the colours. About 0: it draws the scene's
+  // objects whatever colour the caption names.
+  double colour_gain_before = 0;
+  double colour_gain_after = 0;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
   // average) and their held-out loss. Empty and 0 otherwise.
   std::map<std::string, at::Tensor> raw_weights;

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -91,6 +92,22 @@ TEST_F(TrainVaeTest, StepsLowerTheHeldOutErrorAndTheWrittenFolderComputesTheSame
   auto mse = ReconstructionMse(*reloaded, *clips);
   ASSERT_TRUE(mse.ok());
   EXPECT_LT(*mse, 0.7 * trained->heldout_mse_before);
+}
+
+// The latent colour share: recolouring moves a scene's latent, and TrainVae reports the share
+// of its start weights as LatentColourShare computes it; a count below 1 is refused.
+TEST_F(TrainVaeTest, LatentColourShareIsReportedBeforeAndAfter) {
+  std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+  ASSERT_NE(vae, nullptr);
+  auto share = LatentColourShare(*vae, 4, 8, 32);
+  ASSERT_TRUE(share.ok()) << share.status();
+  EXPECT_GT(*share, 0.0);
+  EXPECT_TRUE(std::isfinite(*share));
+  auto trained = TrainVae(*vae, Small(1));
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_EQ(trained->colour_share_before, *share);
+  EXPECT_NE(trained->colour_share_after, *share);
+  EXPECT_FALSE(LatentColourShare(*vae, 0, 8, 32).ok());
 }
 
 TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {

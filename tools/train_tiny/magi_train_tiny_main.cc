@@ -210,6 +210,8 @@ int RunVae(const std::string& out, int log_every) {
   std::printf("held-out reconstruction MSE: %.6f before, %.6f after (%.1fx lower); %.1f s; written to %s\n",
               trained->heldout_mse_before, trained->heldout_mse_after,
               trained->heldout_mse_before / std::max(trained->heldout_mse_after, 1e-12), trained->seconds, out.c_str());
+  std::printf("latent colour share (recoloured vs empty scene, held out): %.4f before, %.4f after\n",
+              trained->colour_share_before, trained->colour_share_after);
   return 0;
 }
 

@@ -66,6 +66,21 @@ uint64_t Mix(uint64_t a, uint64_t b) {
 
 }  // namespace
 
+namespace {
+
+// `scene`'s frames [start, start + frames) into `out` [3, frames, size, size] in [-1, 1].
+absl::Status RenderInto(const Scene& scene, int start, int frames, int size, at::Tensor out) {
+  MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, start + frames));
+  for (int f = 0; f < frames; ++f) {
+    const RgbFrame& fr = rgb[static_cast<size_t>(start + f)];
+    at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(fr.rgb24.data()), {size, size, 3}, at::kByte);
+    out.select(1, f).copy_(hwc.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<at::Tensor> WorldClips(uint64_t first_seed, int n, int frames, int size, int start_frame,
                                       uint64_t offsets_seed) {
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat("clips: n must be >= 1, got ", n));
@@ -74,14 +89,30 @@ absl::StatusOr<at::Tensor> WorldClips(uint64_t first_seed, int n, int frames, in
   for (int i = 0; i < n; ++i) {
     const Scene scene = MakeScene(first_seed + static_cast<uint64_t>(i));
     const int start = offsets_seed != 0 ? static_cast<int>(Mix(offsets_seed, first_seed + i) % 24) : start_frame;
-    MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, start + frames));
-    for (int f = 0; f < frames; ++f) {
-      const RgbFrame& fr = rgb[static_cast<size_t>(start + f)];
-      at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(fr.rgb24.data()), {size, size, 3}, at::kByte);
-      out.select(0, i).select(1, f).copy_(hwc.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
-    }
+    MAGI_RETURN_IF_ERROR(RenderInto(scene, start, frames, size, out.select(0, i)));
   }
   return out;
+}
+
+absl::StatusOr<double> LatentColourShare(const ViTVae& vae, int scenes, int frames, int size) {
+  if (scenes < 1) return absl::InvalidArgumentError(absl::StrCat("colour share: scenes must be >= 1, got ", scenes));
+  at::NoGradGuard no_grad;
+  const int colours = static_cast<int>(physics::Palette().size());
+  at::Tensor own = at::empty({scenes, 3, frames, size, size}, at::kFloat);
+  at::Tensor recoloured = at::empty_like(own), empty = at::empty_like(own);
+  for (int i = 0; i < scenes; ++i) {
+    const Scene scene = MakeScene(kHeldoutBase + static_cast<uint64_t>(i));
+    Scene other = scene, none = scene;
+    for (physics::ObjectState& obj : other.objects) obj.colour = (obj.colour + 1) % colours;
+    none.objects.clear();
+    MAGI_RETURN_IF_ERROR(RenderInto(scene, 0, frames, size, own.select(0, i)));
+    MAGI_RETURN_IF_ERROR(RenderInto(other, 0, frames, size, recoloured.select(0, i)));
+    MAGI_RETURN_IF_ERROR(RenderInto(none, 0, frames, size, empty.select(0, i)));
+  }
+  MAGI_ASSIGN_OR_RETURN(at::Tensor z, vae.EncodeTile(own));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor zr, vae.EncodeTile(recoloured));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor ze, vae.EncodeTile(empty));
+  return (z - zr).pow(2).sum().item<double>() / (z - ze).pow(2).sum().item<double>();
 }
 
 absl::StatusOr<double> ReconstructionMse(const ViTVae& vae, const at::Tensor& clips) {
@@ -98,6 +129,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   VaeTrainResult result;
   MAGI_ASSIGN_OR_RETURN(at::Tensor heldout, WorldClips(kHeldoutBase, o.heldout_scenes, o.frames, o.size, 12));
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_before, ReconstructionMse(vae, heldout));
+  MAGI_ASSIGN_OR_RETURN(result.colour_share_before, LatentColourShare(vae, o.heldout_scenes, o.frames, o.size));
 
   // The model's own tensors become trainable copies; the Adam moments live beside them.
   // With decoder_only the encoder's weights are left out: they stay as they are and build no graph.
@@ -164,6 +196,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   }
   adam.Finish();
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_after, ReconstructionMse(vae, heldout));
+  MAGI_ASSIGN_OR_RETURN(result.colour_share_after, LatentColourShare(vae, o.heldout_scenes, o.frames, o.size));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

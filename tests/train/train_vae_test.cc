@@ -187,6 +187,38 @@ TEST_F(TrainVaeTest, DecoderOnlyLeavesTheEncoderAsItWas) {
   EXPECT_EQ(noise_changed, decoder) << "latent noise did not change what the decoder learnt";
 }
 
+// The step-1 loss of a VAE whose latent is scaled by k = 1/8 (the mean rows of the encoder's last
+// layer times k, the log-variance rows' bias plus 2 ln k so the posterior's noise scales too,
+// and the decoder's input projection over k: the same function when no noise is added).
+// Relative latent noise scales with the latent, so the loss stays; absolute noise does not.
+TEST_F(TrainVaeTest, RelativeLatentNoiseCannotBeOutgrownByScalingTheLatent) {
+  auto step1 = [&](double k, bool relative) {
+    std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+    EXPECT_NE(vae, nullptr);
+    if (vae == nullptr) return 0.0;
+    const int64_t z = vae->config().z_chans;
+    std::map<std::string, at::Tensor> w = vae->NamedWeights();
+    w.at("encoder.last_layer.weight").slice(0, 0, z).mul_(k);
+    w.at("encoder.last_layer.bias").slice(0, 0, z).mul_(k);
+    w.at("encoder.last_layer.bias").slice(0, z, 2 * z).add_(2.0 * std::log(k));
+    w.at("decoder.proj_in.weight").div_(k);
+    VaeTrainOptions o = Small(1);
+    o.kl_weight = 0;
+    o.latent_noise = 0.5;
+    o.latent_noise_relative = relative;
+    double loss = 0;
+    o.on_step = [&](int, double l, double) { loss = l; };
+    auto r = TrainVae(*vae, o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return loss;
+  };
+  const double rel1 = step1(1, true), rel8 = step1(0.125, true);
+  const double abs1 = step1(1, false), abs8 = step1(0.125, false);
+  EXPECT_NEAR(rel8, rel1, 1e-4 * rel1) << "relative noise changed with the latent's scale";
+  std::printf("step-1 loss: relative %.7f at k 1, %.7f at k 1/8; absolute %.7f, %.7f\n", rel1, rel8, abs1, abs8);
+  EXPECT_GT(std::fabs(abs8 - abs1), 1e-3 * abs1) << "absolute noise did not change with the latent's scale";
+}
+
 TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
   ASSERT_NE(vae, nullptr);
@@ -209,6 +241,11 @@ TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   o.latent_noise = -0.1;
   r = TrainVae(*vae, o);
   EXPECT_NE(r.status().message().find("latent_noise must be in [0, 10]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.latent_noise_relative = true;
+  r = TrainVae(*vae, o);
+  EXPECT_NE(r.status().message().find("latent_noise_relative scales latent_noise, which is 0"), std::string::npos)
+      << r.status();
   o = Small(1);
   o.workers = 0;
   r = TrainVae(*vae, o);

@@ -49,6 +49,10 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
   MAGI_RETURN_IF_ERROR(range("kl_weight", o.kl_weight, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("latent_noise", o.latent_noise, 0.0, 10.0));
+  if (o.latent_noise_relative && o.latent_noise <= 0) {
+    return absl::InvalidArgumentError("VAE training: latent_noise_relative scales latent_noise, which is 0: give "
+                                      "latent_noise in (0, 10]");
+  }
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
   if (o.frames < c.patch_length || o.frames % c.patch_length != 0 || o.frames > 96) {
@@ -176,7 +180,11 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
                                                       ", not the ", c10::str(eps_i.sizes()), " the step drew noise for"));
             }
             at::Tensor z = mean + (0.5 * logvar).exp() * eps_i;
-            if (extra.defined()) z = z + extra.narrow(0, i, 1);
+            if (extra.defined()) {
+              at::Tensor noise = extra.narrow(0, i, 1);
+              if (o.latent_noise_relative) noise = noise * mean.detach().pow(2).mean().sqrt();
+              z = z + noise;
+            }
             MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
             at::Tensor mse = (rec - xi).pow(2).mean();
             at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();

@@ -43,6 +43,11 @@ struct VaeTrainOptions {
   // drawn per clip from [0, latent_noise): a decoder that returns the same frames for
   // latents a generator got slightly wrong (docs/training.md, "Where the still frames are lost").
   double latent_noise = 0;
+  // With latent_noise: the level is relative to the clip's latent, a multiple of the root mean
+  // square of its posterior mean (held constant in the gradient), instead of absolute. An
+  // encoder can outgrow absolute noise by scaling its latents up; relative noise it cannot, so
+  // whatever the decoder needs (an object's colour as much as its place) must be coded above it.
+  bool latent_noise_relative = false;
   // Clips of a step computed at once, each on its own thread with one ATen thread. Any count
   // gives bit-equal weights (batch_gradient.h).
   int workers = 1;

@@ -110,6 +110,27 @@ TEST_F(TrainVaeTest, LatentColourShareIsReportedBeforeAndAfter) {
   EXPECT_FALSE(LatentColourShare(*vae, 0, 8, 32).ok());
 }
 
+// The colour anchor keeps the objects' colour in the latent: after the same steps the latent
+// colour share is well above that of a run without it (measured 0.56 against 0.13 at 64 px
+// and 150 steps, recipe batch, AMD EPYC), at a reconstruction error of the same order.
+TEST_F(TrainVaeTest, ColourAnchorKeepsColourInTheLatent) {
+  VaeTrainResult runs[2];
+  for (int i = 0; i < 2; ++i) {
+    std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+    ASSERT_NE(vae, nullptr);
+    VaeTrainOptions o = Small(40);
+    o.colour_anchor = i == 0 ? 0.0 : 0.1;
+    auto r = TrainVae(*vae, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    runs[i] = *r;
+  }
+  std::printf("colour share after 40 steps: %.4f plain, %.4f anchored; held-out MSE %.4f, %.4f\n",
+              runs[0].colour_share_after, runs[1].colour_share_after, runs[0].heldout_mse_after,
+              runs[1].heldout_mse_after);
+  EXPECT_GT(runs[1].colour_share_after, 1.3 * runs[0].colour_share_after);  // 0.49 vs 0.28 measured (32 px)
+  EXPECT_LT(runs[1].heldout_mse_after, 2.0 * runs[0].heldout_mse_after);
+}
+
 TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {
   std::map<std::string, at::Tensor> runs[2];
   for (auto& run : runs) {
@@ -241,6 +262,10 @@ TEST_F(TrainVaeTest, BadOptionsAreRefusedNamingTheOption) {
   o.latent_noise = -0.1;
   r = TrainVae(*vae, o);
   EXPECT_NE(r.status().message().find("latent_noise must be in [0, 10]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.colour_anchor = -1;
+  r = TrainVae(*vae, o);
+  EXPECT_NE(r.status().message().find("colour_anchor must be in [0, 100]"), std::string::npos) << r.status();
   o = Small(1);
   o.latent_noise_relative = true;
   r = TrainVae(*vae, o);

@@ -1,7 +1,7 @@
 // magi-train-tiny: trains the tiny model set on the synthetic physics world (issue #17).
 //
 //   magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N]
-//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--seed S]
+//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--seed S]
 //                       [--threads N] [--log_every N]
 //
 // `vae`: the tiny set's ViT VAE (worker/runner/tiny_model.h TinyVaeConfig), from random
@@ -98,6 +98,9 @@ ABSL_FLAG(double, latent_noise, 0,
           "roundtrip: standard deviation of Gaussian noise added to the latents before decoding (the "
           "decoder's tolerance to a generator's latent error); vae: the largest such level trained on, "
           "each clip's drawn from [0, X); in [0, 10]");
+ABSL_FLAG(double, colour_anchor, 0,
+          "vae: weight of the colour anchor, which gives the first 3 latent channels the objects' colour "
+          "(each latent patch's mean RGB less its frame's mean, at the latent's scale); in [0, 100], 0: none");
 ABSL_FLAG(bool, latent_noise_relative, false,
           "vae: --latent_noise is a multiple of each clip latent's root mean square, not absolute (an "
           "encoder cannot outgrow it by scaling its latents up)");
@@ -133,7 +136,7 @@ int main(int argc, char** argv) {
   if (command != "vae" && command != "dit" && command != "roundtrip") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
-                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--seed S] [--threads N] [--log_every N]\n"
+                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
                  "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
@@ -171,6 +174,7 @@ int RunVae(const std::string& out, int log_every) {
   o.kl_weight = absl::GetFlag(FLAGS_kl_weight);
   o.latent_noise = absl::GetFlag(FLAGS_latent_noise);
   o.latent_noise_relative = absl::GetFlag(FLAGS_latent_noise_relative);
+  o.colour_anchor = absl::GetFlag(FLAGS_colour_anchor);
   o.decoder_only = absl::GetFlag(FLAGS_decoder_only);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.workers = absl::GetFlag(FLAGS_threads);

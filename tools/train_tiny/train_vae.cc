@@ -49,6 +49,11 @@ absl::Status CheckOptions(const ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_RETURN_IF_ERROR(range("learning_rate", o.learning_rate, 1e-8, 1.0));
   MAGI_RETURN_IF_ERROR(range("kl_weight", o.kl_weight, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("latent_noise", o.latent_noise, 0.0, 10.0));
+  MAGI_RETURN_IF_ERROR(range("colour_anchor", o.colour_anchor, 0.0, 100.0));
+  if (o.colour_anchor > 0 && c.z_chans < 3) {
+    return absl::InvalidArgumentError(absl::StrCat("VAE training: colour_anchor needs 3 latent channels, the VAE has ",
+                                                   c.z_chans));
+  }
   if (o.latent_noise_relative && o.latent_noise <= 0) {
     return absl::InvalidArgumentError("VAE training: latent_noise_relative scales latent_noise, which is 0: give "
                                       "latent_noise in (0, 10]");
@@ -168,6 +173,14 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
         const at::Tensor level = at::rand({o.batch, 1, 1, 1, 1}, gen, f32) * o.latent_noise;
         extra = level * at::randn(latent_sizes, gen, f32);
       }
+      // The colour anchor's target: each latent patch's mean RGB less its frame's mean, over
+      // the step's clips scaled to unit RMS (each clip's latent RMS multiplies it below).
+      at::Tensor anchor;
+      if (o.colour_anchor > 0) {
+        at::Tensor pooled = at::avg_pool3d(x, {c.patch_length, c.patch_size, c.patch_size});
+        pooled = pooled - pooled.mean({3, 4}, /*keepdim=*/true);
+        anchor = pooled / (pooled.pow(2).mean().sqrt() + 1e-6);
+      }
       MAGI_ASSIGN_OR_RETURN(
           const double loss_value, batches.MeanGradient(trainable, o.batch, "VAE training", [&](int i) -> absl::StatusOr<at::Tensor> {
             const at::Tensor xi = x.narrow(0, i, 1);
@@ -189,7 +202,13 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
             at::Tensor mse = (rec - xi).pow(2).mean();
             at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean();
             clip_mse[static_cast<size_t>(i)] = mse.item<double>();
-            return mse + o.kl_weight * kl;
+            at::Tensor loss = mse + o.kl_weight * kl;
+            if (anchor.defined()) {
+              const at::Tensor rms = mean.detach().pow(2).mean().sqrt() + 1e-6;
+              const at::Tensor target = anchor.narrow(0, i, 1) * rms;
+              loss = loss + o.colour_anchor * (mean.slice(1, 0, 3) - target).pow(2).mean() / rms.pow(2);
+            }
+            return loss;
           }));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("VAE training: the loss is ", loss_value, " at step ", step));

@@ -48,6 +48,13 @@ struct VaeTrainOptions {
   // encoder can outgrow absolute noise by scaling its latents up; relative noise it cannot, so
   // whatever the decoder needs (an object's colour as much as its place) must be coded above it.
   bool latent_noise_relative = false;
+  // Weight of the colour anchor (0: none): the first 3 latent channels' posterior mean is pulled
+  // toward each latent patch's mean RGB less its frame's mean (the objects' colour, where they
+  // are), scaled so that it has the clip latent's RMS over the step's clips; the squared error
+  // is taken relative to that RMS, so the term is scale-free. Colour then has latent channels
+  // of its own, as large as the others, instead of small offsets the decoder amplifies back
+  // (LatentColourShare; docs/training.md).
+  double colour_anchor = 0;
   // Clips of a step computed at once, each on its own thread with one ATen thread. Any count
   // gives bit-equal weights (batch_gradient.h).
   int workers = 1;

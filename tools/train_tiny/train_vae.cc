@@ -193,9 +193,11 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
                                                       ", not the ", c10::str(eps_i.sizes()), " the step drew noise for"));
             }
             at::Tensor z = mean + (0.5 * logvar).exp() * eps_i;
+            // The clip latent's RMS, held constant in the gradient: relative noise and the anchor scale by it.
+            const at::Tensor rms = mean.detach().pow(2).mean().sqrt();
             if (extra.defined()) {
               at::Tensor noise = extra.narrow(0, i, 1);
-              if (o.latent_noise_relative) noise = noise * mean.detach().pow(2).mean().sqrt();
+              if (o.latent_noise_relative) noise = noise * rms;
               z = z + noise;
             }
             MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
@@ -204,9 +206,9 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
             clip_mse[static_cast<size_t>(i)] = mse.item<double>();
             at::Tensor loss = mse + o.kl_weight * kl;
             if (anchor.defined()) {
-              const at::Tensor rms = mean.detach().pow(2).mean().sqrt() + 1e-6;
-              const at::Tensor target = anchor.narrow(0, i, 1) * rms;
-              loss = loss + o.colour_anchor * (mean.slice(1, 0, 3) - target).pow(2).mean() / rms.pow(2);
+              const at::Tensor scale = rms + 1e-6;
+              const at::Tensor target = anchor.narrow(0, i, 1) * scale;
+              loss = loss + o.colour_anchor * (mean.slice(1, 0, 3) - target).pow(2).mean() / scale.pow(2);
             }
             return loss;
           }));

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "physics/world.h"
 #include "worker/engine/ar_engine.h"
 #include "worker/engine/denoiser.h"
 #include "worker/model/checkpoint.h"
@@ -271,6 +272,10 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.first_chunk_share = -0.1;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("first_chunk_share must be in [0, 1]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.object_weight = 1001;
+  r = TrainDit(**runner, o);
+  EXPECT_NE(r.status().message().find("object_weight must be in [0, 1000]"), std::string::npos) << r.status();
 }
 
 // late_weight reweights the training loss only: the held-out loss before training is the
@@ -284,6 +289,49 @@ TEST_F(TrainDitTest, LateWeightChangesTrainingNotTheHeldOutMeasure) {
 // The batch's samples computed on several threads at once give the weights of one thread,
 // bit for bit (samples drawn in batch order, gradients summed in batch order), with a batch
 // the workers do not divide evenly.
+TEST_F(TrainDitTest, ObjectWeightChangesTrainingNotTheHeldOutMeasure) {
+  DitTrainOptions o = Small(3);
+  o.object_weight = 20.0;
+  ExpectRetrains(o);
+}
+
+// The object share of a latent cell is the share of its pixels (its 4 frames x 8 x 8) that
+// the world labels as an object: over the whole clip it adds up to the labelled pixels, a
+// cell with no labelled pixel is 0 and one under an object 1.
+TEST(LatentObjectShareTest, CountsEachCellsLabelledPixels) {
+  const physics::Scene scene = physics::MakeScene(12345);
+  ASSERT_FALSE(scene.objects.empty());
+  auto frames = physics::RenderScene(scene, 64, 24);
+  ASSERT_TRUE(frames.ok()) << frames.status();
+  auto share = LatentObjectShare(*frames, 6, 8, 8);
+  ASSERT_TRUE(share.ok()) << share.status();
+  ASSERT_EQ(share->sizes(), (std::vector<int64_t>{1, 1, 6, 8, 8}));
+  int64_t labelled = 0;
+  for (const physics::RenderedFrame& f : *frames) {
+    labelled += std::count_if(f.label.begin(), f.label.end(), [](uint8_t l) { return l != 0; });
+  }
+  ASSERT_GT(labelled, 0);
+  EXPECT_NEAR(share->sum().item<double>() * 4 * 8 * 8, static_cast<double>(labelled), 1e-3);
+  // Latent frame 0, cell (i, j): its pixels of frames 0-3, counted by hand.
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      int count = 0;
+      for (int f = 0; f < 4; ++f) {
+        for (int y = 8 * i; y < 8 * i + 8; ++y) {
+          for (int x = 8 * j; x < 8 * j + 8; ++x) count += (*frames)[static_cast<size_t>(f)].label[y * 64 + x] != 0;
+        }
+      }
+      EXPECT_FLOAT_EQ(share->index({0, 0, 0, i, j}).item<float>(), count / 256.0f) << i << "," << j;
+    }
+  }
+  EXPECT_EQ(share->min().item<float>(), 0.0f);
+  EXPECT_LE(share->max().item<float>(), 1.0f);
+  // Shapes that do not divide are refused.
+  EXPECT_FALSE(LatentObjectShare(*frames, 5, 8, 8).ok());
+  EXPECT_FALSE(LatentObjectShare(*frames, 6, 6, 6).ok());
+  EXPECT_FALSE(LatentObjectShare({}, 6, 8, 8).ok());
+}
+
 TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
   DitTrainOptions o = Small(4);
   o.batch = 3;

@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -91,6 +91,9 @@ ABSL_FLAG(int, cfg_number, 0,
 ABSL_FLAG(int, heldout, 4, "dit: held-out scenes whose loss and caption gain are measured before and after");
 ABSL_FLAG(double, late_weight, 0,
           "dit: each noisy chunk's loss weighted 1 + X t^2 (t its noise level, 1 clean), in [0, 1000]");
+ABSL_FLAG(double, object_weight, 0,
+          "dit: each latent cell's loss weighted 1 + X c, c the share of its pixels showing an object, in "
+          "[0, 1000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
 ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -343,6 +346,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"learning_rate", o.learning_rate},
                       {"v2v_fraction", o.v2v_fraction},
                       {"late_weight", o.late_weight},
+                      {"object_weight", o.object_weight},
                       {"ema", o.ema},
                       {"caption_dropout", o.caption_dropout},
                       {"first_chunk_share", o.first_chunk_share},
@@ -358,14 +362,17 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"caption_gain_after", r.caption_gain_after},
                       {"colour_gain_before", r.colour_gain_before},
                       {"colour_gain_after", r.colour_gain_after},
+                      {"first_chunk_colour_gain_before", r.first_chunk_colour_gain_before},
+                      {"first_chunk_colour_gain_after", r.first_chunk_colour_gain_after},
                       {"seconds", r.seconds}};
   if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; caption gain (t2v, "
               "another scene's caption minus its own) %.6f before, %.6f after; colour gain (its caption recoloured "
-              "minus its own) %.6f before, %.6f after; latent std %.3f; %lld parameters; %.1f s\n",
+              "minus its own) %.6f before, %.6f after (on the first chunk's steps %.6f, %.6f); latent std %.3f; %lld parameters; %.1f s\n",
               r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.caption_gain_before, r.caption_gain_after,
-              r.colour_gain_before, r.colour_gain_after,
+              r.colour_gain_before, r.colour_gain_after, r.first_chunk_colour_gain_before,
+              r.first_chunk_colour_gain_after,
               r.latent_std, static_cast<long long>(r.parameters), r.seconds);
   return absl::OkStatus();
 }
@@ -384,6 +391,7 @@ int RunDit(const std::string& out, int log_every) {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.workers = absl::GetFlag(FLAGS_threads);
   o.late_weight = absl::GetFlag(FLAGS_late_weight);
+  o.object_weight = absl::GetFlag(FLAGS_object_weight);
   o.ema = absl::GetFlag(FLAGS_ema);
   o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
   o.first_chunk_share = absl::GetFlag(FLAGS_first_chunk_share);

@@ -36,7 +36,7 @@ namespace {
 
 using physics::CheckRenderArgs;
 using physics::MakeScene;
-using physics::RenderSceneRgb;
+using physics::RenderScene;
 using physics::Scene;
 using physics::SplitMix64;
 
@@ -50,6 +50,8 @@ struct Clip {
   // Held-out clips: the caption of the same scene with every object's colour the next one of
   // the palette ("a red ball" -> "a green ball").
   ChunkCaptions recoloured;
+  // The share of each latent cell's pixels that show an object: [1, 1, T, h, w] float32.
+  at::Tensor objects;
 };
 
 absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o) {
@@ -71,16 +73,17 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
                               bool recolour = false) {
   const Scene scene = MakeScene(scene_seed);
   const int frames = chunks * runner.frames_per_chunk();
-  MAGI_ASSIGN_OR_RETURN(std::vector<RgbFrame> rgb, RenderSceneRgb(scene, size, frames));
+  MAGI_ASSIGN_OR_RETURN(std::vector<physics::RenderedFrame> rendered, RenderScene(scene, size, frames));
   at::Tensor video = at::empty({1, 3, frames, size, size}, at::kByte);
   for (int f = 0; f < frames; ++f) {
-    at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(rgb[static_cast<size_t>(f)].rgb24.data()), {size, size, 3},
-                                   at::kByte);
+    at::Tensor hwc = at::from_blob(rendered[static_cast<size_t>(f)].rgb.rgb24.data(), {size, size, 3}, at::kByte);
     video.select(0, 0).select(1, f).copy_(hwc.permute({2, 0, 1}));
   }
   Clip clip;
   MAGI_ASSIGN_OR_RETURN(at::Tensor z, runner.codec()->EncodePrefix(video));
   clip.latent = z.to(at::kFloat).contiguous();
+  MAGI_ASSIGN_OR_RETURN(clip.objects,
+                        LatentObjectShare(rendered, clip.latent.size(2), clip.latent.size(3), clip.latent.size(4)));
   MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions, runner.Captions(physics::Caption(scene), chunks, 0));
   clip.captions = std::move(captions);
   if (recolour) {
@@ -94,11 +97,11 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
 
 // The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
 // first clip_end chunks): the mean squared velocity error over the window's noisy chunks,
-// each chunk at t weighted 1 + late_weight x t^2 (a weighted mean: 0 weighs them equally);
-// with null_text, as the guidance's context-only pass (ReplayStepArgs).
+// each chunk at t weighted 1 + late_weight x t^2 and each cell 1 + object_weight x its object
+// share (a weighted mean: 0 and 0 weigh them equally); with null_text, as the guidance's context-only pass (ReplayStepArgs).
 absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
                                     const Clip& clip, const at::Tensor& noise, int64_t ctn, double late_weight,
-                                    bool null_text) {
+                                    double object_weight, bool null_text) {
   const PlannedStep& ps = plan.steps[static_cast<size_t>(step)];
   const int64_t cw = config.runtime.chunk_width;
   const at::Tensor clean = clip.latent.narrow(2, 0, ps.clip_end * cw);
@@ -113,12 +116,41 @@ absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& confi
   }
   MAGI_ASSIGN_OR_RETURN(DitForwardArgs a, ReplayStepArgs(config, plan, step, x, clip.captions, ctn, null_text));
   MAGI_ASSIGN_OR_RETURN(at::Tensor v, dit.Forward(a));
+  if (object_weight > 0) {
+    weight = weight * (clip.objects.narrow(2, 0, ps.clip_end * cw) * object_weight + 1.0);
+  } else {
+    weight = weight.expand({1, 1, ps.clip_end * cw, clean.size(3), clean.size(4)});
+  }
   const at::Tensor target = clean - noise;
-  const double elements = weight.sum().item<double>() * clean.size(1) * clean.size(3) * clean.size(4);
+  const double elements = weight.sum().item<double>() * clean.size(1);
   return ((v - target).pow(2) * weight).sum() / elements;
 }
 
 }  // namespace
+
+absl::StatusOr<at::Tensor> LatentObjectShare(const std::vector<physics::RenderedFrame>& frames, int64_t latent_t,
+                                             int64_t latent_h, int64_t latent_w) {
+  const int64_t n = static_cast<int64_t>(frames.size());
+  const int64_t pixels = n == 0 ? 0 : static_cast<int64_t>(frames[0].label.size());
+  const int64_t size = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
+  if (n == 0 || latent_t <= 0 || latent_h <= 0 || latent_w <= 0 || latent_h != latent_w || size * size != pixels ||
+      n % latent_t != 0 || size % latent_h != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("object share: ", n, " frames of ", pixels,
+                                                   " labels do not divide into a ", latent_t, " x ", latent_h, " x ",
+                                                   latent_w, " latent of square cells"));
+  }
+  at::Tensor labels = at::empty({1, 1, n, size, size}, at::kByte);
+  for (int64_t f = 0; f < n; ++f) {
+    const std::vector<uint8_t>& l = frames[static_cast<size_t>(f)].label;
+    if (static_cast<int64_t>(l.size()) != pixels) {
+      return absl::InvalidArgumentError(absl::StrCat("object share: frame ", f, " has ", l.size(), " labels, frame 0 ",
+                                                     pixels));
+    }
+    std::memcpy(labels[0][0][f].data_ptr<uint8_t>(), l.data(), l.size());
+  }
+  const int64_t ft = n / latent_t, fs = size / latent_h;
+  return at::avg_pool3d(labels.ne(0).to(at::kFloat), {ft, fs, fs}, {ft, fs, fs}).contiguous();
+}
 
 absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk) {
   auto range = [](const char* name, double v, double lo, double hi) {
@@ -133,6 +165,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("heldout_scenes", o.heldout_scenes, 1, 1024));
   MAGI_RETURN_IF_ERROR(range("workers", o.workers, 1, 256));
   MAGI_RETURN_IF_ERROR(range("late_weight", o.late_weight, 0.0, 1000.0));
+  MAGI_RETURN_IF_ERROR(range("object_weight", o.object_weight, 0.0, 1000.0));
   MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
   MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("first_chunk_share", o.first_chunk_share, 0.0, 1.0));
@@ -267,12 +300,13 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     double loss = 0;
     double caption_gain = 0;
     double colour_gain = 0;
+    double first_chunk_colour_gain = 0;
   };
   auto heldout_loss = [&]() -> absl::StatusOr<Heldout> {
     at::NoGradGuard no_grad;
     at::Generator gen = at::detail::createCPUGenerator(7);
-    double sum = 0, gain = 0, colour_gain = 0;
-    int n = 0, n_gain = 0;
+    double sum = 0, gain = 0, colour_gain = 0, first_colour_gain = 0;
+    int n = 0, n_gain = 0, n_first = 0;
     for (size_t i = 0; i < heldout.size(); ++i) {
       const Clip& clip = heldout[i];
       const Clip miscaptioned{clip.latent, heldout[(i + 1) % heldout.size()].captions, {}};
@@ -282,22 +316,27 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
           const at::Tensor clean = clip.latent.narrow(2, 0, rows * rt.chunk_width);
           at::Tensor noise = at::randn(clean.sizes(), gen, clean.options());
-          MAGI_ASSIGN_OR_RETURN(at::Tensor loss, StepLoss(dit, config, *plan, step, clip, noise, ctn, 0.0, false));
+          MAGI_ASSIGN_OR_RETURN(at::Tensor loss,
+                                StepLoss(dit, config, *plan, step, clip, noise, ctn, 0.0, 0.0, false));
           sum += loss.item<double>();
           ++n;
           if (plan == &t2v) {
             MAGI_ASSIGN_OR_RETURN(at::Tensor other,
-                                  StepLoss(dit, config, *plan, step, miscaptioned, noise, ctn, 0.0, false));
+                                  StepLoss(dit, config, *plan, step, miscaptioned, noise, ctn, 0.0, 0.0, false));
             gain += other.item<double>() - loss.item<double>();
             MAGI_ASSIGN_OR_RETURN(at::Tensor recolour,
-                                  StepLoss(dit, config, *plan, step, recoloured, noise, ctn, 0.0, false));
+                                  StepLoss(dit, config, *plan, step, recoloured, noise, ctn, 0.0, 0.0, false));
             colour_gain += recolour.item<double>() - loss.item<double>();
+            if (std::find(first_chunk_steps.begin(), first_chunk_steps.end(), step) != first_chunk_steps.end()) {
+              first_colour_gain += recolour.item<double>() - loss.item<double>();
+              ++n_first;
+            }
             ++n_gain;
           }
         }
       }
     }
-    return Heldout{sum / n, gain / n_gain, colour_gain / n_gain};
+    return Heldout{sum / n, gain / n_gain, colour_gain / n_gain, first_colour_gain / n_first};
   };
 
   try {
@@ -312,6 +351,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.heldout_loss_before = before.loss;
     result.caption_gain_before = before.caption_gain;
     result.colour_gain_before = before.colour_gain;
+    result.first_chunk_colour_gain_before = before.first_chunk_colour_gain;
     Adam adam(params);
     result.parameters = adam.parameters();
     std::vector<std::string> names;
@@ -355,7 +395,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
                             batches.MeanGradient(trainable, o.batch, "DiT training", [&](int i) {
                               const Sample& s = batch[static_cast<size_t>(i)];
                               return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight,
-                                              s.null_text);
+                                              o.object_weight, s.null_text);
                             }));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
@@ -382,6 +422,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.heldout_loss_after = after.loss;
     result.caption_gain_after = after.caption_gain;
     result.colour_gain_after = after.colour_gain;
+    result.first_chunk_colour_gain_after = after.first_chunk_colour_gain;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
   }

@@ -28,11 +28,13 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "physics/world.h"
 #include "worker/engine/chunk_captions.h"
 #include "worker/engine/stage_plan.h"
 #include "worker/model/config.h"
@@ -70,6 +72,12 @@ struct DitTrainOptions {
   // a weighted mean: more weight on the nearly clean steps, where a resting object's last
   // error has to vanish. 0 weighs every chunk alike. The held-out loss is always unweighted.
   double late_weight = 0;
+  // Each latent cell's loss weighted 1 + object_weight x c, c the share of its pixels (its
+  // 4 frames x 8 x 8) that show an object (the world's labels), as a weighted mean, on top
+  // of late_weight: a ball is one or two of a 64 x 64 frame's 64 latent cells, so the
+  // unweighted loss is mostly the empty background, and an object's colour and motion a
+  // small part of it. 0 weighs every cell alike. The held-out loss is always unweighted.
+  double object_weight = 0;
   // An exponential moving average of the weights, updated after every step with decay
   // min(ema, (1 + step) / (10 + step)) (the usual warm-up): after training the model holds
   // the average, and the result the last step's weights. 0: no average (the model holds the
@@ -113,6 +121,11 @@ struct DitTrainResult {
   // objects whatever colour the caption names.
   double colour_gain_before = 0;
   double colour_gain_after = 0;
+  // The colour gain on the t2v steps whose window holds the first chunk still noisy: there
+  // nothing but the caption says what colour an object is (later chunks can copy it from the
+  // chunks before), so this is the figure text-to-video's colours depend on.
+  double first_chunk_colour_gain_before = 0;
+  double first_chunk_colour_gain_after = 0;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
   // average) and their held-out loss. Empty and 0 otherwise.
   std::map<std::string, at::Tensor> raw_weights;
@@ -131,6 +144,13 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& options, int frames_per
 // Trains the DiT of `runner` (a single-rank, float32 model set loaded on the CPU whose
 // runtime video size is `size` x `size`) in place. Errors: InvalidArgument naming the option
 // and its allowed range; a non-finite loss is an Internal error naming the step.
+// The share of each latent cell's pixels that show an object, from the world's labels of
+// `frames` (label != 0): [1, 1, latent_t, latent_h, latent_w] float32, each cell the mean over
+// its frames.size() / latent_t frames x size / latent_h x size / latent_w pixels (the VAE's
+// patch). InvalidArgument when the shapes do not divide.
+absl::StatusOr<at::Tensor> LatentObjectShare(const std::vector<physics::RenderedFrame>& frames, int64_t latent_t,
+                                             int64_t latent_h, int64_t latent_w);
+
 absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& options);
 
 // Writes the runner's DiT weights (by checkpoint key) to `path` as one safetensors file, the

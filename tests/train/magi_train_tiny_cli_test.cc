@@ -46,6 +46,16 @@ TEST(MagiTrainTinyCli, VaeTrainsAndWritesAFolderTheLoaderReads) {
   o.compute = VaeCompute::kFloat32;
   auto vae = ViTVae::LoadFolder(out.string(), o);
   EXPECT_TRUE(vae.ok()) << vae.status();
+  EXPECT_NE(r.output.find("object colour error"), std::string::npos) << r.output;
+  // A wider, shallower new VAE: the written folder is that VAE.
+  fs::remove_all(out);
+  const CliRun wide = Sh("vae --out " + out.string() + " --steps 1 --batch 2 --frames 8 --size 32 --embed 512 --layers 1");
+  ASSERT_EQ(wide.status, 0) << wide.output;
+  auto loaded = ViTVae::LoadFolder(out.string(), o);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->config().embed_dim, 512);
+  EXPECT_EQ((*loaded)->config().depth, 1);
+  EXPECT_EQ((*loaded)->config().unpatch_channels(), 2);
   fs::remove_all(out);
 }
 
@@ -131,6 +141,9 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
       {"vae" + o + " --frames 10 --steps 1", "frames must be a multiple"},
       {"vae" + o + " --threads 0", "--threads: must be in [1, 256], got 0"},
       {"vae" + o + " --latent_noise -1 --steps 1", "latent_noise must be in [0, 10]"},
+      {"vae" + o + " --embed 300", "--embed: must be a multiple of 256 in [256, 2048] (or 0), got 300"},
+      {"vae" + o + " --layers 17", "--layers: must be in [1, 16] (or 0), got 17"},
+      {"vae" + o + " --init /tmp --embed 512", "--embed, --layers: only for a new VAE"},
       {"roundtrip --vae /tmp" + o + " --latent_noise 11", "--latent_noise: must be in [0, 10], got 11"},
       {"train" + o, "usage: magi-train-tiny vae"},
       {"dit" + o, "--vae: required without --init"},

@@ -7,11 +7,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "physics/world.h"
 #include "worker/runner/tiny_model.h"
 #include "worker/vae/random_vae_checkpoint.h"
 
@@ -129,6 +132,83 @@ TEST_F(TrainVaeTest, ColourAnchorKeepsColourInTheLatent) {
               runs[1].heldout_mse_after);
   EXPECT_GT(runs[1].colour_share_after, 1.3 * runs[0].colour_share_after);  // 0.49 vs 0.28 measured (32 px)
   EXPECT_LT(runs[1].heldout_mse_after, 2.0 * runs[0].heldout_mse_after);
+}
+
+// The colour distance is 0 for the world's own frames, and for frames whose objects are all
+// painted one colour it is the mean distance of that colour from the objects' palette colours,
+// over the objects showing at least 8 pixels in a frame (counted here from the labels).
+TEST(ObjectColourDistanceTest, ZeroForTheTruthAndThePaintedColoursDistanceOtherwise) {
+  const uint64_t first = 777;
+  const int n = 3, frames = 8, size = 32;
+  auto clips = WorldClips(first, n, frames, size, 0);
+  ASSERT_TRUE(clips.ok()) << clips.status();
+  std::vector<physics::Scene> scenes;
+  for (int i = 0; i < n; ++i) scenes.push_back(physics::MakeScene(first + static_cast<uint64_t>(i)));
+  auto truth = ObjectColourDistance(scenes, *clips);
+  ASSERT_TRUE(truth.ok()) << truth.status();
+  EXPECT_LT(*truth, 0.01);
+
+  const double paint[3] = {150, 100, 90};
+  at::Tensor painted = clips->clone();
+  auto px = painted.accessor<float, 5>();
+  double want = 0;
+  int objects = 0;
+  for (int i = 0; i < n; ++i) {
+    auto rendered = physics::RenderScene(scenes[static_cast<size_t>(i)], size, frames);
+    ASSERT_TRUE(rendered.ok()) << rendered.status();
+    for (int f = 0; f < frames; ++f) {
+      const std::vector<uint8_t>& label = (*rendered)[static_cast<size_t>(f)].label;
+      for (size_t k = 0; k < scenes[static_cast<size_t>(i)].objects.size(); ++k) {
+        const int count = static_cast<int>(std::count(label.begin(), label.end(), static_cast<uint8_t>(k + 1)));
+        if (count < 8) continue;
+        const physics::Colour& c = physics::Palette()[static_cast<size_t>(scenes[static_cast<size_t>(i)].objects[k].colour)];
+        want += std::sqrt(std::pow(c.r - paint[0], 2) + std::pow(c.g - paint[1], 2) + std::pow(c.b - paint[2], 2));
+        ++objects;
+      }
+      for (int p = 0; p < size * size; ++p) {
+        if (label[static_cast<size_t>(p)] == 0) continue;
+        for (int ch = 0; ch < 3; ++ch) px[i][ch][f][p / size][p % size] = static_cast<float>(paint[ch] / 127.5 - 1.0);
+      }
+    }
+  }
+  ASSERT_GT(objects, 0);
+  auto d = ObjectColourDistance(scenes, painted);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NEAR(*d, want / objects, 1e-3);
+  EXPECT_GT(*d, 50.0);
+  EXPECT_FALSE(ObjectColourDistance(scenes, clips->narrow(0, 0, 2)).ok());
+  EXPECT_FALSE(ObjectColourDistance({}, *clips).ok());
+}
+
+TEST_F(TrainVaeTest, ObjectColourErrorIsReportedBeforeAndAfter) {
+  std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
+  ASSERT_NE(vae, nullptr);
+  auto error = ObjectColourError(*vae, 4, 8, 32);
+  ASSERT_TRUE(error.ok()) << error.status();
+  EXPECT_GT(*error, 0.0);
+  auto trained = TrainVae(*vae, Small(1));
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_EQ(trained->colour_error_before, *error);
+  EXPECT_NE(trained->colour_error_after, *error);
+  EXPECT_FALSE(ObjectColourError(*vae, 0, 8, 32).ok());
+}
+
+// Decoding the posterior mean trains other weights than decoding a sample, from the same start
+// and the same clips (the held-out error before training is the same figure).
+TEST_F(TrainVaeTest, PosteriorMeanTrainsOtherWeights) {
+  std::unique_ptr<ViTVae> sampled = Load(dir_ / "start");
+  std::unique_ptr<ViTVae> mean = Load(dir_ / "start");
+  ASSERT_TRUE(sampled != nullptr && mean != nullptr);
+  VaeTrainOptions o = Small(3);
+  auto a = TrainVae(*sampled, o);
+  o.posterior_mean = true;
+  auto b = TrainVae(*mean, o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->heldout_mse_before, b->heldout_mse_before);
+  const auto wa = sampled->NamedWeights(), wb = mean->NamedWeights();
+  int differ = 0;
+  for (const auto& [name, t] : wa) differ += at::equal(t, wb.at(name)) ? 0 : 1;
+  EXPECT_GT(differ, static_cast<int>(wa.size()) / 2);
 }
 
 TEST_F(TrainVaeTest, TheSameSeedTrainsTheSameWeights) {

@@ -1,7 +1,7 @@
 // magi-train-tiny: trains the tiny model set on the synthetic physics world (issue #17).
 //
 //   magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N]
-//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--seed S]
+//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--seed S]
 //                       [--threads N] [--log_every N]
 //
 // `vae`: the tiny set's ViT VAE (worker/runner/tiny_model.h TinyVaeConfig), from random
@@ -95,7 +95,13 @@ ABSL_FLAG(double, object_weight, 0,
           "dit: each latent cell's loss weighted 1 + X c, c the share of its pixels showing an object, in "
           "[0, 1000]");
 ABSL_FLAG(double, v2v_fraction, 0.5, "dit: share of samples drawn from the v2v plan, in [0, 1]");
-ABSL_FLAG(int, layers, 0, "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2)");
+ABSL_FLAG(int, layers, 0,
+          "dit: transformer layers of a new set's DiT, in [1, 16] (0: the tiny set's 2); vae: blocks of a new "
+          "VAE's encoder and of its decoder, in [1, 16] (0: the tiny set's 2)");
+ABSL_FLAG(int, embed, 0,
+          "vae: width of a new VAE, a multiple of 256 in [256, 2048] (0: the tiny set's 256); the decoder "
+          "unpatchifies it to width / 256 channels per pixel before its last 3x3x3 convolution makes RGB, "
+          "so 768 or more gives each pixel 3 channels of its own (256 gives one: colour is lost)");
 ABSL_FLAG(std::string, name, "tiny-world", "dit: the served model name (serving_config.name) of a new set");
 ABSL_FLAG(double, latent_noise, 0,
           "roundtrip: standard deviation of Gaussian noise added to the latents before decoding (the "
@@ -107,6 +113,9 @@ ABSL_FLAG(double, colour_anchor, 0,
 ABSL_FLAG(bool, latent_noise_relative, false,
           "vae: --latent_noise is a multiple of each clip latent's root mean square, not absolute (an "
           "encoder cannot outgrow it by scaling its latents up)");
+ABSL_FLAG(bool, posterior_mean, false,
+          "vae: decode the posterior mean in training, not a sample (a sample's noise hides small offsets "
+          "such as an object's colour from the decoder)");
 ABSL_FLAG(bool, decoder_only, false, "vae: train the decoder alone (with --init: the latents stay as they are)");
 ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
@@ -139,7 +148,7 @@ int main(int argc, char** argv) {
   if (command != "vae" && command != "dit" && command != "roundtrip") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
-                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--seed S] [--threads N] [--log_every N]\n"
+                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
                  "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
@@ -179,6 +188,7 @@ int RunVae(const std::string& out, int log_every) {
   o.latent_noise_relative = absl::GetFlag(FLAGS_latent_noise_relative);
   o.colour_anchor = absl::GetFlag(FLAGS_colour_anchor);
   o.decoder_only = absl::GetFlag(FLAGS_decoder_only);
+  o.posterior_mean = absl::GetFlag(FLAGS_posterior_mean);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.workers = absl::GetFlag(FLAGS_threads);
   o.on_step = [&](int step, double loss, double mse) {
@@ -191,10 +201,24 @@ int RunVae(const std::string& out, int log_every) {
   // The start: --init, or the tiny set's VAE with random weights from --seed (written to a
   // scratch folder: --out is touched only once training has succeeded).
   std::string start = absl::GetFlag(FLAGS_init);
+  const int embed = absl::GetFlag(FLAGS_embed), layers = absl::GetFlag(FLAGS_layers);
+  if (embed != 0 && (embed < 256 || embed > 2048 || embed % 256 != 0)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--embed: must be a multiple of 256 in [256, 2048] (or 0), got ", embed)));
+  }
+  if (layers != 0 && (layers < 1 || layers > 16)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--layers: must be in [1, 16] (or 0), got ", layers)));
+  }
+  if ((embed != 0 || layers != 0) && !start.empty()) {
+    return Fail(absl::InvalidArgumentError("--embed, --layers: only for a new VAE; --init keeps its VAE's"));
+  }
   std::filesystem::path scratch;
   if (start.empty()) {
+    magi::VaeConfig config = magi::TinyVaeConfig();
+    if (embed != 0) config.embed_dim = embed;
+    if (layers != 0) config.depth = layers;
     scratch = std::filesystem::temp_directory_path() / absl::StrCat("magi-train-tiny-start-", ::getpid());
-    if (absl::Status s = magi::WriteRandomVaeFolder(magi::TinyVaeConfig(), scratch.string(), o.seed); !s.ok()) {
+    if (absl::Status s = magi::WriteRandomVaeFolder(config, scratch.string(), o.seed); !s.ok()) {
       return Fail(s);
     }
     start = scratch.string();
@@ -223,6 +247,9 @@ int RunVae(const std::string& out, int log_every) {
               trained->heldout_mse_before / std::max(trained->heldout_mse_after, 1e-12), trained->seconds, out.c_str());
   std::printf("latent colour share (recoloured vs empty scene, held out): %.4f before, %.4f after\n",
               trained->colour_share_before, trained->colour_share_after);
+  std::printf("object colour error (mean RGB distance of each reconstructed object from its colour, 0-255, held "
+              "out): %.1f before, %.1f after\n",
+              trained->colour_error_before, trained->colour_error_after);
   return 0;
 }
 

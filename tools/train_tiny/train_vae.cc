@@ -124,6 +124,59 @@ absl::StatusOr<double> LatentColourShare(const ViTVae& vae, int scenes, int fram
   return (z - zr).pow(2).sum().item<double>() / (z - ze).pow(2).sum().item<double>();
 }
 
+absl::StatusOr<double> ObjectColourDistance(const std::vector<Scene>& scenes, const at::Tensor& frames) {
+  const int n = static_cast<int>(scenes.size());
+  if (n < 1 || !frames.defined() || frames.dim() != 5 || frames.size(0) != n || frames.size(1) != 3 ||
+      frames.size(3) != frames.size(4)) {
+    return absl::InvalidArgumentError(absl::StrCat("colour distance: frames must be [", n,
+                                                   " scenes (>= 1), 3, T, size, size]"));
+  }
+  const int t = static_cast<int>(frames.size(2)), size = static_cast<int>(frames.size(3));
+  // [scenes, T, size, size, 3] in 0-255 units.
+  const at::Tensor rgb = ((frames.to(at::kFloat).clamp(-1, 1) + 1.0) * 127.5).permute({0, 2, 3, 4, 1}).contiguous();
+  const float* px = rgb.data_ptr<float>();
+  double sum = 0;
+  int64_t count_objects = 0;
+  for (int i = 0; i < n; ++i) {
+    const Scene& scene = scenes[static_cast<size_t>(i)];
+    MAGI_ASSIGN_OR_RETURN(std::vector<physics::RenderedFrame> rendered, physics::RenderScene(scene, size, t));
+    for (int f = 0; f < t; ++f) {
+      const std::vector<uint8_t>& label = rendered[static_cast<size_t>(f)].label;
+      const float* frame = px + (static_cast<int64_t>(i) * t + f) * size * size * 3;
+      for (size_t k = 0; k < scene.objects.size(); ++k) {
+        double acc[3] = {0, 0, 0};
+        int count = 0;
+        for (int p = 0; p < size * size; ++p) {
+          if (label[static_cast<size_t>(p)] != k + 1) continue;
+          for (int ch = 0; ch < 3; ++ch) acc[ch] += frame[3 * p + ch];
+          ++count;
+        }
+        if (count < 8) continue;
+        const physics::Colour& want = physics::Palette()[static_cast<size_t>(scene.objects[k].colour)];
+        const double dr = acc[0] / count - want.r, dg = acc[1] / count - want.g, db = acc[2] / count - want.b;
+        sum += std::sqrt(dr * dr + dg * dg + db * db);
+        ++count_objects;
+      }
+    }
+  }
+  if (count_objects == 0) return absl::InvalidArgumentError("colour distance: no object shows 8 pixels in any frame");
+  return sum / static_cast<double>(count_objects);
+}
+
+absl::StatusOr<double> ObjectColourError(const ViTVae& vae, int scenes, int frames, int size) {
+  if (scenes < 1) return absl::InvalidArgumentError(absl::StrCat("colour error: scenes must be >= 1, got ", scenes));
+  at::NoGradGuard no_grad;
+  std::vector<Scene> all;
+  for (int i = 0; i < scenes; ++i) all.push_back(MakeScene(kHeldoutBase + static_cast<uint64_t>(i)));
+  at::Tensor clips = at::empty({scenes, 3, frames, size, size}, at::kFloat);
+  for (int i = 0; i < scenes; ++i) {
+    MAGI_RETURN_IF_ERROR(RenderInto(all[static_cast<size_t>(i)], 0, frames, size, clips.select(0, i)));
+  }
+  MAGI_ASSIGN_OR_RETURN(at::Tensor z, vae.EncodeTile(clips));
+  MAGI_ASSIGN_OR_RETURN(at::Tensor rec, vae.DecodeTile(z));
+  return ObjectColourDistance(all, rec);
+}
+
 absl::StatusOr<double> ReconstructionMse(const ViTVae& vae, const at::Tensor& clips) {
   at::NoGradGuard no_grad;
   MAGI_ASSIGN_OR_RETURN(at::Tensor z, vae.EncodeTile(clips));
@@ -139,6 +192,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   MAGI_ASSIGN_OR_RETURN(at::Tensor heldout, WorldClips(kHeldoutBase, o.heldout_scenes, o.frames, o.size, 12));
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_before, ReconstructionMse(vae, heldout));
   MAGI_ASSIGN_OR_RETURN(result.colour_share_before, LatentColourShare(vae, o.heldout_scenes, o.frames, o.size));
+  MAGI_ASSIGN_OR_RETURN(result.colour_error_before, ObjectColourError(vae, o.heldout_scenes, o.frames, o.size));
 
   // The model's own tensors become trainable copies; the Adam moments live beside them.
   // With decoder_only the encoder's weights are left out: they stay as they are and build no graph.
@@ -192,7 +246,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
               return absl::InternalError(absl::StrCat("VAE training: the encoder's latent is ", c10::str(mean.sizes()),
                                                       ", not the ", c10::str(eps_i.sizes()), " the step drew noise for"));
             }
-            at::Tensor z = mean + (0.5 * logvar).exp() * eps_i;
+            at::Tensor z = o.posterior_mean ? mean : mean + (0.5 * logvar).exp() * eps_i;
             // The clip latent's RMS, held constant in the gradient: relative noise and the anchor scale by it.
             const at::Tensor rms = mean.detach().pow(2).mean().sqrt();
             if (extra.defined()) {
@@ -226,6 +280,7 @@ absl::StatusOr<VaeTrainResult> TrainVae(ViTVae& vae, const VaeTrainOptions& o) {
   adam.Finish();
   MAGI_ASSIGN_OR_RETURN(result.heldout_mse_after, ReconstructionMse(vae, heldout));
   MAGI_ASSIGN_OR_RETURN(result.colour_share_after, LatentColourShare(vae, o.heldout_scenes, o.frames, o.size));
+  MAGI_ASSIGN_OR_RETURN(result.colour_error_after, ObjectColourError(vae, o.heldout_scenes, o.frames, o.size));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

@@ -6,9 +6,13 @@
 #
 # The tiny model has random weights: the video is noise-like, but every stage is the real
 # pipeline (T5 -> DiT AR engine with streaming chunks -> VAE decode -> H.264 fMP4).
+# MODEL_DIR=DIR serves a MAGI-1 model set from DIR instead, under its serving_config.name, as
+# the server's default model: e.g. the world model scripts/train_tiny.sh trains (OUT/set; its
+# prompts describe the world's scenes, "a red ball rolls to the right", at 64 x 64).
 #
-# Environment: BUILD (default ./build), STATE (default out/state), PROMPT, FRAMES (96 = 4
-# chunks of 24), WIDTH / HEIGHT (256), STEPS (8), SEED (7).
+# Environment: BUILD (default ./build), STATE (default out/state), MODEL_DIR (default: none,
+# the embedded "tiny"), PROMPT, FRAMES (96 = 4 chunks of 24), WIDTH / HEIGHT (256; 64 with
+# MODEL_DIR), STEPS (8), SEED (7).
 set -euo pipefail
 
 if [[ $# -ne 1 || "$1" == -h || "$1" == --help ]]; then
@@ -19,6 +23,22 @@ OUT=$(realpath -m "$1")
 cd "$(dirname "$0")/.."  # repo root: ./build, out/state and proto/ are relative to it
 BUILD=${BUILD:-./build}
 STATE=${STATE:-out/state}
+MODEL_DIR=${MODEL_DIR:-}
+SERVER_MODEL_ARGS=()
+MODEL_WHERE="$STATE/models/tiny"
+if [[ -n $MODEL_DIR ]]; then
+  [[ -f $MODEL_DIR/config.json ]] || { echo "serve_demo: MODEL_DIR $MODEL_DIR has no config.json (a MAGI-1 model set)" >&2; exit 1; }
+  MODEL_DIR=$(realpath "$MODEL_DIR")
+  # --worker-args is split at spaces.
+  [[ $MODEL_DIR != *" "* ]] || { echo "serve_demo: MODEL_DIR '$MODEL_DIR' has a space (--worker-args splits at spaces): use a path without one" >&2; exit 1; }
+  MODEL_NAME=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["serving_config"]["name"])' \
+    "$MODEL_DIR/config.json")
+  SERVER_MODEL_ARGS=(--worker-args="--model_dir=$MODEL_DIR" --default-model="$MODEL_NAME")
+  MODEL_WHERE=$MODEL_DIR
+  PROMPT=${PROMPT:-"a red ball rolls to the right"}
+  WIDTH=${WIDTH:-64}
+  HEIGHT=${HEIGHT:-64}
+fi
 PROMPT=${PROMPT:-"a red fox running through the snow, cinematic"}
 FRAMES=${FRAMES:-96}
 WIDTH=${WIDTH:-256}
@@ -58,7 +78,7 @@ trap stop_server EXIT
 # Free ports: the server picks them (port 0) and prints them on its first stdout line.
 mkfifo "$WORK/stdout"
 "$SERVER_BIN" --listen=127.0.0.1:0 --http-listen=127.0.0.1:0 --api-listen=127.0.0.1:0 --state-dir="$STATE" \
-  --local-workers=1 >"$WORK/stdout" 2>"$LOG" &
+  --local-workers=1 "${SERVER_MODEL_ARGS[@]}" >"$WORK/stdout" 2>"$LOG" &
 SERVER_PID=$!
 exec 3<"$WORK/stdout"
 if ! read -r -t 30 LINE <&3; then
@@ -88,7 +108,7 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "http://$HTTP/metrics" | grep -Ec '^magi_worker_groups_up [1-9]' >/dev/null ||
   { echo "serve_demo: no worker group registered within 120 s; log: $LOG" >&2; exit 1; }
-printf 'serve_demo: ready after %.1f s (model set in %s/models/tiny)\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$STATE"
+printf 'serve_demo: ready after %.1f s (model set in %s)\n' "$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$MODEL_WHERE"
 
 rm -f "$OUT"
 T1=$(date +%s.%N)

@@ -99,18 +99,26 @@ TEST_F(TrainVaeTest, StepsLowerTheHeldOutErrorAndTheWrittenFolderComputesTheSame
 
 // The latent colour share: recolouring moves a scene's latent, and TrainVae reports the share
 // of its start weights as LatentColourShare computes it; a count below 1 is refused.
-TEST_F(TrainVaeTest, LatentColourShareIsReportedBeforeAndAfter) {
+// The held-out colour measures (the latent colour share and the object colour error) are
+// reported before and after training, and refuse zero scenes.
+TEST_F(TrainVaeTest, ColourMeasuresAreReportedBeforeAndAfter) {
   std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
   ASSERT_NE(vae, nullptr);
   auto share = LatentColourShare(*vae, 4, 8, 32);
   ASSERT_TRUE(share.ok()) << share.status();
+  auto error = ObjectColourError(*vae, 4, 8, 32);
+  ASSERT_TRUE(error.ok()) << error.status();
   EXPECT_GT(*share, 0.0);
   EXPECT_TRUE(std::isfinite(*share));
+  EXPECT_GT(*error, 0.0);
   auto trained = TrainVae(*vae, Small(1));
   ASSERT_TRUE(trained.ok()) << trained.status();
   EXPECT_EQ(trained->colour_share_before, *share);
   EXPECT_NE(trained->colour_share_after, *share);
+  EXPECT_EQ(trained->colour_error_before, *error);
+  EXPECT_NE(trained->colour_error_after, *error);
   EXPECT_FALSE(LatentColourShare(*vae, 0, 8, 32).ok());
+  EXPECT_FALSE(ObjectColourError(*vae, 0, 8, 32).ok());
 }
 
 // The colour anchor keeps the objects' colour in the latent: after the same steps the latent
@@ -178,19 +186,6 @@ TEST(ObjectColourDistanceTest, ZeroForTheTruthAndThePaintedColoursDistanceOtherw
   EXPECT_GT(*d, 50.0);
   EXPECT_FALSE(ObjectColourDistance(scenes, clips->narrow(0, 0, 2)).ok());
   EXPECT_FALSE(ObjectColourDistance({}, *clips).ok());
-}
-
-TEST_F(TrainVaeTest, ObjectColourErrorIsReportedBeforeAndAfter) {
-  std::unique_ptr<ViTVae> vae = Load(dir_ / "start");
-  ASSERT_NE(vae, nullptr);
-  auto error = ObjectColourError(*vae, 4, 8, 32);
-  ASSERT_TRUE(error.ok()) << error.status();
-  EXPECT_GT(*error, 0.0);
-  auto trained = TrainVae(*vae, Small(1));
-  ASSERT_TRUE(trained.ok()) << trained.status();
-  EXPECT_EQ(trained->colour_error_before, *error);
-  EXPECT_NE(trained->colour_error_after, *error);
-  EXPECT_FALSE(ObjectColourError(*vae, 0, 8, 32).ok());
 }
 
 // Decoding the posterior mean trains other weights than decoding a sample, from the same start

@@ -98,7 +98,8 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
 // The loss of forward `step` of `plan` on `clip` with `noise` (the shape of the clip's
 // first clip_end chunks): the mean squared velocity error over the window's noisy chunks,
 // each chunk at t weighted 1 + late_weight x t^2 and each cell 1 + object_weight x its object
-// share (a weighted mean: 0 and 0 weigh them equally); with null_text, as the guidance's context-only pass (ReplayStepArgs).
+// share (a weighted mean: 0 and 0 weigh them equally); with null_text, as the guidance's
+// context-only pass (ReplayStepArgs).
 absl::StatusOr<at::Tensor> StepLoss(const DitModel& dit, const MagiConfig& config, const StagePlan& plan, int step,
                                     const Clip& clip, const at::Tensor& noise, int64_t ctn, double late_weight,
                                     double object_weight, bool null_text) {

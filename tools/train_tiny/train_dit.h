@@ -141,9 +141,6 @@ struct DitTrainResult {
 // makes them first; the CLI makes them before it builds a set.
 absl::Status CheckDitTrainOptions(const DitTrainOptions& options, int frames_per_chunk);
 
-// Trains the DiT of `runner` (a single-rank, float32 model set loaded on the CPU whose
-// runtime video size is `size` x `size`) in place. Errors: InvalidArgument naming the option
-// and its allowed range; a non-finite loss is an Internal error naming the step.
 // The share of each latent cell's pixels that show an object, from the world's labels of
 // `frames` (label != 0): [1, 1, latent_t, latent_h, latent_w] float32, each cell the mean over
 // its frames.size() / latent_t frames x size / latent_h x size / latent_w pixels (the VAE's
@@ -151,6 +148,9 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& options, int frames_per
 absl::StatusOr<at::Tensor> LatentObjectShare(const std::vector<physics::RenderedFrame>& frames, int64_t latent_t,
                                              int64_t latent_h, int64_t latent_w);
 
+// Trains the DiT of `runner` (a single-rank, float32 model set loaded on the CPU whose
+// runtime video size is `size` x `size`) in place. Errors: InvalidArgument naming the option
+// and its allowed range; a non-finite loss is an Internal error naming the step.
 absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitTrainOptions& options);
 
 // Writes the runner's DiT weights (by checkpoint key) to `path` as one safetensors file, the

@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "worker/model/config.h"
+#include "worker/model/safetensors.h"
 #include "worker/runner/model_job_runner.h"
 #include "worker/vae/vit_vae.h"
 
@@ -47,15 +49,27 @@ TEST(MagiTrainTinyCli, VaeTrainsAndWritesAFolderTheLoaderReads) {
   auto vae = ViTVae::LoadFolder(out.string(), o);
   EXPECT_TRUE(vae.ok()) << vae.status();
   EXPECT_NE(r.output.find("object colour error"), std::string::npos) << r.output;
-  // A wider, shallower new VAE: the written folder is that VAE.
+  // The new VAE's position table is the training grid (--size 32: 4 x 4 tokens a frame, 3
+  // latent frames), not the released 256.
+  EXPECT_EQ((*vae)->config().video_size, 32);
+  auto file = SafetensorsFile::Open((out / "diffusion_pytorch_model.safetensors").string());
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_NE((*file)->Find("encoder.pos_embed"), nullptr);
+  EXPECT_EQ((*file)->Find("encoder.pos_embed")->shape, (std::vector<int64_t>{1, 3 * 4 * 4 + 1, 256}));
+  EXPECT_EQ((*file)->Find("encoder.pos_embed")->dtype, StDtype::kF32);
+  // A wider, shallower new VAE, stored in float16: the written folder is that VAE.
   fs::remove_all(out);
-  const CliRun wide = Sh("vae --out " + out.string() + " --steps 1 --batch 2 --frames 8 --size 32 --embed 512 --layers 1");
+  const CliRun wide = Sh("vae --out " + out.string() +
+                         " --steps 1 --batch 2 --frames 8 --size 32 --embed 512 --layers 1 --store_dtype float16");
   ASSERT_EQ(wide.status, 0) << wide.output;
   auto loaded = ViTVae::LoadFolder(out.string(), o);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ((*loaded)->config().embed_dim, 512);
   EXPECT_EQ((*loaded)->config().depth, 1);
   EXPECT_EQ((*loaded)->config().unpatch_channels(), 2);
+  auto half = SafetensorsFile::Open((out / "diffusion_pytorch_model.safetensors").string());
+  ASSERT_TRUE(half.ok()) << half.status();
+  for (const std::string& key : (*half)->Keys()) EXPECT_EQ((*half)->Find(key)->dtype, StDtype::kF16) << key;
   fs::remove_all(out);
 }
 
@@ -66,7 +80,8 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   ASSERT_EQ(r.status, 0) << r.output;
   const fs::path set = dir / "set";
   r = Sh("dit --out " + set.string() + " --vae " + (dir / "vae").string() +
-         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1 --ema 0.5 --cfg_number 3 --heldout 2");
+         " --size 32 --chunks 2 --steps 2 --batch 1 --scenes 2 --name tiny-test --log_every 1 --ema 0.5 --cfg_number 3 --heldout 2"
+         " --store_dtype bfloat16");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("runtime_config.scale_factor"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step 2/2: loss"), std::string::npos) << r.output;
@@ -76,6 +91,12 @@ TEST(MagiTrainTinyCli, DitBuildsTrainsAndWritesASetTheRunnerServes) {
   // --ema: the set's DiT is the average; the last step's weights lie beside it, not in dit/.
   EXPECT_NE(r.output.find("the last step's weights (held-out loss"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(set / "dit_no_ema.safetensors"));
+  // --store_dtype: both DiT files in bfloat16 (the runner below reads them).
+  for (const fs::path& f : {set / "dit" / "model.safetensors", set / "dit_no_ema.safetensors"}) {
+    auto st = SafetensorsFile::Open(f.string());
+    ASSERT_TRUE(st.ok()) << st.status();
+    for (const std::string& key : (*st)->Keys()) EXPECT_EQ((*st)->Find(key)->dtype, StDtype::kBF16) << f << " " << key;
+  }
   EXPECT_FALSE(fs::exists(set / "tiny_model.json")) << "a trained set is not the random tiny set";
   auto c = LoadMagiConfig((set / "config.json").string());
   ASSERT_TRUE(c.ok()) << c.status();
@@ -144,6 +165,8 @@ TEST(MagiTrainTinyCli, BadFlagsExit2NamingTheFlag) {
       {"vae" + o + " --embed 300", "--embed: must be a multiple of 256 in [256, 2048] (or 0), got 300"},
       {"vae" + o + " --layers 17", "--layers: must be in [1, 16] (or 0), got 17"},
       {"vae" + o + " --init /tmp --embed 512", "--embed, --layers: only for a new VAE"},
+      {"vae" + o + " --store_dtype half", "--store_dtype: must be float32, float16 or bfloat16, got 'half'"},
+      {"dit" + o + " --vae /tmp --store_dtype fp8", "--store_dtype: must be float32, float16 or bfloat16, got 'fp8'"},
       {"roundtrip --vae /tmp" + o + " --latent_noise 11", "--latent_noise: must be in [0, 10], got 11"},
       {"train" + o, "usage: magi-train-tiny vae"},
       {"dit" + o, "--vae: required without --init"},

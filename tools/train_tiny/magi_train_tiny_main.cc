@@ -1,7 +1,7 @@
 // magi-train-tiny: trains the tiny model set on the synthetic physics world (issue #17).
 //
 //   magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N]
-//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--seed S]
+//                       [--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--store_dtype D] [--seed S]
 //                       [--threads N] [--log_every N]
 //
 // `vae`: the tiny set's ViT VAE (worker/runner/tiny_model.h TinyVaeConfig), from random
@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -116,6 +116,9 @@ ABSL_FLAG(bool, latent_noise_relative, false,
 ABSL_FLAG(bool, posterior_mean, false,
           "vae: decode the posterior mean in training, not a sample (a sample's noise hides small offsets "
           "such as an object's colour from the decoder)");
+ABSL_FLAG(std::string, store_dtype, "float32",
+          "vae and dit: the dtype the trained weights are written in: float32, float16 or bfloat16 (training "
+          "runs in float32; the loaders read any of them into their compute dtype)");
 ABSL_FLAG(bool, decoder_only, false, "vae: train the decoder alone (with --init: the latents stay as they are)");
 ABSL_FLAG(double, kl_weight, 1e-6, "vae: weight of the posterior's KL term, in [0, 1]");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random start, the training scenes and the posterior noise");
@@ -129,6 +132,23 @@ namespace {
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "magi-train-tiny: %s\n", std::string(s.message()).c_str());
   return absl::IsInvalidArgument(s) ? 2 : 1;
+}
+
+// --store_dtype, or why not.
+absl::StatusOr<at::ScalarType> StoreDtype() {
+  const std::string d = absl::GetFlag(FLAGS_store_dtype);
+  if (d == "float32") return at::kFloat;
+  if (d == "float16") return at::kHalf;
+  if (d == "bfloat16") return at::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--store_dtype: must be float32, float16 or bfloat16, got '", d, "'"));
+}
+
+// `weights` in the stored dtype.
+std::map<std::string, at::Tensor> Stored(const std::map<std::string, at::Tensor>& weights, at::ScalarType dtype) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, t] : weights) out[name] = t.detach().to(dtype).contiguous();
+  return out;
 }
 
 }  // namespace
@@ -148,9 +168,9 @@ int main(int argc, char** argv) {
   if (command != "vae" && command != "dit" && command != "roundtrip") {
     std::fprintf(stderr,
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
-                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--seed S] [--threads N] [--log_every N]\n"
+                 "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--store_dtype D] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -177,6 +197,8 @@ int main(int argc, char** argv) {
 }
 
 int RunVae(const std::string& out, int log_every) {
+  const absl::StatusOr<at::ScalarType> store = StoreDtype();
+  if (!store.ok()) return Fail(store.status());
   magi::VaeTrainOptions o;
   o.steps = Or(absl::GetFlag(FLAGS_steps), 400);
   o.batch = Or(absl::GetFlag(FLAGS_batch), 8);
@@ -217,6 +239,10 @@ int RunVae(const std::string& out, int log_every) {
     magi::VaeConfig config = magi::TinyVaeConfig();
     if (embed != 0) config.embed_dim = embed;
     if (layers != 0) config.depth = layers;
+    // A new VAE's position table is its training frames' grid: the default 256 x 256 table is
+    // resized to 64 x 64 at every step otherwise, and holds 4.7 M of a width-768 VAE's 12.4 M
+    // weights (other sizes resize it, as the released VAE's does).
+    config.video_size = o.size;
     scratch = std::filesystem::temp_directory_path() / absl::StrCat("magi-train-tiny-start-", ::getpid());
     if (absl::Status s = magi::WriteRandomVaeFolder(config, scratch.string(), o.seed); !s.ok()) {
       return Fail(s);
@@ -241,7 +267,7 @@ int RunVae(const std::string& out, int log_every) {
   if (!trained.ok()) return Fail(trained.status());
   std::map<std::string, at::Tensor> weights;
   for (const auto& [name, t] : (*vae)->NamedWeights()) weights[name] = t.detach();
-  if (absl::Status s = magi::WriteVaeFolder((*vae)->config(), weights, out); !s.ok()) return Fail(s);
+  if (absl::Status s = magi::WriteVaeFolder((*vae)->config(), Stored(weights, *store), out); !s.ok()) return Fail(s);
   std::printf("held-out reconstruction MSE: %.6f before, %.6f after (%.1fx lower); %.1f s; written to %s\n",
               trained->heldout_mse_before, trained->heldout_mse_after,
               trained->heldout_mse_before / std::max(trained->heldout_mse_after, 1e-12), trained->seconds, out.c_str());
@@ -352,13 +378,18 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
     }
   };
   MAGI_ASSIGN_OR_RETURN(magi::DitTrainResult r, magi::TrainDit(*runner, opt));
-  MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(*runner, (dir / runner->config().runtime.load / "model.safetensors").string()));
+  MAGI_ASSIGN_OR_RETURN(const at::ScalarType store, StoreDtype());
+  {
+    MAGI_ASSIGN_OR_RETURN(auto weights, runner->dit().NamedWeights());
+    MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(Stored(weights, store),
+                                               (dir / runner->config().runtime.load / "model.safetensors").string()));
+  }
   if (r.raw_weights.empty()) {
     std::error_code ec;
     fs::remove(dir / "dit_no_ema.safetensors", ec);  // an --init set's: not these weights
   } else {
     // Beside the set, not in its DiT folder: the loader reads the average.
-    MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(r.raw_weights, (dir / "dit_no_ema.safetensors").string()));
+    MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(Stored(r.raw_weights, store), (dir / "dit_no_ema.safetensors").string()));
     std::printf("the last step's weights (held-out loss %.6f) written beside the average: "
                 "SET/dit_no_ema.safetensors\n", r.heldout_loss_raw);
   }
@@ -380,6 +411,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"cfg_number", runner->config().runtime.cfg_number},
                       {"heldout_scenes", o.heldout_scenes},
                       {"seed", o.seed},
+                      {"store_dtype", absl::GetFlag(FLAGS_store_dtype)},
                       {"parameters", r.parameters},
                       {"plan_steps", r.plan_steps},
                       {"latent_std", r.latent_std},
@@ -407,6 +439,8 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
 }  // namespace
 
 int RunDit(const std::string& out, int log_every) {
+  const absl::StatusOr<at::ScalarType> store = StoreDtype();
+  if (!store.ok()) return Fail(store.status());
   magi::DitTrainOptions o;
   o.steps = Or(absl::GetFlag(FLAGS_steps), 1000);
   o.batch = Or(absl::GetFlag(FLAGS_batch), 4);

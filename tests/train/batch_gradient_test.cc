@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,11 +28,15 @@ struct Toy {
 
 TEST(MeanGradientTest, IsTheGradientOfTheMeanLossBitEqualOnAnyWorkerCount) {
   at::Tensor first_w;
-  for (int workers : {1, 2, 5}) {
+  // Each worker count, without and with cost estimates (which change the order samples are
+  // taken in, not the result).
+  for (int run = 0; run < 6; ++run) {
+    const int workers = std::vector<int>{1, 2, 5}[static_cast<size_t>(run % 3)];
+    const std::vector<double> cost = run < 3 ? std::vector<double>{} : std::vector<double>{1, 3, 2};
     Toy t;
     t.w.mutable_grad() = at::full({3}, 100.0f);  // a stale gradient: replaced, not added to
     const BatchGradient batches(workers);
-    auto mean = batches.MeanGradient({t.w, t.b, t.unused}, 3, "toy", [&](int i) { return t.Loss(i); });
+    auto mean = batches.MeanGradient({t.w, t.b, t.unused}, 3, "toy", [&](int i) { return t.Loss(i); }, cost);
     ASSERT_TRUE(mean.ok()) << mean.status();
     double expected_loss = 0;
     at::Tensor expected_w = at::zeros({3});
@@ -46,6 +51,26 @@ TEST(MeanGradientTest, IsTheGradientOfTheMeanLossBitEqualOnAnyWorkerCount) {
     if (!first_w.defined()) first_w = t.w.grad().clone();
     EXPECT_TRUE(at::equal(t.w.grad(), first_w)) << workers << " workers: " << t.w.grad() << " vs " << first_w;
   }
+}
+
+// One worker takes the samples costliest first (ties in sample order); without costs, in order.
+TEST(MeanGradientTest, TakesTheCostliestSamplesFirst) {
+  Toy t;
+  const BatchGradient batches(1);
+  for (const auto& [cost, want] : {std::pair<std::vector<double>, std::vector<int>>{{1, 3, 2}, {1, 2, 0}},
+                                   {{2, 2, 5}, {2, 0, 1}},
+                                   {{}, {0, 1, 2}}}) {
+    std::vector<int> taken;
+    auto mean = batches.MeanGradient({t.w}, 3, "toy", [&](int i) {
+      taken.push_back(i);
+      return t.Loss(i);
+    }, cost);
+    ASSERT_TRUE(mean.ok()) << mean.status();
+    EXPECT_EQ(taken, want);
+  }
+  auto bad = batches.MeanGradient({t.w}, 3, "toy", [&](int i) { return t.Loss(i); }, {1.0, 2.0});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("2 sample costs for 3 samples"), std::string::npos) << bad.status();
 }
 
 TEST(MeanGradientTest, ReturnsTheFailingSamplesErrorAndRefusesAnEmptyBatch) {

@@ -3,6 +3,9 @@
 // runner serves; bad flags exit 2 naming the flag and write nothing to --out.
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +16,8 @@
 #include "worker/model/config.h"
 #include "worker/model/safetensors.h"
 #include "worker/runner/model_job_runner.h"
+#include "worker/runner/tiny_model.h"
+#include "worker/vae/random_vae_checkpoint.h"
 #include "worker/vae/vit_vae.h"
 
 namespace magi {
@@ -57,6 +62,26 @@ TEST(MagiTrainTinyCli, VaeTrainsAndWritesAFolderTheLoaderReads) {
   ASSERT_NE((*file)->Find("encoder.pos_embed"), nullptr);
   EXPECT_EQ((*file)->Find("encoder.pos_embed")->shape, (std::vector<int64_t>{1, 3 * 4 * 4 + 1, 256}));
   EXPECT_EQ((*file)->Find("encoder.pos_embed")->dtype, StDtype::kF32);
+  // It starts as the random VAE of the released geometry (its 256 x 256 table resized to the
+  // grid at every call) with the same seed: the same encoder and decoder on that grid.
+  fs::remove_all(out);
+  const CliRun start = Sh("vae --out " + out.string() + " --steps 0 --frames 8 --size 32 --seed 3 --log_every 0");
+  ASSERT_EQ(start.status, 0) << start.output;
+  const fs::path released = out.string() + "_released";
+  ASSERT_TRUE(WriteRandomVaeFolder(TinyVaeConfig(), released.string(), 3).ok());
+  auto a = ViTVae::LoadFolder(out.string(), o);
+  auto b = ViTVae::LoadFolder(released.string(), o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)->config().video_size, 32);
+  EXPECT_EQ((*b)->config().video_size, 256);
+  at::Tensor clip = at::rand({1, 3, 12, 32, 32}, at::detail::createCPUGenerator(5)) * 2 - 1;
+  auto za = (*a)->EncodeTile(clip), zb = (*b)->EncodeTile(clip);
+  ASSERT_TRUE(za.ok() && zb.ok());
+  EXPECT_LT((*za - *zb).abs().max().item<double>(), 1e-5);
+  auto xa = (*a)->DecodeTile(*za), xb = (*b)->DecodeTile(*za);
+  ASSERT_TRUE(xa.ok() && xb.ok());
+  EXPECT_LT((*xa - *xb).abs().max().item<double>(), 1e-5);
+  fs::remove_all(released);
   // A wider, shallower new VAE, stored in float16: the written folder is that VAE.
   fs::remove_all(out);
   const CliRun wide = Sh("vae --out " + out.string() +

@@ -368,7 +368,8 @@ TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
 // The caption gain compares a scene's own caption with another held-out scene's on the same
 // noise: exactly 0 with one held-out scene (the other caption is its own), not 0 with two
 // (even the random DiT's velocity depends on its caption); no step leaves it as it was. The
-// colour gain compares it with the scene's caption recoloured.
+// colour gain compares it with the scene's caption recoloured, the direction gain with it
+// turned.
 TEST_F(TrainDitTest, CaptionGainComparesOwnCaptionWithAnothers) {
   DitTrainOptions o = Small(0);
   o.heldout_scenes = 1;
@@ -385,6 +386,11 @@ TEST_F(TrainDitTest, CaptionGainComparesOwnCaptionWithAnothers) {
   EXPECT_NE(one.result.colour_gain_before, 0.0);
   EXPECT_TRUE(std::isfinite(one.result.colour_gain_before));
   EXPECT_EQ(two.result.colour_gain_after, two.result.colour_gain_before);
+  // The direction gain swaps left and right in the scene's own caption (the two held-out
+  // scenes move sideways, so their captions change).
+  EXPECT_NE(two.result.first_chunk_direction_gain_before, 0.0);
+  EXPECT_TRUE(std::isfinite(two.result.first_chunk_direction_gain_before));
+  EXPECT_EQ(two.result.first_chunk_direction_gain_after, two.result.first_chunk_direction_gain_before);
 }
 
 // The moving average leaves training as it was: over 3 steps the last step's weights it

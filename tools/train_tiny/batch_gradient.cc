@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <system_error>
 #include <thread>
@@ -24,8 +25,19 @@ BatchGradient::~BatchGradient() { at::set_num_threads(saved_threads_); }
 
 absl::StatusOr<double> BatchGradient::MeanGradient(
     const std::vector<at::Tensor>& trainable, int n, const char* what,
-    const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss) const {
+    const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss, const std::vector<double>& cost) const {
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat(what, ": a batch needs n >= 1 samples, got ", n));
+  if (!cost.empty() && cost.size() != static_cast<size_t>(n)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", cost.size(), " sample costs for ", n, " samples"));
+  }
+  // The order the workers take the samples in: costliest first (ties in sample order).
+  std::vector<int> order(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  if (!cost.empty()) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return cost[static_cast<size_t>(a)] > cost[static_cast<size_t>(b)]; });
+  }
+  std::atomic<int> next{0};
   struct Sample {
     absl::Status status;
     double loss = 0;
@@ -53,16 +65,16 @@ absl::StatusOr<double> BatchGradient::MeanGradient(
   absl::Status started;
   try {
     for (int w = 1; w < workers; ++w) {
-      threads.emplace_back([&, w] {
+      threads.emplace_back([&] {
         at::ThreadLocalStateGuard guard(state);
-        for (int i = w; i < n; i += workers) run(i);
+        for (int k; (k = next.fetch_add(1)) < n;) run(order[static_cast<size_t>(k)]);
       });
     }
   } catch (const std::system_error& e) {
     started = absl::ResourceExhaustedError(absl::StrCat(what, ": cannot start a worker thread: ", e.what()));
   }
   if (started.ok()) {
-    for (int i = 0; i < n; i += workers) run(i);
+    for (int k; (k = next.fetch_add(1)) < n;) run(order[static_cast<size_t>(k)]);
   }
   for (std::thread& t : threads) t.join();
   if (!started.ok()) return started;

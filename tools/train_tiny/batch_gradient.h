@@ -33,12 +33,15 @@ class BatchGradient {
   BatchGradient& operator=(const BatchGradient&) = delete;
 
   // Sets every tensor of `trainable` (leaves that require grad) to the gradient of the mean
-  // of sample_loss(0) .. sample_loss(n - 1) -- each a scalar -- replacing what .grad held;
-  // sample i runs on worker i % workers (worker 0 is the calling thread). A weight no sample
-  // reaches gets an undefined .grad. Returns that mean loss, or the first failing sample's
-  // status (an exception from ATen becomes an Internal error naming `what`).
+  // of sample_loss(0) .. sample_loss(n - 1) -- each a scalar -- replacing what .grad held.
+  // Each worker (worker 0 is the calling thread) takes the next sample not yet taken when it
+  // is free; with `cost` (n estimates, e.g. a sample's tokens) the costliest are taken first,
+  // so that samples of unequal size keep both workers busy. Neither changes the result. A
+  // weight no sample reaches gets an undefined .grad. Returns that mean loss, or the first
+  // failing sample's status (an exception from ATen becomes an Internal error naming `what`).
   absl::StatusOr<double> MeanGradient(const std::vector<at::Tensor>& trainable, int n, const char* what,
-                                      const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss) const;
+                                      const std::function<absl::StatusOr<at::Tensor>(int sample)>& sample_loss,
+                                      const std::vector<double>& cost = {}) const;
 
  private:
   int workers_;

@@ -64,6 +64,7 @@
 #include "worker/vae/vae_codec.h"
 #include "worker/runner/tiny_model.h"
 #include "worker/vae/random_vae_checkpoint.h"
+#include "worker/vae/vit_vae.h"
 
 ABSL_FLAG(std::string, out, "", "output folder (created; an existing VAE there is replaced once training succeeds)");
 ABSL_FLAG(std::string, init, "", "start from this VAE folder instead of random tiny weights");
@@ -239,14 +240,22 @@ int RunVae(const std::string& out, int log_every) {
     magi::VaeConfig config = magi::TinyVaeConfig();
     if (embed != 0) config.embed_dim = embed;
     if (layers != 0) config.depth = layers;
-    // A new VAE's position table is its training frames' grid: the default 256 x 256 table is
-    // resized to 64 x 64 at every step otherwise, and holds 4.7 M of a width-768 VAE's 12.4 M
-    // weights (other sizes resize it, as the released VAE's does).
-    config.video_size = o.size;
-    scratch = std::filesystem::temp_directory_path() / absl::StrCat("magi-train-tiny-start-", ::getpid());
-    if (absl::Status s = magi::WriteRandomVaeFolder(config, scratch.string(), o.seed); !s.ok()) {
-      return Fail(s);
+    // A new VAE's position table is its training frames' grid: the released 256 x 256 table
+    // would be resized to it at every step (4.7 M of a width-768 VAE's 12.4 M weights; 0.51 s
+    // a step against 0.30). It starts as that resize of the random 256 x 256 table, so the
+    // VAE starts as the same function as with the big table (a fresh random small table
+    // trained to object colour error 78.7 against 39.8, measured).
+    std::map<std::string, at::Tensor> weights = magi::RandomVaeWeights(config, o.seed);
+    magi::VaeConfig grid = config;
+    grid.video_size = o.size;
+    for (const char* tower : {"encoder.pos_embed", "decoder.pos_embed"}) {
+      weights[tower] = magi::ResizeVaePosEmbed(weights[tower], config, grid.latent_length(), grid.latent_size(),
+                                               grid.latent_size())
+                           .contiguous();
     }
+    config = grid;
+    scratch = std::filesystem::temp_directory_path() / absl::StrCat("magi-train-tiny-start-", ::getpid());
+    if (absl::Status s = magi::WriteVaeFolder(config, weights, scratch.string()); !s.ok()) return Fail(s);
     start = scratch.string();
   }
   magi::ViTVae::Options vo;
@@ -423,15 +432,19 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
                       {"colour_gain_after", r.colour_gain_after},
                       {"first_chunk_colour_gain_before", r.first_chunk_colour_gain_before},
                       {"first_chunk_colour_gain_after", r.first_chunk_colour_gain_after},
+                      {"first_chunk_direction_gain_before", r.first_chunk_direction_gain_before},
+                      {"first_chunk_direction_gain_after", r.first_chunk_direction_gain_after},
                       {"seconds", r.seconds}};
   if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; caption gain (t2v, "
               "another scene's caption minus its own) %.6f before, %.6f after; colour gain (its caption recoloured "
-              "minus its own) %.6f before, %.6f after (on the first chunk's steps %.6f, %.6f); latent std %.3f; %lld parameters; %.1f s\n",
+              "minus its own) %.6f before, %.6f after (on the first chunk's steps %.6f, %.6f); direction gain on "
+              "the first chunk's steps (its caption with left and right swapped minus its own) %.6f before, %.6f "
+              "after; latent std %.3f; %lld parameters; %.1f s\n",
               r.plan_steps, r.heldout_loss_before, r.heldout_loss_after, r.caption_gain_before, r.caption_gain_after,
               r.colour_gain_before, r.colour_gain_after, r.first_chunk_colour_gain_before,
-              r.first_chunk_colour_gain_after,
+              r.first_chunk_colour_gain_after, r.first_chunk_direction_gain_before, r.first_chunk_direction_gain_after,
               r.latent_std, static_cast<long long>(r.parameters), r.seconds);
   return absl::OkStatus();
 }

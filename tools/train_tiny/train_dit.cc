@@ -50,6 +50,9 @@ struct Clip {
   // Held-out clips: the caption of the same scene with every object's colour the next one of
   // the palette ("a red ball" -> "a green ball").
   ChunkCaptions recoloured;
+  // Held-out clips: the caption of the same scene with every object's horizontal velocity
+  // reversed ("to the right" -> "to the left").
+  ChunkCaptions turned;
   // The share of each latent cell's pixels that show an object: [1, 1, T, h, w] float32.
   at::Tensor objects;
 };
@@ -91,6 +94,9 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
     const int colours = static_cast<int>(physics::Palette().size());
     for (physics::ObjectState& obj : other.objects) obj.colour = (obj.colour + 1) % colours;
     MAGI_ASSIGN_OR_RETURN(clip.recoloured, runner.Captions(physics::Caption(other), chunks, 0));
+    Scene turned = scene;
+    for (physics::ObjectState& obj : turned.objects) obj.vx = -obj.vx;
+    MAGI_ASSIGN_OR_RETURN(clip.turned, runner.Captions(physics::Caption(turned), chunks, 0));
   }
   return clip;
 }
@@ -294,24 +300,26 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.latent_std = at::cat(all).std().item<double>();
   }
 
-  // The held-out loss, and the caption and colour gains: on the t2v plan's steps, the mean
-  // loss with the next held-out scene's caption, and with the scene's caption recoloured,
-  // minus that with the scene's own (the same noise).
+  // The held-out loss, and the caption, colour and direction gains: on the t2v plan's steps,
+  // the mean loss with the next held-out scene's caption, with the scene's caption recoloured,
+  // and (first chunk's steps) with it turned, minus that with the scene's own (the same noise).
   struct Heldout {
     double loss = 0;
     double caption_gain = 0;
     double colour_gain = 0;
     double first_chunk_colour_gain = 0;
+    double first_chunk_direction_gain = 0;
   };
   auto heldout_loss = [&]() -> absl::StatusOr<Heldout> {
     at::NoGradGuard no_grad;
     at::Generator gen = at::detail::createCPUGenerator(7);
-    double sum = 0, gain = 0, colour_gain = 0, first_colour_gain = 0;
+    double sum = 0, gain = 0, colour_gain = 0, first_colour_gain = 0, first_direction_gain = 0;
     int n = 0, n_gain = 0, n_first = 0;
     for (size_t i = 0; i < heldout.size(); ++i) {
       const Clip& clip = heldout[i];
       const Clip miscaptioned{clip.latent, heldout[(i + 1) % heldout.size()].captions, {}};
       const Clip recoloured{clip.latent, clip.recoloured, {}};
+      const Clip turned{clip.latent, clip.turned, {}};
       for (const StagePlan* plan : {&t2v, &v2v}) {
         for (int step = 0; step < plan->num_forward_steps(); ++step) {
           const int rows = plan->steps[static_cast<size_t>(step)].clip_end;
@@ -330,6 +338,9 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
             colour_gain += recolour.item<double>() - loss.item<double>();
             if (std::find(first_chunk_steps.begin(), first_chunk_steps.end(), step) != first_chunk_steps.end()) {
               first_colour_gain += recolour.item<double>() - loss.item<double>();
+              MAGI_ASSIGN_OR_RETURN(at::Tensor turn,
+                                    StepLoss(dit, config, *plan, step, turned, noise, ctn, 0.0, 0.0, false));
+              first_direction_gain += turn.item<double>() - loss.item<double>();
               ++n_first;
             }
             ++n_gain;
@@ -337,7 +348,8 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         }
       }
     }
-    return Heldout{sum / n, gain / n_gain, colour_gain / n_gain, first_colour_gain / n_first};
+    return Heldout{sum / n, gain / n_gain, colour_gain / n_gain, first_colour_gain / n_first,
+                   first_direction_gain / n_first};
   };
 
   try {
@@ -353,6 +365,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.caption_gain_before = before.caption_gain;
     result.colour_gain_before = before.colour_gain;
     result.first_chunk_colour_gain_before = before.first_chunk_colour_gain;
+    result.first_chunk_direction_gain_before = before.first_chunk_direction_gain;
     Adam adam(params);
     result.parameters = adam.parameters();
     std::vector<std::string> names;
@@ -377,9 +390,11 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
       bool null_text = false;
     };
     std::vector<Sample> batch(static_cast<size_t>(o.batch));
+    std::vector<double> cost(static_cast<size_t>(o.batch));  // a sample's chunks in its forward
     const BatchGradient batches(o.workers);
     for (int step = 1; step <= o.steps; ++step) {
-      for (Sample& s : batch) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        Sample& s = batch[i];
         s.clip = &clips[pick.Next() % clips.size()];
         const bool use_v2v = pick.Uniform() < o.v2v_fraction;
         s.plan = use_v2v ? &v2v : &t2v;
@@ -391,13 +406,14 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         const int rows = s.plan->steps[static_cast<size_t>(s.step)].clip_end;
         s.noise = at::randn(s.clip->latent.narrow(2, 0, rows * rt.chunk_width).sizes(), gen, s.clip->latent.options());
         s.null_text = o.caption_dropout > 0 && pick.Uniform() < o.caption_dropout;
+        cost[i] = rows;
       }
       MAGI_ASSIGN_OR_RETURN(const double loss_value,
                             batches.MeanGradient(trainable, o.batch, "DiT training", [&](int i) {
                               const Sample& s = batch[static_cast<size_t>(i)];
                               return StepLoss(dit, config, *s.plan, s.step, *s.clip, s.noise, ctn, o.late_weight,
                                               o.object_weight, s.null_text);
-                            }));
+                            }, cost));
       if (!std::isfinite(loss_value)) {
         return absl::InternalError(absl::StrCat("DiT training: the loss is ", loss_value, " at step ", step));
       }
@@ -424,6 +440,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.caption_gain_after = after.caption_gain;
     result.colour_gain_after = after.colour_gain;
     result.first_chunk_colour_gain_after = after.first_chunk_colour_gain;
+    result.first_chunk_direction_gain_after = after.first_chunk_direction_gain;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
   }

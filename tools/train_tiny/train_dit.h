@@ -126,6 +126,12 @@ struct DitTrainResult {
   // chunks before), so this is the figure text-to-video's colours depend on.
   double first_chunk_colour_gain_before = 0;
   double first_chunk_colour_gain_after = 0;
+  // On the same first-chunk steps, with the caption of the scene with every object's
+  // horizontal velocity reversed ("rolls to the right" -> "rolls to the left"): how much the
+  // model reads the direction words, which text-to-video's motion depends on. About 0: it
+  // moves the objects whichever way the caption says.
+  double first_chunk_direction_gain_before = 0;
+  double first_chunk_direction_gain_after = 0;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
   // average) and their held-out loss. Empty and 0 otherwise.
   std::map<std::string, at::Tensor> raw_weights;

@@ -183,18 +183,20 @@ struct ViTVae::Impl {
     return x;
   }
 
-  // pos_embed for a token grid (T, H, W): the stored one on the training grid, otherwise
-  // rows 1.. resized trilinearly (align_corners=false) with the cls row kept (spec §5.3).
   at::Tensor PosEmbed(const Tower& t, int64_t T, int64_t H, int64_t W) const {
-    const int64_t L = config.latent_length(), S = config.latent_size(), C = config.embed_dim;
-    if (T == L && H == S && W == S) return t.pos;
-    at::Tensor grid = t.pos.slice(1, 1).reshape({1, L, S, S, C}).permute({0, 4, 1, 2, 3});
-    at::Tensor r =
-        at::upsample_trilinear3d(grid, {T, H, W}, /*align_corners=*/false, c10::nullopt, c10::nullopt, c10::nullopt);
-    r = r.permute({0, 2, 3, 4, 1}).reshape({1, T * H * W, C});
-    return at::cat({t.pos.slice(1, 0, 1), r}, 1);
+    return ResizeVaePosEmbed(t.pos, config, T, H, W);
   }
 };
+
+at::Tensor ResizeVaePosEmbed(const at::Tensor& pos, const VaeConfig& config, int64_t T, int64_t H, int64_t W) {
+  const int64_t L = config.latent_length(), S = config.latent_size(), C = config.embed_dim;
+  if (T == L && H == S && W == S) return pos;
+  at::Tensor grid = pos.slice(1, 1).reshape({1, L, S, S, C}).permute({0, 4, 1, 2, 3});
+  at::Tensor r =
+      at::upsample_trilinear3d(grid, {T, H, W}, /*align_corners=*/false, c10::nullopt, c10::nullopt, c10::nullopt);
+  r = r.permute({0, 2, 3, 4, 1}).reshape({1, T * H * W, C});
+  return at::cat({pos.slice(1, 0, 1), r}, 1);
+}
 
 ViTVae::ViTVae(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ViTVae::~ViTVae() = default;

@@ -94,6 +94,12 @@ class ViTVae {
   std::unique_ptr<Impl> impl_;
 };
 
+// The position table `pos` [1, 1 + L * S * S, C] of a VAE with `config` (its training grid:
+// L = latent_length() frames of S x S = latent_size()^2 tokens) for a token grid T x H x W:
+// `pos` itself on the training grid, otherwise rows 1.. resized trilinearly
+// (align_corners=false) with the cls row kept (spec §5.3). Differentiable.
+at::Tensor ResizeVaePosEmbed(const at::Tensor& pos, const VaeConfig& config, int64_t T, int64_t H, int64_t W);
+
 }  // namespace magi
 
 #endif  // MAGI_WORKER_VAE_VIT_VAE_H_

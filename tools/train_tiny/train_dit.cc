@@ -355,6 +355,10 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   try {
     std::map<std::string, at::Tensor> params;
     MAGI_ASSIGN_OR_RETURN(params, dit.NamedWeights());
+    // A set stored in float16 or bfloat16 (--store_dtype) trains in float32.
+    for (auto& [name, t] : params) {
+      if (t.scalar_type() != at::kFloat) t.set_data(t.detach().to(at::kFloat));
+    }
     if (o.zero_init_output) {
       auto it = params.find("final_linear.linear.weight");
       if (it == params.end()) return absl::InternalError("DiT training: the model has no final_linear.linear.weight");

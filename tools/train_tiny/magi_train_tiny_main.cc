@@ -329,7 +329,7 @@ absl::StatusOr<double> RawLatentStd(const magi::ModelJobRunner& runner, int size
 }
 
 // Builds the set in `dir`, trains its DiT and writes it there.
-absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int log_every) {
+absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::ScalarType store, int log_every) {
   const std::string init = absl::GetFlag(FLAGS_init);
   const std::string vae = absl::GetFlag(FLAGS_vae);
   const fs::path config_path = dir / "config.json";
@@ -387,7 +387,6 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, int l
     }
   };
   MAGI_ASSIGN_OR_RETURN(magi::DitTrainResult r, magi::TrainDit(*runner, opt));
-  MAGI_ASSIGN_OR_RETURN(const at::ScalarType store, StoreDtype());
   {
     MAGI_ASSIGN_OR_RETURN(auto weights, runner->dit().NamedWeights());
     MAGI_RETURN_IF_ERROR(magi::WriteDitWeights(Stored(weights, store),
@@ -498,7 +497,7 @@ int RunDit(const std::string& out, int log_every) {
   // Built beside --out and renamed onto it at the end: a failed run leaves --out as it was.
   const fs::path target = fs::absolute(out).lexically_normal();
   const fs::path scratch = target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid());
-  absl::Status s = TrainSet(scratch, o, log_every);
+  absl::Status s = TrainSet(scratch, o, *store, log_every);
   std::error_code ec;
   if (!s.ok()) {
     fs::remove_all(scratch, ec);

@@ -101,7 +101,8 @@ struct Scene {
 };
 
 // Draws a scene from `seed`: 1-3 objects of distinct colours, each a ball or a box that
-// falls, is thrown or slides, placed without overlap.
+// falls, is thrown or slides, placed without overlap. One that moves sideways moves towards the
+// far wall from where it starts (right when its centre starts left of the middle).
 Scene MakeScene(uint64_t seed);
 
 // A caption made from the scene's parameters, one clause per object joined by " and ", e.g.

@@ -175,10 +175,7 @@ Scene MakeScene(uint64_t seed) {
       o.half_h = rng.Uniform(0.06, 0.11);
     }
     o.motion = static_cast<Motion>(rng.Below(3));
-    // An object that moves sideways is launched towards the open side: the far wall from where
-    // it starts (x < 0.5: right), so that its caption's direction is also where it starts. The
-    // side was once drawn at random; that draw stays, so every other draw of a scene is the same.
-    static_cast<void>(rng.Below(2));
+    const double sign = rng.Below(2) == 0 ? -1.0 : 1.0;
     const double speed = rng.Uniform(0.3, 0.7);
     // Up to 64 placements; an object that never fits is left out (the scene stays valid).
     for (int attempt = 0; attempt < 64; ++attempt) {
@@ -187,7 +184,7 @@ Scene MakeScene(uint64_t seed) {
       const bool clear = std::none_of(scene.objects.begin(), scene.objects.end(),
                                       [&](const ObjectState& p) { return Overlaps(o, p, 0.02); });
       if (clear) {
-        o.vx = o.motion == Motion::kFall ? 0.0 : (o.x < 0.5 ? speed : -speed);
+        o.vx = o.motion == Motion::kFall ? 0.0 : sign * speed;
         o.vy = 0.0;
         scene.objects.push_back(o);
         break;

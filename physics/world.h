@@ -101,8 +101,7 @@ struct Scene {
 };
 
 // Draws a scene from `seed`: 1-3 objects of distinct colours, each a ball or a box that
-// falls, is thrown or slides, placed without overlap. One that moves sideways moves towards the
-// far wall from where it starts (right when its centre starts left of the middle).
+// falls, is thrown or slides, placed without overlap.
 Scene MakeScene(uint64_t seed);
 
 // A caption made from the scene's parameters, one clause per object joined by " and ", e.g.

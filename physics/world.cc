@@ -194,6 +194,15 @@ Scene MakeScene(uint64_t seed) {
   return scene;
 }
 
+Scene MirrorScene(const Scene& scene) {
+  Scene mirrored = scene;
+  for (ObjectState& o : mirrored.objects) {
+    o.x = 1.0 - o.x;
+    o.vx = -o.vx;
+  }
+  return mirrored;
+}
+
 std::string Caption(const Scene& scene) {
   std::vector<std::string> clauses;
   for (const ObjectState& o : scene.objects) {

@@ -104,6 +104,11 @@ struct Scene {
 // falls, is thrown or slides, placed without overlap.
 Scene MakeScene(uint64_t seed);
 
+// The scene mirrored left to right: every object's x -> 1 - x and vx -> -vx. The world's walls
+// are symmetric, so it is a scene of the same world (its frames the original's flipped, up to
+// rounding), whose caption names the other direction for every object that moves sideways.
+Scene MirrorScene(const Scene& scene);
+
 // A caption made from the scene's parameters, one clause per object joined by " and ", e.g.
 // "a red ball falls and bounces to the right and a blue box slides left".
 std::string Caption(const Scene& scene);

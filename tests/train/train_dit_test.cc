@@ -276,6 +276,12 @@ TEST_F(TrainDitTest, BadOptionsAreRefusedNamingTheOption) {
   o.object_weight = 1001;
   r = TrainDit(**runner, o);
   EXPECT_NE(r.status().message().find("object_weight must be in [0, 1000]"), std::string::npos) << r.status();
+  o = Small(1);
+  o.mirror_pairs = true;
+  o.batch = 3;
+  r = TrainDit(**runner, o);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("batch must be even with mirror_pairs"), std::string::npos) << r.status();
 }
 
 // late_weight reweights the training loss only: the held-out loss before training is the
@@ -356,6 +362,14 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
 TEST_F(TrainDitTest, FirstChunkShareDrawsOtherSteps) {
   DitTrainOptions o = Small(3);
   o.first_chunk_share = 1.0;
+  ExpectRetrains(o);
+}
+
+// Mirror pairs replace every second sample with the mirror of the one before (batch 2: one
+// drawn scene and its mirror image each step).
+TEST_F(TrainDitTest, MirrorPairsTrainOnTheMirroredScenes) {
+  DitTrainOptions o = Small(3);
+  o.mirror_pairs = true;
   ExpectRetrains(o);
 }
 

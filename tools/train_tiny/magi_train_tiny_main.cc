@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -86,6 +86,9 @@ ABSL_FLAG(double, caption_dropout, 0,
 ABSL_FLAG(double, first_chunk_share, 0,
           "dit: the share of t2v samples drawn from the steps that denoise the first chunk (where only "
           "the caption says what the scene holds); in [0, 1]");
+ABSL_FLAG(bool, mirror_pairs, false,
+          "dit: train each batch as pairs of a scene and its mirror image (its caption's left and right "
+          "swapped) with the same noise; needs an even --batch");
 ABSL_FLAG(int, cfg_number, 0,
           "dit: runtime_config.cfg_number of the written set: 1 (no guidance) or 3 (text guidance with "
           "the context-only pass, which --caption_dropout trains); 0 keeps the set's");
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--store_dtype D] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -416,6 +419,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::S
                       {"ema", o.ema},
                       {"caption_dropout", o.caption_dropout},
                       {"first_chunk_share", o.first_chunk_share},
+                      {"mirror_pairs", o.mirror_pairs},
                       {"cfg_number", runner->config().runtime.cfg_number},
                       {"heldout_scenes", o.heldout_scenes},
                       {"seed", o.seed},
@@ -468,6 +472,7 @@ int RunDit(const std::string& out, int log_every) {
   o.ema = absl::GetFlag(FLAGS_ema);
   o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
   o.first_chunk_share = absl::GetFlag(FLAGS_first_chunk_share);
+  o.mirror_pairs = absl::GetFlag(FLAGS_mirror_pairs);
   o.heldout_scenes = absl::GetFlag(FLAGS_heldout);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);

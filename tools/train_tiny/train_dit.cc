@@ -36,6 +36,7 @@ namespace {
 
 using physics::CheckRenderArgs;
 using physics::MakeScene;
+using physics::MirrorScene;
 using physics::RenderScene;
 using physics::Scene;
 using physics::SplitMix64;
@@ -73,8 +74,9 @@ absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o
 }
 
 absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks,
-                              bool recolour = false) {
-  const Scene scene = MakeScene(scene_seed);
+                              bool recolour = false, bool mirror = false) {
+  Scene scene = MakeScene(scene_seed);
+  if (mirror) scene = MirrorScene(scene);
   const int frames = chunks * runner.frames_per_chunk();
   MAGI_ASSIGN_OR_RETURN(std::vector<physics::RenderedFrame> rendered, RenderScene(scene, size, frames));
   at::Tensor video = at::empty({1, 3, frames, size, size}, at::kByte);
@@ -176,6 +178,10 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
   MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("first_chunk_share", o.first_chunk_share, 0.0, 1.0));
+  if (o.mirror_pairs && o.batch % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DiT training: batch must be even with mirror_pairs (a scene and its mirror), got ", o.batch));
+  }
   MAGI_RETURN_IF_ERROR(CheckRenderArgs(o.size, o.chunks * frames_per_chunk, "size", "chunks x frames per chunk"));
   return absl::OkStatus();
 }
@@ -284,10 +290,15 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   if (first_chunk_steps.empty()) return absl::InternalError("DiT training: the t2v plan never denoises chunk 0");
 
   // Data: every training scene encoded once; the held-out ones too.
-  std::vector<Clip> clips, heldout;
+  std::vector<Clip> clips, heldout, mirrored;
   for (int i = 0; i < o.scenes; ++i) {
     MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, (o.seed << 32) + static_cast<uint64_t>(i), o.size, o.chunks));
     clips.push_back(std::move(c));
+    if (o.mirror_pairs) {
+      MAGI_ASSIGN_OR_RETURN(Clip m, MakeClip(runner, (o.seed << 32) + static_cast<uint64_t>(i), o.size, o.chunks,
+                                             /*recolour=*/false, /*mirror=*/true));
+      mirrored.push_back(std::move(m));
+    }
   }
   for (int i = 0; i < o.heldout_scenes; ++i) {
     MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, kHeldoutBase + static_cast<uint64_t>(i), o.size, o.chunks,
@@ -399,6 +410,13 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     for (int step = 1; step <= o.steps; ++step) {
       for (size_t i = 0; i < batch.size(); ++i) {
         Sample& s = batch[i];
+        if (o.mirror_pairs && i % 2 == 1) {  // the mirror of the sample before, drawing nothing
+          const Sample& first = batch[i - 1];
+          s = first;
+          s.clip = &mirrored[static_cast<size_t>(first.clip - clips.data())];
+          cost[i] = cost[i - 1];
+          continue;
+        }
         s.clip = &clips[pick.Next() % clips.size()];
         const bool use_v2v = pick.Uniform() < o.v2v_fraction;
         s.plan = use_v2v ? &v2v : &t2v;

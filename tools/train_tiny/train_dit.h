@@ -94,6 +94,12 @@ struct DitTrainOptions {
   // colours, shapes and motions), a few of the plan's steps otherwise. 0: every t2v step
   // alike (and nothing more is drawn: the weights are as without the option).
   double first_chunk_share = 0;
+  // Each batch as pairs: sample 2k + 1 is sample 2k's scene mirrored left to right (every
+  // object's x -> 1 - x and vx -> -vx, a scene of the same world: its walls are symmetric, and
+  // its caption names the other direction), with the same plan step, noise and caption
+  // dropout, so that the direction word is all that tells the pair's targets apart. Needs an
+  // even batch; every training scene is encoded twice. false: as without the option.
+  bool mirror_pairs = false;
   // Samples of a batch computed at once, each on its own thread with one ATen thread
   // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
   // order and their gradients summed in batch order.

@@ -8,9 +8,8 @@
 # brown), with the colour anchor and its position table on the 64 x 64 grid; then the 4-layer
 # DiT with caption dropout and a moving average of the weights, on 4096 scenes for 20000
 # steps; both stored in float16 (an 18 MB set); then the eval (20 s). Run whole on AMD EPYC,
-# 2 cores: 63.8 minutes (VAE 11.2, DiT 52.5), over the hour; the DiT's batches are now taken
-# costliest first (bit-equal weights, 400 steps 86.5 s -> 76.3 s), which should bring it to
-# about 56 minutes (an estimate, not run whole).
+# 2 cores, with the DiT's batches taken costliest first: "trained in 3512 s", 58.5 minutes
+# (VAE 11.8, DiT 46.6; fifteenth session, docs/training.md).
 # Env: BUILD (default build), VAE_STEPS (2000), DIT_STEPS (20000), EVAL_SCENES (20), THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."

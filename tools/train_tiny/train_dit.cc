@@ -96,9 +96,8 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
     const int colours = static_cast<int>(physics::Palette().size());
     for (physics::ObjectState& obj : other.objects) obj.colour = (obj.colour + 1) % colours;
     MAGI_ASSIGN_OR_RETURN(clip.recoloured, runner.Captions(physics::Caption(other), chunks, 0));
-    Scene turned = scene;
-    for (physics::ObjectState& obj : turned.objects) obj.vx = -obj.vx;
-    MAGI_ASSIGN_OR_RETURN(clip.turned, runner.Captions(physics::Caption(turned), chunks, 0));
+    // The caption turned: the mirror's (a caption names no positions, only the directions).
+    MAGI_ASSIGN_OR_RETURN(clip.turned, runner.Captions(physics::Caption(MirrorScene(scene)), chunks, 0));
   }
   return clip;
 }

@@ -357,12 +357,38 @@ TEST_F(TrainDitTest, AnyWorkerCountTrainsTheSameWeights) {
   EXPECT_GT(changed, static_cast<int>(one.weights.size()) / 2) << "training left most weights unchanged";
 }
 
-// Caption dropout trains other weights from the same start (at 0 it draws nothing: the other
-// tests' runs are the plain ones).
+// Drawing the t2v samples from the first chunk's steps trains other weights from the same
+// start (at 0 it draws nothing: the other tests' runs are the plain ones).
 TEST_F(TrainDitTest, FirstChunkShareDrawsOtherSteps) {
   DitTrainOptions o = Small(3);
   o.first_chunk_share = 1.0;
   ExpectRetrains(o);
+}
+
+// first_chunk_max_t keeps the noisy end of those steps: at 1 it is the whole list (bit-equal
+// weights); at 0 only the pure-noise step, which trains other weights; a level outside [0, 1]
+// is refused naming it.
+TEST_F(TrainDitTest, FirstChunkMaxTDrawsTheNoisyEndOnly) {
+  DitTrainOptions o = Small(3);
+  o.first_chunk_share = 1.0;
+  Trained all = Train(o);
+  o.first_chunk_max_t = 1.0;
+  Trained same = Train(o);
+  o.first_chunk_max_t = 0.0;
+  Trained noisy = Train(o);
+  ASSERT_TRUE(all.ok && same.ok && noisy.ok);
+  int differ = 0;
+  for (const auto& [name, t] : all.weights) {
+    EXPECT_TRUE(at::equal(t, same.weights.at(name))) << name;
+    differ += at::equal(t, noisy.weights.at(name)) ? 0 : 1;
+  }
+  EXPECT_GT(differ, static_cast<int>(all.weights.size()) / 2);
+  auto runner = ModelJobRunner::Load((dir_ / "set").string());
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  o.first_chunk_max_t = 1.5;
+  auto r = TrainDit(**runner, o);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("first_chunk_max_t must be in [0, 1]"), std::string::npos) << r.status();
 }
 
 // Mirror pairs replace every second sample with the mirror of the one before (batch 2: one
@@ -405,6 +431,18 @@ TEST_F(TrainDitTest, CaptionGainComparesOwnCaptionWithAnothers) {
   EXPECT_NE(two.result.first_chunk_direction_gain_before, 0.0);
   EXPECT_TRUE(std::isfinite(two.result.first_chunk_direction_gain_before));
   EXPECT_EQ(two.result.first_chunk_direction_gain_after, two.result.first_chunk_direction_gain_before);
+  // Apart by chunk 0's noise level: one entry per first-chunk step, noisiest first (chunk 0
+  // is denoised along the plan), levels in [0, 1), and their mean the whole gain.
+  const auto& by_level = two.result.first_chunk_direction_gain_by_level;
+  ASSERT_GE(by_level.size(), 2u);
+  double mean = 0;
+  for (size_t k = 0; k < by_level.size(); ++k) {
+    EXPECT_GE(by_level[k].first, 0.0);
+    EXPECT_LT(by_level[k].first, 1.0);
+    if (k > 0) EXPECT_GT(by_level[k].first, by_level[k - 1].first);
+    mean += by_level[k].second / static_cast<double>(by_level.size());
+  }
+  EXPECT_NEAR(mean, two.result.first_chunk_direction_gain_after, 1e-9);
 }
 
 // The moving average leaves training as it was: over 3 steps the last step's weights it

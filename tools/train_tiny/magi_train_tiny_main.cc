@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -86,6 +86,9 @@ ABSL_FLAG(double, caption_dropout, 0,
 ABSL_FLAG(double, first_chunk_share, 0,
           "dit: the share of t2v samples drawn from the steps that denoise the first chunk (where only "
           "the caption says what the scene holds); in [0, 1]");
+ABSL_FLAG(double, first_chunk_max_t, 1,
+          "dit: draw those first-chunk steps only where the first chunk's noise level t (1 clean) is at most "
+          "X, the noisy end where text-to-video picks an object's path; in [0, 1]");
 ABSL_FLAG(bool, mirror_pairs, false,
           "dit: train each batch as pairs of a scene and its mirror image (its caption's left and right "
           "swapped) with the same noise; needs an even --batch");
@@ -174,7 +177,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--store_dtype D] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -419,6 +422,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::S
                       {"ema", o.ema},
                       {"caption_dropout", o.caption_dropout},
                       {"first_chunk_share", o.first_chunk_share},
+                      {"first_chunk_max_t", o.first_chunk_max_t},
                       {"mirror_pairs", o.mirror_pairs},
                       {"cfg_number", runner->config().runtime.cfg_number},
                       {"heldout_scenes", o.heldout_scenes},
@@ -439,6 +443,9 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::S
                       {"first_chunk_direction_gain_after", r.first_chunk_direction_gain_after},
                       {"seconds", r.seconds}};
   if (o.ema > 0) t["heldout_loss_no_ema"] = r.heldout_loss_raw;
+  nlohmann::json by_level = nlohmann::json::array();
+  for (const auto& [level, gain] : r.first_chunk_direction_gain_by_level) by_level.push_back({{"t", level}, {"gain", gain}});
+  t["first_chunk_direction_gain_by_level_after"] = by_level;
   MAGI_RETURN_IF_ERROR(WriteTextFile(dir / "training.json", t.dump(2) + "\n"));
   std::printf("held-out velocity loss over all %d plan steps: %.6f before, %.6f after; caption gain (t2v, "
               "another scene's caption minus its own) %.6f before, %.6f after; colour gain (its caption recoloured "
@@ -449,6 +456,9 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::S
               r.colour_gain_before, r.colour_gain_after, r.first_chunk_colour_gain_before,
               r.first_chunk_colour_gain_after, r.first_chunk_direction_gain_before, r.first_chunk_direction_gain_after,
               r.latent_std, static_cast<long long>(r.parameters), r.seconds);
+  std::printf("direction gain after, by chunk 0's noise level (t, 1 clean):");
+  for (const auto& [level, gain] : r.first_chunk_direction_gain_by_level) std::printf(" %.3f:%.6f", level, gain);
+  std::printf("\n");
   return absl::OkStatus();
 }
 
@@ -472,6 +482,7 @@ int RunDit(const std::string& out, int log_every) {
   o.ema = absl::GetFlag(FLAGS_ema);
   o.caption_dropout = absl::GetFlag(FLAGS_caption_dropout);
   o.first_chunk_share = absl::GetFlag(FLAGS_first_chunk_share);
+  o.first_chunk_max_t = absl::GetFlag(FLAGS_first_chunk_max_t);
   o.mirror_pairs = absl::GetFlag(FLAGS_mirror_pairs);
   o.heldout_scenes = absl::GetFlag(FLAGS_heldout);
   for (const char* flag : {"--init", "--vae"}) {

@@ -12,10 +12,13 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "physics/world.h"
 #include "tools/train_tiny/adam.h"
@@ -177,6 +180,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("ema", o.ema, 0.0, 0.99999));
   MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("first_chunk_share", o.first_chunk_share, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("first_chunk_max_t", o.first_chunk_max_t, 0.0, 1.0));
   if (o.mirror_pairs && o.batch % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("DiT training: batch must be even with mirror_pairs (a scene and its mirror), got ", o.batch));
@@ -281,12 +285,28 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   result.plan_steps = t2v.num_forward_steps() + v2v.num_forward_steps();
   // The t2v steps whose window holds chunk 0 still noisy.
   std::vector<int> first_chunk_steps;
+  std::vector<double> first_chunk_t;  // chunk 0's noise level at each of them
   for (int step = 0; step < t2v.num_forward_steps(); ++step) {
     for (const PlannedChunk& pc : t2v.steps[static_cast<size_t>(step)].chunks) {
-      if (pc.chunk == 0 && !pc.extra) first_chunk_steps.push_back(step);
+      if (pc.chunk == 0 && !pc.extra) {
+        first_chunk_steps.push_back(step);
+        first_chunk_t.push_back(pc.t_in);
+      }
     }
   }
   if (first_chunk_steps.empty()) return absl::InternalError("DiT training: the t2v plan never denoises chunk 0");
+  // The first-chunk steps first_chunk_share draws from: those at most first_chunk_max_t.
+  std::vector<int> drawn_first_steps;
+  for (size_t k = 0; k < first_chunk_steps.size(); ++k) {
+    if (first_chunk_t[k] <= o.first_chunk_max_t) drawn_first_steps.push_back(first_chunk_steps[k]);
+  }
+  if (drawn_first_steps.empty()) {
+    std::vector<std::string> levels;
+    for (double t : first_chunk_t) levels.push_back(absl::StrFormat("%.4f", t));
+    return absl::InvalidArgumentError(absl::StrCat("DiT training: first_chunk_max_t ", o.first_chunk_max_t,
+                                                   " is below every first-chunk step's noise level (",
+                                                   absl::StrJoin(levels, ", "), ")"));
+  }
 
   // Data: every training scene encoded once; the held-out ones too.
   std::vector<Clip> clips, heldout, mirrored;
@@ -319,12 +339,14 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     double colour_gain = 0;
     double first_chunk_colour_gain = 0;
     double first_chunk_direction_gain = 0;
+    std::vector<std::pair<double, double>> direction_gain_by_level;  // (chunk 0's t_in, gain)
   };
   auto heldout_loss = [&]() -> absl::StatusOr<Heldout> {
     at::NoGradGuard no_grad;
     at::Generator gen = at::detail::createCPUGenerator(7);
     double sum = 0, gain = 0, colour_gain = 0, first_colour_gain = 0, first_direction_gain = 0;
     int n = 0, n_gain = 0, n_first = 0;
+    std::vector<double> by_step(first_chunk_steps.size(), 0.0);
     for (size_t i = 0; i < heldout.size(); ++i) {
       const Clip& clip = heldout[i];
       const Clip miscaptioned{clip.latent, heldout[(i + 1) % heldout.size()].captions, {}};
@@ -346,11 +368,13 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
             MAGI_ASSIGN_OR_RETURN(at::Tensor recolour,
                                   StepLoss(dit, config, *plan, step, recoloured, noise, ctn, 0.0, 0.0, false));
             colour_gain += recolour.item<double>() - loss.item<double>();
-            if (std::find(first_chunk_steps.begin(), first_chunk_steps.end(), step) != first_chunk_steps.end()) {
+            const auto at = std::find(first_chunk_steps.begin(), first_chunk_steps.end(), step);
+            if (at != first_chunk_steps.end()) {
               first_colour_gain += recolour.item<double>() - loss.item<double>();
               MAGI_ASSIGN_OR_RETURN(at::Tensor turn,
                                     StepLoss(dit, config, *plan, step, turned, noise, ctn, 0.0, 0.0, false));
               first_direction_gain += turn.item<double>() - loss.item<double>();
+              by_step[static_cast<size_t>(at - first_chunk_steps.begin())] += turn.item<double>() - loss.item<double>();
               ++n_first;
             }
             ++n_gain;
@@ -358,8 +382,12 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         }
       }
     }
+    std::vector<std::pair<double, double>> by_level;
+    for (size_t k = 0; k < first_chunk_steps.size(); ++k) {
+      by_level.emplace_back(first_chunk_t[k], by_step[k] / static_cast<double>(heldout.size()));
+    }
     return Heldout{sum / n, gain / n_gain, colour_gain / n_gain, first_colour_gain / n_first,
-                   first_direction_gain / n_first};
+                   first_direction_gain / n_first, std::move(by_level)};
   };
 
   try {
@@ -420,7 +448,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
         const bool use_v2v = pick.Uniform() < o.v2v_fraction;
         s.plan = use_v2v ? &v2v : &t2v;
         if (!use_v2v && o.first_chunk_share > 0 && pick.Uniform() < o.first_chunk_share) {
-          s.step = first_chunk_steps[pick.Next() % first_chunk_steps.size()];
+          s.step = drawn_first_steps[pick.Next() % drawn_first_steps.size()];
         } else {
           s.step = static_cast<int>(pick.Next() % static_cast<uint64_t>(s.plan->num_forward_steps()));
         }
@@ -462,6 +490,7 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     result.colour_gain_after = after.colour_gain;
     result.first_chunk_colour_gain_after = after.first_chunk_colour_gain;
     result.first_chunk_direction_gain_after = after.first_chunk_direction_gain;
+    result.first_chunk_direction_gain_by_level = after.direction_gain_by_level;
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("DiT training failed: ", e.what()));
   }

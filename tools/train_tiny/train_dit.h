@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -94,6 +95,11 @@ struct DitTrainOptions {
   // colours, shapes and motions), a few of the plan's steps otherwise. 0: every t2v step
   // alike (and nothing more is drawn: the weights are as without the option).
   double first_chunk_share = 0;
+  // Those first-chunk steps only where chunk 0's noise level t_in (1 clean) is at most this:
+  // the noisy end of its denoising, where text-to-video decides an object's path. 1: all of
+  // them (and the weights are as without the option). A level below every step's is an
+  // InvalidArgument naming the levels there are.
+  double first_chunk_max_t = 1;
   // Each batch as pairs: sample 2k + 1 is sample 2k's scene mirrored left to right (every
   // object's x -> 1 - x and vx -> -vx, a scene of the same world: its walls are symmetric, and
   // its caption names the other direction), with the same plan step, noise and caption
@@ -138,6 +144,11 @@ struct DitTrainResult {
   // moves the objects whichever way the caption says.
   double first_chunk_direction_gain_before = 0;
   double first_chunk_direction_gain_after = 0;
+  // The direction gain after training, apart by noise level: one entry per first-chunk step
+  // of the t2v plan, in plan order, with chunk 0's noise level there (t_in, 1 clean). Where
+  // along the denoising a model reads the direction (text-to-video picks an object's path at
+  // the few steps where its place is neither pure noise nor already drawn).
+  std::vector<std::pair<double, double>> first_chunk_direction_gain_by_level;
   // With options.ema > 0: the last step's weights by checkpoint key (the model holds the
   // average) and their held-out loss. Empty and 0 otherwise.
   std::map<std::string, at::Tensor> raw_weights;

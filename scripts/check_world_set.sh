@@ -24,43 +24,8 @@ MAGI="$BUILD/client/magi"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-check_motion() {  # VIDEO COLOUR DIRECTION(+1 right, -1 left)
-  python3 - "$@" <<'PY'
-import subprocess, sys
-path, colour, direction = sys.argv[1], sys.argv[2], int(sys.argv[3])
-probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
-                        "-of", "csv=p=0", path], capture_output=True, text=True, check=True).stdout.split(",")
-w, h = int(probe[0]), int(probe[1])
-raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                     capture_output=True, check=True).stdout
-fb = w * h * 3
-n = len(raw) // fb
-def hit(r, g, b):  # the world's red (220, 40, 40) and blue (40, 80, 220), allowing for blur
-    if colour == "red": return r > g + 40 and r > b + 40
-    return b > r + 40 and b > g + 40
-xs = []
-for f in range(n):
-    fr = raw[f * fb:(f + 1) * fb]
-    cnt = sx = 0
-    for i in range(w * h):
-        if hit(fr[3 * i], fr[3 * i + 1], fr[3 * i + 2]):
-            cnt += 1; sx += i % w
-    if cnt >= 4: xs.append((f, sx / cnt))
-print(f"{path}: {n} frames {w}x{h}; {colour} blob in {len(xs)} frames; centroid x every 2nd frame of the first "
-      "half second:", " ".join(f"{x:.0f}" for f, x in xs if f < 12 and f % 2 == 0))
-if n != 96 or (w, h) != (64, 64): print("FAIL: want 96 frames at 64x64"); sys.exit(1)
-if len(xs) < n // 2: print(f"FAIL: the {colour} blob is in {len(xs)} of {n} frames (want >= {n // 2})"); sys.exit(1)
-first = [(f, x) for f, x in xs if f < 12]
-if len(first) < 8: print(f"FAIL: the {colour} blob is in {len(first)} of the first 12 frames (want >= 8)"); sys.exit(1)
-fm = sum(f for f, _ in first) / len(first); xm = sum(x for _, x in first) / len(first)
-slope = sum((f - fm) * (x - xm) for f, x in first) / sum((f - fm) ** 2 for f, _ in first)
-early = [x for f, x in first if f < 4]; late = [x for f, x in first if f >= 8]
-if not early or not late: print("FAIL: no blob in frames 0-3 or 8-11"); sys.exit(1)
-shift = sum(late) / len(late) - sum(early) / len(early)
-print(f"frames 0-11: slope {slope:.2f} px/frame, shift {shift:.1f} px from frames 0-3 to 8-11 "
-      f"(want the sign {direction:+d}, at least 3 px)")
-if slope * direction <= 0 or shift * direction < 3: print("FAIL: the blob does not move that way"); sys.exit(1)
-PY
+check_motion() {  # VIDEO COLOUR DIRECTION(+1 right, -1 left): scripts/blob_motion.py
+  python3 "$ROOT/scripts/blob_motion.py" "$@"
 }
 
 "$MAGI" generate --model_dir "$SET" --quiet --prompt "a red ball rolls to the right" --frames 96 --width 64 \

@@ -9,7 +9,8 @@
 # DiT with caption dropout and a moving average of the weights, on 4096 scenes for 20000
 # steps; both stored in float16 (an 18 MB set); then the eval (20 s). Run whole on AMD EPYC,
 # 2 cores, with the DiT's batches taken costliest first: "trained in 3512 s", 58.5 minutes
-# (VAE 11.8, DiT 46.6; fifteenth session, docs/training.md).
+# (VAE 11.8, DiT 46.6; fifteenth session, docs/training.md). On an Intel Xeon @ 2.80 GHz the
+# VAE took 16.2 minutes and the DiT's steps 0.17-0.20 s: about 80 minutes, estimated (sixteenth session).
 # Env: BUILD (default build), VAE_STEPS (2000), DIT_STEPS (20000), EVAL_SCENES (20), THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."

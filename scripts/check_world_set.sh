@@ -24,17 +24,13 @@ MAGI="$BUILD/client/magi"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-check_motion() {  # VIDEO COLOUR DIRECTION(+1 right, -1 left): scripts/blob_motion.py
-  python3 "$ROOT/scripts/blob_motion.py" "$@"
-}
-
 "$MAGI" generate --model_dir "$SET" --quiet --prompt "a red ball rolls to the right" --frames 96 --width 64 \
   --height 64 --output "$WORK/red.mp4"
 failed=0
-check_motion "$WORK/red.mp4" red 1 || failed=1
+python3 scripts/blob_motion.py "$WORK/red.mp4" red 1 || failed=1  # +1: right
 "$MAGI" generate --model_dir "$SET" --quiet --prompt "a blue ball rolls to the left" --frames 96 --width 64 \
   --height 64 --output "$WORK/blue.mp4"
-check_motion "$WORK/blue.mp4" blue -1 || failed=1
+python3 scripts/blob_motion.py "$WORK/blue.mp4" blue -1 || failed=1  # -1: left
 
 BUILD="$BUILD" SIZE=64 bash scripts/eval_physics.sh "$SET" 8 1 | tee "$WORK/eval.txt"
 python3 - "$WORK/eval.txt" <<'PY' || failed=1

@@ -194,6 +194,13 @@ Scene MakeScene(uint64_t seed) {
   return scene;
 }
 
+Scene MakeSingleObjectScene(uint64_t seed) {
+  for (uint64_t k = 1;; ++k) {
+    Scene scene = MakeScene(seed * 1000003ULL + k);
+    if (scene.objects.size() == 1) return scene;
+  }
+}
+
 Scene MirrorScene(const Scene& scene) {
   Scene mirrored = scene;
   for (ObjectState& o : mirrored.objects) {

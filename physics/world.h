@@ -104,6 +104,12 @@ struct Scene {
 // falls, is thrown or slides, placed without overlap.
 Scene MakeScene(uint64_t seed);
 
+// A scene of the world with exactly one object: the first of MakeScene(seed x 1000003 + k),
+// k = 1, 2, ..., that holds one object (about one in three does), so each single-object scene
+// is as likely as MakeScene makes it. Deterministic from seed. A caption then names one
+// colour, shape, motion and direction, with no other object's words to tell apart.
+Scene MakeSingleObjectScene(uint64_t seed);
+
 // The scene mirrored left to right: every object's x -> 1 - x and vx -> -vx. The world's walls
 // are symmetric, so it is a scene of the same world (its frames the original's flipped, up to
 // rounding), whose caption names the other direction for every object that moves sideways.

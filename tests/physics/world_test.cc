@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -216,6 +217,25 @@ TEST(WorldTest, CaptionsNameEveryObjectsColourAndShape) {
       }
     }
   }
+}
+
+// A single-object scene is the first one-object scene MakeScene draws from the seeds after
+// seed x 1000003, and over many seeds it holds every motion and both shapes.
+TEST(WorldTest, SingleObjectScenesAreTheWorldsOneObjectScenes) {
+  std::set<int> motions, shapes;
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    const Scene scene = MakeSingleObjectScene(seed);
+    ASSERT_EQ(scene.objects.size(), 1u) << "seed " << seed;
+    uint64_t k = 1;
+    while (MakeScene(seed * 1000003ULL + k).objects.size() != 1) ++k;
+    EXPECT_EQ(scene.seed, seed * 1000003ULL + k);
+    EXPECT_EQ(Caption(scene), Caption(MakeScene(scene.seed)));
+    EXPECT_EQ(Caption(MakeSingleObjectScene(seed)), Caption(scene));
+    motions.insert(static_cast<int>(scene.objects[0].motion));
+    shapes.insert(static_cast<int>(scene.objects[0].shape));
+  }
+  EXPECT_EQ(motions.size(), 3u);
+  EXPECT_EQ(shapes.size(), 2u);
 }
 
 TEST(WorldTest, MirroredSceneIsTheFlippedVideoWithTheDirectionsTurned) {

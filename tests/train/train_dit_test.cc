@@ -399,6 +399,25 @@ TEST_F(TrainDitTest, MirrorPairsTrainOnTheMirroredScenes) {
   ExpectRetrains(o);
 }
 
+// Single-object scenes replace the drawn share of the training scenes; the held-out scenes
+// stay the world's (the same loss before training), share 0 is the world's scenes bit for bit.
+TEST_F(TrainDitTest, SingleObjectShareTrainsOnSingleObjectScenes) {
+  DitTrainOptions o = Small(3);
+  Trained plain = Train(o);
+  o.single_object_share = 0.0;
+  Trained none = Train(o);
+  ASSERT_TRUE(plain.ok && none.ok);
+  for (const auto& [name, t] : plain.weights) EXPECT_TRUE(at::equal(t, none.weights.at(name))) << name;
+  o.single_object_share = 1.0;
+  ExpectRetrains(o);
+  auto runner = ModelJobRunner::Load((dir_ / "set").string());
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  o.single_object_share = -0.5;
+  auto r = TrainDit(**runner, o);
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find("single_object_share must be in [0, 1]"), std::string::npos) << r.status();
+}
+
 TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
   DitTrainOptions o = Small(3);
   o.caption_dropout = 1.0;

@@ -76,9 +76,18 @@ absl::Status CheckOptions(const ModelJobRunner& runner, const DitTrainOptions& o
   return absl::OkStatus();
 }
 
+// Whether training scene `scene_seed` is drawn from the world's single-object scenes
+// (DitTrainOptions::single_object_share): a uniform draw of its own seed, so the choice of one
+// scene does not depend on the others, and share 0 leaves every scene the world's.
+bool IsSingleObjectScene(uint64_t scene_seed, double share) {
+  if (share <= 0) return false;
+  physics::SplitMix64 draw(scene_seed ^ 0x51A6'1E0B'1EC7'5EEDULL);
+  return draw.Uniform() < share;
+}
+
 absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks,
-                              bool recolour = false, bool mirror = false) {
-  Scene scene = MakeScene(scene_seed);
+                              bool recolour = false, bool mirror = false, bool single_object = false) {
+  Scene scene = single_object ? physics::MakeSingleObjectScene(scene_seed) : MakeScene(scene_seed);
   if (mirror) scene = MirrorScene(scene);
   const int frames = chunks * runner.frames_per_chunk();
   MAGI_ASSIGN_OR_RETURN(std::vector<physics::RenderedFrame> rendered, RenderScene(scene, size, frames));
@@ -181,6 +190,7 @@ absl::Status CheckDitTrainOptions(const DitTrainOptions& o, int frames_per_chunk
   MAGI_RETURN_IF_ERROR(range("caption_dropout", o.caption_dropout, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("first_chunk_share", o.first_chunk_share, 0.0, 1.0));
   MAGI_RETURN_IF_ERROR(range("first_chunk_max_t", o.first_chunk_max_t, 0.0, 1.0));
+  MAGI_RETURN_IF_ERROR(range("single_object_share", o.single_object_share, 0.0, 1.0));
   if (o.mirror_pairs && o.batch % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("DiT training: batch must be even with mirror_pairs (a scene and its mirror), got ", o.batch));
@@ -311,11 +321,14 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
   // Data: every training scene encoded once; the held-out ones too.
   std::vector<Clip> clips, heldout, mirrored;
   for (int i = 0; i < o.scenes; ++i) {
-    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, (o.seed << 32) + static_cast<uint64_t>(i), o.size, o.chunks));
+    const uint64_t scene_seed = (o.seed << 32) + static_cast<uint64_t>(i);
+    const bool single = IsSingleObjectScene(scene_seed, o.single_object_share);
+    MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, scene_seed, o.size, o.chunks, /*recolour=*/false,
+                                           /*mirror=*/false, single));
     clips.push_back(std::move(c));
     if (o.mirror_pairs) {
-      MAGI_ASSIGN_OR_RETURN(Clip m, MakeClip(runner, (o.seed << 32) + static_cast<uint64_t>(i), o.size, o.chunks,
-                                             /*recolour=*/false, /*mirror=*/true));
+      MAGI_ASSIGN_OR_RETURN(Clip m, MakeClip(runner, scene_seed, o.size, o.chunks, /*recolour=*/false,
+                                             /*mirror=*/true, single));
       mirrored.push_back(std::move(m));
     }
   }

@@ -106,6 +106,13 @@ struct DitTrainOptions {
   // dropout, so that the direction word is all that tells the pair's targets apart. Needs an
   // even batch; every training scene is encoded twice. false: as without the option.
   bool mirror_pairs = false;
+  // The share of training scenes drawn from the world's single-object scenes
+  // (physics::MakeSingleObjectScene of the scene's seed), each scene chosen by a draw of its
+  // own seed: their captions name one colour, shape, motion and direction, with no other
+  // object's words to tell apart, so what a direction word says is all in one object's path.
+  // The held-out scenes stay the world's. 0: every scene the world's (the weights are as
+  // without the option); 1: every one single-object.
+  double single_object_share = 0;
   // Samples of a batch computed at once, each on its own thread with one ATen thread
   // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
   // order and their gradients summed in batch order.

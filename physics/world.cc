@@ -235,6 +235,15 @@ std::string Caption(const Scene& scene) {
   return absl::StrJoin(clauses, " and ");
 }
 
+std::string CaptionAtFrame(const Scene& scene, int frame) {
+  Scene now = scene;
+  now.objects = Simulate(scene, std::max(frame, 0) + 1).back();
+  for (size_t k = 0; k < now.objects.size(); ++k) {
+    if (now.objects[k].vx == 0.0) now.objects[k].vx = scene.objects[k].vx;
+  }
+  return Caption(now);
+}
+
 void StepFrame(std::vector<ObjectState>& objects) {
   for (int s = 0; s < kSubstepsPerFrame; ++s) {
     for (ObjectState& o : objects) {

@@ -119,6 +119,12 @@ Scene MirrorScene(const Scene& scene);
 // "a red ball falls and bounces to the right and a blue box slides left".
 std::string Caption(const Scene& scene);
 
+// The caption of the scene as it is at `frame` (>= 0): Caption of its objects' simulated states
+// there, so that each direction word names the way the object moves at that frame (after a
+// bounce off a wall, the other way). A sideways mover that has come to rest (a box stopped by
+// friction) keeps the direction it set off in.
+std::string CaptionAtFrame(const Scene& scene, int frame);
+
 // Advances every object by one frame (1 / kFps s in kSubstepsPerFrame substeps).
 void StepFrame(std::vector<ObjectState>& objects);
 

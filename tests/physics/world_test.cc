@@ -238,6 +238,36 @@ TEST(WorldTest, SingleObjectScenesAreTheWorldsOneObjectScenes) {
   EXPECT_EQ(shapes.size(), 2u);
 }
 
+// A chunk's caption names the way each object moves at that frame: a ball rolling into the
+// right wall rolls to the left after it; a box that friction has stopped keeps its direction.
+TEST(WorldTest, CaptionAtFrameNamesTheWayObjectsMoveThen) {
+  ObjectState ball;
+  ball.shape = Shape::kBall;
+  ball.colour = 0;  // red
+  ball.motion = Motion::kSlide;
+  ball.half_w = ball.half_h = 0.08;
+  ball.x = 0.8;
+  ball.y = 1.0 - ball.half_h;
+  ball.vx = 0.5;  // reaches the right wall after 0.24 s
+  Scene rolling;
+  rolling.objects = {ball};
+  EXPECT_EQ(CaptionAtFrame(rolling, 0), Caption(rolling));
+  EXPECT_EQ(CaptionAtFrame(rolling, 0), "a red ball rolls to the right");
+  EXPECT_LT(Simulate(rolling, 25)[24][0].vx, 0.0);
+  EXPECT_EQ(CaptionAtFrame(rolling, 24), "a red ball rolls to the left");
+
+  ObjectState box = ball;
+  box.shape = Shape::kBox;
+  box.colour = 2;  // blue
+  box.x = 0.3;
+  box.vx = 0.3;  // friction 0.1 x gravity 2.5: at rest after 1.2 s, at x 0.48
+  Scene sliding;
+  sliding.objects = {box};
+  EXPECT_EQ(Simulate(sliding, 49)[48][0].vx, 0.0);
+  EXPECT_EQ(CaptionAtFrame(sliding, 48), "a blue box slides right");
+  EXPECT_EQ(CaptionAtFrame(sliding, 48), CaptionAtFrame(sliding, 0));
+}
+
 TEST(WorldTest, MirroredSceneIsTheFlippedVideoWithTheDirectionsTurned) {
   int sideways = 0;
   for (uint64_t seed = 0; seed < 20; ++seed) {

@@ -418,6 +418,19 @@ TEST_F(TrainDitTest, SingleObjectShareTrainsOnSingleObjectScenes) {
   EXPECT_NE(r.status().message().find("single_object_share must be in [0, 1]"), std::string::npos) << r.status();
 }
 
+// Captions per chunk change the later chunks' rows of the scenes whose objects have turned
+// (bounced) by then, so training reads other captions and writes other weights.
+TEST_F(TrainDitTest, ChunkCaptionsTrainOnEachChunksOwnCaption) {
+  DitTrainOptions o = Small(6);
+  Trained first = Train(o);
+  o.chunk_captions = true;
+  Trained per_chunk = Train(o);
+  ASSERT_TRUE(first.ok && per_chunk.ok);
+  int differ = 0;
+  for (const auto& [name, t] : first.weights) differ += at::equal(t, per_chunk.weights.at(name)) ? 0 : 1;
+  EXPECT_GT(differ, static_cast<int>(first.weights.size()) / 2);
+}
+
 TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {
   DitTrainOptions o = Small(3);
   o.caption_dropout = 1.0;

@@ -11,7 +11,7 @@
 // the loss as it goes and the held-out reconstruction error before and after.
 //
 //   magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N]
-//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--single_object_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
+//                       [--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--single_object_share P] [--chunk_captions] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S]
 //                       [--layers N] [--name NAME] [--threads N] [--log_every N]
 //
 // `dit`: a whole model set in --out (MAGI-1's layouts: config.json, dit/, t5/, vae/,
@@ -93,6 +93,9 @@ ABSL_FLAG(double, single_object_share, 0,
           "dit: the share of training scenes drawn from the world's single-object scenes (each chosen by a draw "
           "of its own seed; their captions name one object's colour, shape, motion and direction), in [0, 1]; "
           "the held-out scenes stay the world's; 0: none");
+ABSL_FLAG(bool, chunk_captions, false,
+          "dit: caption each chunk as the scene is at its first frame (a direction word names the way an "
+          "object moves in that chunk, the other way after a bounce); without it every chunk gets the first caption");
 ABSL_FLAG(bool, mirror_pairs, false,
           "dit: train each batch as pairs of a scene and its mirror image (its caption's left and right "
           "swapped) with the same noise; needs an even --batch");
@@ -181,7 +184,7 @@ int main(int argc, char** argv) {
                  "usage: magi-train-tiny vae --out DIR [--init DIR] [--steps N] [--batch N] [--frames N] [--size N] "
                  "[--lr X] [--kl_weight X] [--decoder_only] [--latent_noise X [--latent_noise_relative]] [--colour_anchor W] [--posterior_mean] [--embed N] [--layers N] [--store_dtype D] [--seed S] [--threads N] [--log_every N]\n"
                  "       magi-train-tiny dit --out DIR (--vae DIR | --init DIR) [--steps N] [--batch N] [--size N] "
-                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--single_object_share P] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
+                 "[--chunks N] [--scenes N] [--lr X] [--v2v_fraction X] [--late_weight X] [--object_weight X] [--ema D] [--caption_dropout P] [--first_chunk_share P [--first_chunk_max_t T]] [--mirror_pairs] [--single_object_share P] [--chunk_captions] [--cfg_number N] [--heldout N] [--store_dtype D] [--seed S] [--layers N] [--name NAME] "
                  "[--threads N] "
                  "[--log_every N]\n"
                  "       magi-train-tiny roundtrip --vae DIR --out DIR [--scenes N] [--seed S] [--size N] [--latent_noise X] "
@@ -429,6 +432,7 @@ absl::Status TrainSet(const fs::path& dir, const magi::DitTrainOptions& o, at::S
                       {"first_chunk_max_t", o.first_chunk_max_t},
                       {"mirror_pairs", o.mirror_pairs},
                       {"single_object_share", o.single_object_share},
+                      {"chunk_captions", o.chunk_captions},
                       {"cfg_number", runner->config().runtime.cfg_number},
                       {"heldout_scenes", o.heldout_scenes},
                       {"seed", o.seed},
@@ -490,6 +494,7 @@ int RunDit(const std::string& out, int log_every) {
   o.first_chunk_max_t = absl::GetFlag(FLAGS_first_chunk_max_t);
   o.mirror_pairs = absl::GetFlag(FLAGS_mirror_pairs);
   o.single_object_share = absl::GetFlag(FLAGS_single_object_share);
+  o.chunk_captions = absl::GetFlag(FLAGS_chunk_captions);
   o.heldout_scenes = absl::GetFlag(FLAGS_heldout);
   for (const char* flag : {"--init", "--vae"}) {
     const std::string dir = flag[2] == 'i' ? absl::GetFlag(FLAGS_init) : absl::GetFlag(FLAGS_vae);

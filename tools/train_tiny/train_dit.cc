@@ -85,8 +85,24 @@ bool IsSingleObjectScene(uint64_t scene_seed, double share) {
   return draw.Uniform() < share;
 }
 
+// The caption rows of `scene` on `chunks` chunks: its first caption on every chunk, or with
+// `per_chunk` each chunk's own (the scene as it is at the chunk's first frame).
+absl::StatusOr<ChunkCaptions> SceneCaptions(const ModelJobRunner& runner, const Scene& scene, int chunks,
+                                            bool per_chunk) {
+  MAGI_ASSIGN_OR_RETURN(ChunkCaptions all, runner.Captions(physics::Caption(scene), chunks, 0));
+  if (!per_chunk) return all;
+  for (int k = 1; k < chunks; ++k) {
+    MAGI_ASSIGN_OR_RETURN(ChunkCaptions at_k, runner.Captions(physics::CaptionAtFrame(scene, k * runner.frames_per_chunk()),
+                                                             chunks, 0));
+    all.text_rows[static_cast<size_t>(k)] = at_k.text_rows[static_cast<size_t>(k)];
+    all.text_masks[static_cast<size_t>(k)] = at_k.text_masks[static_cast<size_t>(k)];
+  }
+  return all;
+}
+
 absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed, int size, int chunks,
-                              bool recolour = false, bool mirror = false, bool single_object = false) {
+                              bool recolour = false, bool mirror = false, bool single_object = false,
+                              bool per_chunk = false) {
   Scene scene = single_object ? physics::MakeSingleObjectScene(scene_seed) : MakeScene(scene_seed);
   if (mirror) scene = MirrorScene(scene);
   const int frames = chunks * runner.frames_per_chunk();
@@ -101,15 +117,14 @@ absl::StatusOr<Clip> MakeClip(const ModelJobRunner& runner, uint64_t scene_seed,
   clip.latent = z.to(at::kFloat).contiguous();
   MAGI_ASSIGN_OR_RETURN(clip.objects,
                         LatentObjectShare(rendered, clip.latent.size(2), clip.latent.size(3), clip.latent.size(4)));
-  MAGI_ASSIGN_OR_RETURN(ChunkCaptions captions, runner.Captions(physics::Caption(scene), chunks, 0));
-  clip.captions = std::move(captions);
+  MAGI_ASSIGN_OR_RETURN(clip.captions, SceneCaptions(runner, scene, chunks, per_chunk));
   if (recolour) {
     Scene other = scene;
     const int colours = static_cast<int>(physics::Palette().size());
     for (physics::ObjectState& obj : other.objects) obj.colour = (obj.colour + 1) % colours;
-    MAGI_ASSIGN_OR_RETURN(clip.recoloured, runner.Captions(physics::Caption(other), chunks, 0));
+    MAGI_ASSIGN_OR_RETURN(clip.recoloured, SceneCaptions(runner, other, chunks, per_chunk));
     // The caption turned: the mirror's (a caption names no positions, only the directions).
-    MAGI_ASSIGN_OR_RETURN(clip.turned, runner.Captions(physics::Caption(MirrorScene(scene)), chunks, 0));
+    MAGI_ASSIGN_OR_RETURN(clip.turned, SceneCaptions(runner, MirrorScene(scene), chunks, per_chunk));
   }
   return clip;
 }
@@ -324,17 +339,18 @@ absl::StatusOr<DitTrainResult> TrainDit(const ModelJobRunner& runner, const DitT
     const uint64_t scene_seed = (o.seed << 32) + static_cast<uint64_t>(i);
     const bool single = IsSingleObjectScene(scene_seed, o.single_object_share);
     MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, scene_seed, o.size, o.chunks, /*recolour=*/false,
-                                           /*mirror=*/false, single));
+                                           /*mirror=*/false, single, o.chunk_captions));
     clips.push_back(std::move(c));
     if (o.mirror_pairs) {
       MAGI_ASSIGN_OR_RETURN(Clip m, MakeClip(runner, scene_seed, o.size, o.chunks, /*recolour=*/false,
-                                             /*mirror=*/true, single));
+                                             /*mirror=*/true, single, o.chunk_captions));
       mirrored.push_back(std::move(m));
     }
   }
   for (int i = 0; i < o.heldout_scenes; ++i) {
     MAGI_ASSIGN_OR_RETURN(Clip c, MakeClip(runner, kHeldoutBase + static_cast<uint64_t>(i), o.size, o.chunks,
-                                           /*recolour=*/true));
+                                           /*recolour=*/true, /*mirror=*/false, /*single_object=*/false,
+                                           o.chunk_captions));
     heldout.push_back(std::move(c));
   }
   {

@@ -113,6 +113,11 @@ struct DitTrainOptions {
   // The held-out scenes stay the world's. 0: every scene the world's (the weights are as
   // without the option); 1: every one single-object.
   double single_object_share = 0;
+  // Each chunk captioned as the scene is at its first frame (physics::CaptionAtFrame): a
+  // direction word then names the way the object moves in that chunk. Without it every chunk
+  // gets the scene's first caption, whose directions are wrong after a bounce off a wall, so
+  // in later chunks a direction word is about as often wrong as right. Held-out scenes alike.
+  bool chunk_captions = false;
   // Samples of a batch computed at once, each on its own thread with one ATen thread
   // (batch_gradient.h). Any count gives bit-equal weights: the samples are drawn in batch
   // order and their gradients summed in batch order.

@@ -232,7 +232,10 @@ absl::Status RunEvalCommand(const Args& a) {
       if (!ctx.ok()) return ctx.status();
       const std::string base = absl::StrCat(it->second, "/scene_", i);
       if (absl::Status s = WriteMp4File(base + "_context.mp4", *ctx, enc); !s.ok()) return s;
-      if (absl::Status s = WriteText(base + ".txt", Caption(scene) + "\n"); !s.ok()) return s;
+      // The caption of the scene as the context ends: its directions the ways the objects move
+      // in the last context frame (what the context shows), not where they set off.
+      if (absl::Status s = WriteText(base + ".txt", CaptionAtFrame(scene, o.context_frames - 1) + "\n"); !s.ok())
+        return s;
       // The scene's own seed: `magi-physics scene --seed N` renders the whole scene.
       if (absl::Status s = WriteText(base + ".seed", absl::StrCat(scene.seed, "\n")); !s.ok())
         return s;

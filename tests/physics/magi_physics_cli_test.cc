@@ -89,8 +89,9 @@ TEST_F(CliTest, EvalScoresGeneratedFoldersAndMp4s) {
   for (int i = 0; i < 3; ++i) {
     const std::string seed = ReadText((ctx / absl::StrCat("scene_", i, ".seed")).string());
     ASSERT_EQ(seed, absl::StrCat(EvalSceneSeed(5, i), "\n"));
+    // The caption of the scene as the context ends (frame 11 of 12).
     EXPECT_EQ(ReadText((ctx / absl::StrCat("scene_", i, ".txt")).string()),
-              Caption(MakeScene(EvalSceneSeed(5, i))) + "\n");
+              CaptionAtFrame(MakeScene(EvalSceneSeed(5, i)), 11) + "\n");
     EXPECT_TRUE(fs::is_regular_file(ctx / absl::StrCat("scene_", i, "_context.mp4")));
     // The true continuation as a frame folder...
     absl::StatusOr<std::vector<RgbFrame>> all =

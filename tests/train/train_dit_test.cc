@@ -92,14 +92,19 @@ class TrainDitTest : public ::testing::Test {
   // An option that changes only what is trained: from the same start and draws, the held-out
   // loss before training is the same figure, and most trained weights differ from the plain
   // run's.
+  // How many of a's weights differ from b's (by name).
+  static int Differing(const Trained& a, const Trained& b) {
+    int differ = 0;
+    for (const auto& [name, t] : a.weights) differ += at::equal(t, b.weights.at(name)) ? 0 : 1;
+    return differ;
+  }
+
   void ExpectRetrains(const DitTrainOptions& changed) {
     Trained plain = Train(Small(changed.steps));
     Trained other = Train(changed);
     ASSERT_TRUE(plain.ok && other.ok);
     EXPECT_EQ(plain.result.heldout_loss_before, other.result.heldout_loss_before);
-    int differ = 0;
-    for (const auto& [name, t] : plain.weights) differ += at::equal(t, other.weights.at(name)) ? 0 : 1;
-    EXPECT_GT(differ, static_cast<int>(plain.weights.size()) / 2);
+    EXPECT_GT(Differing(plain, other), static_cast<int>(plain.weights.size()) / 2);
   }
 
   fs::path dir_;
@@ -426,9 +431,7 @@ TEST_F(TrainDitTest, ChunkCaptionsTrainOnEachChunksOwnCaption) {
   o.chunk_captions = true;
   Trained per_chunk = Train(o);
   ASSERT_TRUE(first.ok && per_chunk.ok);
-  int differ = 0;
-  for (const auto& [name, t] : first.weights) differ += at::equal(t, per_chunk.weights.at(name)) ? 0 : 1;
-  EXPECT_GT(differ, static_cast<int>(first.weights.size()) / 2);
+  EXPECT_GT(Differing(first, per_chunk), static_cast<int>(first.weights.size()) / 2);
 }
 
 TEST_F(TrainDitTest, CaptionDropoutTrainsTheNullCaptionPass) {

@@ -86,14 +86,17 @@ bool IsSingleObjectScene(uint64_t scene_seed, double share) {
 }
 
 // The caption rows of `scene` on `chunks` chunks: its first caption on every chunk, or with
-// `per_chunk` each chunk's own (the scene as it is at the chunk's first frame).
+// `per_chunk` each chunk's own (the scene as it is at the chunk's first frame). A chunk whose
+// caption is the first one keeps its row: only captions that differ go through the T5 again.
 absl::StatusOr<ChunkCaptions> SceneCaptions(const ModelJobRunner& runner, const Scene& scene, int chunks,
                                             bool per_chunk) {
-  MAGI_ASSIGN_OR_RETURN(ChunkCaptions all, runner.Captions(physics::Caption(scene), chunks, 0));
+  const std::string first = physics::Caption(scene);
+  MAGI_ASSIGN_OR_RETURN(ChunkCaptions all, runner.Captions(first, chunks, 0));
   if (!per_chunk) return all;
   for (int k = 1; k < chunks; ++k) {
-    MAGI_ASSIGN_OR_RETURN(ChunkCaptions at_k, runner.Captions(physics::CaptionAtFrame(scene, k * runner.frames_per_chunk()),
-                                                             chunks, 0));
+    const std::string caption = physics::CaptionAtFrame(scene, k * runner.frames_per_chunk());
+    if (caption == first) continue;
+    MAGI_ASSIGN_OR_RETURN(ChunkCaptions at_k, runner.Captions(caption, chunks, 0));
     all.text_rows[static_cast<size_t>(k)] = at_k.text_rows[static_cast<size_t>(k)];
     all.text_masks[static_cast<size_t>(k)] = at_k.text_masks[static_cast<size_t>(k)];
   }
